@@ -1,0 +1,50 @@
+# tributary: PGXS build, tests and demo.
+#
+#   make            build the extension
+#   make install    install it into the PostgreSQL found by PG_CONFIG
+#   make test       bootstrap, build, install, run every test (pg_regress, pgTAP, integration)
+#   make demo       bootstrap, build, install, run the demo on a private cluster
+
+MODULE_big = tributary
+OBJS = \
+	src/tributary.o \
+	src/shmem.o \
+	src/catalog.o \
+	src/options.o \
+	src/api.o \
+	src/ingest.o \
+	src/deadletter.o \
+	src/formats/format.o \
+	src/formats/json.o \
+	src/formats/csv.o \
+	src/launcher.o \
+	src/worker.o
+
+# Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
+# sends DATA to share/extension as an extension's files.
+MODULEDIR = extension
+DATA = control/tributary.control $(wildcard control/tributary--*.sql)
+
+REGRESS = setup api errors ingest formats dead_letters privileges upgrade
+REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-sign-compare -Wno-missing-field-initializers
+SHLIB_LINK =
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo bootstrap format
+bootstrap:
+	bash tools/bootstrap.sh
+
+test:
+	bash test/run.sh
+
+demo:
+	bash tools/demo.sh
+
+format:
+	clang-format -i src/*.c src/*.h src/*/*.c src/*/*.h

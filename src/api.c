@@ -1,0 +1,363 @@
+/*
+ * api.c
+ *		The SQL-callable functions: create_stream, alter_stream, start, stop, drop_stream,
+ *		ingest (text, bytea, jsonb; one message or an array) and replay_dead_letters.
+ *
+ * Every function checks everything before it writes anything, so a bad call changes
+ * nothing. Catalog writes run as the extension's owner (catalog.c); rows reach the target
+ * table as the calling user, who needs INSERT on it. Lifecycle changes wake the launcher
+ * when their transaction commits.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "catalog.h"
+#include "deadletter.h"
+#include "ingest.h"
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(tributary_create_stream);
+PG_FUNCTION_INFO_V1(tributary_alter_stream);
+PG_FUNCTION_INFO_V1(tributary_start);
+PG_FUNCTION_INFO_V1(tributary_stop);
+PG_FUNCTION_INFO_V1(tributary_drop_stream);
+PG_FUNCTION_INFO_V1(tributary_ingest);
+PG_FUNCTION_INFO_V1(tributary_replay_dead_letters);
+
+static char *
+TribArgText(FunctionCallInfo fcinfo, int arg, const char *what)
+{
+	if (PG_ARGISNULL(arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what),
+				 errhint("Pass a value for %s.", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(arg));
+}
+
+static TribSource
+TribParseSource(const char *source)
+{
+	if (strcmp(source, "local") == 0)
+		return TRIB_SOURCE_LOCAL;
+	if (strcmp(source, "kafka") == 0)
+		return TRIB_SOURCE_KAFKA;
+	if (strcmp(source, "redis") == 0)
+		return TRIB_SOURCE_REDIS;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown source \"%s\"", source),
+			 errhint("Use one of: kafka, redis, local.")));
+	return TRIB_SOURCE_LOCAL;	/* keep compiler quiet */
+}
+
+/* Load a stream for a lifecycle change: locked, and only for those allowed to manage it. */
+static StreamDef *
+TribStreamForChange(const char *name, const char *function, const char *action, bool missing_ok)
+{
+	StreamDef  *def;
+
+	PreventCommandIfReadOnly(psprintf("tributary.%s", function));
+	def = TribStreamLoad(name, missing_ok, true);
+	if (def != NULL)
+		TribCheckMayManage(def->target, name, action);
+	return def;
+}
+
+/*
+ * create_stream(name, target, source, options, key, event_time, enabled)
+ */
+Datum
+tributary_create_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	char	   *source_name;
+	StreamDef	def = {0};
+	Oid			types[8] = {TEXTOID, OIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, BOOLOID, OIDOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+
+	TribCheckStreamName(name);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target must not be null"),
+				 errhint("Pass the target table, for example 'public.events'::regclass.")));
+	source_name = TribArgText(fcinfo, 2, "source");
+	PreventCommandIfReadOnly("tributary.create_stream");
+
+	def.name = name;
+	def.target = PG_GETARG_OID(1);
+	def.source = TribParseSource(source_name);
+	def.options = PG_ARGISNULL(3) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+		: PG_GETARG_JSONB_P(3);
+	def.key_column = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	def.event_time_column = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	def.enabled = PG_ARGISNULL(6) ? true : PG_GETARG_BOOL(6);
+
+	TribCheckTarget(def.target);
+	TribCheckMayManage(def.target, name, "create");
+	if (TribStreamLoad(name, true, false) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("stream \"%s\" already exists", name),
+				 errhint("Choose another name, or change the existing stream with tributary.alter_stream().")));
+	TribStreamResolveOptions(&def);
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(def.target);
+	values[2] = CStringGetTextDatum(source_name);
+	values[3] = JsonbPGetDatum(def.options);
+	values[4] = def.key_column ? CStringGetTextDatum(def.key_column) : (Datum) 0;
+	nulls[4] = def.key_column ? ' ' : 'n';
+	values[5] = def.event_time_column ? CStringGetTextDatum(def.event_time_column) : (Datum) 0;
+	nulls[5] = def.event_time_column ? ' ' : 'n';
+	values[6] = BoolGetDatum(def.enabled);
+	values[7] = ObjectIdGetDatum(GetUserId());
+	TribCatalogExecute("INSERT INTO tributary.stream_catalog "
+					   "(name, target, source, options, key_column, event_time_column, enabled, owner) "
+					   "VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6, $7, $8::pg_catalog.regrole)",
+					   8, types, values, nulls);
+	TribWakeLauncherAtCommit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * alter_stream(name, options): merge options into the stream's (a null value removes a
+ * key), validate the result, and bump config_version so a running worker reloads.
+ */
+Datum
+tributary_alter_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	StreamDef  *def;
+	Datum		merged;
+	Oid			types[2] = {INT4OID, JSONBOID};
+	Datum		values[2];
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("options must not be null"),
+				 errhint("Pass a JSON object with the options to change; a key set to null removes it.")));
+	def = TribStreamForChange(name, "alter_stream", "alter", false);
+	if (!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(1)) || JB_ROOT_IS_SCALAR(PG_GETARG_JSONB_P(1)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options of stream \"%s\" must be a JSON object", name),
+				 errhint("For example '{\"batch_size\": 500}'.")));
+	merged = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(def->options), PG_GETARG_DATUM(1));
+	merged = DirectFunctionCall1(jsonb_strip_nulls, merged);
+	def->options = DatumGetJsonbP(merged);
+	TribStreamResolveOptions(def);
+
+	values[0] = Int32GetDatum(def->id);
+	values[1] = merged;
+	TribCatalogExecute("UPDATE tributary.stream_catalog SET options = $2, "
+					   "config_version = config_version + 1 WHERE id = $1",
+					   2, types, values, NULL);
+	TribWakeLauncherAtCommit();
+	PG_RETURN_VOID();
+}
+
+static void
+TribSetEnabled(FunctionCallInfo fcinfo, bool enabled)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	StreamDef  *def = TribStreamForChange(name, enabled ? "start" : "stop",
+										   enabled ? "start" : "stop", false);
+	Oid			types[2] = {INT4OID, BOOLOID};
+	Datum		values[2] = {Int32GetDatum(def->id), BoolGetDatum(enabled)};
+
+	if (enabled)
+		TribStreamResolveOptions(def);
+	TribCatalogExecute(enabled ?
+					   "UPDATE tributary.stream_catalog SET enabled = $2, last_error = NULL, "
+					   "last_error_at = NULL WHERE id = $1" :
+					   "UPDATE tributary.stream_catalog SET enabled = $2 WHERE id = $1",
+					   2, types, values, NULL);
+	TribWakeLauncherAtCommit();
+}
+
+Datum
+tributary_start(PG_FUNCTION_ARGS)
+{
+	TribSetEnabled(fcinfo, true);
+	PG_RETURN_VOID();
+}
+
+Datum
+tributary_stop(PG_FUNCTION_ARGS)
+{
+	TribSetEnabled(fcinfo, false);
+	PG_RETURN_VOID();
+}
+
+/* drop_stream(name, if_exists): removes the stream, its offsets and its dead letters. */
+Datum
+tributary_drop_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	StreamDef  *def = TribStreamForChange(name, "drop_stream", "drop", if_exists);
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+
+	if (def == NULL)
+	{
+		ereport(NOTICE,
+				(errmsg("stream \"%s\" does not exist, skipping", name)));
+		PG_RETURN_VOID();
+	}
+	values[0] = Int32GetDatum(def->id);
+	TribCatalogExecute("DELETE FROM tributary.stream_catalog WHERE id = $1", 1, types, values, NULL);
+	TribStatsForgetAtCommit(def->id);
+	TribWakeLauncherAtCommit();
+	PG_RETURN_VOID();
+}
+
+/* Which payload types a format takes: jsonb only makes sense for json. */
+static void
+TribCheckPayloadType(StreamDef *def, Oid type)
+{
+	if (type == TEXTOID || type == BYTEAOID)
+		return;
+	if (type == JSONBOID && def->format == TRIB_FORMAT_JSON)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("stream \"%s\" with format %s cannot take a %s payload",
+					def->name, TribFormatName(def->format), format_type_be(type)),
+			 errhint("Pass the payload as text or bytea%s.",
+					 def->format == TRIB_FORMAT_JSON ? " or jsonb" : "")));
+}
+
+/* One payload datum as a message; the bytes stay where they are. */
+static void
+TribPayloadToMessage(Datum payload, Oid type, TribMessage *msg)
+{
+	if (type == JSONBOID)
+	{
+		Jsonb	   *jb = DatumGetJsonbP(payload);
+		char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+		msg->data = text;
+		msg->len = strlen(text);
+	}
+	else
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(payload);
+
+		msg->data = VARDATA_ANY(v);
+		msg->len = VARSIZE_ANY_EXHDR(v);
+	}
+	msg->partition = -1;
+	msg->offset = -1;
+}
+
+static Datum
+TribIngestResult(FunctionCallInfo fcinfo, TribBatchCounts *counts)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "tributary: return type must be a row type");
+	values[0] = Int64GetDatum(counts->messages - counts->dead);
+	values[1] = Int64GetDatum(counts->dead);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+}
+
+/*
+ * ingest(name, payload) and ingest(name, payloads[]): push messages through the same
+ * path as a broker's, in the caller's transaction. Returns (accepted, dead_lettered).
+ */
+Datum
+tributary_ingest(PG_FUNCTION_ARGS)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	Oid			elemtype = get_element_type(argtype);
+	StreamDef  *def;
+	TribMessage *msgs;
+	TribMessageResult *results;
+	TribBatchCounts counts;
+	int			nmsgs;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be null"),
+				 errhint("A message needs a payload; send an empty string for an empty message.")));
+	PreventCommandIfReadOnly("tributary.ingest");
+	def = TribStreamLoad(name, false, false);
+	if (!def->enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" is stopped", name),
+				 errhint("Start it with SELECT tributary.start('%s').", name)));
+	TribStreamResolveOptions(def);
+	TribCheckPayloadType(def, OidIsValid(elemtype) ? elemtype : argtype);
+	TribCheckMayInsert(def, GetUserId());
+
+	if (OidIsValid(elemtype))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+		Datum	   *elems;
+		bool	   *elemnulls;
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+		deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &elemnulls, &nmsgs);
+		for (int i = 0; i < nmsgs; i++)
+			if (elemnulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("payload %d of the array is null", i + 1),
+						 errhint("Remove null elements; send an empty string for an empty message.")));
+		msgs = palloc(sizeof(TribMessage) * Max(nmsgs, 1));
+		for (int i = 0; i < nmsgs; i++)
+			TribPayloadToMessage(elems[i], elemtype, &msgs[i]);
+	}
+	else
+	{
+		nmsgs = 1;
+		msgs = palloc(sizeof(TribMessage));
+		TribPayloadToMessage(PG_GETARG_DATUM(1), argtype, &msgs[0]);
+	}
+
+	results = palloc0(sizeof(TribMessageResult) * Max(nmsgs, 1));
+	TribIngestBatch(def, msgs, nmsgs, results, &counts);
+	TribDeadLettersWrite(def, msgs, results, nmsgs);
+	TribStatsAddAtCommit(def->id, counts.messages, counts.rows, counts.dead, counts.bytes);
+	PG_RETURN_DATUM(TribIngestResult(fcinfo, &counts));
+}
+
+/* replay_dead_letters(name): retry the stream's dead letters; returns (accepted, dead_lettered). */
+Datum
+tributary_replay_dead_letters(PG_FUNCTION_ARGS)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	StreamDef  *def = TribStreamForChange(name, "replay_dead_letters",
+										   "replay dead letters of", false);
+	TribBatchCounts counts;
+
+	TribStreamResolveOptions(def);
+	TribCheckMayInsert(def, GetUserId());
+	TribDeadLettersReplay(def, &counts);
+	TribStatsAddAtCommit(def->id, 0, counts.rows, 0, 0);
+	PG_RETURN_DATUM(TribIngestResult(fcinfo, &counts));
+}

@@ -1,0 +1,274 @@
+/*
+ * catalog.c
+ *		Loads streams from tributary.stream_catalog, validates their options against the
+ *		target table, and holds the privilege rules.
+ *
+ * tributary's own tables belong to the extension's owner and are not writable by users.
+ * Code that reads or writes them switches to that owner with a safe search_path
+ * (TribBecomeExtensionOwner) for just those statements; rows go into a target table as
+ * the calling user (ingest) or the stream's owner (workers), never as the extension owner.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+
+#include "catalog.h"
+#include "compat.h"
+
+static Oid	extension_owner = InvalidOid;
+
+/* The extension's owner: the role tributary acts as on its own tables. */
+Oid
+TribExtensionOwner(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (OidIsValid(extension_owner))
+		return extension_owner;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("tributary"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"tributary\" is not installed in database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errhint("Run CREATE EXTENSION tributary.")));
+	extension_owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return extension_owner;
+}
+
+/* Act as the extension's owner with search_path pinned, until TribRestoreUser. */
+void
+TribBecomeExtensionOwner(TribOwnerContext *ctx)
+{
+	Oid			owner = TribExtensionOwner();
+
+	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
+	SetUserIdAndSecContext(owner, ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	ctx->guc_nest_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+TribRestoreUser(TribOwnerContext *ctx)
+{
+	AtEOXact_GUC(true, ctx->guc_nest_level);
+	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
+}
+
+/* Stream names become channel and process names: keep them to plain lower-case identifiers. */
+void
+TribCheckStreamName(const char *name)
+{
+	bool		ok = name != NULL && name[0] != '\0' &&
+		strlen(name) <= TRIBUTARY_MAX_NAME_LEN &&
+		((name[0] >= 'a' && name[0] <= 'z') || name[0] == '_');
+
+	for (const char *p = name; ok && *p; p++)
+		ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid stream name \"%s\"", name ? name : ""),
+				 errdetail("A stream name is 1 to %d characters: lower-case letters, digits and underscores, not starting with a digit.",
+						   TRIBUTARY_MAX_NAME_LEN),
+				 errhint("Stream names appear in NOTIFY channels and process titles, so they are kept plain; for example \"orders_v2\".")));
+}
+
+static bool
+TribIsAdmin(Oid userid)
+{
+	Oid			admin = get_role_oid(TRIBUTARY_ADMIN_ROLE, true);
+
+	return superuser_arg(userid) ||
+		(OidIsValid(admin) && has_privs_of_role(userid, admin));
+}
+
+/* Only the target's owner, a superuser or a tributary_admin member manage a stream. */
+void
+TribCheckMayManage(Oid target, const char *stream, const char *action)
+{
+	Oid			userid = GetUserId();
+
+	if (TribIsAdmin(userid))
+		return;
+	if (OidIsValid(target) && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)) &&
+		TribRelationOwnerCheck(target, userid))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s stream \"%s\"", action, stream),
+			 errdetail("Only the owner of the target table, a superuser or a member of %s may %s a stream.",
+					   TRIBUTARY_ADMIN_ROLE, action),
+			 errhint("Ask the table's owner, or have a superuser run GRANT %s TO %s.",
+					 TRIBUTARY_ADMIN_ROLE, GetUserNameFromId(userid, false))));
+}
+
+/* A target must be a table (plain or partitioned) without row-level security. */
+void
+TribCheckTarget(Oid target)
+{
+	char		relkind = get_rel_relkind(target);
+
+	if (relkind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("target table with OID %u does not exist", target),
+				 errhint("Create the table first, or drop the stream with tributary.drop_stream().")));
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", get_rel_name(target)),
+				 errdetail("A stream's target must be an ordinary or a partitioned table."),
+				 errhint("Point the stream at a table; a view can read from it.")));
+	if (check_enable_rls(target, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("table \"%s\" has row-level security enabled for the current user",
+						get_rel_name(target)),
+				 errdetail("tributary inserts with PostgreSQL's COPY machinery, which does not apply row-level security."),
+				 errhint("Use a target without row-level security, or a role that bypasses it.")));
+}
+
+/* The role that puts rows into the target needs INSERT on it. */
+void
+TribCheckMayInsert(StreamDef *def, Oid userid)
+{
+	TribCheckTarget(def->target);
+	if (pg_class_aclcheck(def->target, userid, ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(def->target)),
+				 errdetail("Role \"%s\" needs INSERT on the target of stream \"%s\".",
+						   GetUserNameFromId(userid, false), def->name),
+				 errhint("GRANT INSERT ON %s TO %s.",
+						 quote_identifier(get_rel_name(def->target)),
+						 quote_identifier(GetUserNameFromId(userid, false)))));
+}
+
+static char *
+TribSpiText(int col, bool *isnull)
+{
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+
+	return *isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Build a StreamDef from the one row in SPI_tuptable, in the given memory context. */
+static StreamDef *
+TribStreamFromSpi(MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	StreamDef  *def = palloc0(sizeof(StreamDef));
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+	char	   *source;
+
+	def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	def->name = TribSpiText(2, &isnull);
+	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	source = TribSpiText(4, &isnull);
+	def->source = strcmp(source, "kafka") == 0 ? TRIB_SOURCE_KAFKA :
+		strcmp(source, "redis") == 0 ? TRIB_SOURCE_REDIS : TRIB_SOURCE_LOCAL;
+	def->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+	def->key_column = TribSpiText(6, &isnull);
+	def->event_time_column = TribSpiText(7, &isnull);
+	def->enabled = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	def->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
+	MemoryContextSwitchTo(old);
+	return def;
+}
+
+#define TRIB_STREAM_COLUMNS \
+	"id, name, target::pg_catalog.oid, source, options, key_column, event_time_column, " \
+	"enabled, config_version, owner::pg_catalog.oid"
+
+static StreamDef *
+TribStreamQuery(const char *sql, Oid argtype, Datum arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TribOwnerContext owner;
+	StreamDef  *def = NULL;
+
+	TribBecomeExtensionOwner(&owner);
+	SPI_connect();
+	SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 1);
+	if (SPI_processed == 1)
+		def = TribStreamFromSpi(cxt);
+	SPI_finish();
+	TribRestoreUser(&owner);
+	return def;
+}
+
+/*
+ * Load a stream by name; lock_row takes FOR UPDATE so callers can change it safely.
+ * Options are not resolved: callers that use them call TribStreamResolveOptions.
+ */
+StreamDef *
+TribStreamLoad(const char *name, bool missing_ok, bool lock_row)
+{
+	StreamDef  *def;
+
+	def = TribStreamQuery(lock_row ?
+						  "SELECT " TRIB_STREAM_COLUMNS " FROM tributary.stream_catalog WHERE name = $1 FOR UPDATE" :
+						  "SELECT " TRIB_STREAM_COLUMNS " FROM tributary.stream_catalog WHERE name = $1",
+						  TEXTOID, CStringGetTextDatum(name));
+	if (def == NULL && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name),
+				 errhint("See SELECT name FROM tributary.streams for the declared streams.")));
+	return def;
+}
+
+/* Load a stream by id (workers); NULL when it no longer exists. */
+StreamDef *
+TribStreamLoadById(int32 id)
+{
+	return TribStreamQuery("SELECT " TRIB_STREAM_COLUMNS " FROM tributary.stream_catalog WHERE id = $1",
+						   INT4OID, Int32GetDatum(id));
+}
+
+/* Run one statement on tributary's own tables as the extension's owner. */
+void
+TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
+{
+	TribOwnerContext owner;
+	int			rc;
+
+	TribBecomeExtensionOwner(&owner);
+	SPI_connect();
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "tributary: catalog statement failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	TribRestoreUser(&owner);
+}

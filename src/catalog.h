@@ -1,0 +1,37 @@
+/*
+ * catalog.h
+ *		The stream catalog: loading a stream's definition, validating its options against
+ *		its target table, and the privilege rules for managing streams.
+ */
+#ifndef TRIBUTARY_CATALOG_H
+#define TRIBUTARY_CATALOG_H
+
+#include "postgres.h"
+
+#include "tributary.h"
+
+/* Saved identity while tributary acts as the extension's owner on its own tables. */
+typedef struct TribOwnerContext
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			guc_nest_level;
+} TribOwnerContext;
+
+extern Oid	TribExtensionOwner(void);
+extern void TribBecomeExtensionOwner(TribOwnerContext *ctx);
+extern void TribRestoreUser(TribOwnerContext *ctx);
+
+extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
+							   const char *nulls);
+
+extern StreamDef *TribStreamLoad(const char *name, bool missing_ok, bool lock_row);
+extern StreamDef *TribStreamLoadById(int32 id);
+extern void TribStreamResolveOptions(StreamDef *def);
+
+extern void TribCheckStreamName(const char *name);
+extern void TribCheckMayManage(Oid target, const char *stream, const char *action);
+extern void TribCheckTarget(Oid target);
+extern void TribCheckMayInsert(StreamDef *def, Oid userid);
+
+#endif							/* TRIBUTARY_CATALOG_H */

@@ -1,0 +1,38 @@
+/*
+ * compat.h
+ *		The few places where PostgreSQL's internal API differs between the versions
+ *		tributary supports (15, 16, 17). Built and tested on 15.
+ */
+#ifndef TRIBUTARY_COMPAT_H
+#define TRIBUTARY_COMPAT_H
+
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "utils/acl.h"
+
+#if PG_VERSION_NUM >= 160000
+#define TribRelationOwnerCheck(relid, roleid) \
+	object_ownercheck(RelationRelationId, (relid), (roleid))
+#else
+#define TribRelationOwnerCheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
+#endif
+
+/* JSON semantic callbacks return an error code from 16 on. */
+#if PG_VERSION_NUM >= 160000
+#define TRIB_JSON_CB_RETURN_TYPE JsonParseErrorType
+#define TRIB_JSON_CB_RETURN return JSON_SUCCESS
+#else
+#define TRIB_JSON_CB_RETURN_TYPE void
+#define TRIB_JSON_CB_RETURN return
+#endif
+
+#if PG_VERSION_NUM >= 170000
+#define TribMakeJsonLexContext(json, len, need_escapes) \
+	makeJsonLexContextCstringLen(NULL, (json), (len), GetDatabaseEncoding(), (need_escapes))
+#else
+#define TribMakeJsonLexContext(json, len, need_escapes) \
+	makeJsonLexContextCstringLen((json), (len), GetDatabaseEncoding(), (need_escapes))
+#endif
+
+#endif							/* TRIBUTARY_COMPAT_H */

@@ -1,0 +1,103 @@
+/*
+ * csv.c
+ *		The csv format: a message is one CSV record (RFC 4180) whose fields map, in order,
+ *		to the columns named by the stream's "columns" option.
+ *
+ * As in COPY's CSV mode, an unquoted empty field is NULL and a quoted empty field is an
+ * empty string. One trailing line break is ignored. A record with the wrong number of
+ * fields, an unterminated quote, or text after a closing quote is rejected.
+ */
+#include "postgres.h"
+
+#include "formats/format.h"
+
+static bool
+TribCsvFail(TribMessageResult *res, const char *error, const char *detail)
+{
+	TribFormatFail(res, ERRCODE_BAD_COPY_FILE_FORMAT, error, detail);
+	return false;
+}
+
+bool
+TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
+			  TribMessageResult *res)
+{
+	char		delim = t->def->csv_delimiter;
+	const char *p = data;
+	const char *end = data + len;
+	int			field = 0;
+	StringInfoData value;
+
+	/* one trailing line break belongs to the transport, not the record */
+	if (end > p && end[-1] == '\n')
+		end--;
+	if (end > p && end[-1] == '\r')
+		end--;
+
+	initStringInfo(&value);
+	for (;;)
+	{
+		bool		quoted = false;
+
+		resetStringInfo(&value);
+		if (p < end && *p == '"')
+		{
+			quoted = true;
+			p++;
+			for (;;)
+			{
+				if (p >= end)
+					return TribCsvFail(res, "unterminated quoted field in CSV message",
+									   psprintf("Field %d opens a quote that never closes.", field + 1));
+				if (*p == '"')
+				{
+					if (p + 1 < end && p[1] == '"')
+					{
+						appendStringInfoChar(&value, '"');
+						p += 2;
+						continue;
+					}
+					p++;
+					break;
+				}
+				appendStringInfoChar(&value, *p++);
+			}
+			if (p < end && *p != delim)
+				return TribCsvFail(res, "unexpected character after quoted field in CSV message",
+								   psprintf("Field %d has text after its closing quote.", field + 1));
+		}
+		else
+		{
+			const char *start = p;
+
+			while (p < end && *p != delim)
+			{
+				if (*p == '"')
+					return TribCsvFail(res, "unexpected quote in unquoted CSV field",
+									   psprintf("Field %d contains a quote but does not start with one.", field + 1));
+				p++;
+			}
+			appendBinaryStringInfo(&value, start, p - start);
+		}
+
+		if (field >= t->ncsv)
+			return TribCsvFail(res, "too many fields in CSV message",
+							   psprintf("The stream maps %d fields.", t->ncsv));
+		if (field > 0)
+			appendStringInfoChar(line, '\t');
+		if (!quoted && value.len == 0)
+			appendStringInfoString(line, "\\N");
+		else
+			TribCopyAppendEscaped(line, value.data, value.len);
+		field++;
+
+		if (p >= end)
+			break;
+		p++;					/* the delimiter */
+	}
+	pfree(value.data);
+	if (field != t->ncsv)
+		return TribCsvFail(res, "too few fields in CSV message",
+						   psprintf("The message has %d fields; the stream maps %d.", field, t->ncsv));
+	return true;
+}

@@ -1,0 +1,231 @@
+/*
+ * format.c
+ *		The target table as the formats see it, COPY text escaping, and the text and bytes
+ *		formats; dispatches json and csv to their own files.
+ */
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "formats/format.h"
+
+static int
+TribColumnIndex(TribTarget *t, const char *name)
+{
+	int			i = TribTargetFindColumn(t, name, strlen(name));
+
+	if (i < 0)
+		elog(ERROR, "column \"%s\" of stream \"%s\" vanished from its target", name, t->def->name);
+	return i;
+}
+
+/* Describe the target's columns for one batch; the relation stays open by the caller. */
+TribTarget *
+TribTargetOpen(StreamDef *def, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TribTarget *t = palloc0(sizeof(TribTarget));
+
+	t->def = def;
+	t->rel = rel;
+	t->natts = desc->natts;
+	t->cols = palloc0(sizeof(TribColumn) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			base = getBaseType(att->atttypid);
+
+		t->cols[i].name = NameStr(att->attname);
+		t->cols[i].writable = !att->attisdropped && att->attgenerated == '\0';
+		t->cols[i].cls = (base == JSONOID || base == JSONBOID) ? TRIB_COL_JSON :
+			OidIsValid(get_element_type(base)) ? TRIB_COL_ARRAY : TRIB_COL_SCALAR;
+	}
+	t->overflow = def->overflow_column ? TribColumnIndex(t, def->overflow_column) : -1;
+	t->single = def->column ? TribColumnIndex(t, def->column) : -1;
+	if (def->format == TRIB_FORMAT_CSV)
+	{
+		Bitmapset  *set = NULL;
+		ListCell   *lc;
+
+		t->ncsv = list_length(def->csv_columns);
+		t->csv_map = palloc(sizeof(int) * t->ncsv);
+		foreach(lc, def->csv_columns)
+		{
+			int			col = TribColumnIndex(t, lfirst(lc));
+
+			t->csv_map[foreach_current_index(lc)] = col;
+			set = bms_add_member(set, col);
+		}
+		t->csv_signature = TribTargetSignature(t, set);
+	}
+	else if (t->single >= 0)
+		t->csv_signature = TribTargetSignature(t, bms_make_singleton(t->single));
+	return t;
+}
+
+/* Index of the writable column called name (not NUL-terminated), or -1. */
+int
+TribTargetFindColumn(TribTarget *t, const char *name, int len)
+{
+	if (len >= NAMEDATALEN)
+		return -1;
+	for (int i = 0; i < t->natts; i++)
+		if (t->cols[i].writable && strncmp(t->cols[i].name, name, len) == 0 &&
+			t->cols[i].name[len] == '\0')
+			return i;
+	return -1;
+}
+
+/* The number of a column set within this batch, adding it when new. */
+int
+TribTargetSignature(TribTarget *t, Bitmapset *columns)
+{
+	ListCell   *lc;
+
+	foreach(lc, t->signatures)
+		if (bms_equal(lfirst(lc), columns))
+			return foreach_current_index(lc);
+	t->signatures = lappend(t->signatures, bms_copy(columns));
+	return list_length(t->signatures) - 1;
+}
+
+/*
+ * COPY's column list for a signature. csv keeps the field order of its "columns" option;
+ * every other format writes columns in table order.
+ */
+List *
+TribTargetColumnNames(TribTarget *t, int signature)
+{
+	List	   *names = NIL;
+
+	if (t->def->format == TRIB_FORMAT_CSV)
+	{
+		for (int i = 0; i < t->ncsv; i++)
+			names = lappend(names, makeString(t->cols[t->csv_map[i]].name));
+	}
+	else
+	{
+		Bitmapset  *set = list_nth(t->signatures, signature);
+		int			col = -1;
+
+		while ((col = bms_next_member(set, col)) >= 0)
+			names = lappend(names, makeString(t->cols[col].name));
+	}
+	return names;
+}
+
+/* Append a value escaped for COPY's text format. */
+void
+TribCopyAppendEscaped(StringInfo buf, const char *s, int len)
+{
+	const char *start = s;
+	const char *end = s + len;
+
+	enlargeStringInfo(buf, len);
+	for (const char *p = s; p < end; p++)
+	{
+		char		c = *p;
+		char		esc;
+
+		switch (c)
+		{
+			case '\\':
+				esc = '\\';
+				break;
+			case '\t':
+				esc = 't';
+				break;
+			case '\n':
+				esc = 'n';
+				break;
+			case '\r':
+				esc = 'r';
+				break;
+			default:
+				continue;
+		}
+		appendBinaryStringInfo(buf, start, p - start);
+		appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, esc);
+		start = p + 1;
+	}
+	appendBinaryStringInfo(buf, start, end - start);
+}
+
+void
+TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error, const char *detail)
+{
+	res->outcome = TRIB_DEAD;
+	res->sqlerrcode = sqlerrcode;
+	res->error = pstrdup(error);
+	res->detail = detail ? pstrdup(detail) : NULL;
+}
+
+/* Text payloads must be valid in the server encoding (and so free of NUL bytes). */
+static bool
+TribCheckEncoding(const char *data, int len, TribMessageResult *res)
+{
+	if (pg_verify_mbstr(GetDatabaseEncoding(), data, len, true))
+		return true;
+	TribFormatFail(res, ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+				   psprintf("message is not valid %s text", GetDatabaseEncodingName()),
+				   "The payload contains a byte sequence that is invalid in the database encoding, or a NUL byte.");
+	return false;
+}
+
+static void
+TribBytesFormat(const char *data, int len, StringInfo line)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	enlargeStringInfo(line, len * 2 + 4);
+	appendStringInfoString(line, "\\\\x");
+	for (int i = 0; i < len; i++)
+	{
+		line->data[line->len++] = hex[((unsigned char) data[i]) >> 4];
+		line->data[line->len++] = hex[((unsigned char) data[i]) & 0x0f];
+	}
+	line->data[line->len] = '\0';
+}
+
+bool
+TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
+				  TribMessageResult *res)
+{
+	int			start = line->len;
+	bool		ok = true;
+
+	*signature = t->csv_signature;
+	switch (t->def->format)
+	{
+		case TRIB_FORMAT_BYTES:
+			TribBytesFormat(msg->data, msg->len, line);
+			break;
+		case TRIB_FORMAT_TEXT:
+			ok = TribCheckEncoding(msg->data, msg->len, res);
+			if (ok)
+				TribCopyAppendEscaped(line, msg->data, msg->len);
+			break;
+		case TRIB_FORMAT_CSV:
+			ok = TribCheckEncoding(msg->data, msg->len, res) &&
+				TribCsvFormat(t, msg->data, msg->len, line, res);
+			break;
+		case TRIB_FORMAT_JSON:
+			ok = TribCheckEncoding(msg->data, msg->len, res) &&
+				TribJsonFormat(t, msg->data, msg->len, line, signature, res);
+			break;
+	}
+	if (!ok)
+	{
+		line->len = start;
+		line->data[start] = '\0';
+		return false;
+	}
+	appendStringInfoChar(line, '\n');
+	return true;
+}

@@ -1,0 +1,73 @@
+/*
+ * format.h
+ *		Turns one message into one row of COPY text for the target table. Shared by every
+ *		source: json, csv, text and bytes.
+ *
+ * A row is written as a line of COPY's text format (tab-separated, backslash-escaped,
+ * \N for NULL) listing only the columns the message supplies; the others get their
+ * defaults, exactly as an INSERT that names those columns. Rows that supply the same
+ * columns share a "signature" and go into the same COPY.
+ *
+ * Parsing never raises an error for bad input: it returns false and fills the message's
+ * result, so one bad message cannot stop a batch.
+ */
+#ifndef TRIBUTARY_FORMAT_H
+#define TRIBUTARY_FORMAT_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
+#include "utils/relcache.h"
+
+#include "tributary.h"
+
+typedef enum TribColumnClass
+{
+	TRIB_COL_SCALAR,			/* any type read with its input function */
+	TRIB_COL_JSON,				/* json or jsonb: takes the JSON text of a value */
+	TRIB_COL_ARRAY				/* an array type: a JSON array becomes an array literal */
+} TribColumnClass;
+
+typedef struct TribColumn
+{
+	char	   *name;
+	TribColumnClass cls;
+	bool		writable;		/* not dropped, not generated */
+} TribColumn;
+
+/* The target table as the formats see it, built once per batch. */
+typedef struct TribTarget
+{
+	StreamDef  *def;
+	Relation	rel;
+	int			natts;
+	TribColumn *cols;			/* by attnum - 1 */
+	int			overflow;		/* json: index of the overflow column, or -1 */
+	int			single;			/* text, bytes: index of the payload column */
+	int			ncsv;
+	int		   *csv_map;		/* csv: field number -> column index */
+	List	   *signatures;		/* of Bitmapset: column sets seen in this batch */
+	int			csv_signature;	/* csv, text, bytes: the one signature */
+	struct TribJsonState *json; /* json parser scratch, reused across messages */
+} TribTarget;
+
+extern TribTarget *TribTargetOpen(StreamDef *def, Relation rel);
+extern int	TribTargetFindColumn(TribTarget *t, const char *name, int len);
+extern int	TribTargetSignature(TribTarget *t, Bitmapset *columns);
+extern List *TribTargetColumnNames(TribTarget *t, int signature);
+
+/* Append one COPY line for the message; false (with res filled) when it cannot be parsed. */
+extern bool TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line,
+							  int *signature, TribMessageResult *res);
+
+/* helpers shared by the format modules */
+extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
+extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error,
+						   const char *detail);
+extern bool TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line,
+						   int *signature, TribMessageResult *res);
+extern bool TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
+						  TribMessageResult *res);
+
+#endif							/* TRIBUTARY_FORMAT_H */

@@ -1,0 +1,371 @@
+/*
+ * launcher.c
+ *		The launcher: one static background worker, connected to tributary.database,
+ *		that keeps exactly one stream worker per started non-local stream.
+ *
+ * It reconciles the catalog with the workers it runs: starts workers for started
+ * streams, terminates those of stopped or dropped streams, sends SIGHUP to a worker whose
+ * stream's config_version changed, and restarts a worker that died, with exponential
+ * backoff (1 s doubling to 60 s, reset after a minute of running). It is woken at the
+ * commit of every start/stop/alter_stream/drop_stream (SIGUSR1 sets its latch), by the
+ * postmaster when one of its workers starts or stops (bgw_notify_pid), and otherwise
+ * every tributary.naptime.
+ *
+ * Workers are BGW_NEVER_RESTART: the launcher decides. If the launcher itself dies, the
+ * postmaster restarts it after a few seconds, and it first terminates the workers its
+ * predecessor left behind (their pids are in shared memory), so no stream ever has two.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "launcher.h"
+#include "shmem.h"
+#include "tributary.h"
+
+#define TRIB_BACKOFF_MIN_MS 1000
+#define TRIB_BACKOFF_MAX_MS 60000
+#define TRIB_HEALTHY_RUN_MS 60000
+
+/* A stream the launcher looks after. */
+typedef struct TribLaunchEntry
+{
+	int32		stream_id;		/* hash key */
+	BackgroundWorkerHandle *handle; /* NULL while no worker is registered */
+	int32		config_version; /* the version the worker was started with or told about */
+	int			failures;		/* consecutive unexpected exits */
+	TimestampTz next_start;		/* not before this */
+	TimestampTz started_at;
+	bool		wanted;			/* in the catalog as started, this round */
+} TribLaunchEntry;
+
+/* A started stream as read from the catalog. */
+typedef struct TribWantedStream
+{
+	int32		id;
+	int32		config_version;
+	char		name[NAMEDATALEN];
+} TribWantedStream;
+
+static HTAB *launch_entries = NULL;
+static bool worker_limit_logged = false;
+
+void
+TribLauncherRegister(void)
+{
+	BackgroundWorker bgw = {0};
+
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "tributary launcher");
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "tributary");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "TribLauncherMain");
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* Terminate the workers a previous launcher left running, and wait for them to go. */
+static void
+TribTerminateOrphans(void)
+{
+	pid_t		pids[1024];
+	int			n = TribListWorkerPids(pids, lengthof(pids));
+
+	for (int i = 0; i < n; i++)
+	{
+		ereport(LOG, (errmsg("tributary launcher: terminating stream worker %d left by a previous launcher", (int) pids[i])));
+		kill(pids[i], SIGTERM);
+	}
+	for (int waited = 0; n > 0 && waited < 300; waited++)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		n = TribListWorkerPids(pids, lengthof(pids));
+	}
+}
+
+/*
+ * Read the started non-local streams and the extension's owner. Returns NIL when the
+ * extension is not installed in this database.
+ */
+static List *
+TribReadWantedStreams(Oid *owner)
+{
+	List	   *wanted = NIL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "reading tributary.stream_catalog");
+
+	SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'tributary'",
+				true, 1);
+	*owner = InvalidOid;
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												1, &isnull));
+		SPI_execute("SELECT id, config_version, name FROM tributary.stream_catalog "
+					"WHERE enabled AND source OPERATOR(pg_catalog.<>) 'local' ORDER BY id",
+					true, 0);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+			TribWantedStream *w = palloc0(sizeof(TribWantedStream));
+			char	   *name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 3);
+
+			w->id = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			w->config_version = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+			strlcpy(w->name, name, NAMEDATALEN);
+			wanted = lappend(wanted, w);
+			MemoryContextSwitchTo(old);
+		}
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return wanted;
+}
+
+static bool
+TribStartWorker(TribWantedStream *w, TribLaunchEntry *e, Oid owner)
+{
+	BackgroundWorker bgw = {0};
+	TribWorkerArgs args = {MyDatabaseId, owner};
+
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary stream worker \"%s\"", w->name);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "tributary stream worker");
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "tributary");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "TribStreamWorkerMain");
+	bgw.bgw_main_arg = Int32GetDatum(w->id);
+	bgw.bgw_notify_pid = MyProcPid;
+	memcpy(bgw.bgw_extra, &args, sizeof(args));
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, &e->handle))
+	{
+		e->handle = NULL;
+		if (!worker_limit_logged)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("tributary launcher could not start a worker for stream \"%s\"", w->name),
+					 errdetail("No background worker slot is free."),
+					 errhint("Raise max_worker_processes (each stream worker takes one) and restart the server.")));
+		worker_limit_logged = true;
+		return false;
+	}
+	e->config_version = w->config_version;
+	e->started_at = GetCurrentTimestamp();
+	return true;
+}
+
+static int
+TribBackoffMs(int failures)
+{
+	int			ms = TRIB_BACKOFF_MIN_MS;
+
+	for (int i = 1; i < failures && ms < TRIB_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	return Min(ms, TRIB_BACKOFF_MAX_MS);
+}
+
+static int
+TribRunningWorkers(void)
+{
+	HASH_SEQ_STATUS seq;
+	TribLaunchEntry *e;
+	int			n = 0;
+
+	hash_seq_init(&seq, launch_entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		n += e->handle != NULL;
+	return n;
+}
+
+/* Look after one started stream; returns ms until it next needs attention (or -1). */
+static long
+TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
+{
+	bool		found;
+	TribLaunchEntry *e = hash_search(launch_entries, &w->id, HASH_ENTER, &found);
+	pid_t		pid;
+
+	if (!found)
+	{
+		e->handle = NULL;
+		e->failures = 0;
+		e->next_start = 0;
+		e->config_version = 0;
+	}
+	e->wanted = true;
+
+	if (e->handle != NULL)
+	{
+		switch (GetBackgroundWorkerPid(e->handle, &pid))
+		{
+			case BGWH_STARTED:
+				if (e->config_version != w->config_version)
+				{
+					ereport(LOG, (errmsg("tributary launcher: options of stream \"%s\" changed, reloading its worker", w->name)));
+					kill(pid, SIGHUP);
+					e->config_version = w->config_version;
+				}
+				if (e->failures > 0 && TimestampDifferenceExceeds(e->started_at, now, TRIB_HEALTHY_RUN_MS))
+					e->failures = 0;
+				return -1;
+			case BGWH_NOT_YET_STARTED:
+				return -1;
+			case BGWH_STOPPED:
+			case BGWH_POSTMASTER_DIED:
+				pfree(e->handle);
+				e->handle = NULL;
+				e->failures++;
+				e->next_start = TimestampTzPlusMilliseconds(now, TribBackoffMs(e->failures));
+				ereport(LOG,
+						(errmsg("tributary launcher: worker of stream \"%s\" exited, restarting in %d ms",
+								w->name, TribBackoffMs(e->failures))));
+				break;
+		}
+	}
+
+	if (now < e->next_start)
+		return (long) ((e->next_start - now) / 1000) + 1;
+	if (TribRunningWorkers() >= tributary_max_workers)
+	{
+		if (!worker_limit_logged)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("tributary launcher is at tributary.max_workers (%d); stream \"%s\" waits",
+							tributary_max_workers, w->name),
+					 errhint("Raise tributary.max_workers (and max_worker_processes) and restart the server.")));
+		worker_limit_logged = true;
+		return -1;
+	}
+	if (!TribStartWorker(w, e, owner))
+		return TRIB_BACKOFF_MIN_MS;
+	return -1;
+}
+
+/* Stop the workers of streams that are no longer started. */
+static void
+TribStopUnwanted(void)
+{
+	HASH_SEQ_STATUS seq;
+	TribLaunchEntry *e;
+
+	hash_seq_init(&seq, launch_entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->wanted)
+		{
+			e->wanted = false;
+			continue;
+		}
+		if (e->handle != NULL)
+		{
+			TerminateBackgroundWorker(e->handle);
+			(void) WaitForBackgroundWorkerShutdown(e->handle);
+			pfree(e->handle);
+		}
+		hash_search(launch_entries, &e->stream_id, HASH_REMOVE, NULL);
+	}
+}
+
+/* One pass: returns how long to sleep before the next. */
+static long
+TribReconcile(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary launcher pass",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Oid			owner;
+	List	   *wanted = TribReadWantedStreams(&owner);
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = tributary_naptime_ms;
+	ListCell   *lc;
+
+	MemoryContextSwitchTo(old);
+	foreach(lc, wanted)
+	{
+		long		ms = TribTendStream(lfirst(lc), owner, now);
+
+		if (ms >= 0)
+			sleep_ms = Min(sleep_ms, ms);
+	}
+	TribStopUnwanted();
+	MemoryContextDelete(cxt);
+	return sleep_ms;
+}
+
+static void
+TribLauncherOnExit(int code, Datum arg)
+{
+	TribSetLauncherPid(0);
+}
+
+void
+TribLauncherMain(Datum arg)
+{
+	HASHCTL		ctl = {0};
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tributary_database, NULL, 0);
+	pgstat_report_appname("tributary launcher");
+
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = sizeof(TribLaunchEntry);
+	launch_entries = hash_create("tributary launcher streams", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+
+	TribTerminateOrphans();
+	TribSetLauncherPid(MyProcPid);
+	before_shmem_exit(TribLauncherOnExit, (Datum) 0);
+	ereport(LOG, (errmsg("tributary launcher started for database \"%s\"", tributary_database)));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		sleep_ms = TribReconcile();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,21 @@
+/*
+ * launcher.h
+ *		The static background worker that keeps one stream worker per started stream.
+ */
+#ifndef TRIBUTARY_LAUNCHER_H
+#define TRIBUTARY_LAUNCHER_H
+
+#include "postgres.h"
+
+/* What a stream worker learns from the launcher through bgw_extra. */
+typedef struct TribWorkerArgs
+{
+	Oid			database;
+	Oid			role;			/* the extension's owner: the worker's session user */
+} TribWorkerArgs;
+
+extern void TribLauncherRegister(void);
+extern PGDLLEXPORT void TribLauncherMain(Datum arg);
+extern PGDLLEXPORT void TribStreamWorkerMain(Datum arg);
+
+#endif							/* TRIBUTARY_LAUNCHER_H */

@@ -1,0 +1,346 @@
+/*
+ * options.c
+ *		Validates a stream's options (the jsonb given to create_stream and alter_stream)
+ *		against its source, its format and its target table, and resolves them into the
+ *		StreamDef fields the ingest path uses.
+ *
+ * Every check runs before anything is written, so a bad call changes nothing. The same
+ * code runs again when a stream is loaded, so a target altered since (a column dropped)
+ * is reported with the same words.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "catalog.h"
+#include "tributary.h"
+
+#define SRC(s) (1u << (s))
+#define FMT(f) (1u << (f))
+#define ALL_SOURCES (SRC(TRIB_SOURCE_LOCAL) | SRC(TRIB_SOURCE_KAFKA) | SRC(TRIB_SOURCE_REDIS))
+#define ALL_FORMATS (FMT(TRIB_FORMAT_JSON) | FMT(TRIB_FORMAT_CSV) | FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES))
+
+/* Which option applies to which sources and formats. */
+typedef struct TribOptionSpec
+{
+	const char *name;
+	uint32		sources;
+	uint32		formats;
+} TribOptionSpec;
+
+static const TribOptionSpec option_specs[] = {
+	{"format", ALL_SOURCES, ALL_FORMATS},
+	{"batch_size", ALL_SOURCES, ALL_FORMATS},
+	{"batch_ms", ALL_SOURCES, ALL_FORMATS},
+	{"overflow", ALL_SOURCES, FMT(TRIB_FORMAT_JSON)},
+	{"columns", ALL_SOURCES, FMT(TRIB_FORMAT_CSV)},
+	{"delimiter", ALL_SOURCES, FMT(TRIB_FORMAT_CSV)},
+	{"column", ALL_SOURCES, FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES)},
+	{"brokers", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"topic", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"group", SRC(TRIB_SOURCE_KAFKA) | SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
+	{"start", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"librdkafka", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"partitions", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"parallelism", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"url", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
+	{"stream_key", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
+	{"consumer", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
+};
+
+static const char *
+TribValidOptionList(TribSource source, TribFormat format)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(option_specs); i++)
+		if ((option_specs[i].sources & SRC(source)) && (option_specs[i].formats & FMT(format)))
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", option_specs[i].name);
+	return buf.data;
+}
+
+static void
+TribCheckOptionKnown(StreamDef *def, const char *key)
+{
+	for (int i = 0; i < lengthof(option_specs); i++)
+		if (strcmp(option_specs[i].name, key) == 0 &&
+			(option_specs[i].sources & SRC(def->source)) &&
+			(option_specs[i].formats & FMT(def->format)))
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown option \"%s\" for stream \"%s\"", key, def->name),
+			 errdetail("The stream has source %s and format %s.",
+					   TribSourceName(def->source), TribFormatName(def->format)),
+			 errhint("Valid options are: %s.", TribValidOptionList(def->source, def->format))));
+}
+
+static void
+TribBadOption(StreamDef *def, const char *key, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for option \"%s\" of stream \"%s\"", key, def->name),
+			 errhint("\"%s\" must be %s.", key, expected)));
+}
+
+static char *
+TribOptionString(StreamDef *def, const char *key, JsonbValue *v)
+{
+	if (v->type != jbvString || v->val.string.len == 0)
+		TribBadOption(def, key, "a non-empty string");
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static int
+TribOptionInt(StreamDef *def, const char *key, JsonbValue *v, int min, int max)
+{
+	if (v->type == jbvNumeric)
+	{
+		char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
+															   NumericGetDatum(v->val.numeric)));
+		char	   *end;
+		long		n;
+
+		errno = 0;
+		n = strtol(text, &end, 10);
+		if (errno == 0 && *end == '\0' && n >= min && n <= max)
+			return (int) n;
+	}
+	TribBadOption(def, key, psprintf("an integer from %d to %d", min, max));
+	return 0;					/* keep compiler quiet */
+}
+
+/* A target column that tributary may write: exists, not a system or generated column. */
+static AttrNumber
+TribCheckColumn(StreamDef *def, const char *column, const char *role)
+{
+	AttrNumber	attnum = get_attnum(def->target, column);
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						column, get_rel_name(def->target)),
+				 errdetail("Stream \"%s\" names it as its %s.", def->name, role),
+				 errhint("Name an existing column of the target table.")));
+	if (get_attgenerated(def->target, attnum) != '\0' && strcmp(role, "key column") != 0 &&
+		strcmp(role, "event time column") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("column \"%s\" of relation \"%s\" is a generated column",
+						column, get_rel_name(def->target)),
+				 errdetail("Stream \"%s\" names it as its %s, but generated columns cannot be written.",
+						   def->name, role),
+				 errhint("Name a column that is not generated.")));
+	return attnum;
+}
+
+/* The csv "columns" option: a non-empty array of distinct column names. */
+static List *
+TribOptionColumns(StreamDef *def, JsonbValue *v)
+{
+	List	   *columns = NIL;
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+		JsonContainerSize(v->val.binary.data) == 0)
+		TribBadOption(def, "columns", "a non-empty array of column names");
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		char	   *name;
+		ListCell   *lc;
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (elem.type != jbvString)
+			TribBadOption(def, "columns", "a non-empty array of column names");
+		name = pnstrdup(elem.val.string.val, elem.val.string.len);
+		foreach(lc, columns)
+			if (strcmp(lfirst(lc), name) == 0)
+				TribBadOption(def, "columns", "an array of distinct column names");
+		TribCheckColumn(def, name, "csv column");
+		columns = lappend(columns, name);
+	}
+	return columns;
+}
+
+/* The target's only writable column, the default for text and bytes streams. */
+static char *
+TribOnlyWritableColumn(StreamDef *def)
+{
+	Relation	rel = table_open(def->target, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	char	   *found = NULL;
+	int			count = 0;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		count++;
+		found = pstrdup(NameStr(att->attname));
+	}
+	table_close(rel, AccessShareLock);
+	if (count != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream \"%s\" needs option \"column\"", def->name),
+				 errdetail("Format %s puts the whole payload into one column, and table \"%s\" has %d writable columns.",
+						   TribFormatName(def->format), get_rel_name(def->target), count),
+				 errhint("Add {\"column\": \"name\"} to the options.")));
+	return found;
+}
+
+static TribFormat
+TribParseFormat(StreamDef *def, JsonbValue *v)
+{
+	char	   *name = TribOptionString(def, "format", v);
+
+	if (strcmp(name, "json") == 0)
+		return TRIB_FORMAT_JSON;
+	if (strcmp(name, "csv") == 0)
+		return TRIB_FORMAT_CSV;
+	if (strcmp(name, "text") == 0)
+		return TRIB_FORMAT_TEXT;
+	if (strcmp(name, "bytes") == 0)
+		return TRIB_FORMAT_BYTES;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown format \"%s\" for stream \"%s\"", name, def->name),
+			 errhint("Use one of: json, csv, text, bytes.")));
+	return TRIB_FORMAT_JSON;	/* keep compiler quiet */
+}
+
+static void
+TribCheckColumnType(StreamDef *def, const char *column, const char *role, int ntypes,
+					const Oid *types, const char *expected)
+{
+	Oid			type = get_atttype(def->target, get_attnum(def->target, column));
+
+	for (int i = 0; i < ntypes; i++)
+		if (type == types[i])
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("column \"%s\" of relation \"%s\" has type %s", column,
+					get_rel_name(def->target), format_type_be(type)),
+			 errdetail("Stream \"%s\" uses it as its %s.", def->name, role),
+			 errhint("The %s must be of type %s.", role, expected)));
+}
+
+/*
+ * Validate def->options for def's source and target, and fill the resolved fields.
+ * Raises an error on the first problem; changes nothing else.
+ */
+void
+TribStreamResolveOptions(StreamDef *def)
+{
+	JsonbIterator *it;
+	JsonbValue	key;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+	JsonbValue *format;
+
+	TribCheckTarget(def->target);
+	if (!JB_ROOT_IS_OBJECT(def->options) || JB_ROOT_IS_SCALAR(def->options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options of stream \"%s\" must be a JSON object", def->name),
+				 errhint("For example '{\"format\": \"json\"}'.")));
+
+	def->format = TRIB_FORMAT_JSON;
+	def->batch_size = 1000;
+	def->batch_ms = 100;
+	def->csv_delimiter = ',';
+	def->csv_columns = NIL;
+	def->column = NULL;
+	def->overflow_column = NULL;
+
+	format = getKeyJsonValueFromContainer(&def->options->root, "format", 6, NULL);
+	if (format != NULL)
+		def->format = TribParseFormat(def, format);
+
+	it = JsonbIteratorInit(&def->options->root);
+	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		char	   *name;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(key.val.string.val, key.val.string.len);
+		tok = JsonbIteratorNext(&it, &val, true);
+		Assert(tok == WJB_VALUE);
+		TribCheckOptionKnown(def, name);
+
+		if (strcmp(name, "batch_size") == 0)
+			def->batch_size = TribOptionInt(def, name, &val, 1, 1000000);
+		else if (strcmp(name, "batch_ms") == 0)
+			def->batch_ms = TribOptionInt(def, name, &val, 1, 3600 * 1000);
+		else if (strcmp(name, "overflow") == 0)
+			def->overflow_column = TribOptionString(def, name, &val);
+		else if (strcmp(name, "columns") == 0)
+			def->csv_columns = TribOptionColumns(def, &val);
+		else if (strcmp(name, "column") == 0)
+			def->column = TribOptionString(def, name, &val);
+		else if (strcmp(name, "delimiter") == 0)
+		{
+			char	   *d = TribOptionString(def, name, &val);
+
+			if (strlen(d) != 1 || d[0] == '"' || d[0] == '\n' || d[0] == '\r')
+				TribBadOption(def, name, "one character other than a quote or a newline");
+			def->csv_delimiter = d[0];
+		}
+		else if (strcmp(name, "format") != 0 && val.type == jbvNull)
+			TribBadOption(def, name, "set, not null");
+	}
+
+	if (def->format == TRIB_FORMAT_CSV && def->csv_columns == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream \"%s\" needs option \"columns\"", def->name),
+				 errdetail("A csv message's fields are mapped to target columns in the order \"columns\" gives."),
+				 errhint("Add {\"columns\": [\"id\", \"name\", ...]} to the options.")));
+	if ((def->format == TRIB_FORMAT_TEXT || def->format == TRIB_FORMAT_BYTES) && def->column == NULL)
+		def->column = TribOnlyWritableColumn(def);
+	if (def->column != NULL)
+	{
+		TribCheckColumn(def, def->column, "payload column");
+		if (def->format == TRIB_FORMAT_BYTES)
+		{
+			Oid			bytea_type = BYTEAOID;
+
+			TribCheckColumnType(def, def->column, "payload column", 1, &bytea_type, "bytea");
+		}
+	}
+	if (def->overflow_column != NULL)
+	{
+		Oid			json_types[] = {JSONBOID, JSONOID};
+
+		TribCheckColumn(def, def->overflow_column, "overflow column");
+		TribCheckColumnType(def, def->overflow_column, "overflow column", 2, json_types,
+							"jsonb or json");
+	}
+	if (def->key_column != NULL)
+		TribCheckColumn(def, def->key_column, "key column");
+	if (def->event_time_column != NULL)
+	{
+		Oid			time_types[] = {TIMESTAMPTZOID, TIMESTAMPOID};
+
+		TribCheckColumn(def, def->event_time_column, "event time column");
+		TribCheckColumnType(def, def->event_time_column, "event time column", 2, time_types,
+							"timestamptz or timestamp");
+	}
+}

@@ -1,0 +1,433 @@
+/*
+ * shmem.c
+ *		tributary's shared memory: the launcher's pid and one slot per stream.
+ *
+ * A slot holds the stream's worker (pid, the config version it runs with) and its live
+ * counters. Counters are pg_atomic_uint64 and are added without a lock. The LWLock
+ * protects slot allocation and the worker fields: shared to look a slot up, exclusive to
+ * claim or free one.
+ *
+ * A backend never touches counters in the middle of a transaction: TribStatsAddAtCommit
+ * queues the deltas in TopTransactionContext, and the transaction callback applies them
+ * on commit or drops them on abort (a rolled-back subtransaction drops its own). So the
+ * counters describe committed work only, for ingest() and stream workers alike.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+#include "tributary.h"
+
+typedef struct TribStreamSlot
+{
+	int32		stream_id;		/* 0 when free */
+	pid_t		worker_pid;		/* 0 when no worker runs */
+	int32		config_version; /* catalog version the worker has loaded */
+	TimestampTz worker_started_at;
+	pg_atomic_uint64 messages;
+	pg_atomic_uint64 rows;
+	pg_atomic_uint64 dead_letters;
+	pg_atomic_uint64 bytes;
+	pg_atomic_uint64 batches;
+	pg_atomic_uint64 last_commit;	/* TimestampTz, 0 when never */
+} TribStreamSlot;
+
+typedef struct TribShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	int			nslots;
+	TribStreamSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} TribShared;
+
+/* A counter delta or a forget, waiting for its transaction to commit. */
+typedef struct TribPending
+{
+	int			nest_level;
+	int32		stream_id;
+	bool		forget;
+	int64		messages;
+	int64		rows;
+	int64		dead_letters;
+	int64		bytes;
+	int64		batches;
+} TribPending;
+
+static TribShared *TribState = NULL;
+static List *pending = NIL;		/* of TribPending, in TopTransactionContext */
+static bool wake_launcher = false;
+
+static Size
+TribShmemSize(void)
+{
+	return add_size(offsetof(TribShared, slots),
+					mul_size(sizeof(TribStreamSlot), tributary_max_streams));
+}
+
+/* Ask for our shared memory and lock; called from shmem_request_hook (or _PG_init < 15). */
+void
+TribShmemRequest(void)
+{
+	RequestAddinShmemSpace(TribShmemSize());
+	RequestNamedLWLockTranche("tributary", 1);
+}
+
+/* Attach to (or create) the shared state; called from shmem_startup_hook. */
+void
+TribShmemStartup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	TribState = ShmemInitStruct("tributary", TribShmemSize(), &found);
+	if (!found)
+	{
+		TribState->lock = &(GetNamedLWLockTranche("tributary"))->lock;
+		TribState->launcher_pid = 0;
+		TribState->nslots = tributary_max_streams;
+		for (int i = 0; i < TribState->nslots; i++)
+		{
+			TribStreamSlot *slot = &TribState->slots[i];
+
+			memset(slot, 0, sizeof(*slot));
+			pg_atomic_init_u64(&slot->messages, 0);
+			pg_atomic_init_u64(&slot->rows, 0);
+			pg_atomic_init_u64(&slot->dead_letters, 0);
+			pg_atomic_init_u64(&slot->bytes, 0);
+			pg_atomic_init_u64(&slot->batches, 0);
+			pg_atomic_init_u64(&slot->last_commit, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+TribCheckShmem(void)
+{
+	if (TribState == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tributary shared memory is not initialized"),
+				 errhint("Add tributary to shared_preload_libraries and restart the server.")));
+}
+
+/* Find the slot of a stream; caller holds the lock. */
+static TribStreamSlot *
+TribFindSlot(int32 stream_id)
+{
+	for (int i = 0; i < TribState->nslots; i++)
+		if (TribState->slots[i].stream_id == stream_id)
+			return &TribState->slots[i];
+	return NULL;
+}
+
+/* Find or claim the slot of a stream; NULL when every slot is taken. */
+static TribStreamSlot *
+TribAcquireSlot(int32 stream_id)
+{
+	TribStreamSlot *slot;
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	slot = TribFindSlot(stream_id);
+	LWLockRelease(TribState->lock);
+	if (slot != NULL)
+		return slot;
+
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	slot = TribFindSlot(stream_id);
+	if (slot == NULL)
+	{
+		slot = TribFindSlot(0);
+		if (slot != NULL)
+		{
+			slot->stream_id = stream_id;
+			slot->worker_pid = 0;
+			slot->config_version = 0;
+			slot->worker_started_at = 0;
+			pg_atomic_write_u64(&slot->messages, 0);
+			pg_atomic_write_u64(&slot->rows, 0);
+			pg_atomic_write_u64(&slot->dead_letters, 0);
+			pg_atomic_write_u64(&slot->bytes, 0);
+			pg_atomic_write_u64(&slot->batches, 0);
+			pg_atomic_write_u64(&slot->last_commit, 0);
+		}
+	}
+	LWLockRelease(TribState->lock);
+
+	if (slot == NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("tributary has no free statistics slot for stream %d", stream_id),
+				 errdetail("All %d slots are in use.", tributary_max_streams),
+				 errhint("Raise tributary.max_streams and restart the server.")));
+	return slot;
+}
+
+/* Queue counter deltas of one batch; they reach shared memory when the transaction commits. */
+void
+TribStatsAddAtCommit(int32 stream_id, int64 messages, int64 rows, int64 dead_letters,
+					 int64 bytes)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	TribPending *p = palloc0(sizeof(TribPending));
+
+	TribCheckShmem();
+	p->nest_level = GetCurrentTransactionNestLevel();
+	p->stream_id = stream_id;
+	p->messages = messages;
+	p->rows = rows;
+	p->dead_letters = dead_letters;
+	p->bytes = bytes;
+	p->batches = 1;
+	pending = lappend(pending, p);
+	MemoryContextSwitchTo(old);
+}
+
+/* Queue the release of a dropped stream's slot for commit. */
+void
+TribStatsForgetAtCommit(int32 stream_id)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	TribPending *p = palloc0(sizeof(TribPending));
+
+	p->nest_level = GetCurrentTransactionNestLevel();
+	p->stream_id = stream_id;
+	p->forget = true;
+	pending = lappend(pending, p);
+	MemoryContextSwitchTo(old);
+}
+
+/* Ask for the launcher to be woken when this transaction commits. */
+void
+TribWakeLauncherAtCommit(void)
+{
+	wake_launcher = true;
+}
+
+void
+TribSetLauncherPid(pid_t pid)
+{
+	TribCheckShmem();
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	TribState->launcher_pid = pid;
+	LWLockRelease(TribState->lock);
+}
+
+static void
+TribApplyPending(void)
+{
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	foreach(lc, pending)
+	{
+		TribPending *p = lfirst(lc);
+		TribStreamSlot *slot;
+
+		if (p->forget)
+		{
+			LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+			slot = TribFindSlot(p->stream_id);
+			if (slot != NULL && slot->worker_pid == 0)
+				slot->stream_id = 0;
+			LWLockRelease(TribState->lock);
+			continue;
+		}
+		slot = TribAcquireSlot(p->stream_id);
+		if (slot == NULL)
+			continue;
+		pg_atomic_fetch_add_u64(&slot->messages, p->messages);
+		pg_atomic_fetch_add_u64(&slot->rows, p->rows);
+		pg_atomic_fetch_add_u64(&slot->dead_letters, p->dead_letters);
+		pg_atomic_fetch_add_u64(&slot->bytes, p->bytes);
+		pg_atomic_fetch_add_u64(&slot->batches, p->batches);
+		pg_atomic_write_u64(&slot->last_commit, (uint64) now);
+	}
+}
+
+static void
+TribXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (pending != NIL && TribState != NULL)
+				TribApplyPending();
+			if (wake_launcher && TribState != NULL && TribState->launcher_pid != 0)
+				kill(TribState->launcher_pid, SIGUSR1);
+			pending = NIL;
+			wake_launcher = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending = NIL;
+			wake_launcher = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* A rolled-back subtransaction takes its counters with it; a committed one hands them up. */
+static void
+TribSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending)
+		{
+			TribPending *p = lfirst(lc);
+
+			if (p->nest_level >= level)
+				pending = foreach_delete_current(pending, lc);
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending)
+		{
+			TribPending *p = lfirst(lc);
+
+			if (p->nest_level >= level)
+				p->nest_level = level - 1;
+		}
+	}
+}
+
+void
+TribShmemInitXactHooks(void)
+{
+	RegisterXactCallback(TribXactCallback, NULL);
+	RegisterSubXactCallback(TribSubXactCallback, NULL);
+}
+
+/* Claim the stream's slot for this worker; false when another live worker holds it. */
+bool
+TribWorkerAttach(int32 stream_id, int32 config_version)
+{
+	TribStreamSlot *slot;
+	bool		ok = true;
+
+	TribCheckShmem();
+	slot = TribAcquireSlot(stream_id);
+	if (slot == NULL)
+		ereport(FATAL,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("no shared memory slot left for stream %d", stream_id),
+				 errhint("Raise tributary.max_streams and restart the server.")));
+
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	if (slot->worker_pid != 0 && slot->worker_pid != MyProcPid &&
+		kill(slot->worker_pid, 0) == 0)
+		ok = false;
+	else
+	{
+		slot->worker_pid = MyProcPid;
+		slot->config_version = config_version;
+		slot->worker_started_at = GetCurrentTimestamp();
+	}
+	LWLockRelease(TribState->lock);
+	return ok;
+}
+
+void
+TribWorkerSetConfigVersion(int32 stream_id, int32 config_version)
+{
+	TribStreamSlot *slot;
+
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	slot = TribFindSlot(stream_id);
+	if (slot != NULL && slot->worker_pid == MyProcPid)
+		slot->config_version = config_version;
+	LWLockRelease(TribState->lock);
+}
+
+void
+TribWorkerDetach(int32 stream_id)
+{
+	TribStreamSlot *slot;
+
+	if (TribState == NULL)
+		return;
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	slot = TribFindSlot(stream_id);
+	if (slot != NULL && slot->worker_pid == MyProcPid)
+	{
+		slot->worker_pid = 0;
+		slot->worker_started_at = 0;
+	}
+	LWLockRelease(TribState->lock);
+}
+
+/* The pids of every worker registered in shared memory: the launcher's orphans at start. */
+int
+TribListWorkerPids(pid_t *pids, int max)
+{
+	int			n = 0;
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	for (int i = 0; i < TribState->nslots && n < max; i++)
+		if (TribState->slots[i].stream_id != 0 && TribState->slots[i].worker_pid != 0)
+			pids[n++] = TribState->slots[i].worker_pid;
+	LWLockRelease(TribState->lock);
+	return n;
+}
+
+PG_FUNCTION_INFO_V1(tributary_stream_counters);
+
+/* SRF behind tributary.stream_stats: one row per stream slot in use. */
+Datum
+tributary_stream_counters(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	TribCheckShmem();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	for (int i = 0; i < TribState->nslots; i++)
+	{
+		TribStreamSlot *slot = &TribState->slots[i];
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		uint64		last_commit;
+
+		if (slot->stream_id == 0)
+			continue;
+		values[0] = Int32GetDatum(slot->stream_id);
+		values[1] = Int32GetDatum(slot->worker_pid);
+		nulls[1] = slot->worker_pid == 0;
+		values[2] = Int32GetDatum(slot->config_version);
+		nulls[2] = slot->worker_pid == 0;
+		values[3] = TimestampTzGetDatum(slot->worker_started_at);
+		nulls[3] = slot->worker_pid == 0;
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->messages));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->rows));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->dead_letters));
+		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->bytes));
+		values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->batches));
+		last_commit = pg_atomic_read_u64(&slot->last_commit);
+		values[9] = TimestampTzGetDatum((TimestampTz) last_commit);
+		nulls[9] = last_commit == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(TribState->lock);
+	return (Datum) 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * shmem.h
+ *		Shared memory of tributary: the launcher's pid and one slot per stream with its
+ *		worker and live counters. Counters of a transaction are applied when it commits.
+ */
+#ifndef TRIBUTARY_SHMEM_H
+#define TRIBUTARY_SHMEM_H
+
+#include "postgres.h"
+
+extern void TribShmemRequest(void);
+extern void TribShmemStartup(void);
+extern void TribShmemInitXactHooks(void);
+
+/* counters, applied to the stream's slot when the current transaction commits */
+extern void TribStatsAddAtCommit(int32 stream_id, int64 messages, int64 rows,
+								 int64 dead_letters, int64 bytes);
+extern void TribStatsForgetAtCommit(int32 stream_id);
+
+/* launcher */
+extern void TribWakeLauncherAtCommit(void);
+extern void TribSetLauncherPid(pid_t pid);
+
+/* workers */
+extern bool TribWorkerAttach(int32 stream_id, int32 config_version);
+extern void TribWorkerSetConfigVersion(int32 stream_id, int32 config_version);
+extern void TribWorkerDetach(int32 stream_id);
+extern int	TribListWorkerPids(pid_t *pids, int max);
+
+#endif							/* TRIBUTARY_SHMEM_H */

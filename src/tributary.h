@@ -1,0 +1,96 @@
+/*
+ * tributary.h
+ *		Types shared by every part of tributary: the stream definition loaded from the
+ *		catalog, the message handed to the ingest path, and the per-message outcome.
+ *
+ * Each part has its own header (catalog.h, ingest.h, shmem.h, ...); this one holds only
+ * what they all speak.
+ */
+#ifndef TRIBUTARY_H
+#define TRIBUTARY_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+#define TRIBUTARY_SCHEMA "tributary"
+#define TRIBUTARY_ADMIN_ROLE "tributary_admin"
+#define TRIBUTARY_MAX_NAME_LEN 48
+
+/* GUCs (tributary.c) */
+extern char *tributary_database;
+extern int	tributary_max_workers;
+extern int	tributary_max_streams;
+extern int	tributary_naptime_ms;
+
+typedef enum TribSource
+{
+	TRIB_SOURCE_LOCAL,
+	TRIB_SOURCE_KAFKA,
+	TRIB_SOURCE_REDIS
+} TribSource;
+
+typedef enum TribFormat
+{
+	TRIB_FORMAT_JSON,
+	TRIB_FORMAT_CSV,
+	TRIB_FORMAT_TEXT,
+	TRIB_FORMAT_BYTES
+} TribFormat;
+
+/* One declared stream, as loaded from tributary.stream_catalog and its options. */
+typedef struct StreamDef
+{
+	int32		id;
+	char	   *name;
+	Oid			target;
+	TribSource	source;
+	TribFormat	format;
+	Oid			owner;			/* role that created the stream */
+	bool		enabled;
+	int32		config_version;
+	Jsonb	   *options;		/* as stored */
+	char	   *key_column;		/* NULL when none */
+	char	   *event_time_column;	/* NULL when none */
+
+	/* format options, resolved from options */
+	List	   *csv_columns;	/* csv: target column names, in field order */
+	char		csv_delimiter;
+	char	   *column;			/* text/bytes: the one target column */
+	char	   *overflow_column;	/* json: jsonb column for unknown keys, or NULL */
+
+	/* batching */
+	int			batch_size;
+	int			batch_ms;
+} StreamDef;
+
+/* One message on its way into the target table. */
+typedef struct TribMessage
+{
+	const char *data;
+	int			len;
+	int32		partition;		/* -1 when the source has none */
+	int64		offset;			/* -1 when the source has none */
+} TribMessage;
+
+typedef enum TribOutcome
+{
+	TRIB_PENDING = 0,
+	TRIB_INSERTED,
+	TRIB_DEAD
+} TribOutcome;
+
+/* What happened to one message; error fields are set for TRIB_DEAD. */
+typedef struct TribMessageResult
+{
+	TribOutcome outcome;
+	int			sqlerrcode;
+	char	   *error;
+	char	   *detail;
+} TribMessageResult;
+
+extern const char *TribSourceName(TribSource source);
+extern const char *TribFormatName(TribFormat format);
+
+#endif							/* TRIBUTARY_H */
