@@ -38,13 +38,13 @@ include $(PGXS)
 
 .PHONY: test demo bootstrap format
 bootstrap:
-	bash tools/bootstrap.sh
+	@bash tools/bootstrap.sh
 
 test:
-	bash test/run.sh
+	@bash test/run.sh
 
 demo:
-	bash tools/demo.sh
+	@bash tools/demo.sh
 
 format:
 	clang-format -i src/*.c src/*.h src/*/*.c src/*/*.h

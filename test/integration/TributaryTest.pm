@@ -1,0 +1,118 @@
+# test/integration/TributaryTest.pm: helpers for tributary's integration tests, on top of
+# PostgreSQL's own Perl TAP framework (PostgreSQL::Test::Cluster / ::Utils).
+#
+# test/run.sh puts this directory and PostgreSQL's src/test/perl on PERL5LIB and sets
+# PG_REGRESS, TESTDIR and PATH the way PostgreSQL's `make check` does, so a test is just:
+#
+#   use strict;
+#   use warnings;
+#   use PostgreSQL::Test::Cluster;
+#   use PostgreSQL::Test::Utils;
+#   use Test::More;
+#   use TributaryTest;
+#
+#   my $node = tributary_node('main');            # preloaded, started, extension created
+#   ok(wait_for($node, "SELECT count(*) FROM t", '3'), 'rows arrived');
+#   my $pid = worker_pid($node, 'orders');         # pid of stream "orders"'s worker
+#   done_testing();
+#
+# Exports:
+#   tributary_node($name, %opts)   a new, started node. Options:
+#       conf             => string appended to postgresql.conf (after our defaults)
+#       preload          => 0: do not put tributary in shared_preload_libraries
+#       create_extension => 0: do not run CREATE EXTENSION tributary
+#       start            => 0: only init and configure; the caller starts it (and then
+#                           creates the extension itself)
+#     Defaults written: shared_preload_libraries = 'tributary',
+#     tributary.database = 'postgres', tributary.naptime = '1s',
+#     max_worker_processes = 32.
+#   wait_for($node, $sql, $expected = 't', $timeout = PG_TEST_TIMEOUT_DEFAULT)
+#       poll $sql in database postgres until its output (psql -At) equals $expected;
+#       returns 1, or 0 after the timeout (with the last output as a diag).
+#   worker_pid($node, $stream)     pid of the stream's worker (backend_type
+#       'tributary stream worker', application_name 'tributary: <stream>'), or undef.
+#   launcher_pid($node)            pid of the launcher (backend_type 'tributary launcher'),
+#       or undef.
+#   sql_literal($string)           $string as a quoted SQL literal.
+
+package TributaryTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(tributary_node wait_for worker_pid launcher_pid sql_literal);
+
+sub tributary_node
+{
+	my ($name, %opts) = @_;
+	my $preload = defined $opts{preload} ? $opts{preload} : 1;
+	my $create = defined $opts{create_extension} ? $opts{create_extension} : 1;
+	my $start = defined $opts{start} ? $opts{start} : 1;
+
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+
+	my $conf = "\n# Added by TributaryTest.pm\n";
+	$conf .= "shared_preload_libraries = 'tributary'\n" if $preload;
+	$conf .= "tributary.database = 'postgres'\n";
+	$conf .= "tributary.naptime = '1s'\n";
+	$conf .= "max_worker_processes = 32\n";
+	$conf .= "$opts{conf}\n" if defined $opts{conf};
+	$node->append_conf('postgresql.conf', $conf);
+
+	return $node unless $start;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION tributary')
+	  if $preload && $create;
+	return $node;
+}
+
+sub wait_for
+{
+	my ($node, $sql, $expected, $timeout) = @_;
+	$expected = 't' unless defined $expected;
+
+	# poll_query_until tries 10 * timeout_default times, 0.1 s apart.
+	local $PostgreSQL::Test::Utils::timeout_default =
+	  defined $timeout ? $timeout : $PostgreSQL::Test::Utils::timeout_default;
+	return $node->poll_query_until('postgres', $sql, $expected) ? 1 : 0;
+}
+
+sub sql_literal
+{
+	my ($s) = @_;
+	$s =~ s/'/''/g;
+	return "'$s'";
+}
+
+# First pid (lowest) of the processes matching $where in pg_stat_activity, or undef.
+sub _pid_where
+{
+	my ($node, $where) = @_;
+	my $out = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE $where ORDER BY pid");
+	my @pids = grep { length } split /\n/, $out;
+	diag("more than one process matches $where: @pids") if @pids > 1;
+	return @pids ? $pids[0] : undef;
+}
+
+sub worker_pid
+{
+	my ($node, $stream) = @_;
+	return _pid_where($node,
+		    "backend_type = 'tributary stream worker' AND application_name = "
+		  . sql_literal("tributary: $stream"));
+}
+
+sub launcher_pid
+{
+	my ($node) = @_;
+	return _pid_where($node, "backend_type = 'tributary launcher'");
+}
+
+1;
