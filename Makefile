@@ -36,6 +36,9 @@ SHLIB_LINK =
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Rebuild an object when a header it includes changes (PGXS tracks none by default).
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 .PHONY: test demo bootstrap format
 bootstrap:
 	@bash tools/bootstrap.sh
