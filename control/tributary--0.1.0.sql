@@ -1,9 +1,9 @@
 -- tributary 0.1.0: the stream catalog, offsets, dead letters, lifecycle and ingest API.
 --
--- Everything is schema-qualified; functions that must run with the extension owner's
--- rights are written in C and switch identity only for tributary's own tables, so no
--- function here is SECURITY DEFINER except the two small helpers at the end, which pin
--- search_path.
+-- Everything is schema-qualified. Functions that need the extension owner's rights are
+-- written in C and switch identity only for the statements on tributary's own tables, so
+-- the only SECURITY DEFINER function here is _may_manage (the dead-letter policy's
+-- check), which pins search_path like every helper.
 
 \echo Use "CREATE EXTENSION tributary" to load this file. \quit
 
@@ -81,34 +81,44 @@ AS $$
         OR pg_catalog.pg_has_role(current_user, 'tributary_admin', 'USAGE')
 $$;
 
--- True when the current user may manage the named stream (owns its target, or is admin).
-CREATE FUNCTION @extschema@._may_manage(stream text)
+-- True when role may manage the named stream: it owns the target (or is a member of the
+-- owning role), or is a superuser or tributary_admin member. SECURITY DEFINER so it can
+-- read the catalog; the role is passed in because current_user is the definer inside.
+CREATE FUNCTION @extschema@._may_manage(stream text, role name)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT @extschema@._is_admin()
+    SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role), false)
+        OR pg_catalog.pg_has_role(role, 'tributary_admin', 'USAGE')
         OR EXISTS (SELECT FROM @extschema@.stream_catalog s
                    JOIN pg_catalog.pg_class c ON c.oid = s.target
                    WHERE s.name = stream
-                     AND pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
+                     AND pg_catalog.pg_has_role(role, c.relowner, 'USAGE'))
 $$;
 
--- Options with secret values masked: keys of the librdkafka object that hold credentials.
+-- Options with secret values masked: keys of the librdkafka object that hold credentials,
+-- and the password part of a Redis URL.
 CREATE FUNCTION @extschema@._redact_options(options jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN pg_catalog.jsonb_typeof(options -> 'librdkafka') = 'object' THEN
-            pg_catalog.jsonb_set(options, '{librdkafka}',
-                (SELECT coalesce(pg_catalog.jsonb_object_agg(key,
+        WHEN jsonb_typeof(o -> 'librdkafka') = 'object' THEN
+            jsonb_set(o, '{librdkafka}',
+                (SELECT coalesce(jsonb_object_agg(key,
                         CASE WHEN key ~ '(password|secret|\.key\.pem|key\.location|token|sasl\.jaas|credentials)'
                              THEN '"********"'::jsonb ELSE value END), '{}'::jsonb)
-                 FROM pg_catalog.jsonb_each(options -> 'librdkafka')))
-        ELSE options
+                 FROM jsonb_each(o -> 'librdkafka')))
+        ELSE o
     END
+    FROM (SELECT CASE
+            WHEN jsonb_typeof(options -> 'url') = 'string' THEN
+                jsonb_set(options, '{url}', to_jsonb(regexp_replace(options ->> 'url',
+                          '^([a-z]+://)([^:@/]*):[^@/]*@', '\1\2:********@')))
+            ELSE options
+          END AS o) AS masked
 $$;
 
 CREATE FUNCTION @extschema@._stream_counters(
@@ -254,7 +264,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.ingest(text, jsonb[]),
     @extschema@.replay_dead_letters(text),
     @extschema@._is_admin(),
-    @extschema@._may_manage(text),
+    @extschema@._may_manage(text, name),
     @extschema@._redact_options(jsonb),
     @extschema@._stream_counters()
 TO PUBLIC;
@@ -262,4 +272,4 @@ TO PUBLIC;
 ALTER TABLE @extschema@.dead_letters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY dead_letters_of_managed_streams ON @extschema@.dead_letters
     FOR ALL TO PUBLIC
-    USING (@extschema@._may_manage(stream));
+    USING (@extschema@._may_manage(stream, current_user));

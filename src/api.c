@@ -132,6 +132,30 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* old || changes, then without the top-level keys that changes sets to null. */
+static Datum
+TribMergeOptions(Jsonb *old, Jsonb *changes)
+{
+	Datum		merged = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(old),
+											 JsonbPGetDatum(changes));
+	JsonbIterator *it = JsonbIteratorInit(&changes->root);
+	JsonbValue	key;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		(void) JsonbIteratorNext(&it, &val, true);
+		if (val.type == jbvNull)
+			merged = DirectFunctionCall2(jsonb_delete, merged,
+										 PointerGetDatum(cstring_to_text_with_len(key.val.string.val,
+																				  key.val.string.len)));
+	}
+	return merged;
+}
+
 /*
  * alter_stream(name, options): merge options into the stream's (a null value removes a
  * key), validate the result, and bump config_version so a running worker reloads.
@@ -156,8 +180,7 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options of stream \"%s\" must be a JSON object", name),
 				 errhint("For example '{\"batch_size\": 500}'.")));
-	merged = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(def->options), PG_GETARG_DATUM(1));
-	merged = DirectFunctionCall1(jsonb_strip_nulls, merged);
+	merged = TribMergeOptions(def->options, PG_GETARG_JSONB_P(1));
 	def->options = DatumGetJsonbP(merged);
 	TribStreamResolveOptions(def);
 
@@ -221,7 +244,7 @@ tributary_drop_stream(PG_FUNCTION_ARGS)
 	}
 	values[0] = Int32GetDatum(def->id);
 	TribCatalogExecute("DELETE FROM tributary.stream_catalog WHERE id = $1", 1, types, values, NULL);
-	TribStatsForgetAtCommit(def->id);
+	TribStatsForgetAtCommit(&def->key);
 	TribWakeLauncherAtCommit();
 	PG_RETURN_VOID();
 }
@@ -342,7 +365,7 @@ tributary_ingest(PG_FUNCTION_ARGS)
 	results = palloc0(sizeof(TribMessageResult) * Max(nmsgs, 1));
 	TribIngestBatch(def, msgs, nmsgs, results, &counts);
 	TribDeadLettersWrite(def, msgs, results, nmsgs);
-	TribStatsAddAtCommit(def->id, counts.messages, counts.rows, counts.dead, counts.bytes);
+	TribStatsAddAtCommit(&def->key, counts.messages, counts.rows, counts.dead, counts.bytes);
 	PG_RETURN_DATUM(TribIngestResult(fcinfo, &counts));
 }
 
@@ -358,6 +381,7 @@ tributary_replay_dead_letters(PG_FUNCTION_ARGS)
 	TribStreamResolveOptions(def);
 	TribCheckMayInsert(def, GetUserId());
 	TribDeadLettersReplay(def, &counts);
-	TribStatsAddAtCommit(def->id, 0, counts.rows, 0, 0);
+	if (counts.messages > 0)
+		TribStatsAddAtCommit(&def->key, 0, counts.rows, 0, 0);
 	PG_RETURN_DATUM(TribIngestResult(fcinfo, &counts));
 }

@@ -14,6 +14,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -60,6 +61,15 @@ TribExtensionOwner(void)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return extension_owner;
+}
+
+/* OID of tributary.stream_catalog: part of every stream's key in shared memory. */
+Oid
+TribCatalogRelid(void)
+{
+	Oid			nsp = get_namespace_oid(TRIBUTARY_SCHEMA, false);
+
+	return get_relname_relid("stream_catalog", nsp);
 }
 
 /* Act as the extension's owner with search_path pinned, until TribRestoreUser. */
@@ -147,6 +157,12 @@ TribCheckTarget(Oid target)
 				 errmsg("\"%s\" is not a table", get_rel_name(target)),
 				 errdetail("A stream's target must be an ordinary or a partitioned table."),
 				 errhint("Point the stream at a table; a view can read from it.")));
+	if (get_rel_persistence(target) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is a temporary table", get_rel_name(target)),
+				 errdetail("A stream outlives the session; a temporary table does not, and workers cannot see it."),
+				 errhint("Use an ordinary (or unlogged) table.")));
 	if (check_enable_rls(target, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -192,6 +208,9 @@ TribStreamFromSpi(MemoryContext cxt)
 	char	   *source;
 
 	def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	def->key.database = MyDatabaseId;
+	def->key.catalog = TribCatalogRelid();
+	def->key.id = def->id;
 	def->name = TribSpiText(2, &isnull);
 	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	source = TribSpiText(4, &isnull);

@@ -19,6 +19,7 @@ typedef struct TribOwnerContext
 } TribOwnerContext;
 
 extern Oid	TribExtensionOwner(void);
+extern Oid	TribCatalogRelid(void);
 extern void TribBecomeExtensionOwner(TribOwnerContext *ctx);
 extern void TribRestoreUser(TribOwnerContext *ctx);
 

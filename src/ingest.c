@@ -23,11 +23,15 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "commands/copy.h"
+#include "catalog/pg_type.h"
 #include "commands/copyfrom_internal.h"
+#include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
@@ -79,6 +83,28 @@ TribErrorIsRowError(int sqlerrcode)
 }
 
 /*
+ * Rows that supply no column at all (a json message with no known key) are rows of
+ * defaults, as INSERT ... DEFAULT VALUES; COPY cannot name zero columns, so INSERT them.
+ */
+static uint64
+TribInsertDefaultRows(Relation rel, int nrows)
+{
+	char	   *sql = psprintf("INSERT INTO %s SELECT FROM pg_catalog.generate_series(1, $1)",
+							   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+														  RelationGetRelationName(rel)));
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(nrows);
+	uint64		processed;
+
+	SPI_connect();
+	if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "tributary: could not insert default rows into \"%s\"", RelationGetRelationName(rel));
+	processed = SPI_processed;
+	SPI_finish();
+	return processed;
+}
+
+/*
  * COPY rows [lo, hi) into the target in a subtransaction. Returns true on success; on a
  * row error returns false with *edata set and *failed_row to the row COPY was on (or -1).
  */
@@ -106,16 +132,22 @@ TribCopyRun(TribTarget *t, StringInfo lines, TribRow *rows, int lo, int hi,
 	MemoryContextSwitchTo(runcxt);
 	PG_TRY();
 	{
-		ParseState *pstate = make_parsestate(NULL);
-		List	   *options = list_make1(makeDefElem("encoding",
-													 (Node *) makeString((char *) GetDatabaseEncodingName()),
-													 -1));
+		List	   *columns = TribTargetColumnNames(t, rows[lo].signature);
 
-		(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
-		cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead,
-							   TribTargetColumnNames(t, rows[lo].signature), options);
-		*processed = CopyFrom(cstate);
-		EndCopyFrom(cstate);
+		if (columns == NIL)
+			*processed = TribInsertDefaultRows(t->rel, hi - lo);
+		else
+		{
+			ParseState *pstate = make_parsestate(NULL);
+			List	   *options = list_make1(makeDefElem("encoding",
+														 (Node *) makeString((char *) GetDatabaseEncodingName()),
+														 -1));
+
+			(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
+			cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
+			*processed = CopyFrom(cstate);
+			EndCopyFrom(cstate);
+		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;

@@ -241,6 +241,31 @@ TribCheckColumnType(StreamDef *def, const char *column, const char *role, int nt
 			 errhint("The %s must be of type %s.", role, expected)));
 }
 
+/* A broker source cannot run without knowing where to read. */
+static void
+TribRequireOption(StreamDef *def, const char *key, const char *example)
+{
+	if (getKeyJsonValueFromContainer(&def->options->root, key, strlen(key), NULL) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream \"%s\" needs option \"%s\"", def->name, key),
+				 errdetail("A %s stream reads from the place its options name.",
+						   TribSourceName(def->source)),
+				 errhint("Add %s to the options.", example)));
+}
+
+static void
+TribCheckSourceOptions(StreamDef *def)
+{
+	if (def->source == TRIB_SOURCE_KAFKA)
+	{
+		TribRequireOption(def, "brokers", "{\"brokers\": \"host:9092\"}");
+		TribRequireOption(def, "topic", "{\"topic\": \"name\"}");
+	}
+	else if (def->source == TRIB_SOURCE_REDIS)
+		TribRequireOption(def, "stream_key", "{\"stream_key\": \"key\"}");
+}
+
 /*
  * Validate def->options for def's source and target, and fill the resolved fields.
  * Raises an error on the first problem; changes nothing else.
@@ -307,6 +332,7 @@ TribStreamResolveOptions(StreamDef *def)
 			TribBadOption(def, name, "set, not null");
 	}
 
+	TribCheckSourceOptions(def);
 	if (def->format == TRIB_FORMAT_CSV && def->csv_columns == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

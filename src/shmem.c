@@ -26,12 +26,14 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "shmem.h"
 #include "tributary.h"
 
 typedef struct TribStreamSlot
 {
-	int32		stream_id;		/* 0 when free */
+	TribStreamKey key;			/* key.id is 0 when the slot is free */
+	bool		dropped;		/* stream dropped; freed when its worker detaches */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	int32		config_version; /* catalog version the worker has loaded */
 	TimestampTz worker_started_at;
@@ -55,7 +57,7 @@ typedef struct TribShared
 typedef struct TribPending
 {
 	int			nest_level;
-	int32		stream_id;
+	TribStreamKey key;
 	bool		forget;
 	int64		messages;
 	int64		rows;
@@ -122,36 +124,55 @@ TribCheckShmem(void)
 				 errhint("Add tributary to shared_preload_libraries and restart the server.")));
 }
 
-/* Find the slot of a stream; caller holds the lock. */
+static bool
+TribKeyEquals(const TribStreamKey *a, const TribStreamKey *b)
+{
+	return a->id == b->id && a->database == b->database && a->catalog == b->catalog;
+}
+
+/* Find the slot of a stream (a free one for a zero key); caller holds the lock. */
 static TribStreamSlot *
-TribFindSlot(int32 stream_id)
+TribFindSlot(const TribStreamKey *key)
 {
 	for (int i = 0; i < TribState->nslots; i++)
-		if (TribState->slots[i].stream_id == stream_id)
-			return &TribState->slots[i];
+	{
+		TribStreamSlot *slot = &TribState->slots[i];
+
+		if (key->id == 0 ? slot->key.id == 0 : TribKeyEquals(&slot->key, key))
+			return slot;
+	}
 	return NULL;
+}
+
+static void
+TribFreeSlot(TribStreamSlot *slot)
+{
+	memset(&slot->key, 0, sizeof(slot->key));
+	slot->dropped = false;
 }
 
 /* Find or claim the slot of a stream; NULL when every slot is taken. */
 static TribStreamSlot *
-TribAcquireSlot(int32 stream_id)
+TribAcquireSlot(const TribStreamKey *key)
 {
+	static const TribStreamKey free_key = {0};
 	TribStreamSlot *slot;
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
-	slot = TribFindSlot(stream_id);
+	slot = TribFindSlot(key);
 	LWLockRelease(TribState->lock);
 	if (slot != NULL)
 		return slot;
 
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	slot = TribFindSlot(stream_id);
+	slot = TribFindSlot(key);
 	if (slot == NULL)
 	{
-		slot = TribFindSlot(0);
+		slot = TribFindSlot(&free_key);
 		if (slot != NULL)
 		{
-			slot->stream_id = stream_id;
+			slot->key = *key;
+			slot->dropped = false;
 			slot->worker_pid = 0;
 			slot->config_version = 0;
 			slot->worker_started_at = 0;
@@ -168,7 +189,7 @@ TribAcquireSlot(int32 stream_id)
 	if (slot == NULL)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("tributary has no free statistics slot for stream %d", stream_id),
+				 errmsg("tributary has no free statistics slot for stream %d", key->id),
 				 errdetail("All %d slots are in use.", tributary_max_streams),
 				 errhint("Raise tributary.max_streams and restart the server.")));
 	return slot;
@@ -176,7 +197,7 @@ TribAcquireSlot(int32 stream_id)
 
 /* Queue counter deltas of one batch; they reach shared memory when the transaction commits. */
 void
-TribStatsAddAtCommit(int32 stream_id, int64 messages, int64 rows, int64 dead_letters,
+TribStatsAddAtCommit(const TribStreamKey *key, int64 messages, int64 rows, int64 dead_letters,
 					 int64 bytes)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
@@ -184,7 +205,7 @@ TribStatsAddAtCommit(int32 stream_id, int64 messages, int64 rows, int64 dead_let
 
 	TribCheckShmem();
 	p->nest_level = GetCurrentTransactionNestLevel();
-	p->stream_id = stream_id;
+	p->key = *key;
 	p->messages = messages;
 	p->rows = rows;
 	p->dead_letters = dead_letters;
@@ -196,13 +217,13 @@ TribStatsAddAtCommit(int32 stream_id, int64 messages, int64 rows, int64 dead_let
 
 /* Queue the release of a dropped stream's slot for commit. */
 void
-TribStatsForgetAtCommit(int32 stream_id)
+TribStatsForgetAtCommit(const TribStreamKey *key)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	TribPending *p = palloc0(sizeof(TribPending));
 
 	p->nest_level = GetCurrentTransactionNestLevel();
-	p->stream_id = stream_id;
+	p->key = *key;
 	p->forget = true;
 	pending = lappend(pending, p);
 	MemoryContextSwitchTo(old);
@@ -238,13 +259,15 @@ TribApplyPending(void)
 		if (p->forget)
 		{
 			LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-			slot = TribFindSlot(p->stream_id);
+			slot = TribFindSlot(&p->key);
 			if (slot != NULL && slot->worker_pid == 0)
-				slot->stream_id = 0;
+				TribFreeSlot(slot);
+			else if (slot != NULL)
+				slot->dropped = true;
 			LWLockRelease(TribState->lock);
 			continue;
 		}
-		slot = TribAcquireSlot(p->stream_id);
+		slot = TribAcquireSlot(&p->key);
 		if (slot == NULL)
 			continue;
 		pg_atomic_fetch_add_u64(&slot->messages, p->messages);
@@ -320,17 +343,17 @@ TribShmemInitXactHooks(void)
 
 /* Claim the stream's slot for this worker; false when another live worker holds it. */
 bool
-TribWorkerAttach(int32 stream_id, int32 config_version)
+TribWorkerAttach(const TribStreamKey *key, int32 config_version)
 {
 	TribStreamSlot *slot;
 	bool		ok = true;
 
 	TribCheckShmem();
-	slot = TribAcquireSlot(stream_id);
+	slot = TribAcquireSlot(key);
 	if (slot == NULL)
 		ereport(FATAL,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("no shared memory slot left for stream %d", stream_id),
+				 errmsg("no shared memory slot left for stream %d", key->id),
 				 errhint("Raise tributary.max_streams and restart the server.")));
 
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
@@ -348,30 +371,32 @@ TribWorkerAttach(int32 stream_id, int32 config_version)
 }
 
 void
-TribWorkerSetConfigVersion(int32 stream_id, int32 config_version)
+TribWorkerSetConfigVersion(const TribStreamKey *key, int32 config_version)
 {
 	TribStreamSlot *slot;
 
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	slot = TribFindSlot(stream_id);
+	slot = TribFindSlot(key);
 	if (slot != NULL && slot->worker_pid == MyProcPid)
 		slot->config_version = config_version;
 	LWLockRelease(TribState->lock);
 }
 
 void
-TribWorkerDetach(int32 stream_id)
+TribWorkerDetach(const TribStreamKey *key)
 {
 	TribStreamSlot *slot;
 
 	if (TribState == NULL)
 		return;
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	slot = TribFindSlot(stream_id);
+	slot = TribFindSlot(key);
 	if (slot != NULL && slot->worker_pid == MyProcPid)
 	{
 		slot->worker_pid = 0;
 		slot->worker_started_at = 0;
+		if (slot->dropped)
+			TribFreeSlot(slot);
 	}
 	LWLockRelease(TribState->lock);
 }
@@ -384,7 +409,7 @@ TribListWorkerPids(pid_t *pids, int max)
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->nslots && n < max; i++)
-		if (TribState->slots[i].stream_id != 0 && TribState->slots[i].worker_pid != 0)
+		if (TribState->slots[i].key.id != 0 && TribState->slots[i].worker_pid != 0)
 			pids[n++] = TribState->slots[i].worker_pid;
 	LWLockRelease(TribState->lock);
 	return n;
@@ -392,11 +417,12 @@ TribListWorkerPids(pid_t *pids, int max)
 
 PG_FUNCTION_INFO_V1(tributary_stream_counters);
 
-/* SRF behind tributary.stream_stats: one row per stream slot in use. */
+/* SRF behind tributary.stream_stats: the slots of this database's streams. */
 Datum
 tributary_stream_counters(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			catalog = TribCatalogRelid();
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
@@ -409,9 +435,10 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 		bool		nulls[10] = {0};
 		uint64		last_commit;
 
-		if (slot->stream_id == 0)
+		if (slot->key.id == 0 || slot->dropped || slot->key.database != MyDatabaseId ||
+			slot->key.catalog != catalog)
 			continue;
-		values[0] = Int32GetDatum(slot->stream_id);
+		values[0] = Int32GetDatum(slot->key.id);
 		values[1] = Int32GetDatum(slot->worker_pid);
 		nulls[1] = slot->worker_pid == 0;
 		values[2] = Int32GetDatum(slot->config_version);

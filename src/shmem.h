@@ -8,23 +8,25 @@
 
 #include "postgres.h"
 
+#include "tributary.h"
+
 extern void TribShmemRequest(void);
 extern void TribShmemStartup(void);
 extern void TribShmemInitXactHooks(void);
 
 /* counters, applied to the stream's slot when the current transaction commits */
-extern void TribStatsAddAtCommit(int32 stream_id, int64 messages, int64 rows,
+extern void TribStatsAddAtCommit(const TribStreamKey *key, int64 messages, int64 rows,
 								 int64 dead_letters, int64 bytes);
-extern void TribStatsForgetAtCommit(int32 stream_id);
+extern void TribStatsForgetAtCommit(const TribStreamKey *key);
 
 /* launcher */
 extern void TribWakeLauncherAtCommit(void);
 extern void TribSetLauncherPid(pid_t pid);
 
 /* workers */
-extern bool TribWorkerAttach(int32 stream_id, int32 config_version);
-extern void TribWorkerSetConfigVersion(int32 stream_id, int32 config_version);
-extern void TribWorkerDetach(int32 stream_id);
+extern bool TribWorkerAttach(const TribStreamKey *key, int32 config_version);
+extern void TribWorkerSetConfigVersion(const TribStreamKey *key, int32 config_version);
+extern void TribWorkerDetach(const TribStreamKey *key);
 extern int	TribListWorkerPids(pid_t *pids, int max);
 
 #endif							/* TRIBUTARY_SHMEM_H */

@@ -39,10 +39,22 @@ typedef enum TribFormat
 	TRIB_FORMAT_BYTES
 } TribFormat;
 
+/*
+ * What identifies a stream across the cluster: ids restart when the extension is
+ * re-created and repeat across databases, the catalog table's OID does not.
+ */
+typedef struct TribStreamKey
+{
+	Oid			database;
+	Oid			catalog;		/* OID of tributary.stream_catalog */
+	int32		id;
+} TribStreamKey;
+
 /* One declared stream, as loaded from tributary.stream_catalog and its options. */
 typedef struct StreamDef
 {
 	int32		id;
+	TribStreamKey key;
 	char	   *name;
 	Oid			target;
 	TribSource	source;

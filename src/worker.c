@@ -32,11 +32,12 @@
 #include "tributary.h"
 
 static int32 worker_stream_id = 0;
+static TribStreamKey worker_key;
 
 static void
 TribWorkerOnExit(int code, Datum arg)
 {
-	TribWorkerDetach(DatumGetInt32(arg));
+	TribWorkerDetach(&worker_key);
 }
 
 /* Load the stream's definition into a context that lives as long as the worker. */
@@ -82,12 +83,13 @@ TribStreamWorkerMain(Datum arg)
 		ereport(LOG, (errmsg("tributary stream %d is gone or stopped; worker exits", worker_stream_id)));
 		proc_exit(0);
 	}
-	if (!TribWorkerAttach(def->id, def->config_version))
+	worker_key = def->key;
+	if (!TribWorkerAttach(&worker_key, def->config_version))
 	{
 		ereport(LOG, (errmsg("tributary stream \"%s\" already has a worker; this one exits", def->name)));
 		proc_exit(0);
 	}
-	before_shmem_exit(TribWorkerOnExit, Int32GetDatum(def->id));
+	before_shmem_exit(TribWorkerOnExit, (Datum) 0);
 	pgstat_report_appname(psprintf("tributary: %s", def->name));
 	ereport(LOG, (errmsg("tributary worker for stream \"%s\" started (source %s)",
 						 def->name, TribSourceName(def->source))));
@@ -111,7 +113,7 @@ TribStreamWorkerMain(Datum arg)
 			if (fresh == NULL || !fresh->enabled)
 				proc_exit(0);
 			def = fresh;
-			TribWorkerSetConfigVersion(def->id, def->config_version);
+			TribWorkerSetConfigVersion(&worker_key, def->config_version);
 			ereport(LOG, (errmsg("tributary worker for stream \"%s\" reloaded its options (config version %d)",
 								 def->name, def->config_version)));
 		}

@@ -98,6 +98,7 @@ TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
 	pfree(value.data);
 	if (field != t->ncsv)
 		return TribCsvFail(res, "too few fields in CSV message",
-						   psprintf("The message has %d fields; the stream maps %d.", field, t->ncsv));
+						   psprintf("The message has %d field%s; the stream maps %d.", field,
+										field == 1 ? "" : "s", t->ncsv));
 	return true;
 }

@@ -38,12 +38,18 @@ TribTargetOpen(StreamDef *def, Relation rel)
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Oid			base = getBaseType(att->atttypid);
+		Oid			base;
 
 		t->cols[i].name = NameStr(att->attname);
 		t->cols[i].writable = !att->attisdropped && att->attgenerated == '\0';
-		t->cols[i].cls = (base == JSONOID || base == JSONBOID) ? TRIB_COL_JSON :
-			OidIsValid(get_element_type(base)) ? TRIB_COL_ARRAY : TRIB_COL_SCALAR;
+		t->cols[i].cls = TRIB_COL_SCALAR;
+		if (att->attisdropped)
+			continue;			/* its type is gone */
+		base = getBaseType(att->atttypid);
+		if (base == JSONOID || base == JSONBOID)
+			t->cols[i].cls = TRIB_COL_JSON;
+		else if (OidIsValid(get_element_type(base)))
+			t->cols[i].cls = TRIB_COL_ARRAY;
 	}
 	t->overflow = def->overflow_column ? TribColumnIndex(t, def->overflow_column) : -1;
 	t->single = def->column ? TribColumnIndex(t, def->column) : -1;

@@ -1,0 +1,492 @@
+--
+-- errors: every bad call, with its message, detail and hint, and proof that it changed
+-- nothing (err_unchanged() compares the catalog, the dead letters, the target's rows and
+-- the counters with the snapshot taken by the last err_rebase()).
+--
+CREATE TABLE err_t (
+    id      integer PRIMARY KEY,
+    ts      timestamptz,
+    n       integer,
+    body    text,
+    raw     bytea,
+    doc     jsonb,
+    doc_j   json,
+    twice   integer GENERATED ALWAYS AS (id * 2) STORED
+);
+CREATE TABLE err_one (line text);
+CREATE VIEW err_view AS SELECT * FROM err_t;
+CREATE MATERIALIZED VIEW err_matview AS SELECT 1 AS x;
+CREATE SEQUENCE err_seq;
+
+CREATE FUNCTION err_snapshot() RETURNS text LANGUAGE sql AS $$
+    SELECT concat_ws(' | ',
+        (SELECT string_agg(concat_ws(':', name, source, target::text, options::text, key_column,
+                                     event_time_column, enabled, config_version), ' ' ORDER BY name)
+         FROM tributary.streams),
+        (SELECT count(*) FROM tributary.dead_letters),
+        (SELECT count(*) FROM tributary.offsets),
+        (SELECT count(*) FROM err_t),
+        (SELECT count(*) FROM err_one),
+        (SELECT string_agg(concat_ws(':', stream, messages, rows, dead_letters, batches), ' ' ORDER BY stream)
+         FROM tributary.stream_stats))
+$$;
+CREATE TABLE err_baseline (snapshot text);
+INSERT INTO err_baseline VALUES (err_snapshot());
+CREATE FUNCTION err_rebase() RETURNS void LANGUAGE sql AS $$
+    UPDATE err_baseline SET snapshot = err_snapshot()
+$$;
+CREATE FUNCTION err_unchanged() RETURNS boolean LANGUAGE sql AS $$
+    SELECT snapshot = err_snapshot() FROM err_baseline
+$$;
+
+-- Streams the errors below run against.
+SELECT tributary.create_stream('err_json', 'err_t', key => 'id', event_time => 'ts');
+SELECT tributary.create_stream('err_csv', 'err_t', 'local', '{"format": "csv", "columns": ["id", "body"]}');
+SELECT tributary.create_stream('err_text', 'err_one', 'local', '{"format": "text"}');
+SELECT tributary.create_stream('err_bytes', 'err_t', 'local', '{"format": "bytes", "column": "raw"}');
+SELECT tributary.create_stream('err_stopped', 'err_t', enabled => false);
+SELECT tributary.create_stream('err_kafka', 'err_t', 'kafka', '{"brokers": "localhost:9092", "topic": "t"}',
+                               enabled => false);
+SELECT tributary.create_stream('err_redis', 'err_t', 'redis', '{"url": "redis://localhost", "stream_key": "k"}',
+                               enabled => false);
+SELECT err_rebase();
+
+--
+-- Unknown streams, for every function that takes a stream name.
+--
+SELECT tributary.alter_stream('err_nope', '{}');
+SELECT err_unchanged();
+SELECT tributary.start('err_nope');
+SELECT err_unchanged();
+SELECT tributary.stop('err_nope');
+SELECT err_unchanged();
+SELECT tributary.drop_stream('err_nope');
+SELECT err_unchanged();
+SELECT tributary.drop_stream('err_nope', false);
+SELECT err_unchanged();
+SELECT tributary.drop_stream('err_nope', NULL);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_nope', '{"id": 1}');
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_nope', ARRAY['{"id": 1}']);
+SELECT err_unchanged();
+SELECT * FROM tributary.replay_dead_letters('err_nope');
+SELECT err_unchanged();
+
+--
+-- Null arguments.
+--
+SELECT tributary.create_stream(NULL, 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', NULL);
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', NULL);
+SELECT err_unchanged();
+SELECT tributary.alter_stream(NULL, '{}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', NULL);
+SELECT err_unchanged();
+SELECT tributary.start(NULL);
+SELECT err_unchanged();
+SELECT tributary.stop(NULL);
+SELECT err_unchanged();
+SELECT tributary.drop_stream(NULL);
+SELECT err_unchanged();
+SELECT tributary.drop_stream(NULL, true);
+SELECT err_unchanged();
+SELECT * FROM tributary.replay_dead_letters(NULL);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest(NULL, '{"id": 1}'::text);
+SELECT err_unchanged();
+
+-- NULL payloads, of every payload type, and NULL elements of payload arrays.
+SELECT * FROM tributary.ingest('err_json', NULL::text);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_json', NULL::bytea);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_json', NULL::jsonb);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_json', NULL::text[]);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_json', ARRAY['{"id": 1}', NULL, '{"id": 3}']);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_json', ARRAY[NULL]::bytea[]);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_json', ARRAY['{"id": 1}'::jsonb, NULL]);
+SELECT err_unchanged();
+
+--
+-- Stream names.
+--
+SELECT tributary.create_stream('', 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('Orders', 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('orders-v2', 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('1orders', 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('orders v2', 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('örders', 'err_t');
+SELECT err_unchanged();
+-- 49 characters is one too many; 48 is fine
+SELECT tributary.create_stream(repeat('x', 49), 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream(repeat('x', 48), 'err_t');
+SELECT tributary.drop_stream(repeat('x', 48));
+SELECT tributary.create_stream('_under_score_9', 'err_t');
+SELECT tributary.drop_stream('_under_score_9');
+SELECT err_unchanged();
+
+-- A duplicate name, whatever the other arguments.
+SELECT tributary.create_stream('err_json', 'err_t');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_json', 'err_one', 'kafka', '{"topic": "x"}');
+SELECT err_unchanged();
+
+--
+-- Sources.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'kinesis');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'Kafka');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', '');
+SELECT err_unchanged();
+
+--
+-- Targets.
+--
+SELECT tributary.create_stream('err_new', 'err_view');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_matview');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_seq');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t_pkey');
+SELECT err_unchanged();
+-- an OID that names no relation
+SELECT tributary.create_stream('err_new', 4294967295::oid::regclass);
+SELECT err_unchanged();
+-- (a name that does not exist fails in the regclass cast, before tributary is called)
+SELECT tributary.create_stream('err_new', 'err_no_such_table');
+SELECT err_unchanged();
+
+--
+-- Columns named by the stream that the target does not have.
+--
+SELECT tributary.create_stream('err_new', 'err_t', key => 'nokey');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', event_time => 'nots');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", "nocol"]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": "noflow"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": "notext"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "bytes", "column": "nobytes"}');
+SELECT err_unchanged();
+-- system columns are not columns a stream can use
+SELECT tributary.create_stream('err_new', 'err_t', key => 'ctid');
+SELECT err_unchanged();
+-- column names are case-sensitive identifiers, not folded
+SELECT tributary.create_stream('err_new', 'err_t', key => 'ID');
+SELECT err_unchanged();
+
+-- Generated columns cannot be written ...
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", "twice"]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": "twice"}');
+SELECT err_unchanged();
+-- ... but a generated column may be the key (it is only read).
+SELECT tributary.create_stream('err_genkey', 'err_t', key => 'twice');
+SELECT tributary.drop_stream('err_genkey');
+SELECT err_unchanged();
+
+--
+-- Columns of the wrong type.
+--
+SELECT tributary.create_stream('err_new', 'err_t', event_time => 'n');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', event_time => 'body');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "bytes", "column": "body"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": "body"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": "raw"}');
+SELECT err_unchanged();
+-- json (not only jsonb) is a valid overflow column
+SELECT tributary.create_stream('err_jsonflow', 'err_t', 'local', '{"overflow": "doc_j"}');
+SELECT tributary.drop_stream('err_jsonflow');
+SELECT err_unchanged();
+
+--
+-- Formats.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "xml"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "JSON"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": ""}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": 1}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": null}');
+SELECT err_unchanged();
+-- csv needs "columns"
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv"}');
+SELECT err_unchanged();
+-- text and bytes need "column" when the target has more than one writable column
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"format": "bytes", "topic": "t", "brokers": "b:9092"}');
+SELECT err_unchanged();
+
+--
+-- Broker sources need to know where to read.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x"}');
+SELECT err_unchanged();
+
+--
+-- A temporary table cannot be a target: it dies with the session, the stream does not.
+--
+CREATE TEMP TABLE err_temp (id int);
+SELECT tributary.create_stream('err_new', 'err_temp');
+SELECT err_unchanged();
+DROP TABLE err_temp;
+
+--
+-- Options that do not apply to the stream's source or format.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"topic": "t"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"brokers": "b:9092"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"url": "redis://x"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"group": "g"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t", "url": "redis://x"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t", "stream_key": "k"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x", "topic": "t"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x", "librdkafka": {}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"columns": ["id"]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"delimiter": ";"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"column": "body"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "overflow": "doc"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_one', 'local', '{"format": "text", "delimiter": ","}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batchsize": 10}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"": 1}');
+SELECT err_unchanged();
+
+--
+-- Invalid option values.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 0}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": -1}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 1.5}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": "x"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": "10"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 1000001}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 99999999999999999999}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": true}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": null}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": [10]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_ms": 0}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_ms": 3600001}');
+SELECT err_unchanged();
+-- the bounds themselves are valid
+SELECT tributary.create_stream('err_bounds', 'err_t', 'local', '{"batch_size": 1000000, "batch_ms": 3600000}');
+SELECT tributary.alter_stream('err_bounds', '{"batch_size": 1, "batch_ms": 1}');
+SELECT tributary.drop_stream('err_bounds');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": ""}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": 5}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": ""}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": ["body"]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": "id"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": []}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", 2]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", "id"]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": ";;"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": "\""}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": "\n"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": ""}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": null}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x", "group": null}');
+SELECT err_unchanged();
+
+--
+-- Options that are not a JSON object.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '[]');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '["format", "json"]');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '"json"');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '1');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', 'null');
+SELECT err_unchanged();
+
+--
+-- alter_stream validates the merged options exactly like create_stream, and a failed
+-- call leaves the options and config_version as they were.
+--
+SELECT tributary.alter_stream('err_json', '[]');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '"x"');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', 'null');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '{"batch_size": 0}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '{"topic": "t"}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '{"format": "csv"}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '{"format": "text"}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '{"format": "xml"}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_json', '{"overflow": "nope"}');
+SELECT err_unchanged();
+-- removing a key the format needs
+SELECT tributary.alter_stream('err_csv', '{"columns": null}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_bytes', '{"column": null}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_kafka', '{"url": "redis://x"}');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_redis', '{"brokers": "b:9092"}');
+SELECT err_unchanged();
+-- the first bad key in the merged options is reported, all or nothing
+SELECT tributary.alter_stream('err_json', '{"batch_ms": 10, "batch_size": -5}');
+SELECT err_unchanged();
+
+--
+-- Payloads of a type the stream's format does not take (jsonb is for json streams).
+--
+SELECT * FROM tributary.ingest('err_csv', '{"id": 1}'::jsonb);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_csv', ARRAY['{"id": 1}'::jsonb]);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_text', '"a line"'::jsonb);
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_bytes', '{}'::jsonb);
+SELECT err_unchanged();
+
+--
+-- A stopped stream takes no messages, and cannot replay.
+--
+SELECT * FROM tributary.ingest('err_stopped', '{"id": 1}');
+SELECT err_unchanged();
+SELECT * FROM tributary.ingest('err_stopped', ARRAY['{"id": 1}', '{"id": 2}']);
+SELECT err_unchanged();
+-- a stream that was running and is stopped
+SELECT tributary.stop('err_json');
+SELECT err_rebase();
+SELECT * FROM tributary.ingest('err_json', '{"id": 1}');
+SELECT err_unchanged();
+SELECT tributary.start('err_json');
+SELECT err_rebase();
+
+--
+-- The target changed under a stream: every call that uses the options reports it with
+-- the same words as create_stream.
+--
+CREATE TABLE err_changing (id integer, note text, at timestamptz);
+SELECT tributary.create_stream('err_changing', 'err_changing', 'local', '{"format": "csv", "columns": ["id", "note"]}',
+                               event_time => 'at');
+SELECT err_rebase();
+ALTER TABLE err_changing DROP COLUMN note;
+SELECT * FROM tributary.ingest('err_changing', '1,x');
+SELECT err_unchanged();
+SELECT tributary.alter_stream('err_changing', '{"batch_size": 5}');
+SELECT err_unchanged();
+SELECT tributary.stop('err_changing');
+SELECT tributary.start('err_changing');
+SELECT tributary.alter_stream('err_changing', '{"columns": ["id"]}');
+SELECT tributary.start('err_changing');
+SELECT * FROM tributary.ingest('err_changing', '1');
+ALTER TABLE err_changing ALTER COLUMN at TYPE text;
+SELECT * FROM tributary.ingest('err_changing', '2');
+SELECT tributary.drop_stream('err_changing');
+-- dropping the target: its OID is in the message, so show it masked
+SELECT tributary.create_stream('err_changing', 'err_changing');
+DROP TABLE err_changing;
+DO $$
+DECLARE
+    msg text;
+    hint text;
+BEGIN
+    PERFORM tributary.ingest('err_changing', '{"id": 1}');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+    RAISE NOTICE 'ERROR %: %', SQLSTATE, regexp_replace(msg, '[0-9]+', 'N');
+    RAISE NOTICE 'HINT: %', hint;
+END
+$$;
+-- a stream whose target is gone can still be dropped
+SELECT tributary.drop_stream('err_changing');
+SELECT err_rebase();
+
+-- The error of a failed ingest inside a transaction aborts it: nothing is written.
+BEGIN;
+SELECT * FROM tributary.ingest('err_json', '{"id": 100}');
+SELECT * FROM tributary.ingest('err_csv', '{"id": 1}'::jsonb);
+COMMIT;
+SELECT err_unchanged();
+SELECT count(*) FROM err_t WHERE id = 100;
+
+-- Clean up.
+SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'err\_%' ORDER BY name;
+SELECT count(*) AS streams FROM tributary.streams;
+DROP VIEW err_view;
+DROP MATERIALIZED VIEW err_matview;
+DROP SEQUENCE err_seq;
+DROP TABLE err_t, err_one, err_baseline;
+DROP FUNCTION err_unchanged(), err_rebase(), err_snapshot();

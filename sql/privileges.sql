@@ -1,0 +1,234 @@
+--
+-- privileges: who may create, manage and feed a stream, what plain users may read, and
+-- that secrets and other people's dead letters stay hidden. The roles come from
+-- setup.sql; this file drops them at its end.
+--
+-- regress_trib_owner  owns priv_t (and priv_rls)
+-- regress_trib_plain  no privileges
+-- regress_trib_writer INSERT on priv_t
+-- regress_trib_admin  member of tributary_admin
+--
+CREATE TABLE priv_t (id integer PRIMARY KEY, v integer CHECK (v > 0));
+ALTER TABLE priv_t OWNER TO regress_trib_owner;
+GRANT INSERT ON priv_t TO regress_trib_writer;
+CREATE TABLE priv_super_t (id integer, v integer CHECK (v > 0));   -- owned by the superuser
+
+CREATE FUNCTION priv_counts() RETURNS TABLE (streams bigint, dead_letters bigint, rows_t bigint)
+LANGUAGE sql SECURITY DEFINER AS $$
+    SELECT (SELECT count(*) FROM tributary.stream_catalog),
+           (SELECT count(*) FROM tributary.dead_letters),
+           (SELECT count(*) FROM priv_t)
+$$;
+GRANT EXECUTE ON FUNCTION priv_counts() TO PUBLIC;
+
+--
+-- Creating a stream: only the target's owner, a tributary_admin member or a superuser.
+--
+SET ROLE regress_trib_plain;
+SELECT tributary.create_stream('priv_plain', 'priv_t');
+SELECT * FROM priv_counts();
+RESET ROLE;
+
+SET ROLE regress_trib_writer;
+-- INSERT on the table is not enough to declare a stream on it
+SELECT tributary.create_stream('priv_writer', 'priv_t');
+RESET ROLE;
+
+SET ROLE regress_trib_owner;
+SELECT tributary.create_stream('priv_owner', 'priv_t');
+-- the owner cannot declare one on a table it does not own
+SELECT tributary.create_stream('priv_owner2', 'priv_super_t');
+RESET ROLE;
+
+SET ROLE regress_trib_admin;
+SELECT tributary.create_stream('priv_admin', 'priv_t', enabled => false);
+SELECT tributary.create_stream('priv_admin_super', 'priv_super_t');
+RESET ROLE;
+
+SELECT tributary.create_stream('priv_super', 'priv_super_t');
+SELECT tributary.create_stream('priv_kafka', 'priv_t', 'kafka',
+    '{"brokers": "b:9092", "topic": "t",
+      "librdkafka": {"sasl.password": "s3cret", "client.id": "x", "ssl.key.password": "k",
+                     "sasl.jaas.config": "j", "ssl.key.location": "/k.pem", "sasl.username": "u"}}',
+    enabled => false);
+
+-- owner is the role that declared the stream (the bootstrap superuser's name is masked)
+SELECT name, target,
+       CASE WHEN owner::text LIKE 'regress\_trib\_%' THEN owner::text ELSE '(superuser)' END AS owner
+FROM tributary.streams ORDER BY name;
+
+--
+-- Ingest needs INSERT on the target, whoever calls it.
+--
+SET ROLE regress_trib_plain;
+SELECT * FROM tributary.ingest('priv_owner', '{"id": 1, "v": 1}');
+SELECT * FROM tributary.ingest('priv_owner', ARRAY['{"id": 1, "v": -1}', 'bad']);
+SELECT * FROM priv_counts();
+RESET ROLE;
+
+-- an admin manages streams but writes rows only where it may INSERT
+SET ROLE regress_trib_admin;
+SELECT * FROM tributary.ingest('priv_admin_super', '{"id": 1, "v": 1}');
+RESET ROLE;
+
+-- a role with INSERT (and nothing else) can ingest: rows land, dead letters are written
+SET ROLE regress_trib_writer;
+SELECT * FROM tributary.ingest('priv_owner', ARRAY['{"id": 1, "v": 1}', '{"id": 2, "v": -2}', 'bad']);
+RESET ROLE;
+SELECT * FROM priv_t ORDER BY id;
+SELECT * FROM priv_counts();
+
+-- ... but cannot manage the stream
+SET ROLE regress_trib_writer;
+SELECT tributary.alter_stream('priv_owner', '{"batch_size": 5}');
+SELECT tributary.stop('priv_owner');
+SELECT tributary.start('priv_owner');
+SELECT tributary.drop_stream('priv_owner');
+SELECT tributary.drop_stream('priv_owner', if_exists => true);
+SELECT * FROM tributary.replay_dead_letters('priv_owner');
+RESET ROLE;
+SELECT name, enabled, config_version FROM tributary.streams WHERE name = 'priv_owner';
+
+-- A plain role cannot manage either.
+SET ROLE regress_trib_plain;
+SELECT tributary.stop('priv_super');
+SELECT tributary.alter_stream('priv_owner', '{}');
+RESET ROLE;
+
+-- The owner of the target manages the stream, even one a superuser declared on it.
+SET ROLE regress_trib_owner;
+SELECT tributary.alter_stream('priv_owner', '{"batch_size": 5}');
+SELECT tributary.stop('priv_owner');
+SELECT tributary.start('priv_owner');
+SELECT tributary.stop('priv_kafka');
+SELECT * FROM tributary.ingest('priv_owner', '{"id": 3, "v": 3}');
+RESET ROLE;
+SELECT name, enabled, config_version, options FROM tributary.streams WHERE name = 'priv_owner';
+
+-- Members of the owner's role manage too.
+BEGIN;
+GRANT regress_trib_owner TO regress_trib_plain;
+SET ROLE regress_trib_plain;
+SELECT tributary.alter_stream('priv_owner', '{"batch_ms": 5}');
+SELECT options FROM tributary.streams WHERE name = 'priv_owner';
+ROLLBACK;
+
+-- An admin manages any stream.
+SET ROLE regress_trib_admin;
+SELECT tributary.start('priv_admin');
+SELECT tributary.alter_stream('priv_super', '{"batch_size": 9}');
+SELECT tributary.stop('priv_super');
+SELECT tributary.start('priv_super');
+RESET ROLE;
+SELECT name, enabled, config_version FROM tributary.streams WHERE name IN ('priv_admin', 'priv_super') ORDER BY name;
+
+--
+-- tributary's own tables: plain users read the views, never the catalog, and cannot
+-- write dead letters or offsets.
+--
+SET ROLE regress_trib_plain;
+SELECT count(*) FROM tributary.stream_catalog;
+INSERT INTO tributary.dead_letters (stream, payload, error, sqlstate) VALUES ('priv_owner', 'x', 'e', 'XX000');
+UPDATE tributary.dead_letters SET attempts = 0;
+INSERT INTO tributary.offsets (stream, partition, next_offset) VALUES ('priv_kafka', 0, 1);
+DELETE FROM tributary.offsets;
+INSERT INTO tributary.stream_catalog (name, target, source, owner) VALUES ('x', 'priv_t', 'local', 'regress_trib_plain');
+SELECT count(*) AS streams_visible FROM tributary.streams;
+SELECT count(*) AS stats_visible FROM tributary.stream_stats;
+SELECT count(*) AS offsets_visible FROM tributary.offsets;
+RESET ROLE;
+SET ROLE regress_trib_admin;
+SELECT count(*) AS catalog_rows FROM tributary.stream_catalog;
+INSERT INTO tributary.dead_letters (stream, payload, error, sqlstate) VALUES ('priv_owner', 'x', 'e', 'XX000');
+RESET ROLE;
+
+--
+-- Secrets in librdkafka options are masked for everyone but admins and superusers.
+--
+SET ROLE regress_trib_plain;
+SELECT jsonb_pretty(options -> 'librdkafka') AS plain_sees FROM tributary.streams WHERE name = 'priv_kafka';
+SELECT options ->> 'brokers' AS brokers, options ->> 'topic' AS topic FROM tributary.streams WHERE name = 'priv_kafka';
+RESET ROLE;
+SET ROLE regress_trib_owner;
+SELECT options -> 'librdkafka' ->> 'sasl.password' AS owner_sees FROM tributary.streams WHERE name = 'priv_kafka';
+RESET ROLE;
+SET ROLE regress_trib_admin;
+SELECT jsonb_pretty(options -> 'librdkafka') AS admin_sees FROM tributary.streams WHERE name = 'priv_kafka';
+RESET ROLE;
+SELECT options -> 'librdkafka' ->> 'sasl.password' AS superuser_sees FROM tributary.streams WHERE name = 'priv_kafka';
+-- masking changes only what is shown
+SELECT options -> 'librdkafka' ->> 'sasl.password' AS stored FROM tributary.stream_catalog WHERE name = 'priv_kafka';
+-- the password in a Redis URL is masked the same way
+SELECT tributary.create_stream('priv_redis', 'priv_t', 'redis',
+    '{"url": "redis://app:hunter2@cache:6379/0", "stream_key": "events"}', enabled => false);
+SET ROLE regress_trib_plain;
+SELECT options ->> 'url' AS plain_sees_url FROM tributary.streams WHERE name = 'priv_redis';
+RESET ROLE;
+SELECT options ->> 'url' AS superuser_sees_url FROM tributary.streams WHERE name = 'priv_redis';
+SELECT tributary.drop_stream('priv_redis');
+
+--
+-- Dead letters are visible (and deletable) only for the streams one may manage.
+--
+SELECT * FROM tributary.ingest('priv_super', ARRAY['{"id": 10, "v": -10}', 'bad super']);
+SELECT stream, convert_from(payload, 'UTF8') AS payload FROM tributary.dead_letters ORDER BY id;
+
+SET ROLE regress_trib_plain;
+SELECT stream, convert_from(payload, 'UTF8') AS payload FROM tributary.dead_letters ORDER BY id;
+RESET ROLE;
+SET ROLE regress_trib_writer;
+SELECT stream, convert_from(payload, 'UTF8') AS payload FROM tributary.dead_letters ORDER BY id;
+RESET ROLE;
+SET ROLE regress_trib_owner;
+SELECT stream, convert_from(payload, 'UTF8') AS payload FROM tributary.dead_letters ORDER BY id;
+RESET ROLE;
+SET ROLE regress_trib_admin;
+SELECT stream, convert_from(payload, 'UTF8') AS payload FROM tributary.dead_letters ORDER BY id;
+RESET ROLE;
+
+-- A plain user's DELETE reaches no row; the owner's reaches only its stream's.
+BEGIN;
+SET ROLE regress_trib_plain;
+WITH d AS (DELETE FROM tributary.dead_letters RETURNING stream) SELECT count(*) AS deleted_by_plain FROM d;
+RESET ROLE;
+SELECT count(*) AS dead_letters_left FROM tributary.dead_letters;
+ROLLBACK;
+BEGIN;
+SET ROLE regress_trib_owner;
+WITH d AS (DELETE FROM tributary.dead_letters RETURNING stream) SELECT stream, count(*) AS deleted_by_owner FROM d GROUP BY stream;
+RESET ROLE;
+SELECT stream, count(*) AS left FROM tributary.dead_letters GROUP BY stream ORDER BY stream;
+ROLLBACK;
+
+-- The owner replays its stream's dead letters (it has INSERT on its own table).
+ALTER TABLE priv_t DROP CONSTRAINT priv_t_v_check;
+SET ROLE regress_trib_owner;
+SELECT * FROM tributary.replay_dead_letters('priv_owner');
+RESET ROLE;
+SELECT * FROM priv_t ORDER BY id;
+
+--
+-- Row-level security on a target: refused for a role it applies to.
+--
+CREATE TABLE priv_rls (id integer);
+ALTER TABLE priv_rls OWNER TO regress_trib_owner;
+ALTER TABLE priv_rls ENABLE ROW LEVEL SECURITY;
+ALTER TABLE priv_rls FORCE ROW LEVEL SECURITY;
+SET ROLE regress_trib_owner;
+SELECT tributary.create_stream('priv_rls', 'priv_rls');
+RESET ROLE;
+-- a superuser bypasses RLS, so it may declare the stream ...
+SELECT tributary.create_stream('priv_rls', 'priv_rls');
+-- ... but the owner, to whom RLS applies, cannot ingest through it
+SET ROLE regress_trib_owner;
+SELECT * FROM tributary.ingest('priv_rls', '{"id": 1}');
+RESET ROLE;
+SELECT count(*) FROM priv_rls;
+
+-- Clean up: streams, tables, then the roles of setup.sql.
+SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'priv\_%' ORDER BY name;
+DROP TABLE priv_t, priv_super_t, priv_rls;
+DROP FUNCTION priv_counts();
+DROP OWNED BY regress_trib_owner, regress_trib_plain, regress_trib_writer, regress_trib_admin;
+DROP ROLE regress_trib_owner, regress_trib_plain, regress_trib_writer, regress_trib_admin;
+SELECT count(*) AS roles_left FROM pg_roles WHERE rolname LIKE 'regress\_trib\_%';
