@@ -2,8 +2,8 @@
 --
 -- Everything is schema-qualified. Functions that need the extension owner's rights are
 -- written in C and switch identity only for the statements on tributary's own tables, so
--- the only SECURITY DEFINER function here is _may_manage (the dead-letter policy's
--- check), which pins search_path like every helper.
+-- the only SECURITY DEFINER function here is _target_owner (for the dead-letter
+-- policy), which pins search_path like every helper.
 
 \echo Use "CREATE EXTENSION tributary" to load this file. \quit
 
@@ -81,20 +81,17 @@ AS $$
         OR pg_catalog.pg_has_role(current_user, 'tributary_admin', 'USAGE')
 $$;
 
--- True when role may manage the named stream: it owns the target (or is a member of the
--- owning role), or is a superuser or tributary_admin member. SECURITY DEFINER so it can
--- read the catalog; the role is passed in because current_user is the definer inside.
-CREATE FUNCTION @extschema@._may_manage(stream text, role name)
-RETURNS boolean
+-- The owner of a stream's target table (NULL when the table is gone), for the
+-- dead-letter policy. SECURITY DEFINER so it can read the catalog; it tells nothing
+-- tributary.streams and pg_class do not already show.
+CREATE FUNCTION @extschema@._target_owner(stream text)
+RETURNS oid
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role), false)
-        OR pg_catalog.pg_has_role(role, 'tributary_admin', 'USAGE')
-        OR EXISTS (SELECT FROM @extschema@.stream_catalog s
-                   JOIN pg_catalog.pg_class c ON c.oid = s.target
-                   WHERE s.name = stream
-                     AND pg_catalog.pg_has_role(role, c.relowner, 'USAGE'))
+    SELECT c.relowner FROM @extschema@.stream_catalog s
+    JOIN pg_catalog.pg_class c ON c.oid = s.target
+    WHERE s.name = stream
 $$;
 
 -- Options with secret values masked: keys of the librdkafka object that hold credentials,
@@ -108,15 +105,16 @@ AS $$
         WHEN jsonb_typeof(o -> 'librdkafka') = 'object' THEN
             jsonb_set(o, '{librdkafka}',
                 (SELECT coalesce(jsonb_object_agg(key,
-                        CASE WHEN key ~ '(password|secret|\.key\.pem|key\.location|token|sasl\.jaas|credentials)'
+                        CASE WHEN key ~ '(password|secret|\.key\.pem|key\.location|token|sasl\.jaas|oauthbearer|credentials)'
                              THEN '"********"'::jsonb ELSE value END), '{}'::jsonb)
                  FROM jsonb_each(o -> 'librdkafka')))
         ELSE o
     END
     FROM (SELECT CASE
             WHEN jsonb_typeof(options -> 'url') = 'string' THEN
-                jsonb_set(options, '{url}', to_jsonb(regexp_replace(options ->> 'url',
-                          '^([a-z]+://)([^:@/]*):[^@/]*@', '\1\2:********@')))
+                jsonb_set(options, '{url}', to_jsonb(regexp_replace(regexp_replace(options ->> 'url',
+                          '^([a-z]+://)([^:@/]*):[^@/]*@', '\1\2:********@'),
+                          '([?&]password=)[^&]*', '\1********', 'g')))
             ELSE options
           END AS o) AS masked
 $$;
@@ -264,7 +262,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.ingest(text, jsonb[]),
     @extschema@.replay_dead_letters(text),
     @extschema@._is_admin(),
-    @extschema@._may_manage(text, name),
+    @extschema@._target_owner(text),
     @extschema@._redact_options(jsonb),
     @extschema@._stream_counters()
 TO PUBLIC;
@@ -272,4 +270,5 @@ TO PUBLIC;
 ALTER TABLE @extschema@.dead_letters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY dead_letters_of_managed_streams ON @extschema@.dead_letters
     FOR ALL TO PUBLIC
-    USING (@extschema@._may_manage(stream, current_user));
+    USING (@extschema@._is_admin()
+           OR pg_catalog.pg_has_role(current_user, @extschema@._target_owner(stream), 'USAGE'));

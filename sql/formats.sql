@@ -175,6 +175,17 @@ FROM fmt_blobs, LATERAL (SELECT CASE WHEN length(b) = 256
 WHERE length(b) >= 256 ORDER BY length(b);
 SELECT count(*) AS dead FROM tributary.dead_letters WHERE stream = 'fmt_blobs';
 
+-- A batch larger than one COPY chunk (32 MiB of payload; these are 6 x 6 MiB) is inserted
+-- in several, in order.
+CREATE TABLE fmt_big (b bytea);
+SELECT tributary.create_stream('fmt_big', 'fmt_big', 'local', '{"format": "bytes"}');
+SELECT * FROM tributary.ingest('fmt_big',
+    (SELECT array_agg(decode(repeat(to_hex(i), 12 * 1024 * 1024), 'hex') ORDER BY i)
+     FROM generate_series(10, 15) AS i));
+SELECT length(b) AS bytes, get_byte(b, 0) AS first_byte FROM fmt_big ORDER BY first_byte;
+SELECT tributary.drop_stream('fmt_big');
+DROP TABLE fmt_big;
+
 -- "column" picks the bytea column of a wider table.
 CREATE TABLE fmt_blobs2 (id serial, data bytea, note text DEFAULT 'n/a');
 SELECT tributary.create_stream('fmt_blobs2', 'fmt_blobs2', 'local', '{"format": "bytes", "column": "data"}');

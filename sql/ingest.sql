@@ -423,10 +423,41 @@ $$;
 SELECT * FROM ing_tx ORDER BY id;
 SELECT * FROM ing_stats('ing_tx');
 
+--
+-- Errors a message causes outside the usual data classes are still its own: a JSON
+-- array with more dimensions than an array can have, an index row that is too large,
+-- nesting deep enough to exhaust the parser's stack. They are dead letters; the rest lands.
+--
+CREATE TABLE ing_limits (id int, ints int[], docs jsonb[], label text);
+CREATE INDEX ing_limits_label ON ing_limits (label);
+SELECT tributary.create_stream('ing_limits', 'ing_limits');
+SELECT * FROM tributary.ingest('ing_limits', ARRAY[
+    '{"id": 1, "ints": [[[[[[1]]]]]]}',
+    '{"id": 2, "ints": [[[[[[[1]]]]]]]}',
+    '{"id": 3, "label": "' || (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) || '"}',
+    '{"id": 4, "ints": ' || repeat('[', 100000) || '}',
+    '{"id": 5, "ints": [1, 2]}']);
+SELECT id, ints FROM ing_limits ORDER BY id;
+SELECT left(payload, 30) AS payload, error, sqlstate, left(detail, 60) AS detail
+FROM ing_dead('ing_limits');
+
+-- json[] and jsonb[] columns take each element's JSON text: strings stay JSON strings,
+-- objects and nested arrays stay whole.
+SELECT * FROM tributary.ingest('ing_limits',
+    '{"id": 6, "docs": ["a", {"k": [1, "x\u0022y"]}, [1, [2]], null, 3.5]}');
+SELECT id, docs, docs[2] -> 'k' ->> 1 AS nested_string FROM ing_limits WHERE id = 6;
+
+-- A GENERATED ALWAYS AS IDENTITY column is not written by a message (INSERT would
+-- refuse; COPY would override silently), so its key is ignored and the identity is used.
+CREATE TABLE ing_ident (id bigint GENERATED ALWAYS AS IDENTITY, v text);
+SELECT tributary.create_stream('ing_ident', 'ing_ident');
+SELECT * FROM tributary.ingest('ing_ident', ARRAY['{"id": 100, "v": "a"}', '{"v": "b"}']);
+SELECT id, v FROM ing_ident ORDER BY id;
+
 -- Clean up.
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'ing\_%' ORDER BY name;
 SELECT count(*) AS dead_letters_left FROM tributary.dead_letters;
 DROP TABLE ing_all, ing_ovf, ing_ovf_json, ing_con, ing_parent, ing_trg, ing_audit, ing_part,
-    ing_dom, ing_dropped, ing_tx;
+    ing_dom, ing_dropped, ing_tx, ing_limits, ing_ident;
 DROP DOMAIN ing_posint, ing_tags;
 DROP FUNCTION ing_trg_before(), ing_trg_after(), ing_dead(text), ing_stats(text), ing_text(bytea);

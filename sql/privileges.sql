@@ -49,6 +49,7 @@ SELECT tributary.create_stream('priv_super', 'priv_super_t');
 SELECT tributary.create_stream('priv_kafka', 'priv_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t",
       "librdkafka": {"sasl.password": "s3cret", "client.id": "x", "ssl.key.password": "k",
+                     "sasl.oauthbearer.config": "principal=p secret=s",
                      "sasl.jaas.config": "j", "ssl.key.location": "/k.pem", "sasl.username": "u"}}',
     enabled => false);
 
@@ -160,7 +161,7 @@ SELECT options -> 'librdkafka' ->> 'sasl.password' AS superuser_sees FROM tribut
 SELECT options -> 'librdkafka' ->> 'sasl.password' AS stored FROM tributary.stream_catalog WHERE name = 'priv_kafka';
 -- the password in a Redis URL is masked the same way
 SELECT tributary.create_stream('priv_redis', 'priv_t', 'redis',
-    '{"url": "redis://app:hunter2@cache:6379/0", "stream_key": "events"}', enabled => false);
+    '{"url": "redis://app:hunter2@cache:6379/0?password=again&db=1", "stream_key": "events"}', enabled => false);
 SET ROLE regress_trib_plain;
 SELECT options ->> 'url' AS plain_sees_url FROM tributary.streams WHERE name = 'priv_redis';
 RESET ROLE;

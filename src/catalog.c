@@ -32,9 +32,10 @@
 #include "catalog.h"
 #include "compat.h"
 
-static Oid	extension_owner = InvalidOid;
-
-/* The extension's owner: the role tributary acts as on its own tables. */
+/*
+ * The extension's owner: the role tributary acts as on its own tables. Looked up every
+ * time (an index scan): the extension may have been re-created by another role.
+ */
 Oid
 TribExtensionOwner(void)
 {
@@ -42,9 +43,7 @@ TribExtensionOwner(void)
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
-
-	if (OidIsValid(extension_owner))
-		return extension_owner;
+	Oid			owner;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
@@ -57,10 +56,10 @@ TribExtensionOwner(void)
 				 errmsg("extension \"tributary\" is not installed in database \"%s\"",
 						get_database_name(MyDatabaseId)),
 				 errhint("Run CREATE EXTENSION tributary.")));
-	extension_owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return extension_owner;
+	return owner;
 }
 
 /* OID of tributary.stream_catalog: part of every stream's key in shared memory. */

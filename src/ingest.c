@@ -6,15 +6,24 @@
  * consecutive rows that supply the same columns, and each run goes into the target table
  * with PostgreSQL's own COPY FROM machinery (BeginCopyFrom/CopyFrom), so defaults,
  * constraints, triggers, partition routing and multi-insert buffering behave exactly as
- * they do for COPY.
+ * they do for COPY. A batch is cut into chunks of at most TRIB_CHUNK_BYTES of COPY text,
+ * and a message too large to format is a dead letter, so no buffer nears 1 GB.
  *
- * Each run is tried in a subtransaction. When it fails with an error about the data
- * (classes 22, 23, 44 and PL/pgSQL's P0), the run is split around the row COPY was
- * reading when it failed (or halved when that is unknown) and the parts are tried again,
- * until the failing rows stand alone; those are dead letters with the error they raised,
- * and every other row lands. Errors that are not about one row (out of memory, a
- * cancel, a lock timeout, a missing privilege) abort the batch as they would any
- * statement.
+ * Errors are contained with subtransactions, so that one bad message can neither stop a
+ * batch nor be lost:
+ *   - Formatting a chunk runs in one subtransaction (it writes nothing, so it costs no
+ *     transaction id). If the parser raises an error (stack depth on absurd nesting, an
+ *     escape the database encoding cannot hold), the chunk is formatted again one message
+ *     per subtransaction, and the messages that raise are dead letters.
+ *   - Inserting a chunk first tries all its runs in one subtransaction. When that fails,
+ *     each run is tried alone and split around the row COPY was reading when it failed
+ *     (or halved when that is unknown), until the failing rows stand alone; those are
+ *     dead letters with the error they raised, and every other row lands, in order, so
+ *     the first of two conflicting rows wins.
+ * Only errors that cannot be a message's fault abort the batch, as they would any
+ * statement: lost connections, serialization failures and deadlocks, exhausted
+ * resources, cancels and shutdowns, system and internal errors, missing privileges and
+ * a missing table (TribErrorBlamesRow).
  *
  * The caller owns the transaction; nothing here commits.
  */
@@ -22,8 +31,8 @@
 
 #include "access/table.h"
 #include "access/xact.h"
-#include "commands/copy.h"
 #include "catalog/pg_type.h"
+#include "commands/copy.h"
 #include "commands/copyfrom_internal.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -39,7 +48,11 @@
 #include "formats/format.h"
 #include "ingest.h"
 
-/* One formatted row: where its COPY line sits in the batch buffer. */
+/* COPY text per chunk; a message's COPY text is at most about twice its size. */
+#define TRIB_CHUNK_BYTES (64 * 1024 * 1024)
+#define TRIB_MAX_MESSAGE_BYTES (256 * 1024 * 1024)
+
+/* One formatted row: where its COPY line sits in the chunk buffer. */
 typedef struct TribRow
 {
 	int			msg;
@@ -55,7 +68,22 @@ typedef struct TribSegment
 	int			hi;
 } TribSegment;
 
-/* What COPY reads from: a slice of the batch buffer. Saved and restored around each run. */
+/* The batch being ingested and its current chunk. */
+typedef struct TribBatch
+{
+	TribTarget *target;
+	TribMessage *msgs;
+	TribMessageResult *results;
+	MemoryContext result_cxt;	/* where dead letters' error texts must live */
+	StringInfoData lines;		/* COPY text of the chunk's rows */
+	TribRow    *rows;
+	int			nrows;
+	/* the COPY that is running, for the error handler */
+	CopyFromState cstate;
+	int			copy_lo;
+} TribBatch;
+
+/* What COPY reads from: a slice of the chunk buffer. Saved and restored around each COPY. */
 static const char *copy_src = NULL;
 static int	copy_src_len = 0;
 static int	copy_src_pos = 0;
@@ -70,16 +98,165 @@ TribCopyRead(void *outbuf, int minread, int maxread)
 	return n;
 }
 
-/* Errors about one row's data; anything else is not the row's fault. */
+/*
+ * Whether an error may be the fault of the message being processed. Errors that never
+ * are (the server, the session or the target is in trouble) abort the batch instead.
+ */
 static bool
-TribErrorIsRowError(int sqlerrcode)
+TribErrorBlamesRow(int sqlerrcode)
 {
-	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:
+		case ERRCODE_INVALID_TRANSACTION_STATE:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_SYSTEM_ERROR:
+		case ERRCODE_INTERNAL_ERROR:
+			return false;
+		default:
+			break;
+	}
+	return sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE &&
+		sqlerrcode != ERRCODE_UNDEFINED_TABLE &&
+		sqlerrcode != ERRCODE_QUERY_CANCELED;
+}
 
-	return category == ERRCODE_DATA_EXCEPTION ||
-		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
-		category == ERRCODE_WITH_CHECK_OPTION_VIOLATION ||
-		category == ERRCODE_TO_CATEGORY(ERRCODE_PLPGSQL_ERROR);
+typedef void (*TribGuardedFn) (TribBatch *b, int lo, int hi, int64 *count);
+
+/*
+ * Run fn(b, lo, hi) in a subtransaction. Returns NULL when it succeeds. When it raises an
+ * error that may be a message's fault, rolls back and returns the error, with *failed set
+ * to the row a running COPY was on (or -1) and *column to the column it was reading;
+ * other errors are raised again.
+ */
+static ErrorData *
+TribRunGuarded(TribGuardedFn fn, TribBatch *b, int lo, int hi, int64 *count, int *failed,
+			   char **column)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	*failed = -1;
+	*column = NULL;
+	b->cstate = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(b, lo, hi, count);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		CopyFromState cstate = b->cstate;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (cstate != NULL && cstate->cur_lineno >= 1 &&
+			b->copy_lo + (int64) cstate->cur_lineno - 1 < hi)
+		{
+			*failed = b->copy_lo + (int) cstate->cur_lineno - 1;
+			if (cstate->cur_attname != NULL)
+				*column = pstrdup(cstate->cur_attname);
+		}
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (!TribErrorBlamesRow(edata->sqlerrcode))
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	b->cstate = NULL;
+	return edata;
+}
+
+static void
+TribMarkDead(TribBatch *b, int msg, ErrorData *edata, const char *column)
+{
+	TribMessageResult *res = &b->results[msg];
+	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
+
+	res->outcome = TRIB_DEAD;
+	res->sqlerrcode = edata->sqlerrcode;
+	res->error = pstrdup(edata->message);
+	if (column != NULL)
+		res->detail = edata->detail ?
+			psprintf("Column \"%s\": %s", column, edata->detail) :
+			psprintf("Column \"%s\".", column);
+	else
+		res->detail = edata->detail ? pstrdup(edata->detail) : NULL;
+	MemoryContextSwitchTo(old);
+}
+
+/* Format messages [lo, hi) into the chunk; parse failures are marked dead, not raised. */
+static void
+TribFormatRange(TribBatch *b, int lo, int hi, int64 *count)
+{
+	for (int i = lo; i < hi; i++)
+	{
+		TribMessageResult *res = &b->results[i];
+		int			start = b->lines.len;
+		int			signature;
+
+		if (res->outcome == TRIB_DEAD)
+			continue;			/* rejected before formatting */
+		if (TribFormatMessage(b->target, &b->msgs[i], &b->lines, &signature, res))
+			b->rows[b->nrows++] = (TribRow) {i, start, b->lines.len - start, signature};
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
+
+			res->error = pstrdup(res->error);
+			if (res->detail)
+				res->detail = pstrdup(res->detail);
+			MemoryContextSwitchTo(old);
+		}
+	}
+}
+
+/* Format a chunk in one subtransaction; if the parser raises, one per message. */
+static void
+TribFormatChunk(TribBatch *b, int lo, int hi)
+{
+	int			rows_before = b->nrows;
+	int			len_before = b->lines.len;
+	int			failed;
+	char	   *column;
+	ErrorData  *edata;
+
+	edata = TribRunGuarded(TribFormatRange, b, lo, hi, NULL, &failed, &column);
+	if (edata == NULL)
+		return;
+	FreeErrorData(edata);
+
+	/*
+	 * Start the chunk over, one message at a time. Messages the first pass found bad stay
+	 * dead (formatting is deterministic) and are skipped; the one that raised raises again.
+	 */
+	b->nrows = rows_before;
+	b->lines.len = len_before;
+	b->lines.data[len_before] = '\0';
+	for (int i = lo; i < hi; i++)
+	{
+		rows_before = b->nrows;
+		len_before = b->lines.len;
+		edata = TribRunGuarded(TribFormatRange, b, i, i + 1, NULL, &failed, &column);
+		if (edata != NULL)
+		{
+			b->nrows = rows_before;
+			b->lines.len = len_before;
+			b->lines.data[len_before] = '\0';
+			TribMarkDead(b, i, edata, NULL);
+			FreeErrorData(edata);
+		}
+	}
 }
 
 /*
@@ -104,110 +281,75 @@ TribInsertDefaultRows(Relation rel, int nrows)
 	return processed;
 }
 
-/*
- * COPY rows [lo, hi) into the target in a subtransaction. Returns true on success; on a
- * row error returns false with *edata set and *failed_row to the row COPY was on (or -1).
- */
-static bool
-TribCopyRun(TribTarget *t, StringInfo lines, TribRow *rows, int lo, int hi,
-			int64 *processed, ErrorData **edata, int *failed_row, char **failed_column)
+/* COPY rows [lo, hi), which share one signature, into the target. */
+static void
+TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	MemoryContext runcxt = AllocSetContextCreate(oldcxt, "tributary copy run",
+	TribTarget *t = b->target;
+	MemoryContext runcxt = AllocSetContextCreate(CurrentMemoryContext, "tributary copy",
 												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(runcxt);
+	List	   *columns = TribTargetColumnNames(t, b->rows[lo].signature);
 	const char *saved_src = copy_src;
 	int			saved_len = copy_src_len;
 	int			saved_pos = copy_src_pos;
-	CopyFromState volatile cstate = NULL;
-	bool		ok = true;
 
-	*failed_row = -1;
-	*failed_column = NULL;
-	copy_src = lines->data + rows[lo].start;
-	copy_src_len = rows[hi - 1].start + rows[hi - 1].len - rows[lo].start;
-	copy_src_pos = 0;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(runcxt);
-	PG_TRY();
+	if (columns == NIL)
+		*count += TribInsertDefaultRows(t->rel, hi - lo);
+	else
 	{
-		List	   *columns = TribTargetColumnNames(t, rows[lo].signature);
+		ParseState *pstate = make_parsestate(NULL);
+		List	   *options = list_make1(makeDefElem("encoding",
+													 (Node *) makeString((char *) GetDatabaseEncodingName()),
+													 -1));
 
-		if (columns == NIL)
-			*processed = TribInsertDefaultRows(t->rel, hi - lo);
-		else
+		(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
+		b->cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
+		b->copy_lo = lo;
+		copy_src = b->lines.data + b->rows[lo].start;
+		copy_src_len = b->rows[hi - 1].start + b->rows[hi - 1].len - b->rows[lo].start;
+		copy_src_pos = 0;
+		PG_TRY();
 		{
-			ParseState *pstate = make_parsestate(NULL);
-			List	   *options = list_make1(makeDefElem("encoding",
-														 (Node *) makeString((char *) GetDatabaseEncodingName()),
-														 -1));
-
-			(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
-			cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
-			*processed = CopyFrom(cstate);
-			EndCopyFrom(cstate);
+			*count += CopyFrom(b->cstate);
 		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *err;
-
-		MemoryContextSwitchTo(oldcxt);
-		err = CopyErrorData();
-		FlushErrorState();
-		if (cstate != NULL && cstate->cur_lineno >= 1 && cstate->cur_lineno <= (uint64) (hi - lo))
+		PG_FINALLY();
 		{
-			*failed_row = lo + (int) cstate->cur_lineno - 1;
-			if (cstate->cur_attname != NULL)
-				*failed_column = pstrdup(cstate->cur_attname);
+			copy_src = saved_src;
+			copy_src_len = saved_len;
+			copy_src_pos = saved_pos;
 		}
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		copy_src = saved_src;
-		copy_src_len = saved_len;
-		copy_src_pos = saved_pos;
-		if (!TribErrorIsRowError(err->sqlerrcode))
-			ReThrowError(err);
-		*edata = err;
-		ok = false;
+		PG_END_TRY();
+		EndCopyFrom(b->cstate);
+		b->cstate = NULL;
 	}
-	PG_END_TRY();
-
-	copy_src = saved_src;
-	copy_src_len = saved_len;
-	copy_src_pos = saved_pos;
+	MemoryContextSwitchTo(old);
 	MemoryContextDelete(runcxt);
-	return ok;
 }
 
+/* The runs of rows [lo, hi) that share a signature, one COPY each. */
 static void
-TribMarkDead(TribMessageResult *res, ErrorData *edata, const char *column)
+TribCopyAllRuns(TribBatch *b, int lo, int hi, int64 *count)
 {
-	res->outcome = TRIB_DEAD;
-	res->sqlerrcode = edata->sqlerrcode;
-	res->error = pstrdup(edata->message);
-	if (column != NULL)
-		res->detail = edata->detail ?
-			psprintf("Column \"%s\": %s", column, edata->detail) :
-			psprintf("Column \"%s\".", column);
-	else
-		res->detail = edata->detail ? pstrdup(edata->detail) : NULL;
+	while (lo < hi)
+	{
+		int			end = lo + 1;
+
+		while (end < hi && b->rows[end].signature == b->rows[lo].signature)
+			end++;
+		TribCopyRows(b, lo, end, count);
+		lo = end;
+	}
 }
 
 /*
- * Insert rows [lo, hi) (one signature), isolating the rows that fail. Segments are kept
+ * Insert rows [lo, hi) of one signature, isolating the rows that fail. Segments are kept
  * on a stack and tried in row order, so the first of two conflicting rows wins.
  */
 static int64
-TribInsertSignatureRun(TribTarget *t, StringInfo lines, TribRow *rows, int lo, int hi,
-					   TribMessageResult *results)
+TribInsertIsolating(TribBatch *b, int lo, int hi)
 {
-	TribSegment *stack = palloc(sizeof(TribSegment) * (hi - lo) * 2 + sizeof(TribSegment));
+	TribSegment *stack = palloc(sizeof(TribSegment) * (hi - lo + 1));
 	int			depth = 0;
 	int64		stored = 0;
 
@@ -215,27 +357,25 @@ TribInsertSignatureRun(TribTarget *t, StringInfo lines, TribRow *rows, int lo, i
 	while (depth > 0)
 	{
 		TribSegment seg = stack[--depth];
-		ErrorData  *edata = NULL;
 		int			failed;
 		char	   *column;
 		int64		processed = 0;
+		ErrorData  *edata;
 
 		CHECK_FOR_INTERRUPTS();
-		if (TribCopyRun(t, lines, rows, seg.lo, seg.hi, &processed, &edata, &failed, &column))
+		edata = TribRunGuarded(TribCopyRows, b, seg.lo, seg.hi, &processed, &failed, &column);
+		if (edata == NULL)
 		{
 			stored += processed;
 			for (int i = seg.lo; i < seg.hi; i++)
-				results[rows[i].msg].outcome = TRIB_INSERTED;
+				b->results[b->rows[i].msg].outcome = TRIB_INSERTED;
 			continue;
 		}
 		if (seg.hi - seg.lo == 1)
+			TribMarkDead(b, b->rows[seg.lo].msg, edata, column);
+		else if (failed >= seg.lo && failed < seg.hi)
 		{
-			TribMarkDead(&results[rows[seg.lo].msg], edata, column);
-			continue;
-		}
-		/* push the later parts first so the earlier rows are tried first */
-		if (failed >= seg.lo && failed < seg.hi)
-		{
+			/* push the later parts first so the earlier rows are tried first */
 			if (failed + 1 < seg.hi)
 				stack[depth++] = (TribSegment) {failed + 1, seg.hi};
 			stack[depth++] = (TribSegment) {failed, failed + 1};
@@ -255,10 +395,54 @@ TribInsertSignatureRun(TribTarget *t, StringInfo lines, TribRow *rows, int lo, i
 	return stored;
 }
 
+/* Insert the chunk's rows: all in one subtransaction, or run by run isolating failures. */
+static int64
+TribInsertChunk(TribBatch *b)
+{
+	int64		stored = 0;
+	int			failed;
+	char	   *column;
+	ErrorData  *edata;
+
+	if (b->nrows == 0)
+		return 0;
+	edata = TribRunGuarded(TribCopyAllRuns, b, 0, b->nrows, &stored, &failed, &column);
+	if (edata == NULL)
+	{
+		for (int i = 0; i < b->nrows; i++)
+			b->results[b->rows[i].msg].outcome = TRIB_INSERTED;
+		return stored;
+	}
+	FreeErrorData(edata);
+
+	stored = 0;
+	for (int lo = 0; lo < b->nrows;)
+	{
+		int			hi = lo + 1;
+
+		while (hi < b->nrows && b->rows[hi].signature == b->rows[lo].signature)
+			hi++;
+		stored += TribInsertIsolating(b, lo, hi);
+		lo = hi;
+	}
+	return stored;
+}
+
+/* A message whose COPY text could not fit in memory is a dead letter before formatting. */
+static void
+TribRejectOversized(TribBatch *b, int i)
+{
+	TribFormatFail(&b->results[i], ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+				   "message is too large",
+				   psprintf("The message has %d bytes; tributary takes messages of up to %d bytes.",
+							b->msgs[i].len, TRIB_MAX_MESSAGE_BYTES));
+}
+
 /*
  * Put a batch of messages into def's target. Every message ends TRIB_INSERTED or
- * TRIB_DEAD in results; counts sums them up. The caller checks privileges first, holds
- * the transaction, and writes the dead letters.
+ * TRIB_DEAD in results (error texts allocated in the caller's context); counts sums
+ * them up. The caller checks privileges first, holds the transaction, and writes the
+ * dead letters.
  */
 void
 TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult *results,
@@ -268,43 +452,41 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 												   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(batchcxt);
 	Relation	rel = table_open(def->target, RowExclusiveLock);
-	TribTarget *t = TribTargetOpen(def, rel);
-	TribRow    *rows = palloc(sizeof(TribRow) * Max(nmsgs, 1));
-	StringInfoData lines;
-	int			nrows = 0;
+	TribBatch	b = {0};
+	int			lo = 0;
 
 	memset(counts, 0, sizeof(*counts));
-	initStringInfo(&lines);
-	for (int i = 0; i < nmsgs; i++)
-	{
-		int			start = lines.len;
-		int			signature;
+	memset(results, 0, sizeof(TribMessageResult) * nmsgs);
+	b.target = TribTargetOpen(def, rel);
+	b.msgs = msgs;
+	b.results = results;
+	b.result_cxt = old;
+	b.rows = palloc(sizeof(TribRow) * Max(nmsgs, 1));
+	initStringInfo(&b.lines);
 
-		counts->messages++;
-		counts->bytes += msgs[i].len;
-		memset(&results[i], 0, sizeof(TribMessageResult));
-		if (TribFormatMessage(t, &msgs[i], &lines, &signature, &results[i]))
-			rows[nrows++] = (TribRow) {i, start, lines.len - start, signature};
-		else
+	while (lo < nmsgs)
+	{
+		int			hi = lo;
+		int64		chunk_bytes = 0;
+
+		/* a chunk: messages until their size reaches TRIB_CHUNK_BYTES */
+		while (hi < nmsgs && (hi == lo || chunk_bytes + msgs[hi].len <= TRIB_CHUNK_BYTES / 2))
 		{
-			/* the error text must outlive the batch context */
-			MemoryContextSwitchTo(old);
-			results[i].error = pstrdup(results[i].error);
-			if (results[i].detail)
-				results[i].detail = pstrdup(results[i].detail);
-			MemoryContextSwitchTo(batchcxt);
-		}
-	}
-
-	for (int lo = 0; lo < nrows;)
-	{
-		int			hi = lo + 1;
-
-		while (hi < nrows && rows[hi].signature == rows[lo].signature)
+			counts->messages++;
+			counts->bytes += msgs[hi].len;
+			chunk_bytes += msgs[hi].len;
+			if (msgs[hi].len > TRIB_MAX_MESSAGE_BYTES)
+			{
+				MemoryContextSwitchTo(old);
+				TribRejectOversized(&b, hi);
+				MemoryContextSwitchTo(batchcxt);
+			}
 			hi++;
-		MemoryContextSwitchTo(old);
-		counts->rows += TribInsertSignatureRun(t, &lines, rows, lo, hi, results);
-		MemoryContextSwitchTo(batchcxt);
+		}
+		b.nrows = 0;
+		resetStringInfo(&b.lines);
+		TribFormatChunk(&b, lo, hi);
+		counts->rows += TribInsertChunk(&b);
 		lo = hi;
 	}
 

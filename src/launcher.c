@@ -20,6 +20,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -32,10 +33,12 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "tributary.h"
@@ -44,10 +47,17 @@
 #define TRIB_BACKOFF_MAX_MS 60000
 #define TRIB_HEALTHY_RUN_MS 60000
 
+/* A stream as the launcher knows it: ids restart when the extension is re-created. */
+typedef struct TribLaunchKey
+{
+	Oid			catalog;		/* OID of tributary.stream_catalog */
+	int32		id;
+} TribLaunchKey;
+
 /* A stream the launcher looks after. */
 typedef struct TribLaunchEntry
 {
-	int32		stream_id;		/* hash key */
+	TribLaunchKey key;			/* hash key */
 	BackgroundWorkerHandle *handle; /* NULL while no worker is registered */
 	int32		config_version; /* the version the worker was started with or told about */
 	int			failures;		/* consecutive unexpected exits */
@@ -59,13 +69,27 @@ typedef struct TribLaunchEntry
 /* A started stream as read from the catalog. */
 typedef struct TribWantedStream
 {
-	int32		id;
+	TribLaunchKey key;
 	int32		config_version;
 	char		name[NAMEDATALEN];
 } TribWantedStream;
 
 static HTAB *launch_entries = NULL;
 static bool worker_limit_logged = false;
+
+/*
+ * Launcher and workers connect as the extension's owner, a superuser, and inherit the
+ * database's settings: pin search_path so no one else's objects are found first, and
+ * lift timeouts meant for interactive sessions.
+ */
+void
+TribPinSessionSettings(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+}
 
 void
 TribLauncherRegister(void)
@@ -105,7 +129,8 @@ TribTerminateOrphans(void)
 }
 
 /*
- * Read the started non-local streams and the extension's owner. Returns NIL when the
+ * Read the started non-local streams and the extension's owner, and free the shared
+ * memory slots of this database's streams that no longer exist. Returns NIL when the
  * extension is not installed in this database.
  */
 static List *
@@ -113,6 +138,7 @@ TribReadWantedStreams(Oid *owner)
 {
 	List	   *wanted = NIL;
 	MemoryContext cxt = CurrentMemoryContext;
+	Oid			nsp;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -120,32 +146,41 @@ TribReadWantedStreams(Oid *owner)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "reading tributary.stream_catalog");
 
-	SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'tributary'",
-				true, 1);
 	*owner = InvalidOid;
-	if (SPI_processed == 1)
+	nsp = get_namespace_oid(TRIBUTARY_SCHEMA, true);
+	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("stream_catalog", nsp)))
 	{
+		Oid			catalog = TribCatalogRelid();
+		int32	   *ids;
 		bool		isnull;
 
-		*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												1, &isnull));
-		SPI_execute("SELECT id, config_version, name FROM tributary.stream_catalog "
-					"WHERE enabled AND source OPERATOR(pg_catalog.<>) 'local' ORDER BY id",
-					true, 0);
+		*owner = TribExtensionOwner();
+		SPI_execute("SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local' "
+					"FROM tributary.stream_catalog ORDER BY id", true, 0);
+		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
-			MemoryContext old = MemoryContextSwitchTo(cxt);
-			TribWantedStream *w = palloc0(sizeof(TribWantedStream));
-			char	   *name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 3);
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			TribWantedStream *w;
+			MemoryContext old;
 
-			w->id = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-			w->config_version = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-			strlcpy(w->name, name, NAMEDATALEN);
+			ids[i] = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+			if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+				continue;
+			old = MemoryContextSwitchTo(cxt);
+			w = palloc0(sizeof(TribWantedStream));
+			w->key.catalog = catalog;
+			w->key.id = ids[i];
+			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			strlcpy(w->name, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
 			wanted = lappend(wanted, w);
 			MemoryContextSwitchTo(old);
 		}
+		TribSweepSlots(catalog, ids, (int) SPI_processed);
 	}
+	else
+		TribSweepSlots(InvalidOid, NULL, 0);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -168,7 +203,7 @@ TribStartWorker(TribWantedStream *w, TribLaunchEntry *e, Oid owner)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "tributary");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "TribStreamWorkerMain");
-	bgw.bgw_main_arg = Int32GetDatum(w->id);
+	bgw.bgw_main_arg = Int32GetDatum(w->key.id);
 	bgw.bgw_notify_pid = MyProcPid;
 	memcpy(bgw.bgw_extra, &args, sizeof(args));
 
@@ -217,7 +252,7 @@ static long
 TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
 {
 	bool		found;
-	TribLaunchEntry *e = hash_search(launch_entries, &w->id, HASH_ENTER, &found);
+	TribLaunchEntry *e = hash_search(launch_entries, &w->key, HASH_ENTER, &found);
 	pid_t		pid;
 
 	if (!found)
@@ -276,12 +311,17 @@ TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
 	return -1;
 }
 
-/* Stop the workers of streams that are no longer started. */
+/*
+ * Stop the workers of streams that are no longer started: signal them all first, then
+ * wait for each, so one slow worker does not hold up the others' signals.
+ */
 static void
 TribStopUnwanted(void)
 {
 	HASH_SEQ_STATUS seq;
 	TribLaunchEntry *e;
+	List	   *stopping = NIL;
+	ListCell   *lc;
 
 	hash_seq_init(&seq, launch_entries);
 	while ((e = hash_seq_search(&seq)) != NULL)
@@ -294,11 +334,16 @@ TribStopUnwanted(void)
 		if (e->handle != NULL)
 		{
 			TerminateBackgroundWorker(e->handle);
-			(void) WaitForBackgroundWorkerShutdown(e->handle);
-			pfree(e->handle);
+			stopping = lappend(stopping, e->handle);
 		}
-		hash_search(launch_entries, &e->stream_id, HASH_REMOVE, NULL);
+		hash_search(launch_entries, &e->key, HASH_REMOVE, NULL);
 	}
+	foreach(lc, stopping)
+	{
+		(void) WaitForBackgroundWorkerShutdown(lfirst(lc));
+		pfree(lfirst(lc));
+	}
+	list_free(stopping);
 }
 
 /* One pass: returns how long to sleep before the next. */
@@ -342,9 +387,10 @@ TribLauncherMain(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(tributary_database, NULL, 0);
+	TribPinSessionSettings();
 	pgstat_report_appname("tributary launcher");
 
-	ctl.keysize = sizeof(int32);
+	ctl.keysize = sizeof(TribLaunchKey);
 	ctl.entrysize = sizeof(TribLaunchEntry);
 	launch_entries = hash_create("tributary launcher streams", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 

@@ -15,6 +15,7 @@ typedef struct TribWorkerArgs
 } TribWorkerArgs;
 
 extern void TribLauncherRegister(void);
+extern void TribPinSessionSettings(void);
 extern PGDLLEXPORT void TribLauncherMain(Datum arg);
 extern PGDLLEXPORT void TribStreamWorkerMain(Datum arg);
 

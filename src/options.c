@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 #include "tributary.h"
@@ -118,7 +119,24 @@ TribOptionInt(StreamDef *def, const char *key, JsonbValue *v, int min, int max)
 	return 0;					/* keep compiler quiet */
 }
 
-/* A target column that tributary may write: exists, not a system or generated column. */
+static bool
+TribIsIdentityAlways(Oid relid, AttrNumber attnum)
+{
+	HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+	bool		always = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		always = ((Form_pg_attribute) GETSTRUCT(tup))->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
+		ReleaseSysCache(tup);
+	}
+	return always;
+}
+
+/*
+ * A target column that tributary may write: exists, and is neither a system column, a
+ * generated column nor GENERATED ALWAYS AS IDENTITY.
+ */
 static AttrNumber
 TribCheckColumn(StreamDef *def, const char *column, const char *role)
 {
@@ -131,11 +149,12 @@ TribCheckColumn(StreamDef *def, const char *column, const char *role)
 						column, get_rel_name(def->target)),
 				 errdetail("Stream \"%s\" names it as its %s.", def->name, role),
 				 errhint("Name an existing column of the target table.")));
-	if (get_attgenerated(def->target, attnum) != '\0' && strcmp(role, "key column") != 0 &&
-		strcmp(role, "event time column") != 0)
+	if ((get_attgenerated(def->target, attnum) != '\0' ||
+		 TribIsIdentityAlways(def->target, attnum)) &&
+		strcmp(role, "key column") != 0 && strcmp(role, "event time column") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
-				 errmsg("column \"%s\" of relation \"%s\" is a generated column",
+				 errmsg("column \"%s\" of relation \"%s\" is generated",
 						column, get_rel_name(def->target)),
 				 errdetail("Stream \"%s\" names it as its %s, but generated columns cannot be written.",
 						   def->name, role),

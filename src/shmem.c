@@ -34,6 +34,7 @@ typedef struct TribStreamSlot
 {
 	TribStreamKey key;			/* key.id is 0 when the slot is free */
 	bool		dropped;		/* stream dropped; freed when its worker detaches */
+	bool		sweep_mark;		/* missing from the catalog at the launcher's last pass */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	int32		config_version; /* catalog version the worker has loaded */
 	TimestampTz worker_started_at;
@@ -149,50 +150,41 @@ TribFreeSlot(TribStreamSlot *slot)
 {
 	memset(&slot->key, 0, sizeof(slot->key));
 	slot->dropped = false;
+	slot->sweep_mark = false;
 }
 
-/* Find or claim the slot of a stream; NULL when every slot is taken. */
+/* Claim a free slot for key; caller holds the lock exclusively. NULL when none is free. */
 static TribStreamSlot *
-TribAcquireSlot(const TribStreamKey *key)
+TribClaimSlot(const TribStreamKey *key)
 {
 	static const TribStreamKey free_key = {0};
-	TribStreamSlot *slot;
-
-	LWLockAcquire(TribState->lock, LW_SHARED);
-	slot = TribFindSlot(key);
-	LWLockRelease(TribState->lock);
-	if (slot != NULL)
-		return slot;
-
-	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	slot = TribFindSlot(key);
-	if (slot == NULL)
-	{
-		slot = TribFindSlot(&free_key);
-		if (slot != NULL)
-		{
-			slot->key = *key;
-			slot->dropped = false;
-			slot->worker_pid = 0;
-			slot->config_version = 0;
-			slot->worker_started_at = 0;
-			pg_atomic_write_u64(&slot->messages, 0);
-			pg_atomic_write_u64(&slot->rows, 0);
-			pg_atomic_write_u64(&slot->dead_letters, 0);
-			pg_atomic_write_u64(&slot->bytes, 0);
-			pg_atomic_write_u64(&slot->batches, 0);
-			pg_atomic_write_u64(&slot->last_commit, 0);
-		}
-	}
-	LWLockRelease(TribState->lock);
+	TribStreamSlot *slot = TribFindSlot(&free_key);
 
 	if (slot == NULL)
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("tributary has no free statistics slot for stream %d", key->id),
-				 errdetail("All %d slots are in use.", tributary_max_streams),
-				 errhint("Raise tributary.max_streams and restart the server.")));
+		return NULL;
+	slot->key = *key;
+	slot->dropped = false;
+	slot->sweep_mark = false;
+	slot->worker_pid = 0;
+	slot->config_version = 0;
+	slot->worker_started_at = 0;
+	pg_atomic_write_u64(&slot->messages, 0);
+	pg_atomic_write_u64(&slot->rows, 0);
+	pg_atomic_write_u64(&slot->dead_letters, 0);
+	pg_atomic_write_u64(&slot->bytes, 0);
+	pg_atomic_write_u64(&slot->batches, 0);
+	pg_atomic_write_u64(&slot->last_commit, 0);
 	return slot;
+}
+
+static void
+TribWarnNoSlot(const TribStreamKey *key)
+{
+	ereport(WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("tributary has no free statistics slot for stream %d", key->id),
+			 errdetail("All %d slots are in use.", tributary_max_streams),
+			 errhint("Raise tributary.max_streams and restart the server.")));
 }
 
 /* Queue counter deltas of one batch; they reach shared memory when the transaction commits. */
@@ -245,31 +237,39 @@ TribSetLauncherPid(pid_t pid)
 	LWLockRelease(TribState->lock);
 }
 
+/*
+ * Apply the committed transaction's counters. Slots are looked up and claimed under the
+ * exclusive lock, and counters added before it is released, so a slot cannot be freed
+ * and reused for another stream in between.
+ */
 static void
 TribApplyPending(void)
 {
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	TribStreamKey unslotted = {0};
 
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
 	foreach(lc, pending)
 	{
 		TribPending *p = lfirst(lc);
-		TribStreamSlot *slot;
+		TribStreamSlot *slot = TribFindSlot(&p->key);
 
 		if (p->forget)
 		{
-			LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-			slot = TribFindSlot(&p->key);
 			if (slot != NULL && slot->worker_pid == 0)
 				TribFreeSlot(slot);
 			else if (slot != NULL)
 				slot->dropped = true;
-			LWLockRelease(TribState->lock);
 			continue;
 		}
-		slot = TribAcquireSlot(&p->key);
 		if (slot == NULL)
+			slot = TribClaimSlot(&p->key);
+		if (slot == NULL)
+		{
+			unslotted = p->key;
 			continue;
+		}
 		pg_atomic_fetch_add_u64(&slot->messages, p->messages);
 		pg_atomic_fetch_add_u64(&slot->rows, p->rows);
 		pg_atomic_fetch_add_u64(&slot->dead_letters, p->dead_letters);
@@ -277,6 +277,41 @@ TribApplyPending(void)
 		pg_atomic_fetch_add_u64(&slot->batches, p->batches);
 		pg_atomic_write_u64(&slot->last_commit, (uint64) now);
 	}
+	LWLockRelease(TribState->lock);
+	if (unslotted.id != 0)
+		TribWarnNoSlot(&unslotted);
+}
+
+/*
+ * Free the slots of this database's streams that are gone: the catalog (its OID) is not
+ * the current one, or the id is not in ids. A slot is freed only when it was missing at
+ * two passes in a row, so a stream created after this pass's snapshot keeps its counters;
+ * one with a worker is freed when the worker detaches.
+ */
+void
+TribSweepSlots(Oid catalog, const int32 *ids, int nids)
+{
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < TribState->nslots; i++)
+	{
+		TribStreamSlot *slot = &TribState->slots[i];
+		bool		present = false;
+
+		if (slot->key.id == 0 || slot->key.database != MyDatabaseId)
+			continue;
+		if (slot->key.catalog == catalog)
+			for (int j = 0; j < nids && !present; j++)
+				present = ids[j] == slot->key.id;
+		if (present)
+			slot->sweep_mark = false;
+		else if (!slot->sweep_mark)
+			slot->sweep_mark = true;
+		else if (slot->worker_pid == 0)
+			TribFreeSlot(slot);
+		else
+			slot->dropped = true;
+	}
+	LWLockRelease(TribState->lock);
 }
 
 static void
@@ -349,14 +384,18 @@ TribWorkerAttach(const TribStreamKey *key, int32 config_version)
 	bool		ok = true;
 
 	TribCheckShmem();
-	slot = TribAcquireSlot(key);
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	slot = TribFindSlot(key);
 	if (slot == NULL)
+		slot = TribClaimSlot(key);
+	if (slot == NULL)
+	{
+		LWLockRelease(TribState->lock);
 		ereport(FATAL,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("no shared memory slot left for stream %d", key->id),
 				 errhint("Raise tributary.max_streams and restart the server.")));
-
-	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	}
 	if (slot->worker_pid != 0 && slot->worker_pid != MyProcPid &&
 		kill(slot->worker_pid, 0) == 0)
 		ok = false;

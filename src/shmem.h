@@ -28,5 +28,6 @@ extern bool TribWorkerAttach(const TribStreamKey *key, int32 config_version);
 extern void TribWorkerSetConfigVersion(const TribStreamKey *key, int32 config_version);
 extern void TribWorkerDetach(const TribStreamKey *key);
 extern int	TribListWorkerPids(pid_t *pids, int max);
+extern void TribSweepSlots(Oid catalog, const int32 *ids, int nids);
 
 #endif							/* TRIBUTARY_SHMEM_H */

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -22,6 +23,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -40,21 +42,63 @@ TribWorkerOnExit(int code, Datum arg)
 	TribWorkerDetach(&worker_key);
 }
 
-/* Load the stream's definition into a context that lives as long as the worker. */
-static StreamDef *
-TribWorkerLoadStream(MemoryContext cxt)
+/* Record why the worker cannot run its stream in tributary.streams.last_error. */
+static void
+TribWorkerRecordError(const char *message)
 {
-	StreamDef  *def;
-	MemoryContext old;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(worker_stream_id), CStringGetTextDatum(message)};
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	old = MemoryContextSwitchTo(cxt);
-	def = TribStreamLoadById(worker_stream_id);
-	if (def != NULL)
-		TribStreamResolveOptions(def);
-	MemoryContextSwitchTo(old);
+	TribCatalogExecute("UPDATE tributary.stream_catalog SET last_error = $2, "
+					   "last_error_at = pg_catalog.now() WHERE id = $1",
+					   2, types, values, NULL);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * Load the stream's definition into a context that lives as long as the worker. When
+ * it cannot be loaded (its target was dropped or altered so its options no longer fit),
+ * the error goes to last_error and the worker exits; the launcher retries with backoff.
+ */
+static StreamDef *
+TribWorkerLoadStream(MemoryContext cxt)
+{
+	StreamDef  *volatile def = NULL;
+	MemoryContext old = CurrentMemoryContext;
+	char	   *volatile failure = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(cxt);
+		def = TribStreamLoadById(worker_stream_id);
+		if (def != NULL)
+			TribStreamResolveOptions(def);
+		MemoryContextSwitchTo(old);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		failure = edata->message;
+	}
+	PG_END_TRY();
+	if (failure != NULL)
+	{
+		TribWorkerRecordError(failure);
+		ereport(ERROR,
+				(errmsg("tributary worker cannot run stream %d: %s", worker_stream_id, failure)));
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	return def;
@@ -74,6 +118,7 @@ TribStreamWorkerMain(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(args.database, args.role, 0);
+	TribPinSessionSettings();
 
 	defcxt = AllocSetContextCreate(TopMemoryContext, "tributary stream definition",
 								   ALLOCSET_SMALL_SIZES);
@@ -110,7 +155,8 @@ TribStreamWorkerMain(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			MemoryContextReset(defcxt);
 			fresh = TribWorkerLoadStream(defcxt);
-			if (fresh == NULL || !fresh->enabled)
+			/* gone, stopped, or an id reused by a re-created extension */
+			if (fresh == NULL || !fresh->enabled || fresh->key.catalog != worker_key.catalog)
 				proc_exit(0);
 			def = fresh;
 			TribWorkerSetConfigVersion(&worker_key, def->config_version);

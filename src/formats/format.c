@@ -41,7 +41,9 @@ TribTargetOpen(StreamDef *def, Relation rel)
 		Oid			base;
 
 		t->cols[i].name = NameStr(att->attname);
-		t->cols[i].writable = !att->attisdropped && att->attgenerated == '\0';
+		/* COPY would write an identity ALWAYS column as if OVERRIDING SYSTEM VALUE; INSERT would not */
+		t->cols[i].writable = !att->attisdropped && att->attgenerated == '\0' &&
+			att->attidentity != ATTRIBUTE_IDENTITY_ALWAYS;
 		t->cols[i].cls = TRIB_COL_SCALAR;
 		if (att->attisdropped)
 			continue;			/* its type is gone */
@@ -49,7 +51,12 @@ TribTargetOpen(StreamDef *def, Relation rel)
 		if (base == JSONOID || base == JSONBOID)
 			t->cols[i].cls = TRIB_COL_JSON;
 		else if (OidIsValid(get_element_type(base)))
-			t->cols[i].cls = TRIB_COL_ARRAY;
+		{
+			Oid			elem = getBaseType(get_element_type(base));
+
+			t->cols[i].cls = (elem == JSONOID || elem == JSONBOID) ? TRIB_COL_JSON_ARRAY :
+				TRIB_COL_ARRAY;
+		}
 	}
 	t->overflow = def->overflow_column ? TribColumnIndex(t, def->overflow_column) : -1;
 	t->single = def->column ? TribColumnIndex(t, def->column) : -1;

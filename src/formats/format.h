@@ -26,14 +26,15 @@ typedef enum TribColumnClass
 {
 	TRIB_COL_SCALAR,			/* any type read with its input function */
 	TRIB_COL_JSON,				/* json or jsonb: takes the JSON text of a value */
-	TRIB_COL_ARRAY				/* an array type: a JSON array becomes an array literal */
+	TRIB_COL_ARRAY,				/* an array type: a JSON array becomes an array literal */
+	TRIB_COL_JSON_ARRAY			/* json[] or jsonb[]: each element keeps its JSON text */
 } TribColumnClass;
 
 typedef struct TribColumn
 {
 	char	   *name;
 	TribColumnClass cls;
-	bool		writable;		/* not dropped, not generated */
+	bool		writable;		/* not dropped, generated, or GENERATED ALWAYS AS IDENTITY */
 } TribColumn;
 
 /* The target table as the formats see it, built once per batch. */

@@ -6,7 +6,7 @@
  * text, a number or boolean its literal, null gives NULL; a json or jsonb column takes the
  * JSON text of the value; an array-typed column turns a JSON array into an array literal;
  * any other column gets the JSON text of an object or array and its input function
- * decides. Keys that match no column are ignored, or kept in the overflow column when
+ * decides; a json[] or jsonb[] column takes each element's JSON text. Keys that match no column are ignored, or kept in the overflow column when
  * the stream names one. When a key repeats, the last value wins, as in jsonb.
  *
  * Parsing uses PostgreSQL's own JSON parser (common/jsonapi.h) with callbacks, so there
@@ -16,13 +16,15 @@
 
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "compat.h"
 #include "formats/format.h"
 
-#define TRIB_JSON_MAX_ARRAY_DEPTH 64
+/* Array columns have at most MAXDIM dimensions; deeper JSON arrays cannot fit one. */
+#define TRIB_JSON_MAX_ARRAY_LEVEL MAXDIM
 
 typedef struct TribJsonValue
 {
@@ -49,10 +51,14 @@ typedef struct TribJsonState
 
 	/* an array value going into an array-typed column */
 	bool		converting;
+	bool		raw_elements;	/* json[]/jsonb[]: elements keep their JSON text */
+	bool		too_deep;		/* more dimensions than an array can have */
 	int			obj_depth;
 	char	   *obj_start;
-	bool		elem_first[TRIB_JSON_MAX_ARRAY_DEPTH];
+	char	   *elem_start;
+	bool		elem_first[TRIB_JSON_MAX_ARRAY_LEVEL + 2];
 	StringInfoData array;
+	const char *too_deep_column;	/* set when a message is rejected for depth */
 
 	StringInfoData overflow;
 } TribJsonState;
@@ -77,7 +83,7 @@ TribJsonObjectStart(void *arg)
 
 	if (s->lex->lex_level == 0)
 		s->saw_object = true;
-	else if (s->converting)
+	else if (s->converting && !s->raw_elements && !s->too_deep)
 	{
 		if (s->obj_depth == 0)
 			s->obj_start = s->lex->token_start;
@@ -91,7 +97,8 @@ TribJsonObjectEnd(void *arg)
 {
 	TribJsonState *s = arg;
 
-	if (s->converting && s->lex->lex_level >= 1 && --s->obj_depth == 0)
+	if (s->converting && !s->raw_elements && !s->too_deep && s->lex->lex_level >= 1 &&
+		--s->obj_depth == 0)
 		TribArrayAppendQuoted(&s->array, s->obj_start,
 							  s->lex->prev_token_terminator - s->obj_start);
 	TRIB_JSON_CB_RETURN;
@@ -103,17 +110,24 @@ TribJsonArrayStart(void *arg)
 	TribJsonState *s = arg;
 	int			level = s->lex->lex_level;
 
-	if (level == 1 && s->col >= 0 && s->target->cols[s->col].cls == TRIB_COL_ARRAY)
+	if (level == 1 && s->col >= 0 && (s->target->cols[s->col].cls == TRIB_COL_ARRAY ||
+									  s->target->cols[s->col].cls == TRIB_COL_JSON_ARRAY))
 	{
 		s->converting = true;
+		s->raw_elements = s->target->cols[s->col].cls == TRIB_COL_JSON_ARRAY;
+		s->too_deep = false;
 		s->obj_depth = 0;
 		resetStringInfo(&s->array);
 	}
-	if (s->converting && s->obj_depth == 0 && level < TRIB_JSON_MAX_ARRAY_DEPTH)
+	if (!s->converting || s->too_deep || s->obj_depth > 0 || (s->raw_elements && level > 1))
+		TRIB_JSON_CB_RETURN;
+	if (level > TRIB_JSON_MAX_ARRAY_LEVEL)
 	{
-		appendStringInfoChar(&s->array, '{');
-		s->elem_first[level] = true;
+		s->too_deep = true;
+		TRIB_JSON_CB_RETURN;
 	}
+	appendStringInfoChar(&s->array, '{');
+	s->elem_first[level] = true;
 	TRIB_JSON_CB_RETURN;
 }
 
@@ -122,7 +136,8 @@ TribJsonArrayEnd(void *arg)
 {
 	TribJsonState *s = arg;
 
-	if (s->converting && s->obj_depth == 0)
+	if (s->converting && !s->too_deep && s->obj_depth == 0 &&
+		!(s->raw_elements && s->lex->lex_level > 1))
 		appendStringInfoChar(&s->array, '}');
 	TRIB_JSON_CB_RETURN;
 }
@@ -133,12 +148,28 @@ TribJsonArrayElementStart(void *arg, bool isnull)
 	TribJsonState *s = arg;
 	int			level = s->lex->lex_level - 1;
 
-	if (s->converting && s->obj_depth == 0 && level < TRIB_JSON_MAX_ARRAY_DEPTH)
-	{
-		if (!s->elem_first[level])
-			appendStringInfoChar(&s->array, ',');
-		s->elem_first[level] = false;
-	}
+	if (!s->converting || s->too_deep || s->obj_depth > 0 || (s->raw_elements && level > 1))
+		TRIB_JSON_CB_RETURN;
+	if (!s->elem_first[level])
+		appendStringInfoChar(&s->array, ',');
+	s->elem_first[level] = false;
+	s->elem_start = s->lex->token_start;
+	TRIB_JSON_CB_RETURN;
+}
+
+/* json[]/jsonb[]: an element of the top array is its JSON text, quoted; null is NULL. */
+static TRIB_JSON_CB_RETURN_TYPE
+TribJsonArrayElementEnd(void *arg, bool isnull)
+{
+	TribJsonState *s = arg;
+
+	if (!s->converting || !s->raw_elements || s->lex->lex_level != 2)
+		TRIB_JSON_CB_RETURN;
+	if (isnull)
+		appendStringInfoString(&s->array, "NULL");
+	else
+		TribArrayAppendQuoted(&s->array, s->elem_start,
+							  s->lex->prev_token_terminator - s->elem_start);
 	TRIB_JSON_CB_RETURN;
 }
 
@@ -153,7 +184,7 @@ TribJsonScalar(void *arg, char *token, JsonTokenType type)
 		s->have_scalar = true;
 		s->scalar = token;
 	}
-	else if (s->converting && s->obj_depth == 0)
+	else if (s->converting && !s->raw_elements && !s->too_deep && s->obj_depth == 0)
 	{
 		if (type == JSON_TOKEN_NULL)
 			appendStringInfoString(&s->array, "NULL");
@@ -211,6 +242,8 @@ TribJsonFieldEnd(void *arg, char *fname, bool isnull)
 		}
 		else if (s->converting)
 		{
+			if (s->too_deep)
+				s->too_deep_column = s->target->cols[s->col].name;
 			v->text = pnstrdup(s->array.data, s->array.len);
 			v->len = s->array.len;
 		}
@@ -296,6 +329,7 @@ TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *s
 	s->saw_object = false;
 	s->col = -1;
 	s->converting = false;
+	s->too_deep_column = NULL;
 	initStringInfo(&s->array);
 	initStringInfo(&s->overflow);
 
@@ -305,6 +339,7 @@ TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *s
 	sem.array_start = TribJsonArrayStart;
 	sem.array_end = TribJsonArrayEnd;
 	sem.array_element_start = TribJsonArrayElementStart;
+	sem.array_element_end = TribJsonArrayElementEnd;
 	sem.object_field_start = TribJsonFieldStart;
 	sem.object_field_end = TribJsonFieldEnd;
 	sem.scalar = TribJsonScalar;
@@ -324,6 +359,15 @@ TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *s
 		TribFormatFail(res, ERRCODE_INVALID_PARAMETER_VALUE,
 					   "JSON message is not an object",
 					   "A json stream maps the keys of one JSON object per message to columns.");
+		ok = false;
+	}
+	else if (s->too_deep_column != NULL)
+	{
+		MemoryContextSwitchTo(old);
+		TribFormatFail(res, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+					   psprintf("JSON array for column \"%s\" has more than %d dimensions",
+								s->too_deep_column, MAXDIM),
+					   "PostgreSQL arrays have at most 6 dimensions.");
 		ok = false;
 	}
 	else

@@ -109,5 +109,46 @@ is( $node->safe_psql('postgres', q{SELECT count(*) FROM tributary.stream_stats W
 $node->restart;
 ok(wait_for($node, $workers_sql, 'tributary: clicks'), 'after a restart the started stream runs again');
 
+# a worker that cannot load its stream (its target was dropped) says why in last_error
+$node->safe_psql('postgres', q{
+	CREATE TABLE doomed (id int);
+	SELECT tributary.create_stream('doomed', 'doomed', 'kafka',
+		'{"brokers": "127.0.0.1:1", "topic": "doomed"}');
+});
+ok(wait_for($node, $workers_sql, 'tributary: clicks,tributary: doomed'), 'the doomed stream runs');
+my $doomed = worker_pid($node, 'doomed');
+$node->safe_psql('postgres', "DROP TABLE doomed; SELECT pg_terminate_backend($doomed)");
+ok( wait_for(
+		$node,
+		q{SELECT last_error ~ '^target table with OID \d+ does not exist$' AND last_error_at IS NOT NULL
+		  FROM tributary.streams WHERE name = 'doomed'}),
+	'the restarted worker records in last_error that its target is gone');
+is($node->safe_psql('postgres', q{SELECT state FROM tributary.streams WHERE name = 'doomed'}),
+	'starting', 'the stream is shown as not running');
+$node->safe_psql('postgres', q{SELECT tributary.drop_stream('doomed')});
+
+# re-creating the extension restarts stream ids at 1: the launcher must not take the new
+# stream for an old one, and the new stream must not inherit old counters
+is( $node->safe_psql('postgres', q{
+		SELECT s.id FROM tributary.stream_catalog s WHERE s.name = 'clicks'}),
+	'2', 'the old stream with id 2 is clicks');
+$node->safe_psql('postgres', q{SELECT tributary.ingest('clicks', '{"id": 1}')});
+is($node->safe_psql('postgres', q{SELECT messages FROM tributary.stream_stats WHERE stream = 'clicks'}),
+	'1', 'and it has counters');
+$node->safe_psql('postgres', 'DROP EXTENSION tributary');
+ok(wait_for($node, $workers_sql, ''), 'after DROP EXTENSION the launcher stops every worker');
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION tributary;
+	SELECT tributary.create_stream('reborn', 'events', 'kafka',
+		'{"brokers": "127.0.0.1:1", "topic": "reborn"}');
+	SELECT tributary.create_stream('local_one', 'events');
+});
+ok(wait_for($node, $workers_sql, 'tributary: reborn'), 'the re-created extension\'s stream gets a worker');
+is( $node->safe_psql('postgres', q{SELECT id FROM tributary.stream_catalog WHERE name = 'local_one'}),
+	'2', 'the new local_one reuses id 2');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(stream || ':' || messages, ',' ORDER BY stream) FROM tributary.stream_stats}),
+	'local_one:0,reborn:0', 'streams of the re-created extension start with zero counters');
+
 $node->stop;
 done_testing();

@@ -243,7 +243,8 @@ SELECT throws_ok($$ INSERT INTO tributary.dead_letters (stream, payload, error, 
                  '42501', 'permission denied for table dead_letters', 'a plain role cannot write dead letters');
 SELECT is((SELECT count(*)::integer FROM tributary.dead_letters), 0,
           'a plain role sees no dead letters of streams it cannot manage');
-SELECT is(tributary._may_manage('tap_local', current_user), false, 'a plain role may not manage another''s stream');
+SELECT is(pg_has_role(current_user, tributary._target_owner('tap_local'), 'USAGE'), false,
+          'a plain role does not own the target of another''s stream');
 RESET ROLE;
 
 SET ROLE tap_writer;

@@ -123,7 +123,7 @@ SELECT col_not_null('tributary', 'stream_catalog', 'config_version', 'stream_cat
 SELECT col_not_null('tributary', 'stream_catalog', 'owner', 'stream_catalog.owner is NOT NULL');
 
 -- The functions: exactly these, with these signatures and return types.
-SELECT functions_are('tributary', ARRAY['_is_admin', '_may_manage', '_redact_options', '_stream_counters', 'alter_stream', 'create_stream', 'drop_stream', 'ingest', 'replay_dead_letters', 'start', 'stop']::name[]);
+SELECT functions_are('tributary', ARRAY['_is_admin', '_redact_options', '_stream_counters', '_target_owner', 'alter_stream', 'create_stream', 'drop_stream', 'ingest', 'replay_dead_letters', 'start', 'stop']::name[]);
 SELECT has_function('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[]);
 SELECT function_returns('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[], 'void');
 SELECT has_function('tributary', 'alter_stream', ARRAY['text', 'jsonb']::name[]);
@@ -150,8 +150,8 @@ SELECT has_function('tributary', 'replay_dead_letters', ARRAY['text']::name[]);
 SELECT function_returns('tributary', 'replay_dead_letters', ARRAY['text']::name[], 'tributary.ingest_result');
 SELECT has_function('tributary', '_is_admin', ARRAY[]::name[]);
 SELECT function_returns('tributary', '_is_admin', ARRAY[]::name[], 'boolean');
-SELECT has_function('tributary', '_may_manage', ARRAY['text', 'name']::name[]);
-SELECT function_returns('tributary', '_may_manage', ARRAY['text', 'name']::name[], 'boolean');
+SELECT has_function('tributary', '_target_owner', ARRAY['text']::name[]);
+SELECT function_returns('tributary', '_target_owner', ARRAY['text']::name[], 'oid');
 SELECT has_function('tributary', '_redact_options', ARRAY['jsonb']::name[]);
 SELECT function_returns('tributary', '_redact_options', ARRAY['jsonb']::name[], 'jsonb');
 SELECT has_function('tributary', '_stream_counters', ARRAY[]::name[]);
@@ -199,7 +199,7 @@ SELECT function_privs_are('tributary', 'ingest', ARRAY['text', 'bytea[]']::name[
 SELECT function_privs_are('tributary', 'ingest', ARRAY['text', 'jsonb[]']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', 'replay_dead_letters', ARRAY['text']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', '_is_admin', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('tributary', '_may_manage', ARRAY['text', 'name']::name[], 'public', ARRAY['EXECUTE']);
+SELECT function_privs_are('tributary', '_target_owner', ARRAY['text']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', '_redact_options', ARRAY['jsonb']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', '_stream_counters', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[], 'tributary_admin', ARRAY['EXECUTE']);
