@@ -17,6 +17,7 @@ OBJS = \
 	src/formats/format.o \
 	src/formats/json.o \
 	src/formats/csv.o \
+	src/sources/kafka.o \
 	src/launcher.o \
 	src/worker.o
 
@@ -31,7 +32,7 @@ REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-sign-compare -Wno-missing-field-initializers
-SHLIB_LINK =
+SHLIB_LINK = -lrdkafka
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

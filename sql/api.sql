@@ -150,9 +150,9 @@ FROM tributary.dead_letters ORDER BY id;
 -- drop_stream removes the stream, its offsets and its dead letters.
 --
 -- An offset as a broker worker would store it (written directly here: the superuser can).
-INSERT INTO tributary.offsets (stream, partition, next_offset) VALUES
-    ('api_kafka', 0, 42), ('api_kafka', 1, 7), ('api_redis', 0, 1);
-SELECT stream, partition, next_offset FROM tributary.offsets ORDER BY stream, partition;
+INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES
+    ('api_kafka', 'orders', 0, 42), ('api_kafka', 'orders', 1, 7), ('api_redis', 'events', 0, 1);
+SELECT stream, topic, partition, next_offset FROM tributary.offsets ORDER BY stream, partition;
 
 SELECT tributary.drop_stream('api_kafka');
 SELECT tributary.drop_stream('api_local');

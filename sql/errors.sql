@@ -256,6 +256,34 @@ SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x"
 SELECT err_unchanged();
 
 --
+-- librdkafka checks its own properties when the stream is declared, in its own words;
+-- the properties tributary sets itself cannot be overridden.
+--
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
+    '{"brokers": "b:9092", "topic": "t", "librdkafka": {"no.such.property": "1"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
+    '{"brokers": "b:9092", "topic": "t", "librdkafka": {"fetch.wait.max.ms": "soon"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
+    '{"brokers": "b:9092", "topic": "t", "librdkafka": {"enable.auto.commit": true}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
+    '{"brokers": "b:9092", "topic": "t", "librdkafka": {"fetch.wait.max.ms": {"x": 1}}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": ["a", ""]}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "someday"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": {"0": -5}}');
+SELECT err_unchanged();
+-- and the same checks guard alter_stream
+SELECT tributary.create_stream('err_kafka_alter', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "format": "text", "column": "body"}', enabled => false);
+SELECT tributary.alter_stream('err_kafka_alter', '{"librdkafka": {"no.such.property": "1"}}');
+SELECT options FROM tributary.streams WHERE name = 'err_kafka_alter';
+SELECT tributary.drop_stream('err_kafka_alter');
+
+--
 -- A temporary table cannot be a target: it dies with the session, the stream does not.
 --
 CREATE TEMP TABLE err_temp (id int);

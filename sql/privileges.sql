@@ -50,7 +50,7 @@ SELECT tributary.create_stream('priv_kafka', 'priv_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t",
       "librdkafka": {"sasl.password": "s3cret", "client.id": "x", "ssl.key.password": "k",
                      "sasl.oauthbearer.config": "principal=p secret=s",
-                     "sasl.jaas.config": "j", "ssl.key.location": "/k.pem", "sasl.username": "u"}}',
+                     "ssl.keystore.password": "j", "ssl.key.location": "/k.pem", "sasl.username": "u"}}',
     enabled => false);
 
 -- owner is the role that declared the stream (the bootstrap superuser's name is masked)

@@ -284,6 +284,7 @@ TribPayloadToMessage(Datum payload, Oid type, TribMessage *msg)
 		msg->data = VARDATA_ANY(v);
 		msg->len = VARSIZE_ANY_EXHDR(v);
 	}
+	msg->topic = NULL;
 	msg->partition = -1;
 	msg->offset = -1;
 }

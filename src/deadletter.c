@@ -23,9 +23,9 @@
 static void
 TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 {
-	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			types[8] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 	bytea	   *payload = palloc(VARHDRSZ + msg->len);
 
 	SET_VARSIZE(payload, VARHDRSZ + msg->len);
@@ -40,10 +40,12 @@ TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 	values[5] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
 	values[6] = res->detail ? CStringGetTextDatum(res->detail) : (Datum) 0;
 	nulls[6] = res->detail ? ' ' : 'n';
+	values[7] = msg->topic ? CStringGetTextDatum(msg->topic) : (Datum) 0;
+	nulls[7] = msg->topic ? ' ' : 'n';
 	if (SPI_execute_with_args("INSERT INTO tributary.dead_letters "
-							  "(stream, partition, source_offset, payload, error, sqlstate, detail) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-							  7, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+							  8, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "tributary: could not write a dead letter for stream \"%s\"", def->name);
 }
 
@@ -80,7 +82,7 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 
 	TribBecomeExtensionOwner(&owner);
 	SPI_connect();
-	SPI_execute_with_args("SELECT id, partition, source_offset, payload FROM tributary.dead_letters "
+	SPI_execute_with_args("SELECT id, partition, source_offset, payload, topic FROM tributary.dead_letters "
 						  "WHERE stream = $1 AND id > $2 ORDER BY id LIMIT " CppAsString2(TRIB_REPLAY_BATCH)
 						  " FOR UPDATE",
 						  2, types, values, NULL, false, 0);
@@ -101,6 +103,7 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 		msgs[i].offset = isnull ? -1 : DatumGetInt64(d);
 		old = MemoryContextSwitchTo(cxt);
 		payload = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		msgs[i].topic = SPI_getvalue(tup, desc, 5);
 		MemoryContextSwitchTo(old);
 		msgs[i].data = VARDATA(payload);
 		msgs[i].len = VARSIZE(payload) - VARHDRSZ;

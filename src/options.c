@@ -20,6 +20,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "sources/kafka.h"
 #include "tributary.h"
 
 #define SRC(s) (1u << (s))
@@ -352,6 +353,8 @@ TribStreamResolveOptions(StreamDef *def)
 	}
 
 	TribCheckSourceOptions(def);
+	if (def->source == TRIB_SOURCE_KAFKA)
+		TribKafkaValidateOptions(def);
 	if (def->format == TRIB_FORMAT_CSV && def->csv_columns == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -82,6 +82,7 @@ typedef struct TribMessage
 {
 	const char *data;
 	int			len;
+	const char *topic;			/* NULL when the source has none */
 	int32		partition;		/* -1 when the source has none */
 	int64		offset;			/* -1 when the source has none */
 } TribMessage;

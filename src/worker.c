@@ -9,8 +9,8 @@
  * on its latch: SIGTERM ends it, postmaster death ends it, SIGHUP makes it reload the
  * stream's definition, which is how alter_stream reaches it.
  *
- * The sources (Kafka, Redis Streams) that give a worker messages to consume arrive with
- * their own modules; until then a worker runs and idles for its stream.
+ * A kafka stream's worker consumes in sources/kafka.c; a redis stream's worker idles until
+ * that source exists.
  */
 #include "postgres.h"
 
@@ -31,6 +31,7 @@
 #include "catalog.h"
 #include "launcher.h"
 #include "shmem.h"
+#include "sources/kafka.h"
 #include "tributary.h"
 
 static int32 worker_stream_id = 0;
@@ -104,6 +105,36 @@ TribWorkerLoadStream(MemoryContext cxt)
 	return def;
 }
 
+/*
+ * Run the stream's source until a reload is asked for. An error (the target gone, a
+ * privilege revoked, a partition that cannot be positioned) is written to last_error and
+ * ends the worker; the launcher restarts it with backoff.
+ */
+static void
+TribWorkerConsume(StreamDef *def)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		TribKafkaRun(def);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->elevel >= FATAL || ProcDiePending)
+			PG_RE_THROW();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		TribWorkerRecordError(edata->message);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
 void
 TribStreamWorkerMain(Datum arg)
 {
@@ -142,9 +173,14 @@ TribStreamWorkerMain(Datum arg)
 	for (;;)
 	{
 		pgstat_report_activity(STATE_IDLE, NULL);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 tributary_naptime_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		if (def->source == TRIB_SOURCE_KAFKA)
+			TribWorkerConsume(def);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 tributary_naptime_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 		CHECK_FOR_INTERRUPTS();
 
 		if (ConfigReloadPending)

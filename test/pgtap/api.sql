@@ -279,7 +279,7 @@ SELECT is((SELECT options -> 'librdkafka' ->> 'sasl.password' FROM tributary.str
 --
 -- drop_stream takes the stream's dead letters and offsets with it.
 --
-INSERT INTO tributary.offsets (stream, partition, next_offset) VALUES ('tap_local', 0, 5);
+INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES ('tap_local', 't', 0, 5);
 SELECT lives_ok($$ SELECT tributary.drop_stream('tap_local') $$, 'drop_stream');
 SELECT is((SELECT count(*)::integer FROM tributary.dead_letters WHERE stream = 'tap_local'), 0,
           'its dead letters are gone');

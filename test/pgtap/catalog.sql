@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(181);
+SELECT plan(183);
 
 -- The extension and its schema.
 
@@ -48,13 +48,15 @@ SELECT col_type_is('tributary', 'stream_catalog', 'last_error', 'text', 'stream_
 SELECT col_type_is('tributary', 'stream_catalog', 'last_error_at', 'timestamp with time zone', 'stream_catalog.last_error_at is timestamp with time zone');
 SELECT col_type_is('tributary', 'stream_catalog', 'created_at', 'timestamp with time zone', 'stream_catalog.created_at is timestamp with time zone');
 SELECT has_table('tributary', 'offsets', 'table tributary.offsets exists');
-SELECT columns_are('tributary', 'offsets', ARRAY['stream', 'partition', 'next_offset', 'updated_at']::name[]);
+SELECT columns_are('tributary', 'offsets', ARRAY['stream', 'topic', 'partition', 'next_offset', 'updated_at']::name[]);
 SELECT col_type_is('tributary', 'offsets', 'stream', 'text', 'offsets.stream is text');
+SELECT col_type_is('tributary', 'offsets', 'topic', 'text', 'offsets.topic is text');
 SELECT col_type_is('tributary', 'offsets', 'partition', 'integer', 'offsets.partition is integer');
 SELECT col_type_is('tributary', 'offsets', 'next_offset', 'bigint', 'offsets.next_offset is bigint');
 SELECT col_type_is('tributary', 'offsets', 'updated_at', 'timestamp with time zone', 'offsets.updated_at is timestamp with time zone');
 SELECT has_table('tributary', 'dead_letters', 'table tributary.dead_letters exists');
-SELECT columns_are('tributary', 'dead_letters', ARRAY['id', 'stream', 'partition', 'source_offset', 'payload', 'error', 'sqlstate', 'detail', 'attempts', 'failed_at']::name[]);
+SELECT columns_are('tributary', 'dead_letters', ARRAY['id', 'stream', 'topic', 'partition', 'source_offset', 'payload', 'error', 'sqlstate', 'detail', 'attempts', 'failed_at']::name[]);
+SELECT col_type_is('tributary', 'dead_letters', 'topic', 'text', 'dead_letters.topic is text');
 SELECT col_type_is('tributary', 'dead_letters', 'id', 'bigint', 'dead_letters.id is bigint');
 SELECT col_type_is('tributary', 'dead_letters', 'stream', 'text', 'dead_letters.stream is text');
 SELECT col_type_is('tributary', 'dead_letters', 'partition', 'integer', 'dead_letters.partition is integer');
@@ -104,7 +106,7 @@ SELECT col_type_is('tributary', 'ingest_result', 'dead_lettered', 'bigint', 'ing
 -- Keys and constraints of the tables.
 SELECT col_is_pk('tributary', 'stream_catalog', 'id', 'stream_catalog.id is the primary key');
 SELECT col_is_unique('tributary', 'stream_catalog', 'name', 'stream names are unique');
-SELECT col_is_pk('tributary', 'offsets', ARRAY['stream', 'partition']::name[], 'offsets are keyed by stream and partition');
+SELECT col_is_pk('tributary', 'offsets', ARRAY['stream', 'topic', 'partition']::name[], 'offsets are keyed by stream, topic and partition');
 SELECT col_is_pk('tributary', 'dead_letters', 'id', 'dead_letters.id is the primary key');
 SELECT fk_ok('tributary', 'offsets', 'stream', 'tributary', 'stream_catalog', 'name');
 SELECT fk_ok('tributary', 'dead_letters', 'stream', 'tributary', 'stream_catalog', 'name');

@@ -1,0 +1,821 @@
+/*
+ * kafka.c
+ *		The Kafka source: a librdkafka high-level consumer in the stream's worker.
+ *
+ * Exactly-once into PostgreSQL: a batch's rows, its dead letters and the next offset of
+ * every partition it covers (tributary.offsets) commit in one transaction. Kafka's own
+ * committed offsets are updated after that commit, for external lag tools only: on every
+ * assignment the worker seeks each partition to the offset stored in PostgreSQL, and
+ * only where none is stored yet does the stream's "start" option apply. A rebalance in
+ * the middle of collecting a batch drops the messages collected so far; they are read
+ * again from the stored offsets. So a crash anywhere (worker, server, broker) neither
+ * loses nor duplicates a message.
+ *
+ * Rows are inserted as the stream's owner (the role that created it), never as the
+ * superuser the worker connects as. Memory is bounded: at most batch_size messages are
+ * held, and librdkafka's prefetch queue is bounded by its own settings.
+ *
+ * librdkafka calls the rebalance callback from inside rd_kafka_consumer_poll; errors
+ * there are caught and re-raised after the poll returns, so no longjmp crosses
+ * librdkafka's frames.
+ */
+#include "postgres.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/pmsignal.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "deadletter.h"
+#include "ingest.h"
+#include "shmem.h"
+#include "sources/kafka.h"
+
+#define TRIB_KAFKA_POLL_MS 100
+#define TRIB_KAFKA_CLOSE_MS 5000
+
+/* librdkafka properties tributary sets itself: overriding them would break exactly-once. */
+static const char *const reserved_properties[] = {
+	"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.commit",
+	"enable.auto.offset.store", "enable.partition.eof",
+};
+
+typedef enum TribKafkaStart
+{
+	TRIB_START_EARLIEST,
+	TRIB_START_LATEST,
+	TRIB_START_OFFSETS,			/* per partition; others from the earliest */
+	TRIB_START_TIMESTAMP
+} TribKafkaStart;
+
+/* A stream's Kafka settings, resolved from its options. */
+typedef struct TribKafkaOptions
+{
+	char	   *brokers;
+	List	   *topics;			/* of char * */
+	char	   *group;
+	TribKafkaStart start;
+	int64		start_ms;		/* TRIB_START_TIMESTAMP: ms since the Unix epoch */
+	Jsonb	   *start_offsets;	/* TRIB_START_OFFSETS: {"partition": offset, ...} */
+	JsonbContainer *librdkafka; /* the pass-through properties, or NULL */
+} TribKafkaOptions;
+
+/* One consumer. */
+typedef struct TribKafka
+{
+	MemoryContext cxt;			/* lives as long as the consumer */
+	StreamDef  *def;
+	TribKafkaOptions opts;
+	rd_kafka_t *rk;
+	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
+	int			held;
+	bool		rebalanced;		/* the assignment changed since the batch started */
+	char	   *callback_error; /* an error reported inside a librdkafka callback */
+	char	   *position_error; /* assigned partitions could not be positioned */
+	char	   *reported_error; /* the last error written to last_error */
+} TribKafka;
+
+static TribKafka *current_consumer = NULL;
+
+static JsonbValue *
+TribOption(StreamDef *def, const char *key)
+{
+	return getKeyJsonValueFromContainer(&def->options->root, key, strlen(key), NULL);
+}
+
+static void
+TribKafkaBadOption(StreamDef *def, const char *key, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for option \"%s\" of stream \"%s\"", key, def->name),
+			 errhint("\"%s\" must be %s.", key, expected)));
+}
+
+static char *
+TribJsonbScalarText(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return NULL;
+	}
+}
+
+static void
+TribKafkaStartContext(void *arg)
+{
+	errcontext("option \"start\" of stream \"%s\": \"earliest\", \"latest\", offsets per partition, or a timestamp",
+			   ((StreamDef *) arg)->name);
+}
+
+/* The "start" option: "earliest", "latest", {"partition": offset, ...} or a timestamp. */
+static void
+TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
+{
+	JsonbValue *v = TribOption(def, "start");
+	const char *expected = "\"earliest\", \"latest\", an object of offsets per partition such as {\"0\": 42}, or a timestamp";
+
+	o->start = TRIB_START_EARLIEST;
+	if (v == NULL)
+		return;
+	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	k;
+		JsonbValue	val;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			char	   *key;
+			char	   *end;
+			char	   *num;
+
+			if (tok != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&it, &val, true);
+			key = pnstrdup(k.val.string.val, k.val.string.len);
+			num = TribJsonbScalarText(&val);
+			if (strtol(key, &end, 10) < 0 || *end != '\0' || *key == '\0' ||
+				val.type != jbvNumeric || num == NULL || strchr(num, '.') != NULL ||
+				strtoll(num, NULL, 10) < 0)
+				TribKafkaBadOption(def, "start", expected);
+		}
+		o->start = TRIB_START_OFFSETS;
+		o->start_offsets = JsonbValueToJsonb(v);
+		return;
+	}
+	if (v->type != jbvString)
+		TribKafkaBadOption(def, "start", expected);
+	if (v->val.string.len == 8 && strncmp(v->val.string.val, "earliest", 8) == 0)
+		o->start = TRIB_START_EARLIEST;
+	else if (v->val.string.len == 6 && strncmp(v->val.string.val, "latest", 6) == 0)
+		o->start = TRIB_START_LATEST;
+	else
+	{
+		char	   *text = pnstrdup(v->val.string.val, v->val.string.len);
+		ErrorContextCallback context = {error_context_stack, TribKafkaStartContext, def};
+		TimestampTz ts;
+
+		error_context_stack = &context;
+		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(text),
+													 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		error_context_stack = context.previous;
+		o->start = TRIB_START_TIMESTAMP;
+		o->start_ms = (ts - SetEpochTimestamp()) / 1000;
+	}
+}
+
+static void
+TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
+{
+	JsonbValue *v;
+
+	memset(o, 0, sizeof(*o));
+	v = TribOption(def, "brokers");
+	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
+		TribKafkaBadOption(def, "brokers", "a non-empty string such as \"host1:9092,host2:9092\"");
+	o->brokers = pnstrdup(v->val.string.val, v->val.string.len);
+
+	v = TribOption(def, "topic");
+	if (v != NULL && v->type == jbvString && v->val.string.len > 0)
+		o->topics = list_make1(pnstrdup(v->val.string.val, v->val.string.len));
+	else if (v != NULL && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString || e.val.string.len == 0)
+				TribKafkaBadOption(def, "topic", "a topic name or an array of topic names");
+			o->topics = lappend(o->topics, pnstrdup(e.val.string.val, e.val.string.len));
+		}
+	}
+	if (o->topics == NIL)
+		TribKafkaBadOption(def, "topic", "a topic name or an array of topic names");
+
+	v = TribOption(def, "group");
+	if (v != NULL && (v->type != jbvString || v->val.string.len == 0))
+		TribKafkaBadOption(def, "group", "a non-empty string");
+	o->group = v != NULL ? pnstrdup(v->val.string.val, v->val.string.len) :
+		psprintf("tributary-" UINT64_FORMAT "-%s-%s", GetSystemIdentifier(),
+				 get_database_name(MyDatabaseId), def->name);
+
+	TribKafkaParseStart(def, o);
+
+	v = TribOption(def, "librdkafka");
+	if (v != NULL && (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data)))
+		TribKafkaBadOption(def, "librdkafka", "an object of librdkafka properties");
+	o->librdkafka = v != NULL ? v->val.binary.data : NULL;
+}
+
+static void
+TribKafkaSet(rd_kafka_conf_t *conf, const char *name, const char *value, StreamDef *def)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid librdkafka property \"%s\" for stream \"%s\"", name, def->name),
+				 errdetail("librdkafka: %s", errstr),
+				 errhint("See librdkafka's CONFIGURATION.md for the properties a consumer takes.")));
+	}
+}
+
+/* librdkafka's configuration for the stream; raises with librdkafka's words on a bad property. */
+static rd_kafka_conf_t *
+TribKafkaConf(StreamDef *def, TribKafkaOptions *o)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+	TribKafkaSet(conf, "bootstrap.servers", o->brokers, def);
+	TribKafkaSet(conf, "group.id", o->group, def);
+	TribKafkaSet(conf, "client.id", psprintf("tributary-%s", def->name), def);
+	TribKafkaSet(conf, "enable.auto.commit", "false", def);
+	TribKafkaSet(conf, "enable.auto.offset.store", "false", def);
+	TribKafkaSet(conf, "auto.offset.reset", o->start == TRIB_START_LATEST ? "latest" : "earliest", def);
+	/* a crashed worker's partitions move on after 10 s, not 45; librdkafka options may override */
+	TribKafkaSet(conf, "session.timeout.ms", "10000", def);
+	if (o->librdkafka != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(o->librdkafka);
+		JsonbValue	k;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			char	   *name;
+			char	   *value;
+
+			if (tok != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&it, &v, true);
+			name = pnstrdup(k.val.string.val, k.val.string.len);
+			for (int i = 0; i < lengthof(reserved_properties); i++)
+				if (strcmp(name, reserved_properties[i]) == 0)
+				{
+					rd_kafka_conf_destroy(conf);
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("librdkafka property \"%s\" is set by tributary", name),
+							 errdetail("tributary relies on it for exactly-once delivery into PostgreSQL."),
+							 errhint("Use the stream options \"brokers\" and \"group\" instead of bootstrap.servers and group.id.")));
+				}
+			value = TribJsonbScalarText(&v);
+			if (value == NULL)
+			{
+				rd_kafka_conf_destroy(conf);
+				TribKafkaBadOption(def, "librdkafka", "an object whose values are strings, numbers or booleans");
+			}
+			TribKafkaSet(conf, name, value, def);
+		}
+	}
+	return conf;
+}
+
+void
+TribKafkaValidateOptions(StreamDef *def)
+{
+	TribKafkaOptions o;
+
+	TribKafkaParseOptions(def, &o);
+	rd_kafka_conf_destroy(TribKafkaConf(def, &o));
+}
+
+/*
+ * Set the start offset of each newly assigned partition: the stored next offset, or,
+ * where none is stored yet, what the "start" option says. Runs its own transaction.
+ */
+static void
+TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
+{
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(k->def->name);
+	bool		timestamps = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	SPI_execute_with_args("SELECT topic, partition, next_offset FROM tributary.offsets WHERE stream = $1",
+						  1, &type, &arg, NULL, true, 0);
+	for (int i = 0; i < parts->cnt; i++)
+	{
+		rd_kafka_topic_partition_t *p = &parts->elems[i];
+		bool		stored = false;
+
+		for (uint64 r = 0; r < SPI_processed && !stored; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			bool		isnull;
+
+			if (DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)) == p->partition &&
+				strcmp(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), p->topic) == 0)
+			{
+				p->offset = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+				stored = true;
+			}
+		}
+		if (stored)
+			continue;
+		switch (k->opts.start)
+		{
+			case TRIB_START_EARLIEST:
+				p->offset = RD_KAFKA_OFFSET_BEGINNING;
+				break;
+			case TRIB_START_LATEST:
+				p->offset = RD_KAFKA_OFFSET_END;
+				break;
+			case TRIB_START_OFFSETS:
+				{
+					char		key[16];
+					JsonbValue *v;
+
+					snprintf(key, sizeof(key), "%d", p->partition);
+					v = getKeyJsonValueFromContainer(&k->opts.start_offsets->root, key, strlen(key), NULL);
+					p->offset = v != NULL ? strtoll(TribJsonbScalarText(v), NULL, 10) :
+						RD_KAFKA_OFFSET_BEGINNING;
+					break;
+				}
+			case TRIB_START_TIMESTAMP:
+				p->offset = k->opts.start_ms;
+				timestamps = true;
+				break;
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	if (timestamps)
+	{
+		/* only the partitions without a stored offset carry a timestamp here */
+		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(parts->cnt);
+		rd_kafka_resp_err_t err;
+
+		for (int i = 0; i < parts->cnt; i++)
+			if (parts->elems[i].offset == k->opts.start_ms)
+				rd_kafka_topic_partition_list_add(q, parts->elems[i].topic,
+												  parts->elems[i].partition)->offset = k->opts.start_ms;
+		err = rd_kafka_offsets_for_times(k->rk, q, 10000);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			rd_kafka_topic_partition_list_destroy(q);
+			elog(ERROR, "could not look up offsets by timestamp: %s", rd_kafka_err2str(err));
+		}
+		for (int i = 0; i < q->cnt; i++)
+		{
+			rd_kafka_topic_partition_t *dst =
+				rd_kafka_topic_partition_list_find(parts, q->elems[i].topic, q->elems[i].partition);
+
+			dst->offset = q->elems[i].offset >= 0 ? q->elems[i].offset : RD_KAFKA_OFFSET_END;
+		}
+		rd_kafka_topic_partition_list_destroy(q);
+	}
+}
+
+/* Called by librdkafka inside rd_kafka_consumer_poll: never let an ERROR longjmp out. */
+static void
+TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+				   rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	TribKafka  *k = opaque;
+	bool		cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	k->rebalanced = true;
+	if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+	{
+		if (cooperative)
+			(void) rd_kafka_incremental_unassign(rk, parts);
+		else
+			(void) rd_kafka_assign(rk, NULL);
+		return;
+	}
+
+	PG_TRY();
+	{
+		TribKafkaSetStartOffsets(k, parts);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		k->position_error = MemoryContextStrdup(TopMemoryContext, edata->message);
+		return;					/* do not consume partitions we could not position */
+	}
+	PG_END_TRY();
+
+	if (cooperative)
+		(void) rd_kafka_incremental_assign(rk, parts);
+	else
+		(void) rd_kafka_assign(rk, parts);
+}
+
+/* Write the consumer's current trouble to last_error, once per distinct message. */
+static void
+TribKafkaReport(TribKafka *k, const char *error)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+
+	/* librdkafka appends "(after 0ms in state CONNECT, 3 identical error(s) suppressed)" */
+	if (error != NULL && strstr(error, " (after ") != NULL)
+		error = pnstrdup(error, strstr(error, " (after ") - error);
+	if ((error == NULL && k->reported_error == NULL) ||
+		(error != NULL && k->reported_error != NULL && strcmp(error, k->reported_error) == 0))
+		return;
+	if (k->reported_error)
+		pfree(k->reported_error);
+	k->reported_error = error ? MemoryContextStrdup(TopMemoryContext, error) : NULL;
+	if (error)
+		ereport(LOG, (errmsg("tributary stream \"%s\": %s", k->def->name, error)));
+
+	values[0] = Int32GetDatum(k->def->id);
+	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[1] = error ? ' ' : 'n';
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	TribCatalogExecute(error ?
+					   "UPDATE tributary.stream_catalog SET last_error = $2, last_error_at = pg_catalog.now() WHERE id = $1" :
+					   "UPDATE tributary.stream_catalog SET last_error = $2 WHERE id = $1 AND last_error IS NOT NULL",
+					   2, types, values, nulls);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * librdkafka's log lines, served by rd_kafka_consumer_poll on the worker's own thread
+ * (log.queue), so they can go through ereport like any other log line.
+ */
+static void
+TribKafkaLogCallback(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	ereport(level <= 3 ? WARNING : LOG,
+			(errmsg_internal("librdkafka %s: %s", fac, buf)));
+}
+
+static void
+TribKafkaErrorCallback(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	TribKafka  *k = opaque;
+
+	/* reported from the main loop, outside librdkafka's frames */
+	if (k->callback_error == NULL)
+		k->callback_error = MemoryContextStrdup(TopMemoryContext,
+												psprintf("%s: %s", rd_kafka_err2name(err), reason));
+}
+
+/* Give back the messages of an unfinished batch: they will be read again from the stored offsets. */
+static void
+TribKafkaReleaseHeld(TribKafka *k)
+{
+	for (int i = 0; i < k->held; i++)
+		rd_kafka_message_destroy(k->batch[i]);
+	k->held = 0;
+}
+
+/*
+ * Leave the group so the partitions are reassigned at once rather than after the session
+ * times out, but give it at most TRIB_KAFKA_CLOSE_MS: a dead broker must not hold up a
+ * server shutdown.
+ */
+static void
+TribKafkaLeaveGroup(rd_kafka_t *rk)
+{
+	rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TRIB_KAFKA_CLOSE_MS);
+	rd_kafka_error_t *error = rd_kafka_consumer_close_queue(rk, queue);
+
+	if (error != NULL)
+		rd_kafka_error_destroy(error);
+	else
+		while (!rd_kafka_consumer_closed(rk) && GetCurrentTimestamp() < deadline)
+		{
+			rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 100);
+
+			if (ev != NULL)
+			{
+				/* a rebalance during close: give up the partitions */
+				if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+					(void) rd_kafka_assign(rk, NULL);
+				rd_kafka_event_destroy(ev);
+			}
+		}
+	rd_kafka_queue_destroy(queue);
+}
+
+/* At process exit: leave the group; the process ends, so librdkafka is not torn down. */
+static void
+TribKafkaAtExit(int code, Datum arg)
+{
+	if (current_consumer == NULL || current_consumer->rk == NULL)
+		return;
+	TribKafkaReleaseHeld(current_consumer);
+	TribKafkaLeaveGroup(current_consumer->rk);
+	current_consumer->rk = NULL;
+}
+
+/* Before a reload: leave the group and free the consumer. */
+static void
+TribKafkaClose(TribKafka *k)
+{
+	TribKafkaReleaseHeld(k);
+	TribKafkaLeaveGroup(k->rk);
+	rd_kafka_destroy_flags(k->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	k->rk = NULL;
+}
+
+static TribKafka *
+TribKafkaOpen(StreamDef *def)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "tributary kafka consumer",
+											  ALLOCSET_SMALL_SIZES);
+	TribKafka  *k = MemoryContextAllocZero(cxt, sizeof(TribKafka));
+	rd_kafka_conf_t *conf;
+	rd_kafka_topic_partition_list_t *topics;
+	char		errstr[512];
+	ListCell   *lc;
+	rd_kafka_resp_err_t err;
+	MemoryContext old;
+
+	k->cxt = cxt;
+	k->def = def;
+	/* unknown: whatever an earlier worker left in last_error goes at the first good batch */
+	k->reported_error = MemoryContextStrdup(TopMemoryContext, "");
+	/* options name the database and parse timestamps: catalog access needs a transaction */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	old = MemoryContextSwitchTo(cxt);
+	TribKafkaParseOptions(def, &k->opts);
+	conf = TribKafkaConf(def, &k->opts);
+	MemoryContextSwitchTo(old);
+	CommitTransactionCommand();
+	rd_kafka_conf_set_opaque(conf, k);
+	rd_kafka_conf_set_rebalance_cb(conf, TribKafkaRebalance);
+	rd_kafka_conf_set_error_cb(conf, TribKafkaErrorCallback);
+	rd_kafka_conf_set_log_cb(conf, TribKafkaLogCallback);
+	if (rd_kafka_conf_set(conf, "log.queue", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		elog(ERROR, "librdkafka: %s", errstr);
+	k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (k->rk == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create a Kafka consumer for stream \"%s\"", def->name),
+				 errdetail("librdkafka: %s", errstr)));
+	(void) rd_kafka_set_log_queue(k->rk, NULL);	/* the main queue, served by our polls */
+	rd_kafka_poll_set_consumer(k->rk);
+	current_consumer = k;
+
+	topics = rd_kafka_topic_partition_list_new(list_length(k->opts.topics));
+	foreach(lc, k->opts.topics)
+		rd_kafka_topic_partition_list_add(topics, lfirst(lc), RD_KAFKA_PARTITION_UA);
+	err = rd_kafka_subscribe(k->rk, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not subscribe stream \"%s\" to its topics", def->name),
+				 errdetail("librdkafka: %s", rd_kafka_err2str(err))));
+	return k;
+}
+
+/*
+ * Outside librdkafka's frames: raise the error of a failed positioning (the worker exits
+ * and the launcher restarts it), and report what the error callback saw.
+ */
+static void
+TribKafkaCheckCallbacks(TribKafka *k)
+{
+	char	   *error = k->callback_error;
+
+	if (k->position_error != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" could not position its assigned partitions: %s",
+						k->def->name, k->position_error)));
+	if (error == NULL)
+		return;
+	k->callback_error = NULL;
+	TribKafkaReport(k, error);
+	pfree(error);
+}
+
+/*
+ * Collect up to batch_size messages: wait for the first (checking for signals every
+ * TRIB_KAFKA_POLL_MS), then at most batch_ms more. A rebalance drops what was collected.
+ */
+static int
+TribKafkaCollect(TribKafka *k)
+{
+	TimestampTz deadline = 0;
+
+	k->rebalanced = false;
+	while (k->held < k->def->batch_size)
+	{
+		rd_kafka_message_t *msg;
+		long		wait_ms = TRIB_KAFKA_POLL_MS;
+
+		if (k->held > 0)
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+			wait_ms = Min(wait_ms, secs * 1000 + usecs / 1000);
+			if (wait_ms <= 0)
+				break;
+		}
+		msg = rd_kafka_consumer_poll(k->rk, (int) wait_ms);
+		if (k->rebalanced)
+		{
+			TribKafkaReleaseHeld(k);
+			k->rebalanced = false;
+		}
+		if (msg != NULL && msg->err)
+		{
+			if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				TribKafkaReport(k, psprintf("%s: %s", rd_kafka_err2name(msg->err),
+											rd_kafka_message_errstr(msg)));
+			rd_kafka_message_destroy(msg);
+			msg = NULL;
+		}
+		else if (msg != NULL)
+		{
+			if (k->held == 0)
+				deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), k->def->batch_ms);
+			k->batch[k->held++] = msg;
+		}
+		TribKafkaCheckCallbacks(k);
+		if (msg == NULL)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!PostmasterIsAlive())
+				proc_exit(1);
+			if (ConfigReloadPending && k->held == 0)
+				break;
+		}
+	}
+	return k->held;
+}
+
+/* Store the next offset of every partition the batch covers, in the batch's transaction. */
+static rd_kafka_topic_partition_list_t *
+TribKafkaStoreOffsets(TribKafka *k, rd_kafka_message_t **batch, int n)
+{
+	rd_kafka_topic_partition_list_t *next = rd_kafka_topic_partition_list_new(16);
+	Datum	   *topics;
+	Datum	   *partitions;
+	Datum	   *offsets;
+	Oid			types[4] = {TEXTOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
+	Datum		values[4];
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
+		rd_kafka_topic_partition_t *p =
+			rd_kafka_topic_partition_list_find(next, topic, batch[i]->partition);
+
+		if (p == NULL)
+			p = rd_kafka_topic_partition_list_add(next, topic, batch[i]->partition);
+		p->offset = Max(p->offset, batch[i]->offset + 1);
+	}
+	topics = palloc(sizeof(Datum) * next->cnt);
+	partitions = palloc(sizeof(Datum) * next->cnt);
+	offsets = palloc(sizeof(Datum) * next->cnt);
+	for (int i = 0; i < next->cnt; i++)
+	{
+		topics[i] = CStringGetTextDatum(next->elems[i].topic);
+		partitions[i] = Int32GetDatum(next->elems[i].partition);
+		offsets[i] = Int64GetDatum(next->elems[i].offset);
+	}
+	values[0] = CStringGetTextDatum(k->def->name);
+	values[1] = PointerGetDatum(construct_array(topics, next->cnt, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(partitions, next->cnt, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(offsets, next->cnt, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	TribCatalogExecute("INSERT INTO tributary.offsets AS o (stream, topic, partition, next_offset, updated_at) "
+					   "SELECT $1, u.t, u.p, u.n, pg_catalog.now() "
+					   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, p, n) "
+					   "ON CONFLICT (stream, topic, partition) DO UPDATE "
+					   "SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+					   4, types, values, NULL);
+	return next;
+}
+
+/* One batch in one transaction: rows (as the stream's owner), dead letters, offsets. */
+static void
+TribKafkaProcess(TribKafka *k)
+{
+	rd_kafka_message_t **batch = k->batch;
+	int			n = k->held;
+	StreamDef  *def = k->def;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary kafka batch",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
+	TribMessage *msgs;
+	TribMessageResult *results;
+	TribBatchCounts counts;
+	rd_kafka_topic_partition_list_t *next;
+	Oid			saved_user;
+	int			saved_sec;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));
+	old = MemoryContextSwitchTo(cxt);
+	msgs = palloc(sizeof(TribMessage) * n);
+	results = palloc0(sizeof(TribMessageResult) * n);
+	for (int i = 0; i < n; i++)
+	{
+		msgs[i].data = batch[i]->payload ? batch[i]->payload : "";
+		msgs[i].len = (int) batch[i]->len;
+		msgs[i].topic = rd_kafka_topic_name(batch[i]->rkt);
+		msgs[i].partition = batch[i]->partition;
+		msgs[i].offset = batch[i]->offset;
+	}
+
+	TribCheckMayInsert(def, def->owner);
+	GetUserIdAndSecContext(&saved_user, &saved_sec);
+	SetUserIdAndSecContext(def->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	TribIngestBatch(def, msgs, n, results, &counts);
+	SetUserIdAndSecContext(saved_user, saved_sec);
+
+	TribDeadLettersWrite(def, msgs, results, n);
+	next = TribKafkaStoreOffsets(k, batch, n);
+	TribStatsAddAtCommit(&def->key, counts.messages, counts.rows, counts.dead, counts.bytes);
+	MemoryContextSwitchTo(old);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/* for external lag tools only: PostgreSQL holds the positions that count */
+	(void) rd_kafka_commit(k->rk, next, 1);
+	rd_kafka_topic_partition_list_destroy(next);
+	TribKafkaReleaseHeld(k);
+	MemoryContextDelete(cxt);
+	TribKafkaReport(k, NULL);
+}
+
+void
+TribKafkaRun(StreamDef *def)
+{
+	TribKafka  *k;
+	static bool exit_registered = false;
+
+	if (!exit_registered)
+	{
+		before_shmem_exit(TribKafkaAtExit, (Datum) 0);
+		exit_registered = true;
+	}
+	k = TribKafkaOpen(def);
+	k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
+	ereport(LOG, (errmsg("tributary stream \"%s\" consuming from %s as group \"%s\"",
+						 def->name, k->opts.brokers, k->opts.group)));
+
+	while (!ConfigReloadPending)
+	{
+		if (TribKafkaCollect(k) > 0)
+			TribKafkaProcess(k);
+	}
+
+	TribKafkaClose(k);
+	current_consumer = NULL;
+	MemoryContextDelete(k->cxt);
+}

@@ -1,0 +1,18 @@
+/*
+ * kafka.h
+ *		The Kafka source: options, and the consuming loop of a stream worker.
+ */
+#ifndef TRIBUTARY_KAFKA_H
+#define TRIBUTARY_KAFKA_H
+
+#include "postgres.h"
+
+#include "tributary.h"
+
+/* Check a kafka stream's options (librdkafka's own checks included); raises on error. */
+extern void TribKafkaValidateOptions(StreamDef *def);
+
+/* Consume the stream until SIGHUP asks for a reload; SIGTERM ends the process. */
+extern void TribKafkaRun(StreamDef *def);
+
+#endif							/* TRIBUTARY_KAFKA_H */
