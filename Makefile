@@ -1,6 +1,7 @@
 # tributary: PGXS build, tests and demo.
 #
 #   make            build the extension
+#   make tools      build tools/tributary-kafka-mock, the local Kafka broker
 #   make install    install it into the PostgreSQL found by PG_CONFIG
 #   make test       bootstrap, build, install, run every test (pg_regress, pgTAP, integration)
 #   make demo       bootstrap, build, install, run the demo on a private cluster
@@ -36,6 +37,8 @@ SHLIB_LINK = -lrdkafka
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+include tools/kafka_mock.mk
+EXTRA_CLEAN = tools/tributary-kafka-mock
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)

@@ -228,7 +228,7 @@ fi
 plan_suites
 
 step "build"
-if ! make -s; then
+if ! make -s || ! make -s tools; then
 	not_run "build failed"
 	exit 1
 fi
@@ -255,7 +255,9 @@ for d in sql expected test input output data; do
 	fi
 done
 mkdir -p "$tmp/sql" "$tmp/expected" "$tmp/results" "$tmp/test/integration" "$tmp/test/pgtap" \
-	"$tmp/tmp"
+	"$tmp/tmp" "$tmp/tools"
+# the local Kafka broker, where TributaryKafka.pm looks for it (../../tools from test/integration)
+cp tools/tributary-kafka-mock "$tmp/tools/"
 rm -rf "$tmp/test/results" "$tmp/test/tmp_check" "$tmp/test/integration/tmp_check"
 if [ "$(id -u)" -eq 0 ]; then
 	chown -R "$os_user:" "$tmp"
