@@ -277,6 +277,21 @@ SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": {"0": -5}}');
 SELECT err_unchanged();
+-- metadata columns: known fields, existing columns, fitting types, no clash with the payload
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"partition": "nope"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"leader": "n"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"timestamp": "n"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"headers": "body"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"key": "body", "topic": "body"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "format": "csv", "columns": ["id", "body"], "metadata": {"key": "body"}}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"metadata": {"key": "body"}}');
+SELECT err_unchanged();
 -- and the same checks guard alter_stream
 SELECT tributary.create_stream('err_kafka_alter', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "format": "text", "column": "body"}', enabled => false);
 SELECT tributary.alter_stream('err_kafka_alter', '{"librdkafka": {"no.such.property": "1"}}');

@@ -269,6 +269,8 @@ TribCheckPayloadType(StreamDef *def, Oid type)
 static void
 TribPayloadToMessage(Datum payload, Oid type, TribMessage *msg)
 {
+	memset(msg, 0, sizeof(TribMessage));
+	msg->timestamp_ms = -1;
 	if (type == JSONBOID)
 	{
 		Jsonb	   *jb = DatumGetJsonbP(payload);
@@ -284,7 +286,6 @@ TribPayloadToMessage(Datum payload, Oid type, TribMessage *msg)
 		msg->data = VARDATA_ANY(v);
 		msg->len = VARSIZE_ANY_EXHDR(v);
 	}
-	msg->topic = NULL;
 	msg->partition = -1;
 	msg->offset = -1;
 }

@@ -20,16 +20,25 @@
 
 #define TRIB_REPLAY_BATCH 1000
 
+static bytea *
+TribBytea(const char *data, int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
 static void
 TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 {
-	Oid			types[8] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
-	bytea	   *payload = palloc(VARHDRSZ + msg->len);
+	Oid			types[11] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	BYTEAOID, INT8OID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11] = "           ";
+	bytea	   *payload = TribBytea(msg->data, msg->len);
 
-	SET_VARSIZE(payload, VARHDRSZ + msg->len);
-	memcpy(VARDATA(payload), msg->data, msg->len);
 	values[0] = CStringGetTextDatum(def->name);
 	values[1] = Int32GetDatum(msg->partition);
 	nulls[1] = msg->partition < 0 ? 'n' : ' ';
@@ -42,10 +51,18 @@ TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 	nulls[6] = res->detail ? ' ' : 'n';
 	values[7] = msg->topic ? CStringGetTextDatum(msg->topic) : (Datum) 0;
 	nulls[7] = msg->topic ? ' ' : 'n';
+	values[8] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
+	nulls[8] = msg->key ? ' ' : 'n';
+	values[9] = Int64GetDatum(msg->timestamp_ms);
+	nulls[9] = msg->timestamp_ms >= 0 ? ' ' : 'n';
+	values[10] = msg->headers ? CStringGetTextDatum(msg->headers) : (Datum) 0;
+	nulls[10] = msg->headers ? ' ' : 'n';
 	if (SPI_execute_with_args("INSERT INTO tributary.dead_letters "
-							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-							  8, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic, "
+							  " message_key, message_time, headers) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+							  "        pg_catalog.to_timestamp($10 / 1000.0), $11::pg_catalog.jsonb)",
+							  11, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "tributary: could not write a dead letter for stream \"%s\"", def->name);
 }
 
@@ -82,7 +99,9 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 
 	TribBecomeExtensionOwner(&owner);
 	SPI_connect();
-	SPI_execute_with_args("SELECT id, partition, source_offset, payload, topic FROM tributary.dead_letters "
+	SPI_execute_with_args("SELECT id, partition, source_offset, payload, topic, message_key, "
+						  "pg_catalog.round(pg_catalog.date_part('epoch', message_time) * 1000)::pg_catalog.int8, "
+						  "headers::pg_catalog.text FROM tributary.dead_letters "
 						  "WHERE stream = $1 AND id > $2 ORDER BY id LIMIT " CppAsString2(TRIB_REPLAY_BATCH)
 						  " FOR UPDATE",
 						  2, types, values, NULL, false, 0);
@@ -104,6 +123,17 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 		old = MemoryContextSwitchTo(cxt);
 		payload = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 		msgs[i].topic = SPI_getvalue(tup, desc, 5);
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		if (!isnull)
+		{
+			bytea	   *key = DatumGetByteaPCopy(d);
+
+			msgs[i].key = VARDATA(key);
+			msgs[i].key_len = VARSIZE(key) - VARHDRSZ;
+		}
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		msgs[i].timestamp_ms = isnull ? -1 : DatumGetInt64(d);
+		msgs[i].headers = SPI_getvalue(tup, desc, 8);
 		MemoryContextSwitchTo(old);
 		msgs[i].data = VARDATA(payload);
 		msgs[i].len = VARSIZE(payload) - VARHDRSZ;

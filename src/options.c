@@ -51,6 +51,7 @@ static const TribOptionSpec option_specs[] = {
 	{"librdkafka", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
 	{"partitions", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
 	{"parallelism", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
+	{"metadata", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
 	{"url", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
 	{"stream_key", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
 	{"consumer", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
@@ -195,6 +196,86 @@ TribOptionColumns(StreamDef *def, JsonbValue *v)
 	return columns;
 }
 
+static void TribCheckColumnType(StreamDef *def, const char *column, const char *role, int ntypes,
+								const Oid *types, const char *expected);
+
+/* The "metadata" option: {"key": "column", "partition": "column", ...}. */
+static void
+TribOptionMetadata(StreamDef *def, JsonbValue *v)
+{
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbValue	col;
+	JsonbIteratorToken tok;
+	const char *expected = "an object mapping topic, partition, offset, key, timestamp and headers to column names";
+
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		TribBadOption(def, "metadata", expected);
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *field;
+		char	   *column;
+		int			f;
+
+		if (tok != WJB_KEY)
+			continue;
+		(void) JsonbIteratorNext(&it, &col, true);
+		field = pnstrdup(k.val.string.val, k.val.string.len);
+		for (f = 0; f < TRIB_META_COUNT; f++)
+			if (strcmp(field, TribMetaFieldNames[f]) == 0)
+				break;
+		if (f == TRIB_META_COUNT || col.type != jbvString || col.val.string.len == 0)
+			TribBadOption(def, "metadata", expected);
+		column = pnstrdup(col.val.string.val, col.val.string.len);
+		TribCheckColumn(def, column, psprintf("%s metadata column", field));
+		for (int g = 0; g < TRIB_META_COUNT; g++)
+			if (def->meta_columns[g] != NULL && strcmp(def->meta_columns[g], column) == 0)
+				TribBadOption(def, "metadata", "an object that maps each column once");
+		def->meta_columns[f] = column;
+	}
+	if (def->meta_columns[TRIB_META_TIMESTAMP] != NULL)
+	{
+		Oid			time_types[] = {TIMESTAMPTZOID, TIMESTAMPOID};
+
+		TribCheckColumnType(def, def->meta_columns[TRIB_META_TIMESTAMP], "timestamp metadata column",
+							2, time_types, "timestamptz or timestamp");
+	}
+	if (def->meta_columns[TRIB_META_HEADERS] != NULL)
+	{
+		Oid			json_types[] = {JSONBOID, JSONOID};
+
+		TribCheckColumnType(def, def->meta_columns[TRIB_META_HEADERS], "headers metadata column",
+							2, json_types, "jsonb or json");
+	}
+}
+
+/* A metadata column cannot also receive the payload (csv columns, column, overflow). */
+static void
+TribCheckMetadataApart(StreamDef *def)
+{
+	ListCell   *lc;
+
+	for (int f = 0; f < TRIB_META_COUNT; f++)
+	{
+		const char *m = def->meta_columns[f];
+		bool		clash = false;
+
+		if (m == NULL)
+			continue;
+		foreach(lc, def->csv_columns)
+			clash |= strcmp(lfirst(lc), m) == 0;
+		clash |= def->column != NULL && strcmp(def->column, m) == 0;
+		clash |= def->overflow_column != NULL && strcmp(def->overflow_column, m) == 0;
+		if (clash)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" of stream \"%s\" is both a metadata column and a payload column",
+							m, def->name),
+					 errhint("Map the %s metadata to a column of its own.", TribMetaFieldNames[f])));
+	}
+}
+
 /* The target's only writable column, the default for text and bytes streams. */
 static char *
 TribOnlyWritableColumn(StreamDef *def)
@@ -208,7 +289,12 @@ TribOnlyWritableColumn(StreamDef *def)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (att->attisdropped || att->attgenerated)
+		bool		is_meta = false;
+
+		for (int f = 0; f < TRIB_META_COUNT; f++)
+			is_meta |= def->meta_columns[f] != NULL &&
+				strcmp(def->meta_columns[f], NameStr(att->attname)) == 0;
+		if (att->attisdropped || att->attgenerated || is_meta)
 			continue;
 		count++;
 		found = pstrdup(NameStr(att->attname));
@@ -313,6 +399,7 @@ TribStreamResolveOptions(StreamDef *def)
 	def->csv_columns = NIL;
 	def->column = NULL;
 	def->overflow_column = NULL;
+	memset(def->meta_columns, 0, sizeof(def->meta_columns));
 
 	format = getKeyJsonValueFromContainer(&def->options->root, "format", 6, NULL);
 	if (format != NULL)
@@ -340,6 +427,8 @@ TribStreamResolveOptions(StreamDef *def)
 			def->csv_columns = TribOptionColumns(def, &val);
 		else if (strcmp(name, "column") == 0)
 			def->column = TribOptionString(def, name, &val);
+		else if (strcmp(name, "metadata") == 0)
+			TribOptionMetadata(def, &val);
 		else if (strcmp(name, "delimiter") == 0)
 		{
 			char	   *d = TribOptionString(def, name, &val);
@@ -363,6 +452,7 @@ TribStreamResolveOptions(StreamDef *def)
 				 errhint("Add {\"columns\": [\"id\", \"name\", ...]} to the options.")));
 	if ((def->format == TRIB_FORMAT_TEXT || def->format == TRIB_FORMAT_BYTES) && def->column == NULL)
 		def->column = TribOnlyWritableColumn(def);
+	TribCheckMetadataApart(def);
 	if (def->column != NULL)
 	{
 		TribCheckColumn(def, def->column, "payload column");

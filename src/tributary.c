@@ -121,6 +121,10 @@ _PG_init(void)
 	TribLauncherRegister();
 }
 
+const char *const TribMetaFieldNames[TRIB_META_COUNT] = {
+	"topic", "partition", "offset", "key", "timestamp", "headers"
+};
+
 const char *
 TribSourceName(TribSource source)
 {

@@ -50,6 +50,18 @@ typedef struct TribStreamKey
 	int32		id;
 } TribStreamKey;
 
+/* Message metadata a stream can map to columns (option "metadata"), in this order. */
+typedef enum TribMetaField
+{
+	TRIB_META_TOPIC,
+	TRIB_META_PARTITION,
+	TRIB_META_OFFSET,
+	TRIB_META_KEY,
+	TRIB_META_TIMESTAMP,
+	TRIB_META_HEADERS,
+	TRIB_META_COUNT
+} TribMetaField;
+
 /* One declared stream, as loaded from tributary.stream_catalog and its options. */
 typedef struct StreamDef
 {
@@ -71,6 +83,7 @@ typedef struct StreamDef
 	char		csv_delimiter;
 	char	   *column;			/* text/bytes: the one target column */
 	char	   *overflow_column;	/* json: jsonb column for unknown keys, or NULL */
+	char	   *meta_columns[TRIB_META_COUNT];	/* column per metadata field, or NULL */
 
 	/* batching */
 	int			batch_size;
@@ -85,7 +98,14 @@ typedef struct TribMessage
 	const char *topic;			/* NULL when the source has none */
 	int32		partition;		/* -1 when the source has none */
 	int64		offset;			/* -1 when the source has none */
+	/* metadata, filled by sources only for streams that map it */
+	const char *key;			/* NULL: no key */
+	int			key_len;
+	int64		timestamp_ms;	/* ms since the Unix epoch; -1 when none */
+	const char *headers;		/* the headers as a JSON object text; NULL when none */
 } TribMessage;
+
+extern const char *const TribMetaFieldNames[TRIB_META_COUNT];
 
 typedef enum TribOutcome
 {

@@ -11,6 +11,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "datatype/timestamp.h"
 
 #include "formats/format.h"
 
@@ -48,6 +50,7 @@ TribTargetOpen(StreamDef *def, Relation rel)
 		if (att->attisdropped)
 			continue;			/* its type is gone */
 		base = getBaseType(att->atttypid);
+		t->cols[i].is_bytea = base == BYTEAOID;
 		if (base == JSONOID || base == JSONBOID)
 			t->cols[i].cls = TRIB_COL_JSON;
 		else if (OidIsValid(get_element_type(base)))
@@ -57,6 +60,12 @@ TribTargetOpen(StreamDef *def, Relation rel)
 			t->cols[i].cls = (elem == JSONOID || elem == JSONBOID) ? TRIB_COL_JSON_ARRAY :
 				TRIB_COL_ARRAY;
 		}
+	}
+	for (int f = 0; f < TRIB_META_COUNT; f++)
+	{
+		t->meta_cols[f] = def->meta_columns[f] ? TribColumnIndex(t, def->meta_columns[f]) : -1;
+		if (t->meta_cols[f] >= 0)
+			t->cols[t->meta_cols[f]].is_meta = true;
 	}
 	t->overflow = def->overflow_column ? TribColumnIndex(t, def->overflow_column) : -1;
 	t->single = def->column ? TribColumnIndex(t, def->column) : -1;
@@ -109,7 +118,8 @@ TribTargetSignature(TribTarget *t, Bitmapset *columns)
 
 /*
  * COPY's column list for a signature. csv keeps the field order of its "columns" option;
- * every other format writes columns in table order.
+ * every other format writes columns in table order. Metadata columns come last, in
+ * TribMetaField order.
  */
 List *
 TribTargetColumnNames(TribTarget *t, int signature)
@@ -129,6 +139,9 @@ TribTargetColumnNames(TribTarget *t, int signature)
 		while ((col = bms_next_member(set, col)) >= 0)
 			names = lappend(names, makeString(t->cols[col].name));
 	}
+	for (int f = 0; f < TRIB_META_COUNT; f++)
+		if (t->meta_cols[f] >= 0)
+			names = lappend(names, makeString(t->cols[t->meta_cols[f]].name));
 	return names;
 }
 
@@ -206,6 +219,86 @@ TribBytesFormat(const char *data, int len, StringInfo line)
 	line->data[line->len] = '\0';
 }
 
+static void
+TribAppendNull(StringInfo line)
+{
+	appendStringInfoString(line, "\\N");
+}
+
+/* Append the message's metadata fields the stream maps, after its payload columns. */
+static bool
+TribAppendMetadata(TribTarget *t, const TribMessage *msg, StringInfo line, int start,
+				   TribMessageResult *res)
+{
+	for (int f = 0; f < TRIB_META_COUNT; f++)
+	{
+		int			col = t->meta_cols[f];
+
+		if (col < 0)
+			continue;
+		if (line->len > start)
+			appendStringInfoChar(line, '\t');
+		switch ((TribMetaField) f)
+		{
+			case TRIB_META_TOPIC:
+				if (msg->topic == NULL)
+					TribAppendNull(line);
+				else
+					TribCopyAppendEscaped(line, msg->topic, strlen(msg->topic));
+				break;
+			case TRIB_META_PARTITION:
+				if (msg->partition < 0)
+					TribAppendNull(line);
+				else
+					appendStringInfo(line, "%d", msg->partition);
+				break;
+			case TRIB_META_OFFSET:
+				if (msg->offset < 0)
+					TribAppendNull(line);
+				else
+					appendStringInfo(line, INT64_FORMAT, msg->offset);
+				break;
+			case TRIB_META_KEY:
+				if (msg->key == NULL)
+					TribAppendNull(line);
+				else if (t->cols[col].is_bytea)
+					TribBytesFormat(msg->key, msg->key_len, line);
+				else if (!pg_verify_mbstr(GetDatabaseEncoding(), msg->key, msg->key_len, true))
+				{
+					TribFormatFail(res, ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+								   psprintf("message key is not valid %s text", GetDatabaseEncodingName()),
+								   "Map the key to a bytea column to keep any bytes.");
+					return false;
+				}
+				else
+					TribCopyAppendEscaped(line, msg->key, msg->key_len);
+				break;
+			case TRIB_META_TIMESTAMP:
+				if (msg->timestamp_ms < 0)
+					TribAppendNull(line);
+				else
+				{
+					TimestampTz ts = msg->timestamp_ms * 1000 +
+						((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * -1;
+					char	   *text = DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																		   TimestampTzGetDatum(ts)));
+
+					TribCopyAppendEscaped(line, text, strlen(text));
+				}
+				break;
+			case TRIB_META_HEADERS:
+				if (msg->headers == NULL)
+					TribAppendNull(line);
+				else
+					TribCopyAppendEscaped(line, msg->headers, strlen(msg->headers));
+				break;
+			case TRIB_META_COUNT:
+				break;
+		}
+	}
+	return true;
+}
+
 bool
 TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
 				  TribMessageResult *res)
@@ -233,6 +326,8 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 				TribJsonFormat(t, msg->data, msg->len, line, signature, res);
 			break;
 	}
+	if (ok)
+		ok = TribAppendMetadata(t, msg, line, start, res);
 	if (!ok)
 	{
 		line->len = start;

@@ -35,6 +35,8 @@ typedef struct TribColumn
 	char	   *name;
 	TribColumnClass cls;
 	bool		writable;		/* not dropped, generated, or GENERATED ALWAYS AS IDENTITY */
+	bool		is_meta;		/* receives message metadata, not payload */
+	bool		is_bytea;
 } TribColumn;
 
 /* The target table as the formats see it, built once per batch. */
@@ -50,6 +52,7 @@ typedef struct TribTarget
 	int		   *csv_map;		/* csv: field number -> column index */
 	List	   *signatures;		/* of Bitmapset: column sets seen in this batch */
 	int			csv_signature;	/* csv, text, bytes: the one signature */
+	int			meta_cols[TRIB_META_COUNT]; /* column index per metadata field, or -1 */
 	struct TribJsonState *json; /* json parser scratch, reused across messages */
 } TribTarget;
 

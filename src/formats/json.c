@@ -202,8 +202,8 @@ TribJsonFieldStart(void *arg, char *fname, bool isnull)
 	if (s->lex->lex_level != 1)
 		TRIB_JSON_CB_RETURN;
 	s->col = TribTargetFindColumn(s->target, fname, strlen(fname));
-	if (s->col == s->target->overflow)
-		s->col = -1;
+	if (s->col >= 0 && (s->col == s->target->overflow || s->target->cols[s->col].is_meta))
+		s->col = -1;			/* not written from the payload */
 	s->value_start = s->lex->token_start;
 	s->have_scalar = false;
 	s->converting = false;

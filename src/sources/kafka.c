@@ -28,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
@@ -35,6 +36,7 @@
 #include "storage/pmsignal.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -738,6 +740,50 @@ TribKafkaStoreOffsets(TribKafka *k, rd_kafka_message_t **batch, int n)
 	return next;
 }
 
+/*
+ * A message's headers as a JSON object text ({"name": "value", ...}; a value that is not
+ * valid text is given as "\\x" and hex, a NULL value as null), or NULL without headers.
+ * Repeated names repeat in the text; jsonb keeps the last.
+ */
+static char *
+TribKafkaHeadersJson(rd_kafka_message_t *msg)
+{
+	rd_kafka_headers_t *hdrs;
+	StringInfoData buf;
+	const char *name;
+	const void *value;
+	size_t		size;
+
+	if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		rd_kafka_header_cnt(hdrs) == 0)
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, name);
+		appendStringInfoString(&buf, ": ");
+		if (value == NULL)
+			appendStringInfoString(&buf, "null");
+		else if (pg_verify_mbstr(GetDatabaseEncoding(), value, (int) size, true))
+			escape_json(&buf, pnstrdup(value, size));
+		else
+		{
+			StringInfoData hex;
+
+			initStringInfo(&hex);
+			appendStringInfoString(&hex, "\\x");
+			for (size_t b = 0; b < size; b++)
+				appendStringInfo(&hex, "%02x", ((const unsigned char *) value)[b]);
+			escape_json(&buf, hex.data);
+		}
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
 /* One batch in one transaction: rows (as the stream's owner), dead letters, offsets. */
 static void
 TribKafkaProcess(TribKafka *k)
@@ -764,11 +810,17 @@ TribKafkaProcess(TribKafka *k)
 	results = palloc0(sizeof(TribMessageResult) * n);
 	for (int i = 0; i < n; i++)
 	{
+		rd_kafka_timestamp_type_t tstype;
+
 		msgs[i].data = batch[i]->payload ? batch[i]->payload : "";
 		msgs[i].len = (int) batch[i]->len;
 		msgs[i].topic = rd_kafka_topic_name(batch[i]->rkt);
 		msgs[i].partition = batch[i]->partition;
 		msgs[i].offset = batch[i]->offset;
+		msgs[i].key = batch[i]->key;
+		msgs[i].key_len = (int) batch[i]->key_len;
+		msgs[i].timestamp_ms = rd_kafka_message_timestamp(batch[i], &tstype);
+		msgs[i].headers = TribKafkaHeadersJson(batch[i]);
 	}
 
 	TribCheckMayInsert(def, def->owner);

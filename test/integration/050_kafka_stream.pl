@@ -174,6 +174,49 @@ ok(wait_for($node, 'SELECT count(*) FROM blobs', '200', 60), 'bytes: 200 payload
 is($node->safe_psql('postgres', q{SELECT count(*) FROM blobs WHERE b = '\x030700ff0a'::bytea}),
 	'1', 'bytes: NUL and 0xff bytes arrive unchanged');
 
+# metadata columns: key, topic, partition, offset, timestamp and headers; a dead letter
+# keeps them, and a replay puts them back
+ok($kafka->control('topic keyed 2'), 'topic keyed created');
+$node->safe_psql('postgres', qq{
+	CREATE TABLE keyed (id int, k text, t text, p int, o bigint, ts timestamptz, h jsonb,
+		v int CONSTRAINT v_positive CHECK (v > 0));
+	SELECT tributary.create_stream('keyed', 'keyed', 'kafka',
+		'{"brokers": "$bs", "topic": "keyed", "metadata": {"key": "k", "topic": "t",
+		  "partition": "p", "offset": "o", "timestamp": "ts", "headers": "h"}}');
+});
+kcat_produce(
+	$bs, 'keyed',
+	[
+		[ 'key-1', '{"id": 1, "v": 1, "k": "from the payload"}' ],
+		[ undef, '{"id": 2, "v": 2}' ],
+		[ 'key-3', '{"id": 3, "v": -3}' ]
+	],
+	keys => 1,
+	partition => 1,
+	headers => [ source => 'test', trace => 'abc' ]);
+ok(wait_for($node, 'SELECT count(*) FROM keyed', '2', 60), 'metadata: two rows land');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(concat_ws('|', id, coalesce(k, 'NULL'), t, p, o, h::text,
+		                            abs(extract(epoch FROM now() - ts)) < 600), E'\n' ORDER BY id)
+		FROM keyed}),
+	qq(1|key-1|keyed|1|0|{"trace": "abc", "source": "test"}|t\n)
+	  . qq(2|NULL|keyed|1|1|{"trace": "abc", "source": "test"}|t),
+	'metadata: key (NULL when absent), topic, partition, offset, headers and a recent timestamp; the payload cannot override them');
+ok( wait_for(
+		$node, q{
+		SELECT convert_from(message_key, 'UTF8') || '|' || headers::text || '|' || (message_time IS NOT NULL)
+		FROM tributary.dead_letters WHERE stream = 'keyed'},
+		'key-3|{"trace": "abc", "source": "test"}|true', 60),
+	'metadata: the dead letter keeps key, headers and timestamp');
+$node->safe_psql('postgres', 'ALTER TABLE keyed DROP CONSTRAINT v_positive');
+is($node->safe_psql('postgres', q{SELECT accepted FROM tributary.replay_dead_letters('keyed')}),
+	'1', 'metadata: the dead letter replays');
+is( $node->safe_psql('postgres', q{
+		SELECT concat_ws('|', k, t, p, o, h::text, (SELECT ts FROM keyed WHERE id = 1) - ts < interval '1 minute')
+		FROM keyed WHERE id = 3}),
+	'key-3|keyed|1|2|{"trace": "abc", "source": "test"}|t',
+	'metadata: the replayed row has its original metadata');
+
 $node->stop;
 $kafka->stop;
 done_testing();

@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(183);
+SELECT plan(186);
 
 -- The extension and its schema.
 
@@ -55,7 +55,10 @@ SELECT col_type_is('tributary', 'offsets', 'partition', 'integer', 'offsets.part
 SELECT col_type_is('tributary', 'offsets', 'next_offset', 'bigint', 'offsets.next_offset is bigint');
 SELECT col_type_is('tributary', 'offsets', 'updated_at', 'timestamp with time zone', 'offsets.updated_at is timestamp with time zone');
 SELECT has_table('tributary', 'dead_letters', 'table tributary.dead_letters exists');
-SELECT columns_are('tributary', 'dead_letters', ARRAY['id', 'stream', 'topic', 'partition', 'source_offset', 'payload', 'error', 'sqlstate', 'detail', 'attempts', 'failed_at']::name[]);
+SELECT columns_are('tributary', 'dead_letters', ARRAY['id', 'stream', 'topic', 'partition', 'source_offset', 'payload', 'message_key', 'message_time', 'headers', 'error', 'sqlstate', 'detail', 'attempts', 'failed_at']::name[]);
+SELECT col_type_is('tributary', 'dead_letters', 'message_key', 'bytea', 'dead_letters.message_key is bytea');
+SELECT col_type_is('tributary', 'dead_letters', 'message_time', 'timestamp with time zone', 'dead_letters.message_time is timestamptz');
+SELECT col_type_is('tributary', 'dead_letters', 'headers', 'jsonb', 'dead_letters.headers is jsonb');
 SELECT col_type_is('tributary', 'dead_letters', 'topic', 'text', 'dead_letters.topic is text');
 SELECT col_type_is('tributary', 'dead_letters', 'id', 'bigint', 'dead_letters.id is bigint');
 SELECT col_type_is('tributary', 'dead_letters', 'stream', 'text', 'dead_letters.stream is text');
