@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# make demo: tributary on embedded defaults.
+# make demo: tributary's Kafka path, end to end, on this machine only.
 #
-# Starts a private throwaway PostgreSQL cluster with tributary preloaded, declares a
-# `local` stream into a typed table, pushes 5000 sample order events through
-# tributary.ingest in batches (about 3% of them malformed in different ways), and prints
-# what landed: rows, dead letters with their errors, and tributary.stream_stats. Then it
-# fixes the cause of one kind of failure and replays the dead letters.
+# Starts a private throwaway PostgreSQL cluster with tributary preloaded and a local Kafka
+# broker (tools/tributary-kafka-mock, librdkafka's mock cluster) with a topic `orders` of 4
+# partitions. Produces 5000 sample order events to it with kcat, keyed by customer, some of
+# them malformed in different ways. Declares a `kafka` stream into a typed table, waits for
+# its background worker to consume the topic, and prints what landed: rows, dead letters
+# with their errors and source positions, the stored offsets, stream_stats. Then it fixes
+# the cause of one kind of failure and replays the dead letters. Last, the same insert path
+# without a broker: a `local` stream fed by tributary.ingest.
 #
-# Everything runs on this machine; the cluster is removed on exit (KEEP_TMP=1 keeps it).
+# The cluster and the broker are removed on any exit (KEEP_TMP=1 keeps the cluster's files).
+# DEMO_WAIT=N changes how long to wait for the stream to catch up (default 60 s).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,21 +19,70 @@ cd "$repo"
 # shellcheck source=test/lib/cluster.sh
 source test/lib/cluster.sh
 
+started=$SECONDS
 bash tools/bootstrap.sh
 make -s
 if [ "$(id -u)" -eq 0 ]; then make -s install; else sudo make -s install; fi
+make -s tools
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/tributary-demo.XXXXXX")"
+broker_pid=""
 cleanup() {
-	trib_cluster_stop "$tmp" || true
-	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "demo cluster kept in $tmp"; else rm -rf "$tmp"; fi
+	local rc=$?
+	set +e
+	trib_cluster_stop "$tmp"
+	if [ -n "$broker_pid" ]; then
+		kill -TERM "$broker_pid" 2>/dev/null
+		wait "$broker_pid" 2>/dev/null
+	fi
+	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "demo files kept in $tmp"; else rm -rf "$tmp"; fi
+	return "$rc"
 }
 trap cleanup EXIT
-trib_cluster_start "$tmp" "tributary.database = 'postgres'" >/dev/null
+# A signal ends the script through `exit`, so the EXIT trap runs for it too.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# Fail loudly: the message, then what the server and the broker said last.
+fail() {
+	echo >&2
+	echo "demo: FAILED: $*" >&2
+	if [ -f "$tmp/log/postgresql.log" ]; then
+		echo "--- last lines of the server log ($tmp/log/postgresql.log):" >&2
+		tail -n 40 "$tmp/log/postgresql.log" >&2
+	fi
+	if [ -s "$tmp/kafka/stderr" ]; then
+		echo "--- last lines of the broker's stderr:" >&2
+		tail -n 20 "$tmp/kafka/stderr" >&2
+	fi
+	exit 1
+}
+
+trib_cluster_start "$tmp" "tributary.database = 'postgres'" "tributary.naptime = '1s'" >/dev/null
 
 run() { trib_as_user psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+value() { run -At -F ' ' -c "$1"; }
 
-echo "== tributary demo: a private cluster on $PGHOST, port $PGPORT"
+# The broker: a child of this script (it stops by itself if the script dies), its
+# bootstrap address read from the one line it prints on stdout.
+mkdir -p "$tmp/kafka"
+tools/tributary-kafka-mock --brokers 1 --topic orders:4 \
+	>"$tmp/kafka/stdout" 2>"$tmp/kafka/stderr" </dev/null &
+broker_pid=$!
+bootstrap=""
+for _ in $(seq 100); do
+	bootstrap="$(sed -n 's/^bootstrap=//p' "$tmp/kafka/stdout")"
+	[ -n "$bootstrap" ] && break
+	kill -0 "$broker_pid" 2>/dev/null || fail "the Kafka broker exited before it was ready"
+	sleep 0.1
+done
+[ -n "$bootstrap" ] || fail "the Kafka broker printed no bootstrap address within 10 s"
+
+echo "== tributary demo: a private cluster on $PGHOST, port $PGPORT;"
+echo "   a local Kafka broker at $bootstrap (pid $broker_pid), topic orders with 4 partitions"
+
+echo
+echo "== the target table, and 5000 sample order events"
 run <<'SQL'
 CREATE EXTENSION tributary;
 
@@ -44,44 +97,97 @@ CREATE TABLE orders (
     loaded_at  timestamptz NOT NULL DEFAULT now()
 );
 
-SELECT tributary.create_stream(
+-- 5000 sample events, keyed by customer. Every 97th is not JSON, every 89th has a negative
+-- amount, every 83rd has no customer, every 79th has an unreadable timestamp, every 73rd
+-- repeats the previous order_id if that one is good (same customer, so the same partition:
+-- the repeat is the one that fails). The rest are good; some carry keys the table does not
+-- have.
+CREATE SCHEMA demo;
+CREATE TABLE demo.sample AS
+SELECT i, kind, 'c' || CASE WHEN kind = 'duplicate order_id' THEN (i - 1) % 50 ELSE i % 50 END AS key,
+       CASE kind
+       WHEN 'not JSON' THEN '{"order_id": ' || i || ', "customer": "c' || i % 50 || '", broken'
+       WHEN 'negative amount' THEN json_build_object('order_id', i, 'customer', 'c' || i % 50,
+                                'amount', -5, 'placed_at', '2026-11-23T10:00:00Z')::text
+       WHEN 'no customer' THEN json_build_object('order_id', i, 'amount', 10,
+                                'placed_at', '2026-11-23T10:00:00Z')::text
+       WHEN 'bad timestamp' THEN json_build_object('order_id', i, 'customer', 'c' || i % 50,
+                                'amount', 10, 'placed_at', 'yesterday-ish')::text
+       WHEN 'duplicate order_id' THEN json_build_object('order_id', i - 1, 'customer', 'c' || (i - 1) % 50,
+                                'amount', 10, 'placed_at', '2026-11-23T10:00:00Z')::text
+       ELSE json_strip_nulls(json_build_object('order_id', i, 'customer', 'c' || i % 50,
+                              'amount', round((i % 1000) / 7.0 + 1, 2),
+                              'currency', CASE WHEN i % 3 = 0 THEN 'USD' END,
+                              'placed_at', timestamptz '2026-11-23 08:00+00' + i * interval '1 second',
+                              'items', json_build_array('sku-' || i % 17, 'sku-' || i % 5),
+                              'channel', CASE WHEN i % 2 = 0 THEN 'web' ELSE 'app' END))::text
+       END AS payload
+FROM generate_series(1, 5000) AS i,
+     LATERAL (SELECT CASE WHEN i % 97 = 0 THEN 'not JSON'
+                          WHEN i % 89 = 0 THEN 'negative amount'
+                          WHEN i % 83 = 0 THEN 'no customer'
+                          WHEN i % 79 = 0 THEN 'bad timestamp'
+                          WHEN i % 73 = 0 AND (i - 1) % 97 <> 0 AND (i - 1) % 89 <> 0
+                               AND (i - 1) % 83 <> 0 AND (i - 1) % 79 <> 0 THEN 'duplicate order_id'
+                          ELSE 'good' END AS kind) AS k;
+SQL
+run -c "SELECT kind AS produced, count(*) AS messages FROM demo.sample
+        GROUP BY kind ORDER BY kind = 'good' DESC, kind"
+
+# Export as KEY \x1f VALUE, one message after another separated by \x1e (bytes no message
+# holds), and produce them all with one kcat run; kcat's partitioner spreads the keys.
+msgs="$(run -At -F $'\x1f' -R $'\x1e' -c "SELECT key, payload FROM demo.sample ORDER BY i")"
+printf '%s' "$msgs" >"$tmp/kafka/orders.msgs"
+unset msgs
+n="$(awk -v RS=$'\x1e' 'END { print NR }' "$tmp/kafka/orders.msgs")"
+[ "$n" = 5000 ] || fail "expected 5000 messages to produce, the export holds $n"
+t0=$SECONDS
+kcat -P -b "$bootstrap" -t orders -D $'\x1e' -K $'\x1f' -X linger.ms=5 \
+	-X message.timeout.ms=15000 <"$tmp/kafka/orders.msgs" 2>"$tmp/kafka/kcat.err" ||
+	fail "kcat could not produce to $bootstrap: $(cat "$tmp/kafka/kcat.err")"
+echo "produced $n messages with kcat -P in $((SECONDS - t0)) s; on the broker, per partition:"
+kcat -C -b "$bootstrap" -t orders -o beginning -e -q -f '%p\n' 2>"$tmp/kafka/kcat.err" |
+	sort -n | uniq -c | awk '{ printf "  partition %s: %s messages\n", $2, $1 }' ||
+	fail "kcat could not consume from $bootstrap: $(cat "$tmp/kafka/kcat.err")"
+
+echo
+echo "== declare the stream: source kafka, from the start of the topic"
+run >/dev/null -c "SELECT tributary.create_stream(
     name       => 'orders',
     target     => 'orders',
-    source     => 'local',
-    options    => '{"format": "json", "overflow": "extra", "batch_size": 500}',
+    source     => 'kafka',
+    options    => '{\"brokers\": \"$bootstrap\", \"topic\": \"orders\", \"format\": \"json\",
+                    \"overflow\": \"extra\", \"batch_size\": 500}',
     key        => 'customer',
-    event_time => 'placed_at');
+    event_time => 'placed_at')"
+run -c "SELECT name, source, target, options, key_column, event_time_column FROM tributary.streams"
 
--- 5000 sample events. Every 97th is not JSON, every 89th has a negative amount, every
--- 83rd has no customer, every 79th has an unreadable timestamp, every 73rd repeats an
--- earlier order_id. The rest are good; some carry keys the table does not have.
-CREATE TEMP TABLE sample AS
-SELECT i, CASE
-    WHEN i % 97 = 0 THEN '{"order_id": ' || i || ', "customer": "c' || i % 50 || '", broken'
-    WHEN i % 89 = 0 THEN json_build_object('order_id', i, 'customer', 'c' || i % 50,
-                            'amount', -5, 'placed_at', '2026-11-23T10:00:00Z')::text
-    WHEN i % 83 = 0 THEN json_build_object('order_id', i, 'amount', 10,
-                            'placed_at', '2026-11-23T10:00:00Z')::text
-    WHEN i % 79 = 0 THEN json_build_object('order_id', i, 'customer', 'c' || i % 50,
-                            'amount', 10, 'placed_at', 'yesterday-ish')::text
-    WHEN i % 73 = 0 THEN json_build_object('order_id', i - 1, 'customer', 'c' || i % 50,
-                            'amount', 10, 'placed_at', '2026-11-23T10:00:00Z')::text
-    ELSE json_strip_nulls(json_build_object('order_id', i, 'customer', 'c' || i % 50,
-                           'amount', round((i % 1000) / 7.0 + 1, 2),
-                           'currency', CASE WHEN i % 3 = 0 THEN 'USD' END,
-                           'placed_at', timestamptz '2026-11-23 08:00+00' + i * interval '1 second',
-                           'items', json_build_array('sku-' || i % 17, 'sku-' || i % 5),
-                           'channel', CASE WHEN i % 2 = 0 THEN 'web' ELSE 'app' END))::text
-    END AS payload
-FROM generate_series(1, 5000) AS i;
-
--- push them through the same path a broker's messages take, 500 per call
--- (a key missing from a message gets the column's default: currency is 'EUR' then)
-SELECT sum(r.accepted) AS accepted, sum(r.dead_lettered) AS dead_lettered
-FROM (SELECT array_agg(payload ORDER BY i) AS payloads
-      FROM sample GROUP BY (i - 1) / 500) AS batches,
-     LATERAL tributary.ingest('orders', batches.payloads) AS r;
-SQL
+echo "waiting for the stream's worker to consume all $n messages (at most ${DEMO_WAIT:-60} s):"
+t0=$SECONDS
+last=""
+while :; do
+	state="$(value "SELECT concat_ws(' ',
+	                       (SELECT count(*) FROM orders),
+	                       (SELECT count(*) FROM tributary.dead_letters WHERE stream = 'orders'),
+	                       (SELECT coalesce(sum(next_offset), 0) FROM tributary.offsets WHERE stream = 'orders'),
+	                       (SELECT coalesce(state, '?') FROM tributary.streams WHERE name = 'orders'))")"
+	read -r rows dead offs st <<<"$state"
+	if [ "$state" != "$last" ]; then
+		printf '  %3d s  %-8s rows %5d  dead letters %4d  offsets %5d\n' \
+			$((SECONDS - t0)) "$st" "$rows" "$dead" "$offs"
+		last="$state"
+	fi
+	if [ $((rows + dead)) -ge "$n" ] && [ "$offs" -ge "$n" ]; then
+		break
+	fi
+	if [ $((SECONDS - t0)) -ge "${DEMO_WAIT:-60}" ]; then
+		run -c "SELECT name, state, worker_pid, last_error FROM tributary.streams" >&2 || true
+		fail "the stream did not catch up within ${DEMO_WAIT:-60} s ($rows rows + $dead dead letters of $n messages)"
+	fi
+	sleep 0.5
+done
+[ $((rows + dead)) -eq "$n" ] || fail "$rows rows + $dead dead letters is not $n messages"
+echo "all $n messages accounted for in $((SECONDS - t0)) s: $rows rows + $dead dead letters"
 
 echo
 echo "== rows in the target table"
@@ -94,16 +200,55 @@ run -c "SELECT order_id, customer, amount, currency, placed_at, items, extra
 
 echo "== dead letters, by error"
 run -c "SELECT sqlstate, error, count(*) AS messages FROM tributary.dead_letters
-        GROUP BY sqlstate, error ORDER BY count(*) DESC, error"
-run -c "SELECT id, sqlstate, left(convert_from(payload, 'UTF8'), 60) AS payload, detail
-        FROM tributary.dead_letters ORDER BY id LIMIT 5"
+        WHERE stream = 'orders' GROUP BY sqlstate, error ORDER BY count(*) DESC, error"
+echo "   one of each kind, with its source position (from several partitions):"
+run -c "SELECT topic, partition, source_offset, sqlstate, left(convert_from(payload, 'UTF8'), 56) AS payload
+        FROM (SELECT *, dense_rank() OVER (ORDER BY sqlstate) AS kind,
+                     row_number() OVER (PARTITION BY sqlstate, partition ORDER BY source_offset) AS nth
+              FROM tributary.dead_letters WHERE stream = 'orders') AS d
+        WHERE nth = 1 AND partition = kind % 4 ORDER BY sqlstate"
+read -r p o <<<"$(value "SELECT partition, source_offset FROM tributary.dead_letters
+                         WHERE stream = 'orders' AND sqlstate = '22P02' ORDER BY id LIMIT 1")"
+echo "   the broker's message at partition $p, offset $o (kcat -C -p $p -o $o -c 1):"
+kcat -C -b "$bootstrap" -t orders -p "$p" -o "$o" -c 1 -e -q -f '     key %k: %s\n' 2>"$tmp/kafka/kcat.err" ||
+	fail "kcat could not consume from $bootstrap: $(cat "$tmp/kafka/kcat.err")"
+echo
+
+echo "== tributary.offsets: the next offset per partition, committed with the rows"
+run -c "SELECT topic, partition, next_offset FROM tributary.offsets
+        WHERE stream = 'orders' ORDER BY topic, partition"
+run -c "SELECT sum(next_offset) AS total FROM tributary.offsets WHERE stream = 'orders'"
 
 echo "== tributary.stream_stats"
-run -c "SELECT stream, messages, rows, dead_letters, bytes, batches FROM tributary.stream_stats"
+run -c "SELECT stream, worker_pid IS NOT NULL AS worker, messages, rows, dead_letters, bytes, batches
+        FROM tributary.stream_stats"
+echo "== tributary.streams"
+run -c "SELECT name, source, state, last_error FROM tributary.streams"
 
 echo "== the negative amounts were refunds after all: relax the CHECK and replay"
 run -c "ALTER TABLE orders DROP CONSTRAINT orders_amount_check"
 run -c "SELECT * FROM tributary.replay_dead_letters('orders')"
-run -c "SELECT sqlstate, count(*) AS still_dead FROM tributary.dead_letters GROUP BY sqlstate ORDER BY sqlstate"
-run -c "SELECT stream, messages, rows, dead_letters, batches FROM tributary.stream_stats"
-echo "== done"
+run -c "SELECT sqlstate, count(*) AS still_dead, max(attempts) AS attempts FROM tributary.dead_letters
+        WHERE stream = 'orders' GROUP BY sqlstate ORDER BY sqlstate"
+run -c "SELECT count(*) AS rows, count(*) FILTER (WHERE amount < 0) AS refunds FROM orders"
+
+echo "== the same insert path without a broker: a local stream, fed by tributary.ingest"
+run >/dev/null <<'SQL'
+CREATE TABLE phone_orders (LIKE orders INCLUDING ALL);
+SELECT tributary.create_stream('phone_orders', 'phone_orders', 'local',
+                               '{"format": "json", "overflow": "extra"}',
+                               key => 'customer', event_time => 'placed_at');
+SQL
+run <<'SQL'
+SELECT * FROM tributary.ingest('phone_orders', ARRAY[
+    '{"order_id": 1, "customer": "ann", "amount": 12.5, "placed_at": "2026-11-23T10:00:00Z", "operator": "tom"}',
+    '{"order_id": 2, "customer": "bob", "amount": 7, "currency": "USD", "placed_at": "2026-11-23T10:05:00Z"}',
+    '{"order_id": 3, "customer": "cyd", "amount": -3, "placed_at": "2026-11-23T10:07:00Z"}',
+    '{"order_id": 4, "customer": "dee", "amount": 30}',
+    'call me back']);
+SQL
+run -c "SELECT order_id, customer, amount, currency, placed_at, extra FROM phone_orders ORDER BY order_id"
+run -c "SELECT topic, partition, source_offset, sqlstate, error FROM tributary.dead_letters
+        WHERE stream = 'phone_orders' ORDER BY id"
+run -c "SELECT name, source, state, last_error FROM tributary.streams ORDER BY name"
+echo "== done in $((SECONDS - started)) s"
