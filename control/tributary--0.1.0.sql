@@ -157,9 +157,22 @@ SELECT c.name,
 FROM @extschema@.stream_catalog c
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id;
 
--- Live counters per stream since server start (committed work only).
+CREATE FUNCTION @extschema@._partition_counters(
+    OUT stream_id integer, OUT topic text, OUT partition integer, OUT messages bigint,
+    OUT rows bigint, OUT dead_letters bigint, OUT bytes bigint, OUT batches bigint,
+    OUT last_commit timestamptz, OUT next_offset bigint, OUT high_watermark bigint,
+    OUT lag bigint, OUT messages_per_sec float8)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_partition_counters';
+
+-- Live counters since server start (committed work only): one row per stream (topic and
+-- partition NULL; lag summed over its partitions), then one per topic and partition a
+-- broker stream's worker has consumed from.
 CREATE VIEW @extschema@.stream_stats AS
+WITH parts AS (SELECT * FROM @extschema@._partition_counters())
 SELECT c.name AS stream,
+       NULL::text AS topic,
        NULL::integer AS partition,
        k.worker_pid,
        k.config_version AS worker_config_version,
@@ -170,8 +183,18 @@ SELECT c.name AS stream,
        coalesce(k.bytes, 0) AS bytes,
        coalesce(k.batches, 0) AS batches,
        k.last_commit,
-       NULL::bigint AS lag
+       NULL::bigint AS current_offset,
+       NULL::bigint AS high_watermark,
+       (SELECT sum(p.lag)::bigint FROM parts p WHERE p.stream_id = c.id) AS lag,
+       (SELECT sum(p.messages_per_sec) FROM parts p WHERE p.stream_id = c.id) AS messages_per_sec
 FROM @extschema@.stream_catalog c
+LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
+UNION ALL
+SELECT c.name, p.topic, p.partition, k.worker_pid, k.config_version, k.worker_started_at,
+       p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
+       p.next_offset, p.high_watermark, p.lag, p.messages_per_sec
+FROM parts p
+JOIN @extschema@.stream_catalog c ON c.id = p.stream_id
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id;
 
 -- The API.
@@ -270,7 +293,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@._is_admin(),
     @extschema@._target_owner(text),
     @extschema@._redact_options(jsonb),
-    @extschema@._stream_counters()
+    @extschema@._stream_counters(),
+    @extschema@._partition_counters()
 TO PUBLIC;
 
 ALTER TABLE @extschema@.dead_letters ENABLE ROW LEVEL SECURITY;

@@ -46,11 +46,33 @@ typedef struct TribStreamSlot
 	pg_atomic_uint64 last_commit;	/* TimestampTz, 0 when never */
 } TribStreamSlot;
 
+/* Live position and counters of one partition of a broker stream; written by its worker. */
+typedef struct TribPartitionSlot
+{
+	TribStreamKey key;			/* key.id is 0 when the slot is free */
+	char		topic[NAMEDATALEN];
+	int32		partition;
+	int64		messages;
+	int64		rows;
+	int64		dead_letters;
+	int64		bytes;
+	int64		batches;
+	TimestampTz last_commit;
+	int64		next_offset;	/* -1 until a batch committed */
+	int64		high_watermark; /* -1 until known */
+	double		rate;			/* messages per second over the last window */
+	TimestampTz rate_at;		/* end of that window */
+	TimestampTz window_start;
+	int64		window_messages;
+} TribPartitionSlot;
+
 typedef struct TribShared
 {
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	int			nslots;
+	int			npartitions;
+	TribPartitionSlot *partitions;	/* npartitions of them, after the stream slots */
 	TribStreamSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } TribShared;
 
@@ -74,8 +96,11 @@ static bool wake_launcher = false;
 static Size
 TribShmemSize(void)
 {
-	return add_size(offsetof(TribShared, slots),
-					mul_size(sizeof(TribStreamSlot), tributary_max_streams));
+	Size		size = add_size(offsetof(TribShared, slots),
+								mul_size(sizeof(TribStreamSlot), tributary_max_streams));
+
+	size = MAXALIGN(size);
+	return add_size(size, mul_size(sizeof(TribPartitionSlot), tributary_max_partitions));
 }
 
 /* Ask for our shared memory and lock; called from shmem_request_hook (or _PG_init < 15). */
@@ -99,6 +124,11 @@ TribShmemStartup(void)
 		TribState->lock = &(GetNamedLWLockTranche("tributary"))->lock;
 		TribState->launcher_pid = 0;
 		TribState->nslots = tributary_max_streams;
+		TribState->npartitions = tributary_max_partitions;
+		TribState->partitions = (TribPartitionSlot *)
+			((char *) TribState + MAXALIGN(add_size(offsetof(TribShared, slots),
+													mul_size(sizeof(TribStreamSlot), tributary_max_streams))));
+		memset(TribState->partitions, 0, sizeof(TribPartitionSlot) * tributary_max_partitions);
 		for (int i = 0; i < TribState->nslots; i++)
 		{
 			TribStreamSlot *slot = &TribState->slots[i];
@@ -148,6 +178,10 @@ TribFindSlot(const TribStreamKey *key)
 static void
 TribFreeSlot(TribStreamSlot *slot)
 {
+	/* a stream's partitions go with it */
+	for (int i = 0; i < TribState->npartitions; i++)
+		if (TribKeyEquals(&TribState->partitions[i].key, &slot->key))
+			memset(&TribState->partitions[i], 0, sizeof(TribPartitionSlot));
 	memset(&slot->key, 0, sizeof(slot->key));
 	slot->dropped = false;
 	slot->sweep_mark = false;
@@ -492,6 +526,145 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 		last_commit = pg_atomic_read_u64(&slot->last_commit);
 		values[9] = TimestampTzGetDatum((TimestampTz) last_commit);
 		nulls[9] = last_commit == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(TribState->lock);
+	return (Datum) 0;
+}
+
+/* The partition's slot, claimed when new; NULL when the pool is full. Lock held exclusively. */
+static TribPartitionSlot *
+TribPartitionSlotFor(const TribStreamKey *key, const char *topic, int32 partition)
+{
+	TribPartitionSlot *free_slot = NULL;
+
+	for (int i = 0; i < TribState->npartitions; i++)
+	{
+		TribPartitionSlot *p = &TribState->partitions[i];
+
+		if (p->key.id == 0)
+		{
+			if (free_slot == NULL)
+				free_slot = p;
+			continue;
+		}
+		if (p->partition == partition && TribKeyEquals(&p->key, key) &&
+			strncmp(p->topic, topic, NAMEDATALEN) == 0)
+			return p;
+	}
+	if (free_slot != NULL)
+	{
+		memset(free_slot, 0, sizeof(*free_slot));
+		free_slot->key = *key;
+		strlcpy(free_slot->topic, topic, NAMEDATALEN);
+		free_slot->partition = partition;
+		free_slot->next_offset = -1;
+		free_slot->high_watermark = -1;
+	}
+	return free_slot;
+}
+
+/*
+ * Account one committed batch's share of a partition: called by the stream's worker
+ * right after it commits, so these too count committed work only.
+ */
+void
+TribPartitionStatsAdd(const TribStreamKey *key, const char *topic, int32 partition,
+					  int64 messages, int64 rows, int64 dead_letters, int64 bytes,
+					  int64 next_offset)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TribPartitionSlot *p;
+	bool		full = false;
+
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	p = TribPartitionSlotFor(key, topic, partition);
+	if (p != NULL)
+	{
+		p->messages += messages;
+		p->rows += rows;
+		p->dead_letters += dead_letters;
+		p->bytes += bytes;
+		p->batches++;
+		p->last_commit = now;
+		p->next_offset = next_offset;
+		if (p->window_start == 0)
+			p->window_start = now;
+		p->window_messages += messages;
+		if (TimestampDifferenceExceeds(p->window_start, now, 1000))
+		{
+			p->rate = p->window_messages /
+				((double) (now - p->window_start) / USECS_PER_SEC);
+			p->rate_at = now;
+			p->window_start = now;
+			p->window_messages = 0;
+		}
+	}
+	else
+		full = true;
+	LWLockRelease(TribState->lock);
+	if (full)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("tributary has no free statistics slot for partition %d of topic \"%s\"",
+						partition, topic),
+				 errhint("Raise tributary.max_partitions and restart the server.")));
+}
+
+/* Record a partition's high watermark as the worker's consumer last saw it. */
+void
+TribPartitionSetWatermark(const TribStreamKey *key, const char *topic, int32 partition,
+						  int64 high_watermark)
+{
+	TribPartitionSlot *p;
+
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	p = TribPartitionSlotFor(key, topic, partition);
+	if (p != NULL)
+		p->high_watermark = high_watermark;
+	LWLockRelease(TribState->lock);
+}
+
+PG_FUNCTION_INFO_V1(tributary_partition_counters);
+
+/* SRF behind the per-partition rows of tributary.stream_stats. */
+Datum
+tributary_partition_counters(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			catalog = TribCatalogRelid();
+	TimestampTz now = GetCurrentTimestamp();
+
+	TribCheckShmem();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	for (int i = 0; i < TribState->npartitions; i++)
+	{
+		TribPartitionSlot *p = &TribState->partitions[i];
+		Datum		values[13];
+		bool		nulls[13] = {0};
+
+		if (p->key.id == 0 || p->key.database != MyDatabaseId || p->key.catalog != catalog)
+			continue;
+		values[0] = Int32GetDatum(p->key.id);
+		values[1] = CStringGetTextDatum(p->topic);
+		values[2] = Int32GetDatum(p->partition);
+		values[3] = Int64GetDatum(p->messages);
+		values[4] = Int64GetDatum(p->rows);
+		values[5] = Int64GetDatum(p->dead_letters);
+		values[6] = Int64GetDatum(p->bytes);
+		values[7] = Int64GetDatum(p->batches);
+		values[8] = TimestampTzGetDatum(p->last_commit);
+		nulls[8] = p->last_commit == 0;
+		values[9] = Int64GetDatum(p->next_offset);
+		nulls[9] = p->next_offset < 0;
+		values[10] = Int64GetDatum(p->high_watermark);
+		nulls[10] = p->high_watermark < 0;
+		values[11] = Int64GetDatum(Max(p->high_watermark - p->next_offset, 0));
+		nulls[11] = p->next_offset < 0 || p->high_watermark < 0;
+		/* a rate older than 10 s describes a stream that has gone quiet */
+		values[12] = Float8GetDatum(TimestampDifferenceExceeds(p->rate_at, now, 10000) ? 0.0 : p->rate);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(TribState->lock);

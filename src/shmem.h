@@ -19,6 +19,13 @@ extern void TribStatsAddAtCommit(const TribStreamKey *key, int64 messages, int64
 								 int64 dead_letters, int64 bytes);
 extern void TribStatsForgetAtCommit(const TribStreamKey *key);
 
+/* per-partition statistics, written by a broker stream's worker after each commit */
+extern void TribPartitionStatsAdd(const TribStreamKey *key, const char *topic, int32 partition,
+								  int64 messages, int64 rows, int64 dead_letters, int64 bytes,
+								  int64 next_offset);
+extern void TribPartitionSetWatermark(const TribStreamKey *key, const char *topic,
+									  int32 partition, int64 high_watermark);
+
 /* launcher */
 extern void TribWakeLauncherAtCommit(void);
 extern void TribSetLauncherPid(pid_t pid);

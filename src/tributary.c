@@ -23,6 +23,7 @@ PG_MODULE_MAGIC;
 char	   *tributary_database = NULL;
 int			tributary_max_workers = 8;
 int			tributary_max_streams = 64;
+int			tributary_max_partitions = 1024;
 int			tributary_naptime_ms = 10000;
 
 #if PG_VERSION_NUM >= 150000
@@ -62,6 +63,15 @@ TribDefineGucs(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tributary.max_partitions",
+							"Maximum number of broker partitions with live statistics in shared memory.",
+							"Shared by all streams; one per stream, topic and partition.",
+							&tributary_max_partitions,
+							1024, 16, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("tributary.max_streams",
 							"Maximum number of streams with live statistics in shared memory.",

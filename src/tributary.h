@@ -22,6 +22,7 @@
 extern char *tributary_database;
 extern int	tributary_max_workers;
 extern int	tributary_max_streams;
+extern int	tributary_max_partitions;
 extern int	tributary_naptime_ms;
 
 typedef enum TribSource

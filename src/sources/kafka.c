@@ -90,9 +90,12 @@ typedef struct TribKafka
 	char	   *callback_error; /* an error reported inside a librdkafka callback */
 	char	   *position_error; /* assigned partitions could not be positioned */
 	char	   *reported_error; /* the last error written to last_error */
+	TimestampTz watermarks_at;	/* when the assigned partitions' watermarks were read */
 } TribKafka;
 
 static TribKafka *current_consumer = NULL;
+
+static void TribKafkaRefreshWatermarks(TribKafka *k);
 
 static JsonbValue *
 TribOption(StreamDef *def, const char *key)
@@ -687,6 +690,7 @@ TribKafkaCollect(TribKafka *k)
 		TribKafkaCheckCallbacks(k);
 		if (msg == NULL)
 		{
+			TribKafkaRefreshWatermarks(k);
 			CHECK_FOR_INTERRUPTS();
 			if (!PostmasterIsAlive())
 				proc_exit(1);
@@ -784,6 +788,61 @@ TribKafkaHeadersJson(rd_kafka_message_t *msg)
 	return buf.data;
 }
 
+/* Publish a partition's high watermark as librdkafka last saw it (no broker round trip). */
+static void
+TribKafkaWatermark(TribKafka *k, const char *topic, int32 partition)
+{
+	int64_t		low;
+	int64_t		high;
+
+	if (rd_kafka_get_watermark_offsets(k->rk, topic, partition, &low, &high) ==
+		RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+		TribPartitionSetWatermark(&k->def->key, topic, partition, high);
+}
+
+/* Refresh the watermarks of every assigned partition, busy or idle, about once a second. */
+static void
+TribKafkaRefreshWatermarks(TribKafka *k)
+{
+	rd_kafka_topic_partition_list_t *assigned;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(k->watermarks_at, now, 1000))
+		return;
+	k->watermarks_at = now;
+	if (rd_kafka_assignment(k->rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	for (int i = 0; i < assigned->cnt; i++)
+		TribKafkaWatermark(k, assigned->elems[i].topic, assigned->elems[i].partition);
+	rd_kafka_topic_partition_list_destroy(assigned);
+}
+
+/* After the commit: each partition's share of the batch, its new position and watermark. */
+static void
+TribKafkaPartitionStats(TribKafka *k, rd_kafka_topic_partition_list_t *next,
+						TribMessage *msgs, TribMessageResult *results, int n)
+{
+	int64	   *counts = palloc0(sizeof(int64) * next->cnt * 4);
+
+	for (int i = 0; i < n; i++)
+	{
+		int			p = rd_kafka_topic_partition_list_find(next, msgs[i].topic, msgs[i].partition) - next->elems;
+
+		counts[p * 4] += 1;
+		counts[p * 4 + 1] += results[i].outcome == TRIB_INSERTED;
+		counts[p * 4 + 2] += results[i].outcome == TRIB_DEAD;
+		counts[p * 4 + 3] += msgs[i].len;
+	}
+	for (int p = 0; p < next->cnt; p++)
+	{
+		TribPartitionStatsAdd(&k->def->key, next->elems[p].topic, next->elems[p].partition,
+							  counts[p * 4], counts[p * 4 + 1], counts[p * 4 + 2], counts[p * 4 + 3],
+							  next->elems[p].offset);
+		TribKafkaWatermark(k, next->elems[p].topic, next->elems[p].partition);
+	}
+	pfree(counts);
+}
+
 /* One batch in one transaction: rows (as the stream's owner), dead letters, offsets. */
 static void
 TribKafkaProcess(TribKafka *k)
@@ -837,6 +896,7 @@ TribKafkaProcess(TribKafka *k)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	TribKafkaPartitionStats(k, next, msgs, results, n);
 	/* for external lag tools only: PostgreSQL holds the positions that count */
 	(void) rd_kafka_commit(k->rk, next, 1);
 	rd_kafka_topic_partition_list_destroy(next);

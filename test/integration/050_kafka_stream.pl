@@ -131,13 +131,28 @@ ok( wait_for(
 		$node,
 		q{SELECT s.worker_config_version = c.config_version
 		  FROM tributary.stream_stats s JOIN tributary.streams c ON c.name = s.stream
-		  WHERE s.stream = 'orders'}),
+		  WHERE s.stream = 'orders' AND s.partition IS NULL}),
 	'the running worker reloads with the new batch_size');
-my $batches_before = $node->safe_psql('postgres', q{SELECT batches FROM tributary.stream_stats WHERE stream = 'orders'});
+my $batches_before = $node->safe_psql('postgres', q{SELECT batches FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NULL});
 produce_orders(10001, 10070);
 check_exactly_once(10070, 'after alter_stream');
-my $batches = $node->safe_psql('postgres', q{SELECT batches FROM tributary.stream_stats WHERE stream = 'orders'}) - $batches_before;
+my $batches = $node->safe_psql('postgres', q{SELECT batches FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NULL}) - $batches_before;
 cmp_ok($batches, '>=', 10, "70 messages took at least 10 batches of at most 7 ($batches)");
+
+# per-partition statistics: position, high watermark and lag of each partition (ids are
+# spread id % 4, so partitions 1 and 2 hold 2518 messages of ids 1..10070, 0 and 3 hold 2517)
+ok( wait_for(
+		$node, q{
+		SELECT string_agg(concat_ws(':', topic, partition, current_offset, high_watermark, lag), ','
+		                  ORDER BY partition)
+		FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NOT NULL},
+		'orders:0:2517:2517:0,orders:1:2518:2518:0,orders:2:2518:2518:0,orders:3:2517:2517:0', 60),
+	'stream_stats: one row per partition with its offset, high watermark and zero lag');
+is( $node->safe_psql('postgres', q{
+		SELECT (SELECT messages FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NULL)
+		     = (SELECT sum(messages) FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NOT NULL)
+		   AND (SELECT lag FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NULL) = 0}),
+	't', 'stream_stats: the stream row sums its partitions');
 
 # csv, text and bytes topics, 4 partitions each
 $node->safe_psql('postgres', qq{

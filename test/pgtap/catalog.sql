@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(186);
+SELECT plan(192);
 
 -- The extension and its schema.
 
@@ -88,7 +88,11 @@ SELECT col_type_is('tributary', 'streams', 'last_error', 'text', 'streams.last_e
 SELECT col_type_is('tributary', 'streams', 'last_error_at', 'timestamp with time zone', 'streams.last_error_at is timestamp with time zone');
 SELECT col_type_is('tributary', 'streams', 'created_at', 'timestamp with time zone', 'streams.created_at is timestamp with time zone');
 SELECT has_view('tributary', 'stream_stats', 'view tributary.stream_stats exists');
-SELECT columns_are('tributary', 'stream_stats', ARRAY['stream', 'partition', 'worker_pid', 'worker_config_version', 'worker_started_at', 'messages', 'rows', 'dead_letters', 'bytes', 'batches', 'last_commit', 'lag']::name[]);
+SELECT columns_are('tributary', 'stream_stats', ARRAY['stream', 'topic', 'partition', 'worker_pid', 'worker_config_version', 'worker_started_at', 'messages', 'rows', 'dead_letters', 'bytes', 'batches', 'last_commit', 'current_offset', 'high_watermark', 'lag', 'messages_per_sec']::name[]);
+SELECT col_type_is('tributary', 'stream_stats', 'topic', 'text', 'stream_stats.topic is text');
+SELECT col_type_is('tributary', 'stream_stats', 'current_offset', 'bigint', 'stream_stats.current_offset is bigint');
+SELECT col_type_is('tributary', 'stream_stats', 'high_watermark', 'bigint', 'stream_stats.high_watermark is bigint');
+SELECT col_type_is('tributary', 'stream_stats', 'messages_per_sec', 'double precision', 'stream_stats.messages_per_sec is double precision');
 SELECT col_type_is('tributary', 'stream_stats', 'stream', 'text', 'stream_stats.stream is text');
 SELECT col_type_is('tributary', 'stream_stats', 'partition', 'integer', 'stream_stats.partition is integer');
 SELECT col_type_is('tributary', 'stream_stats', 'worker_pid', 'integer', 'stream_stats.worker_pid is integer');
@@ -128,7 +132,7 @@ SELECT col_not_null('tributary', 'stream_catalog', 'config_version', 'stream_cat
 SELECT col_not_null('tributary', 'stream_catalog', 'owner', 'stream_catalog.owner is NOT NULL');
 
 -- The functions: exactly these, with these signatures and return types.
-SELECT functions_are('tributary', ARRAY['_is_admin', '_redact_options', '_stream_counters', '_target_owner', 'alter_stream', 'create_stream', 'drop_stream', 'ingest', 'replay_dead_letters', 'start', 'stop']::name[]);
+SELECT functions_are('tributary', ARRAY['_is_admin', '_partition_counters', '_redact_options', '_stream_counters', '_target_owner', 'alter_stream', 'create_stream', 'drop_stream', 'ingest', 'replay_dead_letters', 'start', 'stop']::name[]);
 SELECT has_function('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[]);
 SELECT function_returns('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[], 'void');
 SELECT has_function('tributary', 'alter_stream', ARRAY['text', 'jsonb']::name[]);
@@ -160,6 +164,8 @@ SELECT function_returns('tributary', '_target_owner', ARRAY['text']::name[], 'oi
 SELECT has_function('tributary', '_redact_options', ARRAY['jsonb']::name[]);
 SELECT function_returns('tributary', '_redact_options', ARRAY['jsonb']::name[], 'jsonb');
 SELECT has_function('tributary', '_stream_counters', ARRAY[]::name[]);
+SELECT has_function('tributary', '_partition_counters', ARRAY[]::name[]);
+SELECT function_privs_are('tributary', '_partition_counters', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_returns('tributary', '_stream_counters', ARRAY[]::name[], 'setof record');
 SELECT is((SELECT pg_get_function_arguments('tributary.create_stream(text,regclass,text,jsonb,text,text,boolean)'::regprocedure)),
           'name text, target regclass, source text DEFAULT ''local''::text, options jsonb DEFAULT ''{}''::jsonb, key text DEFAULT NULL::text, event_time text DEFAULT NULL::text, enabled boolean DEFAULT true',
