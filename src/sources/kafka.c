@@ -75,6 +75,7 @@ typedef struct TribKafkaOptions
 	int64		start_ms;		/* TRIB_START_TIMESTAMP: ms since the Unix epoch */
 	Jsonb	   *start_offsets;	/* TRIB_START_OFFSETS: {"partition": offset, ...} */
 	JsonbContainer *librdkafka; /* the pass-through properties, or NULL */
+	List	   *partitions;		/* static assignment (int), or NIL for the consumer group */
 } TribKafkaOptions;
 
 /* One consumer. */
@@ -233,6 +234,35 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 				 get_database_name(MyDatabaseId), def->name);
 
 	TribKafkaParseStart(def, o);
+
+	v = TribOption(def, "partitions");
+	if (v != NULL)
+	{
+		JsonbIterator *it;
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		const char *expected = "a non-empty array of distinct partition numbers";
+
+		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+			JsonContainerSize(v->val.binary.data) == 0)
+			TribKafkaBadOption(def, "partitions", expected);
+		it = JsonbIteratorInit(v->val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			char	   *num;
+			char	   *end;
+			long		n;
+
+			if (tok != WJB_ELEM)
+				continue;
+			num = TribJsonbScalarText(&e);
+			n = num && e.type == jbvNumeric ? strtol(num, &end, 10) : -1;
+			if (e.type != jbvNumeric || *end != '\0' || n < 0 || n > INT32_MAX ||
+				list_member_int(o->partitions, (int) n))
+				TribKafkaBadOption(def, "partitions", expected);
+			o->partitions = lappend_int(o->partitions, (int) n);
+		}
+	}
 
 	v = TribOption(def, "librdkafka");
 	if (v != NULL && (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data)))
@@ -608,10 +638,26 @@ TribKafkaOpen(StreamDef *def)
 	rd_kafka_poll_set_consumer(k->rk);
 	current_consumer = k;
 
-	topics = rd_kafka_topic_partition_list_new(list_length(k->opts.topics));
-	foreach(lc, k->opts.topics)
-		rd_kafka_topic_partition_list_add(topics, lfirst(lc), RD_KAFKA_PARTITION_UA);
-	err = rd_kafka_subscribe(k->rk, topics);
+	if (k->opts.partitions != NIL)
+	{
+		/* static assignment: exactly these partitions of every topic, no group rebalancing */
+		ListCell   *pc;
+
+		topics = rd_kafka_topic_partition_list_new(list_length(k->opts.topics) *
+												   list_length(k->opts.partitions));
+		foreach(lc, k->opts.topics)
+			foreach(pc, k->opts.partitions)
+				rd_kafka_topic_partition_list_add(topics, lfirst(lc), lfirst_int(pc));
+		TribKafkaSetStartOffsets(k, topics);
+		err = rd_kafka_assign(k->rk, topics);
+	}
+	else
+	{
+		topics = rd_kafka_topic_partition_list_new(list_length(k->opts.topics));
+		foreach(lc, k->opts.topics)
+			rd_kafka_topic_partition_list_add(topics, lfirst(lc), RD_KAFKA_PARTITION_UA);
+		err = rd_kafka_subscribe(k->rk, topics);
+	}
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		ereport(ERROR,

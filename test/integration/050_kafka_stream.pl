@@ -154,6 +154,26 @@ is( $node->safe_psql('postgres', q{
 		   AND (SELECT lag FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NULL) = 0}),
 	't', 'stream_stats: the stream row sums its partitions');
 
+# static partitions: a second stream reads only partitions 0 and 2 of the same topic, with
+# no consumer-group rebalancing (how several servers split a topic and keep exactly-once)
+$node->safe_psql('postgres', qq{
+	CREATE TABLE orders_static (id bigint PRIMARY KEY, customer text NOT NULL, amount numeric);
+	SELECT tributary.create_stream('orders_static', 'orders_static', 'kafka',
+		'{"brokers": "$bs", "topic": "orders", "partitions": [0, 2], "batch_size": 1000}');
+});
+my $static_want = $node->safe_psql('postgres',
+	'SELECT count(*) FROM generate_series(1, 10070) g WHERE g % 97 <> 0 AND g % 4 IN (0, 2)');
+ok(wait_for($node, 'SELECT count(*) FROM orders_static', $static_want, 60),
+	"static partitions: the good messages of partitions 0 and 2 arrive ($static_want)");
+is( $node->safe_psql('postgres', q{
+		SELECT count(*) FILTER (WHERE id % 4 NOT IN (0, 2)) || '/' || (count(*) - count(DISTINCT id))
+		FROM orders_static}),
+	'0/0', 'static partitions: nothing from other partitions, nothing twice');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
+		FROM tributary.offsets WHERE stream = 'orders_static'}),
+	'0:2517,2:2518', 'static partitions: offsets only for the assigned partitions');
+
 # csv, text and bytes topics, 4 partitions each
 $node->safe_psql('postgres', qq{
 	CREATE TABLE csv_rows (id int PRIMARY KEY, name text, score float8);
