@@ -29,6 +29,7 @@ extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum 
 extern StreamDef *TribStreamLoad(const char *name, bool missing_ok, bool lock_row);
 extern StreamDef *TribStreamLoadById(int32 id);
 extern void TribStreamResolveOptions(StreamDef *def);
+extern void TribBadOption(StreamDef *def, const char *key, const char *expected) pg_attribute_noreturn();
 
 extern void TribCheckStreamName(const char *name);
 extern void TribCheckMayManage(Oid target, const char *stream, const char *action);

@@ -85,7 +85,8 @@ TribCheckOptionKnown(StreamDef *def, const char *key)
 			 errhint("Valid options are: %s.", TribValidOptionList(def->source, def->format))));
 }
 
-static void
+/* The one error for an option whose value does not fit; sources use it too. */
+void
 TribBadOption(StreamDef *def, const char *key, const char *expected)
 {
 	ereport(ERROR,

@@ -104,15 +104,6 @@ TribOption(StreamDef *def, const char *key)
 	return getKeyJsonValueFromContainer(&def->options->root, key, strlen(key), NULL);
 }
 
-static void
-TribKafkaBadOption(StreamDef *def, const char *key, const char *expected)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid value for option \"%s\" of stream \"%s\"", key, def->name),
-			 errhint("\"%s\" must be %s.", key, expected)));
-}
-
 static char *
 TribJsonbScalarText(JsonbValue *v)
 {
@@ -167,14 +158,14 @@ TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
 			if (strtol(key, &end, 10) < 0 || *end != '\0' || *key == '\0' ||
 				val.type != jbvNumeric || num == NULL || strchr(num, '.') != NULL ||
 				strtoll(num, NULL, 10) < 0)
-				TribKafkaBadOption(def, "start", expected);
+				TribBadOption(def, "start", expected);
 		}
 		o->start = TRIB_START_OFFSETS;
 		o->start_offsets = JsonbValueToJsonb(v);
 		return;
 	}
 	if (v->type != jbvString)
-		TribKafkaBadOption(def, "start", expected);
+		TribBadOption(def, "start", expected);
 	if (v->val.string.len == 8 && strncmp(v->val.string.val, "earliest", 8) == 0)
 		o->start = TRIB_START_EARLIEST;
 	else if (v->val.string.len == 6 && strncmp(v->val.string.val, "latest", 6) == 0)
@@ -202,7 +193,7 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 	memset(o, 0, sizeof(*o));
 	v = TribOption(def, "brokers");
 	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
-		TribKafkaBadOption(def, "brokers", "a non-empty string such as \"host1:9092,host2:9092\"");
+		TribBadOption(def, "brokers", "a non-empty string such as \"host1:9092,host2:9092\"");
 	o->brokers = pnstrdup(v->val.string.val, v->val.string.len);
 
 	v = TribOption(def, "topic");
@@ -219,16 +210,16 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 			if (tok != WJB_ELEM)
 				continue;
 			if (e.type != jbvString || e.val.string.len == 0)
-				TribKafkaBadOption(def, "topic", "a topic name or an array of topic names");
+				TribBadOption(def, "topic", "a topic name or an array of topic names");
 			o->topics = lappend(o->topics, pnstrdup(e.val.string.val, e.val.string.len));
 		}
 	}
 	if (o->topics == NIL)
-		TribKafkaBadOption(def, "topic", "a topic name or an array of topic names");
+		TribBadOption(def, "topic", "a topic name or an array of topic names");
 
 	v = TribOption(def, "group");
 	if (v != NULL && (v->type != jbvString || v->val.string.len == 0))
-		TribKafkaBadOption(def, "group", "a non-empty string");
+		TribBadOption(def, "group", "a non-empty string");
 	o->group = v != NULL ? pnstrdup(v->val.string.val, v->val.string.len) :
 		psprintf("tributary-" UINT64_FORMAT "-%s-%s", GetSystemIdentifier(),
 				 get_database_name(MyDatabaseId), def->name);
@@ -245,7 +236,7 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 
 		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
 			JsonContainerSize(v->val.binary.data) == 0)
-			TribKafkaBadOption(def, "partitions", expected);
+			TribBadOption(def, "partitions", expected);
 		it = JsonbIteratorInit(v->val.binary.data);
 		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 		{
@@ -259,14 +250,14 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 			n = num && e.type == jbvNumeric ? strtol(num, &end, 10) : -1;
 			if (e.type != jbvNumeric || *end != '\0' || n < 0 || n > INT32_MAX ||
 				list_member_int(o->partitions, (int) n))
-				TribKafkaBadOption(def, "partitions", expected);
+				TribBadOption(def, "partitions", expected);
 			o->partitions = lappend_int(o->partitions, (int) n);
 		}
 	}
 
 	v = TribOption(def, "librdkafka");
 	if (v != NULL && (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data)))
-		TribKafkaBadOption(def, "librdkafka", "an object of librdkafka properties");
+		TribBadOption(def, "librdkafka", "an object of librdkafka properties");
 	o->librdkafka = v != NULL ? v->val.binary.data : NULL;
 }
 
@@ -330,7 +321,7 @@ TribKafkaConf(StreamDef *def, TribKafkaOptions *o)
 			if (value == NULL)
 			{
 				rd_kafka_conf_destroy(conf);
-				TribKafkaBadOption(def, "librdkafka", "an object whose values are strings, numbers or booleans");
+				TribBadOption(def, "librdkafka", "an object whose values are strings, numbers or booleans");
 			}
 			TribKafkaSet(conf, name, value, def);
 		}
