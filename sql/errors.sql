@@ -292,6 +292,13 @@ SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"metadata": {"key": "body"}}');
 SELECT err_unchanged();
+-- several workers per stream are not built yet, and "partitions" must be a list
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 4}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": 3}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": [1, 1]}');
+SELECT err_unchanged();
 -- and the same checks guard alter_stream
 SELECT tributary.create_stream('err_kafka_alter', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "format": "text", "column": "body"}', enabled => false);
 SELECT tributary.alter_stream('err_kafka_alter', '{"librdkafka": {"no.such.property": "1"}}');

@@ -226,6 +226,20 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 
 	TribKafkaParseStart(def, o);
 
+	/* several workers per stream are not built yet: say so rather than ignore the option */
+	v = TribOption(def, "parallelism");
+	if (v != NULL)
+	{
+		char	   *num = TribJsonbScalarText(v);
+
+		if (v->type != jbvNumeric || num == NULL || strcmp(num, "1") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("option \"parallelism\" of stream \"%s\" can only be 1 for now", def->name),
+					 errdetail("One worker consumes a Kafka stream in this version."),
+					 errhint("To split a topic, declare streams (here or on other servers) with disjoint \"partitions\" lists.")));
+	}
+
 	v = TribOption(def, "partitions");
 	if (v != NULL)
 	{
