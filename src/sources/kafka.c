@@ -6,10 +6,10 @@
  * every partition it covers (tributary.offsets) commit in one transaction. Kafka's own
  * committed offsets are updated after that commit, for external lag tools only: on every
  * assignment the worker seeks each partition to the offset stored in PostgreSQL, and
- * only where none is stored yet does the stream's "start" option apply. A rebalance in
- * the middle of collecting a batch drops the messages collected so far; they are read
- * again from the stored offsets. So a crash anywhere (worker, server, broker) neither
- * loses nor duplicates a message.
+ * only where none is stored yet does the stream's "start" option apply. When partitions
+ * are revoked in the middle of collecting a batch, the messages collected from them are
+ * dropped; their next owner reads them again from the stored offsets. So a crash anywhere
+ * (worker, server, broker) neither loses nor duplicates a message.
  *
  * Rows are inserted as the stream's owner (the role that created it), never as the
  * superuser the worker connects as. Memory is bounded: at most batch_size messages are
@@ -87,7 +87,6 @@ typedef struct TribKafka
 	rd_kafka_t *rk;
 	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
 	int			held;
-	bool		rebalanced;		/* the assignment changed since the batch started */
 	char	   *callback_error; /* an error reported inside a librdkafka callback */
 	char	   *position_error; /* assigned partitions could not be positioned */
 	char	   *reported_error; /* the last error written to last_error */
@@ -444,6 +443,29 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 	}
 }
 
+/*
+ * Partitions are being revoked: give back the held messages of those partitions (their
+ * next owner reads them again from the stored offsets) and keep the others. The eager
+ * protocol revokes everything; a cooperative one only some, and dropping a message of a
+ * partition that stays assigned would skip it.
+ */
+static void
+TribKafkaDropRevoked(TribKafka *k, rd_kafka_topic_partition_list_t *revoked)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < k->held; i++)
+	{
+		rd_kafka_message_t *m = k->batch[i];
+
+		if (rd_kafka_topic_partition_list_find(revoked, rd_kafka_topic_name(m->rkt), m->partition))
+			rd_kafka_message_destroy(m);
+		else
+			k->batch[kept++] = m;
+	}
+	k->held = kept;
+}
+
 /* Called by librdkafka inside rd_kafka_consumer_poll: never let an ERROR longjmp out. */
 static void
 TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -453,9 +475,9 @@ TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	bool		cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	k->rebalanced = true;
 	if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
 	{
+		TribKafkaDropRevoked(k, parts);
 		if (cooperative)
 			(void) rd_kafka_incremental_unassign(rk, parts);
 		else
@@ -695,14 +717,14 @@ TribKafkaCheckCallbacks(TribKafka *k)
 
 /*
  * Collect up to batch_size messages: wait for the first (checking for signals every
- * TRIB_KAFKA_POLL_MS), then at most batch_ms more. A rebalance drops what was collected.
+ * TRIB_KAFKA_POLL_MS), then at most batch_ms more. A revocation during the poll drops the
+ * held messages of the revoked partitions (TribKafkaDropRevoked).
  */
 static int
 TribKafkaCollect(TribKafka *k)
 {
 	TimestampTz deadline = 0;
 
-	k->rebalanced = false;
 	while (k->held < k->def->batch_size)
 	{
 		rd_kafka_message_t *msg;
@@ -719,11 +741,6 @@ TribKafkaCollect(TribKafka *k)
 				break;
 		}
 		msg = rd_kafka_consumer_poll(k->rk, (int) wait_ms);
-		if (k->rebalanced)
-		{
-			TribKafkaReleaseHeld(k);
-			k->rebalanced = false;
-		}
 		if (msg != NULL && msg->err)
 		{
 			if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
