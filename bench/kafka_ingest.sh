@@ -72,6 +72,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=test/lib/cluster.sh
 source test/lib/cluster.sh
+# shellcheck source=test/lib/kafka.sh
+source test/lib/kafka.sh
 
 make -s
 if [ "$(id -u)" -eq 0 ]; then make -s install; else sudo make -s install; fi
@@ -122,22 +124,10 @@ rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%d", n * 1000 / (ms > 0 ? ms 
 secs() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 
 # The broker: a child of this script (it stops by itself if the script dies). Its start
-# can take many seconds: it sets each partition's leader with one request to the mock's
-# thread, and librdkafka 2.0.2's mock thread often misses the wakeup and serves the request
-# only when its 1 s poll times out (strace shows it), so allow up to 3 s per partition.
-mkdir -p "$tmp/kafka"
+# can take seconds per partition (see test/lib/kafka.sh), so allow 3 s per partition.
 t0="$(now_ms)"
-tools/tributary-kafka-mock --brokers 1 --topic "bench:$partitions" --topic escape:1 \
-	>"$tmp/kafka/stdout" 2>"$tmp/kafka/stderr" </dev/null &
-broker_pid=$!
-bootstrap=""
-for ((i = 0; i < (partitions + 1) * 30 + 100; i++)); do
-	bootstrap="$(sed -n 's/^bootstrap=//p' "$tmp/kafka/stdout")"
-	[ -n "$bootstrap" ] && break
-	kill -0 "$broker_pid" 2>/dev/null || fail "the Kafka broker exited before it was ready"
-	sleep 0.1
-done
-[ -n "$bootstrap" ] || fail "the Kafka broker printed no bootstrap address in time"
+trib_kafka_mock_start "$tmp/kafka" $(((partitions + 1) * 3 + 10)) --brokers 1 \
+	--topic "bench:$partitions" --topic escape:1 || fail "the local Kafka broker did not start"
 broker_start_ms=$(($(now_ms) - t0))
 
 echo "== cluster on $PGHOST (PostgreSQL $(sql -c 'SHOW server_version')), broker $bootstrap" \

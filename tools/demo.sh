@@ -18,6 +18,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=test/lib/cluster.sh
 source test/lib/cluster.sh
+# shellcheck source=test/lib/kafka.sh
+source test/lib/kafka.sh
 
 started=$SECONDS
 bash tools/bootstrap.sh
@@ -63,20 +65,9 @@ trib_cluster_start "$tmp" "tributary.database = 'postgres'" "tributary.naptime =
 run() { trib_as_user psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 value() { run -At -F ' ' -c "$1"; }
 
-# The broker: a child of this script (it stops by itself if the script dies), its
-# bootstrap address read from the one line it prints on stdout.
-mkdir -p "$tmp/kafka"
-tools/tributary-kafka-mock --brokers 1 --topic orders:4 \
-	>"$tmp/kafka/stdout" 2>"$tmp/kafka/stderr" </dev/null &
-broker_pid=$!
-bootstrap=""
-for _ in $(seq 100); do
-	bootstrap="$(sed -n 's/^bootstrap=//p' "$tmp/kafka/stdout")"
-	[ -n "$bootstrap" ] && break
-	kill -0 "$broker_pid" 2>/dev/null || fail "the Kafka broker exited before it was ready"
-	sleep 0.1
-done
-[ -n "$bootstrap" ] || fail "the Kafka broker printed no bootstrap address within 10 s"
+# The broker: a child of this script (it stops by itself if the script dies).
+trib_kafka_mock_start "$tmp/kafka" 10 --brokers 1 --topic orders:4 ||
+	fail "the local Kafka broker did not start"
 
 echo "== tributary demo: a private cluster on $PGHOST, port $PGPORT;"
 echo "   a local Kafka broker at $bootstrap (pid $broker_pid), topic orders with 4 partitions"
