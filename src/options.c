@@ -103,23 +103,29 @@ TribOptionString(StreamDef *def, const char *key, JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* Whether v is a JSON number that is a whole int64: the one integer check for options. */
+bool
+TribJsonbInteger(JsonbValue *v, int64 *out)
+{
+	char	   *text;
+	char	   *end;
+
+	if (v->type != jbvNumeric)
+		return false;
+	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	errno = 0;
+	*out = strtoll(text, &end, 10);
+	return errno == 0 && *end == '\0' && end != text;
+}
+
 static int
 TribOptionInt(StreamDef *def, const char *key, JsonbValue *v, int min, int max)
 {
-	if (v->type == jbvNumeric)
-	{
-		char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
-															   NumericGetDatum(v->val.numeric)));
-		char	   *end;
-		long		n;
+	int64		n;
 
-		errno = 0;
-		n = strtol(text, &end, 10);
-		if (errno == 0 && *end == '\0' && n >= min && n <= max)
-			return (int) n;
-	}
-	TribBadOption(def, key, psprintf("an integer from %d to %d", min, max));
-	return 0;					/* keep compiler quiet */
+	if (!TribJsonbInteger(v, &n) || n < min || n > max)
+		TribBadOption(def, key, psprintf("an integer from %d to %d", min, max));
+	return (int) n;
 }
 
 static bool

@@ -147,16 +147,14 @@ TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
 		{
 			char	   *key;
 			char	   *end;
-			char	   *num;
+			int64		offset;
 
 			if (tok != WJB_KEY)
 				continue;
 			(void) JsonbIteratorNext(&it, &val, true);
 			key = pnstrdup(k.val.string.val, k.val.string.len);
-			num = TribJsonbScalarText(&val);
 			if (strtol(key, &end, 10) < 0 || *end != '\0' || *key == '\0' ||
-				val.type != jbvNumeric || num == NULL || strchr(num, '.') != NULL ||
-				strtoll(num, NULL, 10) < 0)
+				!TribJsonbInteger(&val, &offset) || offset < 0)
 				TribBadOption(def, "start", expected);
 		}
 		o->start = TRIB_START_OFFSETS;
@@ -229,9 +227,9 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 	v = TribOption(def, "parallelism");
 	if (v != NULL)
 	{
-		char	   *num = TribJsonbScalarText(v);
+		int64		n;
 
-		if (v->type != jbvNumeric || num == NULL || strcmp(num, "1") != 0)
+		if (!TribJsonbInteger(v, &n) || n != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("option \"parallelism\" of stream \"%s\" can only be 1 for now", def->name),
@@ -253,15 +251,11 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 		it = JsonbIteratorInit(v->val.binary.data);
 		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 		{
-			char	   *num;
-			char	   *end;
-			long		n;
+			int64		n;
 
 			if (tok != WJB_ELEM)
 				continue;
-			num = TribJsonbScalarText(&e);
-			n = num && e.type == jbvNumeric ? strtol(num, &end, 10) : -1;
-			if (e.type != jbvNumeric || *end != '\0' || n < 0 || n > INT32_MAX ||
+			if (!TribJsonbInteger(&e, &n) || n < 0 || n > PG_INT32_MAX ||
 				list_member_int(o->partitions, (int) n))
 				TribBadOption(def, "partitions", expected);
 			o->partitions = lappend_int(o->partitions, (int) n);
@@ -399,10 +393,11 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 				{
 					char		key[16];
 					JsonbValue *v;
+					int64		offset;
 
 					snprintf(key, sizeof(key), "%d", p->partition);
 					v = getKeyJsonValueFromContainer(&k->opts.start_offsets->root, key, strlen(key), NULL);
-					p->offset = v != NULL ? strtoll(TribJsonbScalarText(v), NULL, 10) :
+					p->offset = v != NULL && TribJsonbInteger(v, &offset) ? offset :
 						RD_KAFKA_OFFSET_BEGINNING;
 					break;
 				}
@@ -769,27 +764,49 @@ TribKafkaCollect(TribKafka *k)
 	return k->held;
 }
 
-/* Store the next offset of every partition the batch covers, in the batch's transaction. */
-static rd_kafka_topic_partition_list_t *
-TribKafkaStoreOffsets(TribKafka *k, rd_kafka_message_t **batch, int n)
+/* A batch's share per partition: the next offset to read and what the batch did there. */
+typedef struct TribKafkaTally
 {
-	rd_kafka_topic_partition_list_t *next = rd_kafka_topic_partition_list_new(16);
+	rd_kafka_topic_partition_list_t *next;	/* one element per partition, offset = next */
+	int64	   *counts;			/* per element: messages, rows, dead letters, bytes */
+} TribKafkaTally;
+
+#define TRIB_TALLY_FIELDS 4
+
+/* One pass over the processed batch: each message's partition is looked up once. */
+static void
+TribKafkaTallyBatch(TribKafkaTally *t, rd_kafka_message_t **batch, TribMessageResult *results, int n)
+{
+	t->next = rd_kafka_topic_partition_list_new(16);
+	t->counts = palloc0(sizeof(int64) * TRIB_TALLY_FIELDS * n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
+		rd_kafka_topic_partition_t *p =
+			rd_kafka_topic_partition_list_find(t->next, topic, batch[i]->partition);
+		int64	   *c;
+
+		if (p == NULL)
+			p = rd_kafka_topic_partition_list_add(t->next, topic, batch[i]->partition);
+		p->offset = Max(p->offset, batch[i]->offset + 1);
+		c = &t->counts[(p - t->next->elems) * TRIB_TALLY_FIELDS];
+		c[0] += 1;
+		c[1] += results[i].outcome == TRIB_INSERTED;
+		c[2] += results[i].outcome == TRIB_DEAD;
+		c[3] += batch[i]->len;
+	}
+}
+
+/* Store the next offset of every partition the batch covers, in the batch's transaction. */
+static void
+TribKafkaStoreOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *next)
+{
 	Datum	   *topics;
 	Datum	   *partitions;
 	Datum	   *offsets;
 	Oid			types[4] = {TEXTOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
 	Datum		values[4];
 
-	for (int i = 0; i < n; i++)
-	{
-		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
-		rd_kafka_topic_partition_t *p =
-			rd_kafka_topic_partition_list_find(next, topic, batch[i]->partition);
-
-		if (p == NULL)
-			p = rd_kafka_topic_partition_list_add(next, topic, batch[i]->partition);
-		p->offset = Max(p->offset, batch[i]->offset + 1);
-	}
 	topics = palloc(sizeof(Datum) * next->cnt);
 	partitions = palloc(sizeof(Datum) * next->cnt);
 	offsets = palloc(sizeof(Datum) * next->cnt);
@@ -809,7 +826,6 @@ TribKafkaStoreOffsets(TribKafka *k, rd_kafka_message_t **batch, int n)
 					   "ON CONFLICT (stream, topic, partition) DO UPDATE "
 					   "SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
 					   4, types, values, NULL);
-	return next;
 }
 
 /*
@@ -887,28 +903,16 @@ TribKafkaRefreshWatermarks(TribKafka *k)
 
 /* After the commit: each partition's share of the batch, its new position and watermark. */
 static void
-TribKafkaPartitionStats(TribKafka *k, rd_kafka_topic_partition_list_t *next,
-						TribMessage *msgs, TribMessageResult *results, int n)
+TribKafkaPartitionStats(TribKafka *k, TribKafkaTally *t)
 {
-	int64	   *counts = palloc0(sizeof(int64) * next->cnt * 4);
-
-	for (int i = 0; i < n; i++)
+	for (int p = 0; p < t->next->cnt; p++)
 	{
-		int			p = rd_kafka_topic_partition_list_find(next, msgs[i].topic, msgs[i].partition) - next->elems;
+		int64	   *c = &t->counts[p * TRIB_TALLY_FIELDS];
 
-		counts[p * 4] += 1;
-		counts[p * 4 + 1] += results[i].outcome == TRIB_INSERTED;
-		counts[p * 4 + 2] += results[i].outcome == TRIB_DEAD;
-		counts[p * 4 + 3] += msgs[i].len;
+		TribPartitionStatsAdd(&k->def->key, t->next->elems[p].topic, t->next->elems[p].partition,
+							  c[0], c[1], c[2], c[3], t->next->elems[p].offset);
+		TribKafkaWatermark(k, t->next->elems[p].topic, t->next->elems[p].partition);
 	}
-	for (int p = 0; p < next->cnt; p++)
-	{
-		TribPartitionStatsAdd(&k->def->key, next->elems[p].topic, next->elems[p].partition,
-							  counts[p * 4], counts[p * 4 + 1], counts[p * 4 + 2], counts[p * 4 + 3],
-							  next->elems[p].offset);
-		TribKafkaWatermark(k, next->elems[p].topic, next->elems[p].partition);
-	}
-	pfree(counts);
 }
 
 /* One batch in one transaction: rows (as the stream's owner), dead letters, offsets. */
@@ -924,7 +928,7 @@ TribKafkaProcess(TribKafka *k)
 	TribMessage *msgs;
 	TribMessageResult *results;
 	TribBatchCounts counts;
-	rd_kafka_topic_partition_list_t *next;
+	TribKafkaTally tally;
 	Oid			saved_user;
 	int			saved_sec;
 
@@ -957,17 +961,18 @@ TribKafkaProcess(TribKafka *k)
 	SetUserIdAndSecContext(saved_user, saved_sec);
 
 	TribDeadLettersWrite(def, msgs, results, n);
-	next = TribKafkaStoreOffsets(k, batch, n);
+	TribKafkaTallyBatch(&tally, batch, results, n);
+	TribKafkaStoreOffsets(k, tally.next);
 	TribStatsAddAtCommit(&def->key, counts.messages, counts.rows, counts.dead, counts.bytes);
 	MemoryContextSwitchTo(old);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	TribKafkaPartitionStats(k, next, msgs, results, n);
+	TribKafkaPartitionStats(k, &tally);
 	/* for external lag tools only: PostgreSQL holds the positions that count */
-	(void) rd_kafka_commit(k->rk, next, 1);
-	rd_kafka_topic_partition_list_destroy(next);
+	(void) rd_kafka_commit(k->rk, tally.next, 1);
+	rd_kafka_topic_partition_list_destroy(tally.next);
 	TribKafkaReleaseHeld(k);
 	MemoryContextDelete(cxt);
 	TribKafkaReport(k, NULL);
