@@ -48,7 +48,7 @@ SELECT tributary.create_stream('api_nullopts', 'api_events', 'local', NULL);
 -- A kafka stream created stopped, with every kafka option.
 SELECT tributary.create_stream('api_kafka_full', 'api_events', 'kafka',
     '{"brokers": "b1:9092,b2:9092", "topic": "t", "group": "g", "start": "earliest",
-      "partitions": [0, 1, 2], "parallelism": 1, "librdkafka": {"client.id": "tributary-test"},
+      "partitions": [0, 1, 2], "parallelism": 3, "librdkafka": {"client.id": "tributary-test"},
       "format": "json", "batch_size": 500, "batch_ms": 250}',
     enabled => false);
 

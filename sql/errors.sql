@@ -292,8 +292,16 @@ SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"metadata": {"key": "body"}}');
 SELECT err_unchanged();
--- several workers per stream are not built yet, and "partitions" must be a list
-SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 4}');
+-- "parallelism" is a whole number of workers from 1 to 32, and "partitions" must be a list
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 0}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 33}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 1.5}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": "4"}');
+SELECT err_unchanged();
+SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"parallelism": 2}');
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": 3}');
 SELECT err_unchanged();

@@ -1,10 +1,12 @@
 /*
  * launcher.c
  *		The launcher: one static background worker, connected to tributary.database,
- *		that keeps exactly one stream worker per started non-local stream.
+ *		that keeps exactly "parallelism" stream workers (1 by default) per started
+ *		non-local stream, each with its index.
  *
  * It reconciles the catalog with the workers it runs: starts workers for started
- * streams, terminates those of stopped or dropped streams, sends SIGHUP to a worker whose
+ * streams, terminates those of stopped or dropped streams and those beyond a lowered
+ * parallelism, sends SIGHUP to a worker whose
  * stream's config_version changed, and restarts a worker that died, with exponential
  * backoff (1 s doubling to 60 s, reset after a minute of running). It is woken at the
  * commit of every start/stop/alter_stream/drop_stream (SIGUSR1 sets its latch), by the
@@ -13,7 +15,8 @@
  *
  * Workers are BGW_NEVER_RESTART: the launcher decides. If the launcher itself dies, the
  * postmaster restarts it after a few seconds, and it first terminates the workers its
- * predecessor left behind (their pids are in shared memory), so no stream ever has two.
+ * predecessor left behind (their pids are in shared memory), so no stream ever has two
+ * workers at one index.
  */
 #include "postgres.h"
 
@@ -47,14 +50,15 @@
 #define TRIB_BACKOFF_MAX_MS 60000
 #define TRIB_HEALTHY_RUN_MS 60000
 
-/* A stream as the launcher knows it: ids restart when the extension is re-created. */
+/* A stream's worker as the launcher knows it: ids restart when the extension is re-created. */
 typedef struct TribLaunchKey
 {
 	Oid			catalog;		/* OID of tributary.stream_catalog */
 	int32		id;
+	int32		index;			/* which of the stream's workers */
 } TribLaunchKey;
 
-/* A stream the launcher looks after. */
+/* A stream worker the launcher looks after. */
 typedef struct TribLaunchEntry
 {
 	TribLaunchKey key;			/* hash key */
@@ -69,8 +73,9 @@ typedef struct TribLaunchEntry
 /* A started stream as read from the catalog. */
 typedef struct TribWantedStream
 {
-	TribLaunchKey key;
+	TribLaunchKey key;			/* index unused */
 	int32		config_version;
+	int32		parallelism;
 	char		name[NAMEDATALEN];
 } TribWantedStream;
 
@@ -155,7 +160,9 @@ TribReadWantedStreams(Oid *owner)
 		bool		isnull;
 
 		*owner = TribExtensionOwner();
-		SPI_execute("SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local' "
+		/* options were validated when stored: parallelism is an integer from 1 up */
+		SPI_execute("SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
+					"coalesce((options OPERATOR(pg_catalog.->>) 'parallelism')::pg_catalog.int4, 1) "
 					"FROM tributary.stream_catalog ORDER BY id", true, 0);
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -173,6 +180,8 @@ TribReadWantedStreams(Oid *owner)
 			w->key.catalog = catalog;
 			w->key.id = ids[i];
 			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			w->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+			w->parallelism = Max(1, Min(w->parallelism, TRIBUTARY_MAX_PARALLELISM));
 			strlcpy(w->name, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
 			wanted = lappend(wanted, w);
 			MemoryContextSwitchTo(old);
@@ -194,9 +203,13 @@ static bool
 TribStartWorker(TribWantedStream *w, TribLaunchEntry *e, Oid owner)
 {
 	BackgroundWorker bgw = {0};
-	TribWorkerArgs args = {MyDatabaseId, owner};
+	TribWorkerArgs args = {MyDatabaseId, owner, e->key.index};
 
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary stream worker \"%s\"", w->name);
+	if (w->parallelism == 1)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary stream worker \"%s\"", w->name);
+	else
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary stream worker \"%s\" #%d",
+				 w->name, e->key.index + 1);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "tributary stream worker");
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -247,12 +260,16 @@ TribRunningWorkers(void)
 	return n;
 }
 
-/* Look after one started stream; returns ms until it next needs attention (or -1). */
+/*
+ * Look after one worker of a started stream; returns ms until it next needs attention
+ * (or -1).
+ */
 static long
-TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
+TribTendWorker(TribWantedStream *w, int index, Oid owner, TimestampTz now)
 {
 	bool		found;
-	TribLaunchEntry *e = hash_search(launch_entries, &w->key, HASH_ENTER, &found);
+	TribLaunchKey key = {w->key.catalog, w->key.id, index};
+	TribLaunchEntry *e = hash_search(launch_entries, &key, HASH_ENTER, &found);
 	pid_t		pid;
 
 	if (!found)
@@ -271,7 +288,8 @@ TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
 			case BGWH_STARTED:
 				if (e->config_version != w->config_version)
 				{
-					ereport(LOG, (errmsg("tributary launcher: options of stream \"%s\" changed, reloading its worker", w->name)));
+					ereport(LOG, (errmsg("tributary launcher: options of stream \"%s\" changed, reloading its worker #%d",
+										 w->name, index + 1)));
 					kill(pid, SIGHUP);
 					e->config_version = w->config_version;
 				}
@@ -287,8 +305,8 @@ TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
 				e->failures++;
 				e->next_start = TimestampTzPlusMilliseconds(now, TribBackoffMs(e->failures));
 				ereport(LOG,
-						(errmsg("tributary launcher: worker of stream \"%s\" exited, restarting in %d ms",
-								w->name, TribBackoffMs(e->failures))));
+						(errmsg("tributary launcher: worker #%d of stream \"%s\" exited, restarting in %d ms",
+								index + 1, w->name, TribBackoffMs(e->failures))));
 				break;
 		}
 	}
@@ -312,7 +330,8 @@ TribTendStream(TribWantedStream *w, Oid owner, TimestampTz now)
 }
 
 /*
- * Stop the workers of streams that are no longer started: signal them all first, then
+ * Stop the workers of streams that are no longer started, and those at an index beyond
+ * a stream's lowered parallelism: signal them all first, then
  * wait for each, so one slow worker does not hold up the others' signals.
  */
 static void
@@ -362,10 +381,15 @@ TribReconcile(void)
 	MemoryContextSwitchTo(old);
 	foreach(lc, wanted)
 	{
-		long		ms = TribTendStream(lfirst(lc), owner, now);
+		TribWantedStream *w = lfirst(lc);
 
-		if (ms >= 0)
-			sleep_ms = Min(sleep_ms, ms);
+		for (int index = 0; index < w->parallelism; index++)
+		{
+			long		ms = TribTendWorker(w, index, owner, now);
+
+			if (ms >= 0)
+				sleep_ms = Min(sleep_ms, ms);
+		}
 	}
 	TribStopUnwanted();
 	MemoryContextDelete(cxt);

@@ -1,6 +1,6 @@
 /*
  * launcher.h
- *		The static background worker that keeps one stream worker per started stream.
+ *		The static background worker that keeps a started stream's workers running.
  */
 #ifndef TRIBUTARY_LAUNCHER_H
 #define TRIBUTARY_LAUNCHER_H
@@ -12,6 +12,7 @@ typedef struct TribWorkerArgs
 {
 	Oid			database;
 	Oid			role;			/* the extension's owner: the worker's session user */
+	int32		index;			/* which of the stream's workers, from 0 to parallelism - 1 */
 } TribWorkerArgs;
 
 extern void TribLauncherRegister(void);

@@ -402,6 +402,7 @@ TribStreamResolveOptions(StreamDef *def)
 	def->format = TRIB_FORMAT_JSON;
 	def->batch_size = 1000;
 	def->batch_ms = 100;
+	def->parallelism = 1;
 	def->csv_delimiter = ',';
 	def->csv_columns = NIL;
 	def->column = NULL;
@@ -428,6 +429,8 @@ TribStreamResolveOptions(StreamDef *def)
 			def->batch_size = TribOptionInt(def, name, &val, 1, 1000000);
 		else if (strcmp(name, "batch_ms") == 0)
 			def->batch_ms = TribOptionInt(def, name, &val, 1, 3600 * 1000);
+		else if (strcmp(name, "parallelism") == 0)
+			def->parallelism = TribOptionInt(def, name, &val, 1, TRIBUTARY_MAX_PARALLELISM);
 		else if (strcmp(name, "overflow") == 0)
 			def->overflow_column = TribOptionString(def, name, &val);
 		else if (strcmp(name, "columns") == 0)

@@ -2,8 +2,8 @@
  * shmem.c
  *		tributary's shared memory: the launcher's pid and one slot per stream.
  *
- * A slot holds the stream's worker (pid, the config version it runs with) and its live
- * counters. Counters are pg_atomic_uint64 and are added without a lock. The LWLock
+ * A slot holds the stream's workers (one per index up to its parallelism: pid, the config
+ * version it runs with) and its live counters. Counters are pg_atomic_uint64 and are added without a lock. The LWLock
  * protects slot allocation and the worker fields: shared to look a slot up, exclusive to
  * claim or free one.
  *
@@ -30,14 +30,20 @@
 #include "shmem.h"
 #include "tributary.h"
 
+/* One of a stream's workers (parallelism), at its index. */
+typedef struct TribWorkerSlot
+{
+	pid_t		pid;			/* 0 when no worker runs at this index */
+	int32		config_version; /* catalog version the worker has loaded */
+	TimestampTz started_at;
+} TribWorkerSlot;
+
 typedef struct TribStreamSlot
 {
 	TribStreamKey key;			/* key.id is 0 when the slot is free */
-	bool		dropped;		/* stream dropped; freed when its worker detaches */
+	bool		dropped;		/* stream dropped; freed when its last worker detaches */
 	bool		sweep_mark;		/* missing from the catalog at the launcher's last pass */
-	pid_t		worker_pid;		/* 0 when no worker runs */
-	int32		config_version; /* catalog version the worker has loaded */
-	TimestampTz worker_started_at;
+	TribWorkerSlot workers[TRIBUTARY_MAX_PARALLELISM];
 	pg_atomic_uint64 messages;
 	pg_atomic_uint64 rows;
 	pg_atomic_uint64 dead_letters;
@@ -52,6 +58,7 @@ typedef struct TribPartitionSlot
 	TribStreamKey key;			/* key.id is 0 when the slot is free */
 	char		topic[NAMEDATALEN];
 	int32		partition;
+	pid_t		worker_pid;		/* the worker that last reported on it */
 	int64		messages;
 	int64		rows;
 	int64		dead_letters;
@@ -145,6 +152,22 @@ TribShmemStartup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/*
+ * The SQL declaration of a counters function must match this library's: after the library
+ * is replaced and before ALTER EXTENSION UPDATE, say so instead of misreading columns.
+ */
+static void
+TribCheckResultColumns(ReturnSetInfo *rsinfo, int expected, const char *function)
+{
+	if (rsinfo->setDesc->natts != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tributary.%s() is declared with %d columns, but the tributary library returns %d",
+						function, rsinfo->setDesc->natts, expected),
+				 errdetail("The extension's SQL objects are from another version than its shared library."),
+				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
+}
+
 static void
 TribCheckShmem(void)
 {
@@ -175,6 +198,15 @@ TribFindSlot(const TribStreamKey *key)
 	return NULL;
 }
 
+static bool
+TribSlotHasWorkers(TribStreamSlot *slot)
+{
+	for (int i = 0; i < TRIBUTARY_MAX_PARALLELISM; i++)
+		if (slot->workers[i].pid != 0)
+			return true;
+	return false;
+}
+
 static void
 TribFreeSlot(TribStreamSlot *slot)
 {
@@ -199,9 +231,7 @@ TribClaimSlot(const TribStreamKey *key)
 	slot->key = *key;
 	slot->dropped = false;
 	slot->sweep_mark = false;
-	slot->worker_pid = 0;
-	slot->config_version = 0;
-	slot->worker_started_at = 0;
+	memset(slot->workers, 0, sizeof(slot->workers));
 	pg_atomic_write_u64(&slot->messages, 0);
 	pg_atomic_write_u64(&slot->rows, 0);
 	pg_atomic_write_u64(&slot->dead_letters, 0);
@@ -291,7 +321,7 @@ TribApplyPending(void)
 
 		if (p->forget)
 		{
-			if (slot != NULL && slot->worker_pid == 0)
+			if (slot != NULL && !TribSlotHasWorkers(slot))
 				TribFreeSlot(slot);
 			else if (slot != NULL)
 				slot->dropped = true;
@@ -320,7 +350,7 @@ TribApplyPending(void)
  * Free the slots of this database's streams that are gone: the catalog (its OID) is not
  * the current one, or the id is not in ids. A slot is freed only when it was missing at
  * two passes in a row, so a stream created after this pass's snapshot keeps its counters;
- * one with a worker is freed when the worker detaches.
+ * one with workers is freed when the last of them detaches.
  */
 void
 TribSweepSlots(Oid catalog, const int32 *ids, int nids)
@@ -340,7 +370,7 @@ TribSweepSlots(Oid catalog, const int32 *ids, int nids)
 			slot->sweep_mark = false;
 		else if (!slot->sweep_mark)
 			slot->sweep_mark = true;
-		else if (slot->worker_pid == 0)
+		else if (!TribSlotHasWorkers(slot))
 			TribFreeSlot(slot);
 		else
 			slot->dropped = true;
@@ -410,13 +440,18 @@ TribShmemInitXactHooks(void)
 	RegisterSubXactCallback(TribSubXactCallback, NULL);
 }
 
-/* Claim the stream's slot for this worker; false when another live worker holds it. */
+/*
+ * Claim the stream's slot for this worker at its index; false when another live worker
+ * holds that index.
+ */
 bool
-TribWorkerAttach(const TribStreamKey *key, int32 config_version)
+TribWorkerAttach(const TribStreamKey *key, int index, int32 config_version)
 {
 	TribStreamSlot *slot;
+	TribWorkerSlot *w;
 	bool		ok = true;
 
+	Assert(index >= 0 && index < TRIBUTARY_MAX_PARALLELISM);
 	TribCheckShmem();
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
 	slot = TribFindSlot(key);
@@ -430,45 +465,57 @@ TribWorkerAttach(const TribStreamKey *key, int32 config_version)
 				 errmsg("no shared memory slot left for stream %d", key->id),
 				 errhint("Raise tributary.max_streams and restart the server.")));
 	}
-	if (slot->worker_pid != 0 && slot->worker_pid != MyProcPid &&
-		kill(slot->worker_pid, 0) == 0)
+	w = &slot->workers[index];
+	if (w->pid != 0 && w->pid != MyProcPid && kill(w->pid, 0) == 0)
 		ok = false;
 	else
 	{
-		slot->worker_pid = MyProcPid;
-		slot->config_version = config_version;
-		slot->worker_started_at = GetCurrentTimestamp();
+		w->pid = MyProcPid;
+		w->config_version = config_version;
+		w->started_at = GetCurrentTimestamp();
 	}
 	LWLockRelease(TribState->lock);
 	return ok;
 }
 
-void
-TribWorkerSetConfigVersion(const TribStreamKey *key, int32 config_version)
+/* This worker's entry in its stream's slot, or NULL; caller holds the lock. */
+static TribWorkerSlot *
+TribMyWorkerSlot(const TribStreamKey *key, int index)
 {
-	TribStreamSlot *slot;
+	TribStreamSlot *slot = TribFindSlot(key);
+
+	if (slot == NULL || slot->workers[index].pid != MyProcPid)
+		return NULL;
+	return &slot->workers[index];
+}
+
+void
+TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_version)
+{
+	TribWorkerSlot *w;
 
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	slot = TribFindSlot(key);
-	if (slot != NULL && slot->worker_pid == MyProcPid)
-		slot->config_version = config_version;
+	w = TribMyWorkerSlot(key, index);
+	if (w != NULL)
+		w->config_version = config_version;
 	LWLockRelease(TribState->lock);
 }
 
 void
-TribWorkerDetach(const TribStreamKey *key)
+TribWorkerDetach(const TribStreamKey *key, int index)
 {
-	TribStreamSlot *slot;
+	TribWorkerSlot *w;
 
 	if (TribState == NULL)
 		return;
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	slot = TribFindSlot(key);
-	if (slot != NULL && slot->worker_pid == MyProcPid)
+	w = TribMyWorkerSlot(key, index);
+	if (w != NULL)
 	{
-		slot->worker_pid = 0;
-		slot->worker_started_at = 0;
-		if (slot->dropped)
+		TribStreamSlot *slot = TribFindSlot(key);
+
+		memset(w, 0, sizeof(*w));
+		if (slot->dropped && !TribSlotHasWorkers(slot))
 			TribFreeSlot(slot);
 	}
 	LWLockRelease(TribState->lock);
@@ -481,9 +528,16 @@ TribListWorkerPids(pid_t *pids, int max)
 	int			n = 0;
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
-	for (int i = 0; i < TribState->nslots && n < max; i++)
-		if (TribState->slots[i].key.id != 0 && TribState->slots[i].worker_pid != 0)
-			pids[n++] = TribState->slots[i].worker_pid;
+	for (int i = 0; i < TribState->nslots; i++)
+	{
+		TribStreamSlot *slot = &TribState->slots[i];
+
+		if (slot->key.id == 0)
+			continue;
+		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM && n < max; w++)
+			if (slot->workers[w].pid != 0)
+				pids[n++] = slot->workers[w].pid;
+	}
 	LWLockRelease(TribState->lock);
 	return n;
 }
@@ -499,33 +553,50 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
+	TribCheckResultColumns(rsinfo, 11, "_stream_counters");
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->nslots; i++)
 	{
 		TribStreamSlot *slot = &TribState->slots[i];
-		Datum		values[10];
-		bool		nulls[10] = {0};
+		Datum		values[11];
+		bool		nulls[11] = {0};
 		uint64		last_commit;
+		TribWorkerSlot *first = NULL;
+		int			workers = 0;
 
 		if (slot->key.id == 0 || slot->dropped || slot->key.database != MyDatabaseId ||
 			slot->key.catalog != catalog)
 			continue;
+		/* the lowest-index worker stands for the stream; started_at is the earliest */
+		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM; w++)
+		{
+			if (slot->workers[w].pid == 0)
+				continue;
+			workers++;
+			if (first == NULL)
+				first = &slot->workers[w];
+		}
 		values[0] = Int32GetDatum(slot->key.id);
-		values[1] = Int32GetDatum(slot->worker_pid);
-		nulls[1] = slot->worker_pid == 0;
-		values[2] = Int32GetDatum(slot->config_version);
-		nulls[2] = slot->worker_pid == 0;
-		values[3] = TimestampTzGetDatum(slot->worker_started_at);
-		nulls[3] = slot->worker_pid == 0;
-		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->messages));
-		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->rows));
-		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->dead_letters));
-		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->bytes));
-		values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->batches));
+		values[1] = Int32GetDatum(first ? first->pid : 0);
+		nulls[1] = first == NULL;
+		values[2] = Int32GetDatum(workers);
+		values[3] = Int32GetDatum(first ? first->config_version : 0);
+		nulls[3] = first == NULL;
+		values[4] = TimestampTzGetDatum(first ? first->started_at : 0);
+		nulls[4] = first == NULL;
+		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM; w++)
+			if (slot->workers[w].pid != 0 &&
+				slot->workers[w].started_at < DatumGetTimestampTz(values[4]))
+				values[4] = TimestampTzGetDatum(slot->workers[w].started_at);
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->messages));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->rows));
+		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->dead_letters));
+		values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->bytes));
+		values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->batches));
 		last_commit = pg_atomic_read_u64(&slot->last_commit);
-		values[9] = TimestampTzGetDatum((TimestampTz) last_commit);
-		nulls[9] = last_commit == 0;
+		values[10] = TimestampTzGetDatum((TimestampTz) last_commit);
+		nulls[10] = last_commit == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(TribState->lock);
@@ -586,6 +657,7 @@ TribPartitionStatsAdd(const TribStreamKey *key, const char *topic, int32 partiti
 		p->dead_letters += dead_letters;
 		p->bytes += bytes;
 		p->batches++;
+		p->worker_pid = MyProcPid;
 		p->last_commit = now;
 		p->next_offset = next_offset;
 		if (p->window_start == 0)
@@ -621,7 +693,10 @@ TribPartitionSetWatermark(const TribStreamKey *key, const char *topic, int32 par
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
 	p = TribPartitionSlotFor(key, topic, partition);
 	if (p != NULL)
+	{
 		p->high_watermark = high_watermark;
+		p->worker_pid = MyProcPid;
+	}
 	LWLockRelease(TribState->lock);
 }
 
@@ -637,13 +712,14 @@ tributary_partition_counters(PG_FUNCTION_ARGS)
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
+	TribCheckResultColumns(rsinfo, 14, "_partition_counters");
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->npartitions; i++)
 	{
 		TribPartitionSlot *p = &TribState->partitions[i];
-		Datum		values[13];
-		bool		nulls[13] = {0};
+		Datum		values[14];
+		bool		nulls[14] = {0};
 
 		if (p->key.id == 0 || p->key.database != MyDatabaseId || p->key.catalog != catalog)
 			continue;
@@ -665,6 +741,8 @@ tributary_partition_counters(PG_FUNCTION_ARGS)
 		nulls[11] = p->next_offset < 0 || p->high_watermark < 0;
 		/* a rate older than 10 s describes a stream that has gone quiet */
 		values[12] = Float8GetDatum(TimestampDifferenceExceeds(p->rate_at, now, 10000) ? 0.0 : p->rate);
+		values[13] = Int32GetDatum(p->worker_pid);
+		nulls[13] = p->worker_pid == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(TribState->lock);

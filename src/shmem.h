@@ -1,7 +1,7 @@
 /*
  * shmem.h
  *		Shared memory of tributary: the launcher's pid and one slot per stream with its
- *		worker and live counters. Counters of a transaction are applied when it commits.
+ *		workers and live counters. Counters of a transaction are applied when it commits.
  */
 #ifndef TRIBUTARY_SHMEM_H
 #define TRIBUTARY_SHMEM_H
@@ -31,9 +31,9 @@ extern void TribWakeLauncherAtCommit(void);
 extern void TribSetLauncherPid(pid_t pid);
 
 /* workers */
-extern bool TribWorkerAttach(const TribStreamKey *key, int32 config_version);
-extern void TribWorkerSetConfigVersion(const TribStreamKey *key, int32 config_version);
-extern void TribWorkerDetach(const TribStreamKey *key);
+extern bool TribWorkerAttach(const TribStreamKey *key, int index, int32 config_version);
+extern void TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_version);
+extern void TribWorkerDetach(const TribStreamKey *key, int index);
 extern int	TribListWorkerPids(pid_t *pids, int max);
 extern void TribSweepSlots(Oid catalog, const int32 *ids, int nids);
 

@@ -17,6 +17,7 @@
 #define TRIBUTARY_SCHEMA "tributary"
 #define TRIBUTARY_ADMIN_ROLE "tributary_admin"
 #define TRIBUTARY_MAX_NAME_LEN 48
+#define TRIBUTARY_MAX_PARALLELISM 32	/* workers per stream */
 
 /* GUCs (tributary.c) */
 extern char *tributary_database;
@@ -89,6 +90,8 @@ typedef struct StreamDef
 	/* batching */
 	int			batch_size;
 	int			batch_ms;
+
+	int			parallelism;	/* workers that consume the stream together */
 } StreamDef;
 
 /* One message on its way into the target table. */

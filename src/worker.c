@@ -1,11 +1,14 @@
 /*
  * worker.c
- *		A stream worker: one dynamic background worker per started non-local stream,
- *		started and stopped by the launcher.
+ *		A stream worker: one of the dynamic background workers (as many as the stream's
+ *		"parallelism", 1 by default) of a started non-local stream, started and stopped by
+ *		the launcher, which gives each its index.
  *
- * It connects to the launcher's database as the extension's owner, claims its stream's
- * slot in shared memory (so a stream never has two workers), names itself after its
- * stream in pg_stat_activity (application_name "tributary: <stream>"), and then waits
+ * It connects to the launcher's database as the extension's owner, claims its index in
+ * its stream's slot in shared memory (so a stream never has two workers at one index),
+ * names itself after its stream in pg_stat_activity (application_name
+ * "tributary: <stream>", or "tributary: <stream> #<index + 1>" when the stream has
+ * several workers), and then waits
  * on its latch: SIGTERM ends it, postmaster death ends it, SIGHUP makes it reload the
  * stream's definition, which is how alter_stream reaches it.
  *
@@ -35,12 +38,23 @@
 #include "tributary.h"
 
 static int32 worker_stream_id = 0;
+static int	worker_index = 0;
 static TribStreamKey worker_key;
 
 static void
 TribWorkerOnExit(int code, Datum arg)
 {
-	TribWorkerDetach(&worker_key);
+	TribWorkerDetach(&worker_key, worker_index);
+}
+
+/* application_name: the stream, and which of its workers this is when it has several */
+static void
+TribWorkerReportName(StreamDef *def)
+{
+	if (def->parallelism == 1)
+		pgstat_report_appname(psprintf("tributary: %s", def->name));
+	else
+		pgstat_report_appname(psprintf("tributary: %s #%d", def->name, worker_index + 1));
 }
 
 /* Record why the worker cannot run its stream in tributary.streams.last_error. */
@@ -117,7 +131,7 @@ TribWorkerConsume(StreamDef *def)
 
 	PG_TRY();
 	{
-		TribKafkaRun(def);
+		TribKafkaRun(def, worker_index);
 	}
 	PG_CATCH();
 	{
@@ -144,6 +158,7 @@ TribStreamWorkerMain(Datum arg)
 
 	worker_stream_id = DatumGetInt32(arg);
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	worker_index = args.index;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -154,21 +169,23 @@ TribStreamWorkerMain(Datum arg)
 	defcxt = AllocSetContextCreate(TopMemoryContext, "tributary stream definition",
 								   ALLOCSET_SMALL_SIZES);
 	def = TribWorkerLoadStream(defcxt);
-	if (def == NULL || !def->enabled)
+	if (def == NULL || !def->enabled || worker_index >= def->parallelism)
 	{
-		ereport(LOG, (errmsg("tributary stream %d is gone or stopped; worker exits", worker_stream_id)));
+		ereport(LOG, (errmsg("tributary stream %d is gone or stopped, or needs no worker #%d; worker exits",
+							 worker_stream_id, worker_index + 1)));
 		proc_exit(0);
 	}
 	worker_key = def->key;
-	if (!TribWorkerAttach(&worker_key, def->config_version))
+	if (!TribWorkerAttach(&worker_key, worker_index, def->config_version))
 	{
-		ereport(LOG, (errmsg("tributary stream \"%s\" already has a worker; this one exits", def->name)));
+		ereport(LOG, (errmsg("tributary stream \"%s\" already has a worker #%d; this one exits",
+							 def->name, worker_index + 1)));
 		proc_exit(0);
 	}
 	before_shmem_exit(TribWorkerOnExit, (Datum) 0);
-	pgstat_report_appname(psprintf("tributary: %s", def->name));
-	ereport(LOG, (errmsg("tributary worker for stream \"%s\" started (source %s)",
-						 def->name, TribSourceName(def->source))));
+	TribWorkerReportName(def);
+	ereport(LOG, (errmsg("tributary worker #%d of %d for stream \"%s\" started (source %s)",
+						 worker_index + 1, def->parallelism, def->name, TribSourceName(def->source))));
 
 	for (;;)
 	{
@@ -191,11 +208,13 @@ TribStreamWorkerMain(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			MemoryContextReset(defcxt);
 			fresh = TribWorkerLoadStream(defcxt);
-			/* gone, stopped, or an id reused by a re-created extension */
-			if (fresh == NULL || !fresh->enabled || fresh->key.catalog != worker_key.catalog)
+			/* gone, stopped, parallelism lowered, or an id reused by a re-created extension */
+			if (fresh == NULL || !fresh->enabled || fresh->key.catalog != worker_key.catalog ||
+				worker_index >= fresh->parallelism)
 				proc_exit(0);
 			def = fresh;
-			TribWorkerSetConfigVersion(&worker_key, def->config_version);
+			TribWorkerSetConfigVersion(&worker_key, worker_index, def->config_version);
+			TribWorkerReportName(def);
 			ereport(LOG, (errmsg("tributary worker for stream \"%s\" reloaded its options (config version %d)",
 								 def->name, def->config_version)));
 		}

@@ -11,6 +11,13 @@
  * dropped; their next owner reads them again from the stored offsets. So a crash anywhere
  * (worker, server, broker) neither loses nor duplicates a message.
  *
+ * Several workers (option "parallelism") share a stream's partitions: as members of one
+ * consumer group, or by splitting a static "partitions" list. Two of them can hold one
+ * partition for a moment (a worker stuck in a batch past max.poll.interval.ms loses its
+ * partitions to another; a static split changes on alter_stream), so every batch first
+ * takes a transaction lock per partition it covers and drops the messages below the
+ * partition's stored next offset, which another worker has stored already.
+ *
  * Rows are inserted as the stream's owner (the role that created it), never as the
  * superuser the worker connects as. Memory is bounded: at most batch_size messages are
  * held, and librdkafka's prefetch queue is bounded by its own settings.
@@ -27,12 +34,14 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
 #include "storage/pmsignal.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -50,6 +59,9 @@
 
 #define TRIB_KAFKA_POLL_MS 100
 #define TRIB_KAFKA_CLOSE_MS 5000
+
+/* field4 of the advisory lock tag of a partition fence, apart from the SQL functions' 1 and 2 */
+#define TRIB_LOCKTAG_PARTITION 0x5452
 
 /* librdkafka properties tributary sets itself: overriding them would break exactly-once. */
 static const char *const reserved_properties[] = {
@@ -71,6 +83,7 @@ typedef struct TribKafkaOptions
 	char	   *brokers;
 	List	   *topics;			/* of char * */
 	char	   *group;
+	bool		group_given;	/* by option: the group's committed offsets count */
 	TribKafkaStart start;
 	int64		start_ms;		/* TRIB_START_TIMESTAMP: ms since the Unix epoch */
 	Jsonb	   *start_offsets;	/* TRIB_START_OFFSETS: {"partition": offset, ...} */
@@ -83,6 +96,7 @@ typedef struct TribKafka
 {
 	MemoryContext cxt;			/* lives as long as the consumer */
 	StreamDef  *def;
+	int			index;			/* which of the stream's workers this is */
 	TribKafkaOptions opts;
 	rd_kafka_t *rk;
 	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
@@ -217,25 +231,12 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 	v = TribOption(def, "group");
 	if (v != NULL && (v->type != jbvString || v->val.string.len == 0))
 		TribBadOption(def, "group", "a non-empty string");
+	o->group_given = v != NULL;
 	o->group = v != NULL ? pnstrdup(v->val.string.val, v->val.string.len) :
 		psprintf("tributary-" UINT64_FORMAT "-%s-%s", GetSystemIdentifier(),
 				 get_database_name(MyDatabaseId), def->name);
 
 	TribKafkaParseStart(def, o);
-
-	/* several workers per stream are not built yet: say so rather than ignore the option */
-	v = TribOption(def, "parallelism");
-	if (v != NULL)
-	{
-		int64		n;
-
-		if (!TribJsonbInteger(v, &n) || n != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("option \"parallelism\" of stream \"%s\" can only be 1 for now", def->name),
-					 errdetail("One worker consumes a Kafka stream in this version."),
-					 errhint("To split a topic, declare streams (here or on other servers) with disjoint \"partitions\" lists.")));
-	}
 
 	v = TribOption(def, "partitions");
 	if (v != NULL)
@@ -347,7 +348,12 @@ TribKafkaValidateOptions(StreamDef *def)
 
 /*
  * Set the start offset of each newly assigned partition: the stored next offset, or,
- * where none is stored yet, what the "start" option says. Runs its own transaction.
+ * where none is stored yet, what the "start" option says. With a "group" given by option
+ * and "start" earliest or latest, a partition without a stored offset starts at the
+ * group's committed offset where it has one (librdkafka looks it up for
+ * RD_KAFKA_OFFSET_INVALID, and falls back to auto.offset.reset): so partitions that move
+ * between servers sharing a group go on where the last one left off. Runs its own
+ * transaction.
  */
 static void
 TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
@@ -384,10 +390,10 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 		switch (k->opts.start)
 		{
 			case TRIB_START_EARLIEST:
-				p->offset = RD_KAFKA_OFFSET_BEGINNING;
+				p->offset = k->opts.group_given ? RD_KAFKA_OFFSET_INVALID : RD_KAFKA_OFFSET_BEGINNING;
 				break;
 			case TRIB_START_LATEST:
-				p->offset = RD_KAFKA_OFFSET_END;
+				p->offset = k->opts.group_given ? RD_KAFKA_OFFSET_INVALID : RD_KAFKA_OFFSET_END;
 				break;
 			case TRIB_START_OFFSETS:
 				{
@@ -620,7 +626,7 @@ TribKafkaClose(TribKafka *k)
 }
 
 static TribKafka *
-TribKafkaOpen(StreamDef *def)
+TribKafkaOpen(StreamDef *def, int index)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "tributary kafka consumer",
 											  ALLOCSET_SMALL_SIZES);
@@ -634,6 +640,7 @@ TribKafkaOpen(StreamDef *def)
 
 	k->cxt = cxt;
 	k->def = def;
+	k->index = index;
 	/* unknown: whatever an earlier worker left in last_error goes at the first good batch */
 	k->reported_error = MemoryContextStrdup(TopMemoryContext, "");
 	/* options name the database and parse timestamps: catalog access needs a transaction */
@@ -662,14 +669,25 @@ TribKafkaOpen(StreamDef *def)
 
 	if (k->opts.partitions != NIL)
 	{
-		/* static assignment: exactly these partitions of every topic, no group rebalancing */
+		/*
+		 * Static assignment: exactly these partitions of every topic, no group
+		 * rebalancing. Several workers deal the list out: worker i takes the entries at
+		 * positions i, i + parallelism, ...
+		 */
 		ListCell   *pc;
 
 		topics = rd_kafka_topic_partition_list_new(list_length(k->opts.topics) *
 												   list_length(k->opts.partitions));
 		foreach(lc, k->opts.topics)
 			foreach(pc, k->opts.partitions)
-				rd_kafka_topic_partition_list_add(topics, lfirst(lc), lfirst_int(pc));
+				if (foreach_current_index(pc) % def->parallelism == index)
+					rd_kafka_topic_partition_list_add(topics, lfirst(lc), lfirst_int(pc));
+		if (topics->cnt == 0)
+			ereport(LOG,
+					(errmsg("tributary stream \"%s\": worker #%d has no partition to consume",
+							def->name, index + 1),
+					 errdetail("Option \"partitions\" lists %d, option \"parallelism\" is %d.",
+							   list_length(k->opts.partitions), def->parallelism)));
 		TribKafkaSetStartOffsets(k, topics);
 		err = rd_kafka_assign(k->rk, topics);
 	}
@@ -764,6 +782,101 @@ TribKafkaCollect(TribKafka *k)
 	return k->held;
 }
 
+/*
+ * The element of list for msg's partition, added when missing (offset INVALID). Messages
+ * come in runs from one partition, so the last element found is tried first.
+ */
+static rd_kafka_topic_partition_t *
+TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *msg, int *last)
+{
+	const char *topic = rd_kafka_topic_name(msg->rkt);
+	rd_kafka_topic_partition_t *p;
+
+	if (*last < list->cnt && list->elems[*last].partition == msg->partition &&
+		strcmp(list->elems[*last].topic, topic) == 0)
+		return &list->elems[*last];
+	p = rd_kafka_topic_partition_list_find(list, topic, msg->partition);
+	if (p == NULL)
+		p = rd_kafka_topic_partition_list_add(list, topic, msg->partition);
+	*last = (int) (p - list->elems);
+	return p;
+}
+
+/*
+ * Fence the batch against another worker of the stream that holds, or held, one of its
+ * partitions: lock each partition the batch covers for the rest of the transaction (in
+ * topic and partition order, so two workers cannot deadlock), read the stored next
+ * offsets with a snapshot taken after the locks, and give back the messages below them:
+ * another worker has stored those. Runs first in the batch's transaction.
+ */
+static void
+TribKafkaFence(TribKafka *k)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(16);
+	int64	   *skipped;
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(k->def->name);
+	int			last = 0;
+	int			kept = 0;
+
+	for (int i = 0; i < k->held; i++)
+		(void) TribKafkaPartitionOf(parts, k->batch[i], &last);
+	rd_kafka_topic_partition_list_sort(parts, NULL, NULL);
+	for (int i = 0; i < parts->cnt; i++)
+	{
+		LOCKTAG		tag;
+		uint32		h = hash_bytes((const unsigned char *) parts->elems[i].topic,
+								   (int) strlen(parts->elems[i].topic));
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) k->def->id,
+							 hash_combine(h, (uint32) parts->elems[i].partition),
+							 TRIB_LOCKTAG_PARTITION);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+
+	SPI_connect();
+	SPI_execute_with_args("SELECT topic, partition, next_offset FROM tributary.offsets WHERE stream = $1",
+						  1, &type, &arg, NULL, false, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		rd_kafka_topic_partition_t *p =
+			rd_kafka_topic_partition_list_find(parts, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1),
+											   DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)));
+
+		if (p != NULL)
+			p->offset = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	SPI_finish();
+
+	skipped = palloc0(sizeof(int64) * parts->cnt);
+	last = 0;
+	for (int i = 0; i < k->held; i++)
+	{
+		rd_kafka_message_t *m = k->batch[i];
+		rd_kafka_topic_partition_t *p = TribKafkaPartitionOf(parts, m, &last);
+
+		if (m->offset < p->offset)
+		{
+			skipped[p - parts->elems]++;
+			rd_kafka_message_destroy(m);
+		}
+		else
+			k->batch[kept++] = m;
+	}
+	k->held = kept;
+	for (int i = 0; i < parts->cnt; i++)
+		if (skipped[i] > 0)
+			ereport(LOG,
+					(errmsg("tributary stream \"%s\" worker #%d skipped " INT64_FORMAT " messages of partition %d of topic \"%s\" stored by another worker",
+							k->def->name, k->index + 1, skipped[i], parts->elems[i].partition,
+							parts->elems[i].topic),
+					 errdetail("The partition's stored next offset is " INT64_FORMAT ".",
+							   parts->elems[i].offset)));
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
 /* A batch's share per partition: the next offset to read and what the batch did there. */
 typedef struct TribKafkaTally
 {
@@ -777,17 +890,15 @@ typedef struct TribKafkaTally
 static void
 TribKafkaTallyBatch(TribKafkaTally *t, rd_kafka_message_t **batch, TribMessageResult *results, int n)
 {
+	int			last = 0;
+
 	t->next = rd_kafka_topic_partition_list_new(16);
 	t->counts = palloc0(sizeof(int64) * TRIB_TALLY_FIELDS * n);
 	for (int i = 0; i < n; i++)
 	{
-		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
-		rd_kafka_topic_partition_t *p =
-			rd_kafka_topic_partition_list_find(t->next, topic, batch[i]->partition);
+		rd_kafka_topic_partition_t *p = TribKafkaPartitionOf(t->next, batch[i], &last);
 		int64	   *c;
 
-		if (p == NULL)
-			p = rd_kafka_topic_partition_list_add(t->next, topic, batch[i]->partition);
 		p->offset = Max(p->offset, batch[i]->offset + 1);
 		c = &t->counts[(p - t->next->elems) * TRIB_TALLY_FIELDS];
 		c[0] += 1;
@@ -920,7 +1031,7 @@ static void
 TribKafkaProcess(TribKafka *k)
 {
 	rd_kafka_message_t **batch = k->batch;
-	int			n = k->held;
+	int			n;
 	StreamDef  *def = k->def;
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary kafka batch",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -935,8 +1046,18 @@ TribKafkaProcess(TribKafka *k)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));
 	old = MemoryContextSwitchTo(cxt);
+	TribKafkaFence(k);
+	n = k->held;
+	if (n == 0)
+	{
+		MemoryContextSwitchTo(old);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextDelete(cxt);
+		return;
+	}
+	pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));
 	msgs = palloc(sizeof(TribMessage) * n);
 	results = palloc0(sizeof(TribMessageResult) * n);
 	for (int i = 0; i < n; i++)
@@ -979,7 +1100,7 @@ TribKafkaProcess(TribKafka *k)
 }
 
 void
-TribKafkaRun(StreamDef *def)
+TribKafkaRun(StreamDef *def, int index)
 {
 	TribKafka  *k;
 	static bool exit_registered = false;
@@ -989,10 +1110,10 @@ TribKafkaRun(StreamDef *def)
 		before_shmem_exit(TribKafkaAtExit, (Datum) 0);
 		exit_registered = true;
 	}
-	k = TribKafkaOpen(def);
+	k = TribKafkaOpen(def, index);
 	k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
-	ereport(LOG, (errmsg("tributary stream \"%s\" consuming from %s as group \"%s\"",
-						 def->name, k->opts.brokers, k->opts.group)));
+	ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"",
+						 def->name, index + 1, k->opts.brokers, k->opts.group)));
 
 	while (!ConfigReloadPending)
 	{

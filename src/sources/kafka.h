@@ -12,7 +12,10 @@
 /* Check a kafka stream's options (librdkafka's own checks included); raises on error. */
 extern void TribKafkaValidateOptions(StreamDef *def);
 
-/* Consume the stream until SIGHUP asks for a reload; SIGTERM ends the process. */
-extern void TribKafkaRun(StreamDef *def);
+/*
+ * Consume the stream as its worker number index (from 0) until SIGHUP asks for a reload;
+ * SIGTERM ends the process.
+ */
+extern void TribKafkaRun(StreamDef *def, int index);
 
 #endif							/* TRIBUTARY_KAFKA_H */

@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(192);
+SELECT plan(193);
 
 -- The extension and its schema.
 
@@ -71,7 +71,7 @@ SELECT col_type_is('tributary', 'dead_letters', 'detail', 'text', 'dead_letters.
 SELECT col_type_is('tributary', 'dead_letters', 'attempts', 'integer', 'dead_letters.attempts is integer');
 SELECT col_type_is('tributary', 'dead_letters', 'failed_at', 'timestamp with time zone', 'dead_letters.failed_at is timestamp with time zone');
 SELECT has_view('tributary', 'streams', 'view tributary.streams exists');
-SELECT columns_are('tributary', 'streams', ARRAY['name', 'source', 'target', 'format', 'options', 'key_column', 'event_time_column', 'enabled', 'state', 'worker_pid', 'config_version', 'owner', 'last_error', 'last_error_at', 'created_at']::name[]);
+SELECT columns_are('tributary', 'streams', ARRAY['name', 'source', 'target', 'format', 'options', 'key_column', 'event_time_column', 'enabled', 'state', 'worker_pid', 'workers', 'config_version', 'owner', 'last_error', 'last_error_at', 'created_at']::name[]);
 SELECT col_type_is('tributary', 'streams', 'name', 'text', 'streams.name is text');
 SELECT col_type_is('tributary', 'streams', 'source', 'text', 'streams.source is text');
 SELECT col_type_is('tributary', 'streams', 'target', 'regclass', 'streams.target is regclass');
@@ -82,6 +82,7 @@ SELECT col_type_is('tributary', 'streams', 'event_time_column', 'text', 'streams
 SELECT col_type_is('tributary', 'streams', 'enabled', 'boolean', 'streams.enabled is boolean');
 SELECT col_type_is('tributary', 'streams', 'state', 'text', 'streams.state is text');
 SELECT col_type_is('tributary', 'streams', 'worker_pid', 'integer', 'streams.worker_pid is integer');
+SELECT col_type_is('tributary', 'streams', 'workers', 'integer', 'streams.workers is integer');
 SELECT col_type_is('tributary', 'streams', 'config_version', 'integer', 'streams.config_version is integer');
 SELECT col_type_is('tributary', 'streams', 'owner', 'regrole', 'streams.owner is regrole');
 SELECT col_type_is('tributary', 'streams', 'last_error', 'text', 'streams.last_error is text');

@@ -1,0 +1,209 @@
+# Several workers per Kafka stream ("parallelism"), against the local broker:
+#
+# - a consumer group of 2 workers splits 4 partitions; every id produced is stored once
+#   across kill -9 of one worker and while parallelism is lowered to 1 and raised to 3;
+# - a static "partitions" list is dealt out to the workers, and when a partition moves from
+#   a worker stuck in a batch to another one, the partition fence makes the second skip
+#   what the first stored (no duplicate, no dead letter);
+# - with a "group" given by option, a new stream in that group starts where the group's
+#   committed offsets are, not at "start".
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TributaryTest;
+use TributaryKafka;
+
+my $kafka = kafka_mock_start(brokers => 1, topics => { par => 4, fence => 2, shared => 2 });
+my $bs = $kafka->bootstrap;
+
+my $node = tributary_node('parallel', conf => "restart_after_crash = on\nlog_min_messages = info");
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# The application_names of a stream's workers, sorted.
+sub worker_names
+{
+	my ($stream) = @_;
+	return sql(qq{SELECT string_agg(application_name, ',' ORDER BY application_name)
+		FROM pg_stat_activity WHERE backend_type = 'tributary stream worker'
+		  AND application_name LIKE 'tributary: $stream%'});
+}
+
+# Produce ids [from, to] to a topic, id % partitions picking the partition.
+sub produce
+{
+	my ($topic, $partitions, $from, $to) = @_;
+	my %per;
+	push @{ $per{ $_ % $partitions } }, qq({"id": $_}) for $from .. $to;
+	kcat_produce($bs, $topic, $per{$_}, partition => $_) for sort keys %per;
+}
+
+# Every id of @ids in $table exactly once, nothing else, no dead letter.
+sub check_exactly_once
+{
+	my ($table, $stream, $ids, $what) = @_;
+	my $n = scalar @$ids;
+	my $list = join(',', @$ids);
+	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows arrived");
+	is( sql(qq{SELECT (SELECT count(*) - count(DISTINCT id) FROM $table) || '/' ||
+		              (SELECT count(*) FROM unnest('{$list}'::bigint[]) w(id)
+		               WHERE id NOT IN (SELECT id FROM $table)) || '/' ||
+		              (SELECT count(*) FROM $table WHERE id <> ALL ('{$list}'::bigint[])) || '/' ||
+		              (SELECT count(*) FROM tributary.dead_letters WHERE stream = '$stream')}),
+		'0/0/0/0', "$what: none twice, none missing, none extra, no dead letter");
+}
+
+# ---------------------------------------------------------------------------------------
+# A consumer group of two workers.
+
+sql(qq{
+	CREATE TABLE par_rows (id bigint PRIMARY KEY);
+	-- 20 ms per batch: slow enough to crash a worker mid-stream
+	CREATE FUNCTION par_slow() RETURNS trigger LANGUAGE plpgsql AS
+	  \$\$ BEGIN PERFORM pg_sleep(0.02); RETURN NULL; END \$\$;
+	CREATE TRIGGER par_slow AFTER INSERT ON par_rows FOR EACH STATEMENT EXECUTE FUNCTION par_slow();
+	SELECT tributary.create_stream('par', 'par_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "par", "parallelism": 2, "batch_size": 50, "batch_ms": 20}');
+});
+ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '2', 60),
+	'tributary.streams counts 2 workers');
+is(worker_names('par'), 'tributary: par #1,tributary: par #2', 'each worker is named with its number');
+
+produce('par', 4, 1, 4000);
+check_exactly_once('par_rows', 'par', [ 1 .. 4000 ], 'two workers in one group');
+ok( wait_for(
+		$node, q{
+		SELECT count(DISTINCT worker_pid) || '/' || count(*)
+		FROM tributary.stream_stats WHERE stream = 'par' AND partition IS NOT NULL},
+		'2/4', 60),
+	'stream_stats: the 4 partitions are split between the 2 workers');
+is( sql(q{SELECT bool_and(worker_pid IN (SELECT pid FROM pg_stat_activity
+		                                     WHERE application_name LIKE 'tributary: par #%'))
+		FROM tributary.stream_stats WHERE stream = 'par' AND partition IS NOT NULL}),
+	't', 'stream_stats: each partition row names a running worker of the stream');
+
+# kill -9 of one worker mid-stream (the server restarts all its processes)
+produce('par', 4, 4001, 8000);
+ok(wait_for($node, 'SELECT count(*) BETWEEN 4100 AND 7500 FROM par_rows', 't', 60), 'mid-stream');
+my $victim = sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: par #2'});
+ok($victim, 'worker #2 runs');
+kill 'KILL', $victim;
+check_exactly_once('par_rows', 'par', [ 1 .. 8000 ], 'after kill -9 of one worker');
+ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '2', 60),
+	'both workers run again');
+
+# fewer workers, then more, while messages keep coming
+sql(q{SELECT tributary.alter_stream('par', '{"parallelism": 1}')});
+ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '1', 60),
+	'parallelism 1: one worker left');
+ok(wait_for($node, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tributary: par%'", '1', 60),
+	'parallelism 1: the second worker is gone');
+ok(wait_for($node, q{SELECT string_agg(application_name, ',') FROM pg_stat_activity
+		WHERE application_name LIKE 'tributary: par%'}, 'tributary: par', 60),
+	'parallelism 1: the one worker drops its number');
+produce('par', 4, 8001, 9000);
+check_exactly_once('par_rows', 'par', [ 1 .. 9000 ], 'with one worker');
+sql(q{SELECT tributary.alter_stream('par', '{"parallelism": 3}')});
+ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '3', 60),
+	'parallelism 3: three workers');
+produce('par', 4, 9001, 12000);
+check_exactly_once('par_rows', 'par', [ 1 .. 12000 ], 'with three workers');
+is( sql(q{SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
+		FROM tributary.offsets WHERE stream = 'par'}),
+	'0:3000,1:3000,2:3000,3:3000', 'stored offsets are the end of every partition');
+
+# ---------------------------------------------------------------------------------------
+# The partition fence. Worker #1 is stuck in a batch of partition 0 (a trigger waits for
+# an advisory lock this test holds); alter_stream deals partition 0 to a new worker #2,
+# which reads the same messages from the stored offset and waits at the fence; once #1
+# commits, #2 skips what #1 stored.
+
+sql(qq{
+	CREATE TABLE fence_rows (id bigint PRIMARY KEY);
+	CREATE FUNCTION fence_gate() RETURNS trigger LANGUAGE plpgsql AS
+	  \$\$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END \$\$;
+	CREATE TRIGGER fence_gate AFTER INSERT ON fence_rows FOR EACH STATEMENT EXECUTE FUNCTION fence_gate();
+	SELECT tributary.create_stream('fence', 'fence_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "fence", "partitions": [0], "batch_ms": 200}');
+});
+produce('fence', 1, 1, 100);    # all to partition 0
+check_exactly_once('fence_rows', 'fence', [ 1 .. 100 ], 'fence: partition 0 alone');
+
+my $gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(4242)');
+produce('fence', 1, 101, 200);
+ok( wait_for(
+		$node, q{
+		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.application_name = 'tributary: fence' AND l.locktype = 'advisory'
+		  AND l.objid = 4242 AND NOT l.granted}, '1', 60),
+	'fence: worker #1 is stuck in its batch of messages 101..200');
+my $stuck = worker_pid($node, 'fence');
+
+sql(q{SELECT tributary.alter_stream('fence', '{"partitions": [1, 0], "parallelism": 2}')});
+ok( wait_for(
+		$node, q{
+		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.application_name = 'tributary: fence #2' AND l.locktype = 'advisory'
+		  AND l.objsubid = 21586 AND NOT l.granted}, '1', 60),
+	'fence: worker #2 got partition 0 and waits at its fence');
+is(sql('SELECT count(*) FROM fence_rows'), '100', 'fence: nothing of 101..200 committed yet');
+
+$gate->query_safe('SELECT pg_advisory_unlock(4242)');
+$gate->quit;
+check_exactly_once('fence_rows', 'fence', [ 1 .. 200 ], 'fence: after the stuck batch commits');
+ok( wait_for(
+		$node, q{SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
+	'fence: worker #1 reloads as #1 of 2');
+ok($node->wait_for_log(
+		qr/worker #2 skipped 100 messages of partition 0 of topic "fence" stored by another worker/),
+	'fence: worker #2 skipped the 100 messages worker #1 stored');
+is($stuck, sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
+	'fence: worker #1 is the same process (it committed its batch, then reloaded)');
+
+# both go on: partition 0 with worker #2, partition 1 with worker #1
+produce('fence', 2, 201, 400);
+check_exactly_once('fence_rows', 'fence', [ 1 .. 400 ], 'fence: after the move');
+ok( wait_for(
+		$node, q{
+		SELECT string_agg(s.partition || ':' || a.application_name, ',' ORDER BY s.partition)
+		FROM tributary.stream_stats s JOIN pg_stat_activity a ON a.pid = s.worker_pid
+		WHERE s.stream = 'fence' AND s.partition IS NOT NULL},
+		'0:tributary: fence #2,1:tributary: fence #1', 60),
+	'fence: stream_stats shows which worker consumes each partition');
+
+# ---------------------------------------------------------------------------------------
+# A group given by option: a stream new to it starts at the group's committed offsets.
+
+sql(qq{
+	CREATE TABLE shared_a (id bigint PRIMARY KEY);
+	CREATE TABLE shared_b (id bigint PRIMARY KEY);
+	CREATE TABLE shared_c (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('shared_a', 'shared_a', 'kafka',
+		'{"brokers": "$bs", "topic": "shared", "group": "shared-group"}');
+});
+produce('shared', 2, 1, 100);
+check_exactly_once('shared_a', 'shared_a', [ 1 .. 100 ], 'group: the first stream of the group');
+# Kafka's committed offsets follow each PostgreSQL commit; stopping leaves the group
+sleep 1;
+sql(q{SELECT tributary.stop('shared_a')});
+ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tributary: shared_a'}, '0', 60),
+	'group: the first stream stopped');
+produce('shared', 2, 101, 150);
+sql(qq{
+	SELECT tributary.create_stream('shared_b', 'shared_b', 'kafka',
+		'{"brokers": "$bs", "topic": "shared", "group": "shared-group"}');
+	SELECT tributary.create_stream('shared_c', 'shared_c', 'kafka',
+		'{"brokers": "$bs", "topic": "shared"}');
+});
+check_exactly_once('shared_b', 'shared_b', [ 101 .. 150 ],
+	'group: a new stream in the group goes on from its committed offsets');
+check_exactly_once('shared_c', 'shared_c', [ 1 .. 150 ],
+	'group: a stream with its own group starts at "start" (earliest)');
+
+$node->stop;
+$kafka->stop;
+done_testing();
