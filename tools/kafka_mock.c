@@ -22,6 +22,10 @@
  *   up BROKER_ID              listen again, on the same port
  *   rtt BROKER_ID MS          add MS milliseconds of latency to the broker's responses
  *   topic NAME PARTITIONS     create a topic
+ *   topic-error NAME ERROR    answer metadata requests for topic NAME with the Kafka error
+ *                             ERROR, named as librdkafka names it without its prefix
+ *                             (UNKNOWN_TOPIC_OR_PART: the topic does not exist, or was
+ *                             deleted; TOPIC_AUTHORIZATION_FAILED; ...); NO_ERROR clears it
  *
  * Partition P of every topic is led by broker (P mod N) + 1 (the mock alone would pick
  * leaders at random), so a test knows which partitions a "down" affects. Leaders never
@@ -43,6 +47,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +111,8 @@ usage(FILE *out)
 			"  --brokers N               number of brokers, ids 1..N (default 1)\n"
 			"  --topic NAME:PARTITIONS   create a topic (repeatable)\n"
 			"  --control FIFO_PATH       read commands from this FIFO (created if missing):\n"
-			"                              down ID | up ID | rtt ID MS | topic NAME PARTITIONS\n"
+			"                              down ID | up ID | rtt ID MS | topic NAME PARTITIONS |\n"
+			"                              topic-error NAME ERROR\n"
 			"                            each answered on stdout by \"ok <cmd>\" or\n"
 			"                            \"error <cmd>: <reason>\"\n");
 }
@@ -199,14 +205,34 @@ create_topic(MockState *st, const char *name, int partitions)
 	err = rd_kafka_mock_topic_create(st->mcluster, name, partitions, replication_factor(st));
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return rd_kafka_err2str(err);
-	/* The mock picks leaders at random; tests need to know which broker a fault hits. */
-	for (int p = 0; p < partitions; p++)
+	/*
+	 * The mock picks leaders at random; tests need to know which broker a fault hits. With
+	 * one broker there is nothing to pick (and each call can cost the mock thread a wakeup).
+	 */
+	for (int p = 0; p < partitions && st->brokers > 1; p++)
 	{
 		err = rd_kafka_mock_partition_set_leader(st->mcluster, name, p, p % st->brokers + 1);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 			return rd_kafka_err2str(err);
 	}
 	return NULL;
+}
+
+/* A Kafka error by librdkafka's name without "RD_KAFKA_RESP_ERR_"; false when unknown. */
+static bool
+parse_error_name(const char *name, rd_kafka_resp_err_t *err)
+{
+	const struct rd_kafka_err_desc *descs;
+	size_t		n;
+
+	rd_kafka_get_err_descs(&descs, &n);
+	for (size_t i = 0; i < n; i++)
+		if (descs[i].name != NULL && strcmp(descs[i].name, name) == 0)
+		{
+			*err = descs[i].code;
+			return true;
+		}
+	return false;
 }
 
 /* Write one answer line and flush at once: tests wait for it. */
@@ -288,8 +314,21 @@ run_command(MockState *st, const char *cmd)
 		else
 			reason = create_topic(st, argv[1], n);
 	}
+	else if (strcmp(argv[0], "topic-error") == 0)
+	{
+		rd_kafka_resp_err_t topic_err;
+
+		if (argc != 3)
+			reason = "usage: topic-error NAME ERROR";
+		else if (!valid_topic_name(argv[1]))
+			reason = "invalid topic name (allowed: 1-249 of [a-zA-Z0-9._-])";
+		else if (!parse_error_name(argv[2], &topic_err))
+			reason = "unknown error name (librdkafka's, without RD_KAFKA_RESP_ERR_: UNKNOWN_TOPIC_OR_PART, NO_ERROR, ...)";
+		else
+			rd_kafka_mock_topic_set_error(st->mcluster, argv[1], topic_err);
+	}
 	else
-		reason = "unknown command (down ID | up ID | rtt ID MS | topic NAME PARTITIONS)";
+		reason = "unknown command (down ID | up ID | rtt ID MS | topic NAME PARTITIONS | topic-error NAME ERROR)";
 
 	if (reason == NULL && err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		reason = rd_kafka_err2str(err);

@@ -299,6 +299,8 @@ TribKafkaConf(StreamDef *def, TribKafkaOptions *o)
 	TribKafkaSet(conf, "auto.offset.reset", o->start == TRIB_START_LATEST ? "latest" : "earliest", def);
 	/* a crashed worker's partitions move on after 10 s, not 45; librdkafka options may override */
 	TribKafkaSet(conf, "session.timeout.ms", "10000", def);
+	/* a topic created after its stream is seen within 30 s, not 5 minutes */
+	TribKafkaSet(conf, "topic.metadata.refresh.interval.ms", "30000", def);
 	if (o->librdkafka != NULL)
 	{
 		JsonbIterator *it = JsonbIteratorInit(o->librdkafka);

@@ -83,6 +83,8 @@ like($kafka->last_reply, qr/^error bogus 1: unknown command/, '... with a reason
 ok(!$kafka->control('down 4'), 'broker id out of range refused');
 ok(!$kafka->control('rtt 1 fast'), 'non-numeric rtt refused');
 ok(!$kafka->control('topic bad/name 2'), 'invalid topic name refused');
+ok(!$kafka->control('topic-error t NO_SUCH_ERROR'), 'unknown error name refused');
+ok(!$kafka->control('topic-error t'), 'topic-error without an error refused');
 
 # ---------------------------------------------------------------------------------------
 # Broker 1 down: produces to its partitions time out, other brokers' partitions still
@@ -138,6 +140,15 @@ for my $p (0, 1)
 	is_deeply([ map { $_->{value} } kcat_consume($bs, 't2', $p) ],
 		[ map { "t2 p$p #$_\nsecond line" } 1 .. 10 ], "t2 [$p]: 10 messages round trip");
 }
+
+# ---------------------------------------------------------------------------------------
+# A topic error: metadata says the topic does not exist, until the error is cleared.
+ok($kafka->control('topic-error t2 UNKNOWN_TOPIC_OR_PART'), 'topic-error t2 acknowledged');
+($t2md) = grep { $_->{topic} eq 't2' } @{ kcat_metadata($bs, 't2')->{topics} };
+like($t2md->{error} // '', qr/unknown topic/i, 'metadata: t2 is an unknown topic');
+ok($kafka->control('topic-error t2 NO_ERROR'), 'topic-error t2 NO_ERROR acknowledged');
+($t2md) = grep { $_->{topic} eq 't2' } @{ kcat_metadata($bs, 't2')->{topics} };
+is(scalar @{ $t2md->{partitions} || [] }, 2, 'metadata: t2 is back with its 2 partitions');
 
 # ---------------------------------------------------------------------------------------
 # Stop: exit status 0 on SIGTERM, no process left, FIFO removed.

@@ -1,0 +1,136 @@
+# Kafka troubles that are reported, not crash loops: a topic that does not exist yet, a
+# topic that disappears while consumed (both made by the local broker's topic-error
+# control), and an authentication failure (the local broker has no SASL, so a client set
+# up for SASL fails its handshake as against a broker that refuses its credentials). In
+# each case the worker keeps running, with the error in tributary.streams.last_error; it
+# resumes by itself (or after alter_stream) without losing or repeating a message, and a
+# password never reaches the server log.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TributaryTest;
+use TributaryKafka;
+
+my $kafka = kafka_mock_start(brokers => 1, topics => { gone => 2 });
+my $bs = $kafka->bootstrap;
+
+my $node = tributary_node('resilience', conf => 'log_min_messages = info');
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# The worker keeps its pid for a while: no exit, no restart by the launcher.
+sub stays_up
+{
+	my ($stream, $what) = @_;
+	my $pid = worker_pid($node, $stream);
+	ok(defined $pid, "$what: the worker runs");
+	sleep 3;
+	is(worker_pid($node, $stream), $pid, "$what: the same worker runs 3 s later");
+	is(sql(qq{SELECT state FROM tributary.streams WHERE name = '$stream'}), 'running',
+		"$what: the stream is running");
+}
+
+# Exactly the ids [1, $n] in $table, and no dead letter.
+sub check_rows
+{
+	my ($table, $stream, $n, $what) = @_;
+	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows");
+	is( sql(qq{SELECT (SELECT count(DISTINCT id) FROM $table WHERE id BETWEEN 1 AND $n) || '/' ||
+		              (SELECT count(*) FROM tributary.dead_letters WHERE stream = '$stream')}),
+		"$n/0", "$what: each id once, no dead letter");
+}
+
+sub produce
+{
+	my ($topic, $from, $to) = @_;
+	kcat_produce($bs, $topic, [ map { qq({"id": $_}) } $from .. $to ]);
+}
+
+my $log_offset = -s $node->logfile;
+
+# ---------------------------------------------------------------------------------------
+# A topic that does not exist yet. (The metadata refresh is lowered from tributary's 30 s
+# so the test does not wait that long for the topic to appear.)
+
+ok($kafka->control('topic-error ghost UNKNOWN_TOPIC_OR_PART'), 'topic ghost does not exist');
+sql(qq{
+	CREATE TABLE ghost_rows (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('ghost', 'ghost_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "ghost",
+		  "librdkafka": {"topic.metadata.refresh.interval.ms": 1000}}');
+});
+ok( wait_for(
+		$node, q{SELECT last_error FROM tributary.streams WHERE name = 'ghost'},
+		'UNKNOWN_TOPIC_OR_PART: Subscribed topic not available: ghost: Broker: Unknown topic or partition',
+		60),
+	'missing topic: reported in last_error');
+stays_up('ghost', 'missing topic');
+
+ok($kafka->control('topic-error ghost NO_ERROR'), 'topic ghost appears');
+produce('ghost', 1, 100);
+check_rows('ghost_rows', 'ghost', 100, 'missing topic, then created');
+ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name = 'ghost'}),
+	'missing topic: last_error is cleared once batches commit');
+
+# ---------------------------------------------------------------------------------------
+# A topic that disappears while consumed, and comes back.
+
+sql(qq{
+	CREATE TABLE gone_rows (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('gone', 'gone_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "gone",
+		  "librdkafka": {"topic.metadata.refresh.interval.ms": 1000}}');
+});
+produce('gone', 1, 100);
+check_rows('gone_rows', 'gone', 100, 'topic consumed');
+ok($kafka->control('topic-error gone UNKNOWN_TOPIC_OR_PART'), 'topic gone disappears');
+ok( wait_for(
+		$node, q{SELECT last_error ~ 'gone.*(Unknown topic or partition|no longer available)'
+		         FROM tributary.streams WHERE name = 'gone'},
+		't', 60),
+	'deleted topic: reported in last_error');
+stays_up('gone', 'deleted topic');
+ok($kafka->control('topic-error gone NO_ERROR'), 'topic gone is back');
+produce('gone', 101, 200);
+check_rows('gone_rows', 'gone', 200, 'deleted topic, then back');
+
+# ---------------------------------------------------------------------------------------
+# An authentication failure, then the credentials fixed with alter_stream.
+
+my $password = 'Sekr3t-never-logged';
+# (the test's own statement is kept out of the log: log_statement = all would show it)
+sql(qq{
+	SET log_statement = 'none';
+	CREATE TABLE auth_rows (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('auth', 'auth_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "gone",
+		  "librdkafka": {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+		                 "sasl.username": "tributary", "sasl.password": "$password"}}');
+});
+ok( wait_for(
+		$node, q{SELECT last_error LIKE '%SASL authentication%' FROM tributary.streams WHERE name = 'auth'},
+		't', 60),
+	'authentication failure: reported in last_error')
+  or diag(sql(q{SELECT last_error FROM tributary.streams WHERE name = 'auth'}));
+stays_up('auth', 'authentication failure');
+is(sql('SELECT count(*) FROM auth_rows'), '0', 'authentication failure: nothing consumed');
+
+sql(q{SELECT tributary.alter_stream('auth', '{"librdkafka": null}')});
+check_rows('auth_rows', 'auth', 200, 'credentials fixed');
+ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name = 'auth'}),
+	'authentication failure: last_error is cleared');
+
+# ---------------------------------------------------------------------------------------
+# No crash loops in the log, and no password.
+
+my $log = slurp_file($node->logfile, $log_offset);
+unlike($log, qr/worker #\d+ of stream "(ghost|gone|auth)" exited/, 'no worker of these streams exited');
+unlike($log, qr/\Q$password\E/, 'the password never reaches the server log');
+like($log, qr/tributary stream "auth": .*SASL/, 'the authentication failure is in the server log');
+
+$node->stop;
+$kafka->stop;
+done_testing();
