@@ -19,6 +19,8 @@
 #               from /proc/<pid>/status; it is found by its application_name in
 #               pg_stat_activity, 'tributary: <stream>'. After each run: exactly N rows,
 #               N distinct ids, no dead letters.
+#   tributary_parallel  the static stream with "parallelism": PARALLEL workers, each taking
+#               every PARALLEL-th partition
 #   tributary_static  the same stream with "partitions": [0 .. PARTITIONS-1]: assigned its
 #               partitions directly, as kcat -C is, with no consumer group to join
 #   copy_csv    COPY t FROM a CSV file of the same rows, written once up front (the limit:
@@ -35,6 +37,7 @@
 # Environment:
 #   RUNS=2          runs per contender (each tributary run is a fresh stream)
 #   BATCH=10000     the stream's batch_size
+#   PARALLEL=2      the parallelism of tributary_parallel
 #   RDKAFKA='{...}' the stream's librdkafka object (default: the prefetch tuning below)
 #   POLL=stats      how the end of a tributary run is seen, every 0.2 s: `stats` polls the
 #                   stream's committed row counter (tributary.stream_stats) and then checks
@@ -52,6 +55,7 @@ n="${1:-1000000}"
 partitions="${2:-32}"
 runs="${RUNS:-2}"
 batch="${BATCH:-10000}"
+parallel="${PARALLEL:-2}"
 poll="${POLL:-stats}"
 timeout_s="${TIMEOUT:-600}"
 perf_seconds="${PERF_SECONDS:-2}"
@@ -247,7 +251,8 @@ fresh() {	# an empty, checkpointed table
 worker_pid() {	# stream, seconds: the pid of the stream's worker once it runs
 	local pid="" i
 	for ((i = 0; i < $2 * 5; i++)); do
-		pid="$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $1' LIMIT 1")"
+		pid="$(sql -c "SELECT pid FROM pg_stat_activity
+		               WHERE application_name IN ('tributary: $1', 'tributary: $1 #1') LIMIT 1")"
 		if [ -n "$pid" ]; then
 			echo "$pid"
 			return 0
@@ -302,7 +307,8 @@ drop_stream() {	# stream: drop it and wait (at most 30 s) for its worker to exit
 	local i
 	sql -c "SELECT tributary.drop_stream('$1')" >/dev/null
 	for ((i = 0; i < 150; i++)); do
-		[ -z "$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $1'")" ] &&
+		[ -z "$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $1'
+		                OR application_name LIKE 'tributary: $1 #%'")" ] &&
 			return 0
 		sleep 0.2
 	done
@@ -317,10 +323,14 @@ all_partitions="$(seq -s ', ' 0 $((partitions - 1)))"
 
 # One tributary run on a fresh stream; sets run_ms, join_ms and rss_line. With "static" the
 # stream names all partitions ("partitions": [0, ...]) and is assigned them directly, as kcat
-# -C is, instead of joining a consumer group.
-tributary_run() {	# run label, group|static, "profile" to run perf alongside
+# -C is, instead of joining a consumer group; "parallel" adds "parallelism" (the memory
+# samples are then of worker #1 only).
+tributary_run() {	# run label, group|static|parallel, "profile" to run perf alongside
 	local stream="bench_$1" t0 out first_ms last_ms rss_file="$tmp/rss.$1" extra=""
-	[ "$2" = static ] && extra="\"partitions\": [$all_partitions], "
+	case "$2" in
+	static) extra="\"partitions\": [$all_partitions], " ;;
+	parallel) extra="\"partitions\": [$all_partitions], \"parallelism\": $parallel, " ;;
+	esac
 	fresh t
 	: >"$rss_file"
 	if [ "${3:-}" = profile ]; then profile_worker "$stream" & else sample_rss "$stream" "$rss_file" & fi
@@ -387,11 +397,12 @@ for r in $(seq "$runs"); do
 done
 fresh t_jsonb
 
-for mode in group static; do
+for mode in group static parallel; do
 	echo
 	case "$mode" in
 	group) echo "== tributary: a kafka stream per run, consumer group (batch_size $batch, librdkafka $rdkafka, POLL=$poll)" ;;
 	static) echo "== tributary_static: the same with \"partitions\": [0 .. $((partitions - 1))], no consumer group" ;;
+	parallel) echo "== tributary_parallel: tributary_static with \"parallelism\": $parallel" ;;
 	esac
 	for r in $(seq "$runs"); do
 		tributary_run "$mode$r" "$mode"
@@ -483,10 +494,12 @@ row "tributary (create_stream .. N rows)" "${best_trib[group]}"
 row "  after its first rows" $((best_trib[group] - best_join[group]))
 row "tributary_static (create_stream .. N rows)" "${best_trib[static]}"
 row "  after its first rows" $((best_trib[static] - best_join[static]))
+row "tributary_parallel (create_stream .. N rows)" "${best_trib[parallel]}"
+row "  after its first rows" $((best_trib[parallel] - best_join[parallel]))
 row "kcat_psql (kcat -C | psql COPY jsonb)" "$best_kcat"
-for mode in group static; do
+for mode in group static parallel; do
 	name="tributary"
-	[ "$mode" = static ] && name="tributary_static"
+	[ "$mode" = group ] || name="tributary_$mode"
 	awk -v name="$name" -v c="$best_copy" -v t="${best_trib[$mode]}" -v k="$best_kcat" \
 		-v j="${best_join[$mode]}" 'BEGIN {
 		printf "%s: first rows after %.2f s; %.2fx kcat_psql (after its first rows %.2fx)\n", name, j / 1000, k / t, k / (t - j)
