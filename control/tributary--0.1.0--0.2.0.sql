@@ -58,7 +58,8 @@ AS 'MODULE_PATHNAME', 'tributary_partition_counters';
 
 -- Live counters since server start (committed work only): one row per stream (topic and
 -- partition NULL; lag summed over its partitions), then one per topic and partition a
--- broker stream's workers have consumed from, with the worker that consumes it.
+-- broker stream's workers have consumed from, with the worker that consumes it (its
+-- config version and start time are on the stream's row).
 CREATE VIEW @extschema@.stream_stats AS
 WITH parts AS (SELECT * FROM @extschema@._partition_counters())
 SELECT c.name AS stream,
@@ -80,12 +81,11 @@ SELECT c.name AS stream,
 FROM @extschema@.stream_catalog c
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
 UNION ALL
-SELECT c.name, p.topic, p.partition, p.worker_pid, k.config_version, k.worker_started_at,
+SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,
        p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
        p.next_offset, p.high_watermark, p.lag, p.messages_per_sec
 FROM parts p
-JOIN @extschema@.stream_catalog c ON c.id = p.stream_id
-LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id;
+JOIN @extschema@.stream_catalog c ON c.id = p.stream_id;
 
 REVOKE ALL ON @extschema@.streams, @extschema@.stream_stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._stream_counters(), @extschema@._partition_counters() FROM PUBLIC;

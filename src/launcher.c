@@ -84,8 +84,8 @@ static bool worker_limit_logged = false;
 
 /*
  * Launcher and workers connect as the extension's owner, a superuser, and inherit the
- * database's settings: pin search_path so no one else's objects are found first, and
- * lift timeouts meant for interactive sessions.
+ * database's settings: pin search_path so no one else's objects are found first, lift
+ * timeouts meant for interactive sessions, and run read-write READ COMMITTED transactions.
  */
 void
 TribPinSessionSettings(void)
@@ -94,6 +94,9 @@ TribPinSessionSettings(void)
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the partition fence re-reads offsets after its locks: it needs a fresh snapshot */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void
@@ -160,9 +163,8 @@ TribReadWantedStreams(Oid *owner)
 		bool		isnull;
 
 		*owner = TribExtensionOwner();
-		/* options were validated when stored: parallelism is an integer from 1 up */
 		SPI_execute("SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
-					"coalesce((options OPERATOR(pg_catalog.->>) 'parallelism')::pg_catalog.int4, 1) "
+					"options OPERATOR(pg_catalog.->>) 'parallelism' "
 					"FROM tributary.stream_catalog ORDER BY id", true, 0);
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -180,8 +182,13 @@ TribReadWantedStreams(Oid *owner)
 			w->key.catalog = catalog;
 			w->key.id = ids[i];
 			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-			w->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-			w->parallelism = Max(1, Min(w->parallelism, TRIBUTARY_MAX_PARALLELISM));
+			/* validated when stored; a catalog edited by hand must not stop the launcher */
+			{
+				char	   *p = SPI_getvalue(tup, desc, 5);
+
+				w->parallelism = p != NULL ? atoi(p) : 1;
+				w->parallelism = Max(1, Min(w->parallelism, TRIBUTARY_MAX_PARALLELISM));
+			}
 			strlcpy(w->name, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
 			wanted = lappend(wanted, w);
 			MemoryContextSwitchTo(old);
@@ -379,18 +386,22 @@ TribReconcile(void)
 	ListCell   *lc;
 
 	MemoryContextSwitchTo(old);
-	foreach(lc, wanted)
-	{
-		TribWantedStream *w = lfirst(lc);
-
-		for (int index = 0; index < w->parallelism; index++)
+	/*
+	 * Worker #1 of every stream before worker #2 of any: when tributary.max_workers runs
+	 * short, every stream still gets a worker.
+	 */
+	for (int index = 0; index < TRIBUTARY_MAX_PARALLELISM; index++)
+		foreach(lc, wanted)
 		{
-			long		ms = TribTendWorker(w, index, owner, now);
+			TribWantedStream *w = lfirst(lc);
+			long		ms;
 
+			if (index >= w->parallelism)
+				continue;
+			ms = TribTendWorker(w, index, owner, now);
 			if (ms >= 0)
 				sleep_ms = Min(sleep_ms, ms);
 		}
-	}
 	TribStopUnwanted();
 	MemoryContextDelete(cxt);
 	return sleep_ms;

@@ -515,6 +515,11 @@ TribWorkerDetach(const TribStreamKey *key, int index)
 		TribStreamSlot *slot = TribFindSlot(key);
 
 		memset(w, 0, sizeof(*w));
+		/* the stream's partitions this worker consumed have no worker now */
+		for (int i = 0; i < TribState->npartitions; i++)
+			if (TribState->partitions[i].worker_pid == MyProcPid &&
+				TribKeyEquals(&TribState->partitions[i].key, key))
+				TribState->partitions[i].worker_pid = 0;
 		if (slot->dropped && !TribSlotHasWorkers(slot))
 			TribFreeSlot(slot);
 	}

@@ -215,8 +215,8 @@ TribStreamWorkerMain(Datum arg)
 			def = fresh;
 			TribWorkerSetConfigVersion(&worker_key, worker_index, def->config_version);
 			TribWorkerReportName(def);
-			ereport(LOG, (errmsg("tributary worker for stream \"%s\" reloaded its options (config version %d)",
-								 def->name, def->config_version)));
+			ereport(LOG, (errmsg("tributary worker #%d of %d for stream \"%s\" reloaded its options (config version %d)",
+								 worker_index + 1, def->parallelism, def->name, def->config_version)));
 		}
 	}
 }

@@ -67,7 +67,7 @@
 /* librdkafka properties tributary sets itself: overriding them would break exactly-once. */
 static const char *const reserved_properties[] = {
 	"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.commit",
-	"enable.auto.offset.store", "enable.partition.eof",
+	"enable.auto.offset.store", "enable.partition.eof", "auto.offset.reset",
 };
 
 typedef enum TribKafkaStart
@@ -297,7 +297,8 @@ TribKafkaConf(StreamDef *def, TribKafkaOptions *o)
 	TribKafkaSet(conf, "client.id", psprintf("tributary-%s", def->name), def);
 	TribKafkaSet(conf, "enable.auto.commit", "false", def);
 	TribKafkaSet(conf, "enable.auto.offset.store", "false", def);
-	TribKafkaSet(conf, "auto.offset.reset", o->start == TRIB_START_LATEST ? "latest" : "earliest", def);
+	/* an offset out of range comes to TribKafkaResetPartition, which records the jump */
+	TribKafkaSet(conf, "auto.offset.reset", "error", def);
 	/* a crashed worker's partitions move on after 10 s, not 45; librdkafka options may override */
 	TribKafkaSet(conf, "session.timeout.ms", "10000", def);
 	/* a topic created after its stream is seen within 30 s, not 5 minutes */
@@ -350,13 +351,58 @@ TribKafkaValidateOptions(StreamDef *def)
 }
 
 /*
+ * Lock partitions of the stream for the rest of the transaction: the partition fence.
+ * Every transaction that reads a partition's stored offset to act on it (positioning an
+ * assigned partition, a batch) takes it first, so two workers holding one partition for a
+ * moment take turns, and the second sees what the first stored. The lock is an advisory
+ * lock of the database keyed by hashes of the stream's name (tributary.offsets is keyed by
+ * name) and of topic and partition, with TRIB_LOCKTAG_PARTITION apart from the SQL
+ * functions' keys. Locks are taken in key order, so two workers cannot deadlock (a hash
+ * collision only makes two partitions share a lock).
+ */
+static int
+TribUint32Cmp(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+TribKafkaLockPartitions(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
+{
+	uint32		stream = hash_bytes((const unsigned char *) k->def->name, (int) strlen(k->def->name));
+	uint32	   *keys = palloc(sizeof(uint32) * Max(parts->cnt, 1));
+
+	for (int i = 0; i < parts->cnt; i++)
+		keys[i] = hash_combine(hash_bytes((const unsigned char *) parts->elems[i].topic,
+										  (int) strlen(parts->elems[i].topic)),
+							   (uint32) parts->elems[i].partition);
+	qsort(keys, parts->cnt, sizeof(uint32), TribUint32Cmp);
+	for (int i = 0; i < parts->cnt; i++)
+	{
+		LOCKTAG		tag;
+
+		if (i > 0 && keys[i] == keys[i - 1])
+			continue;
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, stream, keys[i], TRIB_LOCKTAG_PARTITION);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	pfree(keys);
+}
+
+/*
  * Set the start offset of each newly assigned partition: the stored next offset, or,
  * where none is stored yet, what the "start" option says. With a "group" given by option
  * and "start" earliest or latest, a partition without a stored offset starts at the
  * group's committed offset where it has one (librdkafka looks it up for
- * RD_KAFKA_OFFSET_INVALID, and falls back to auto.offset.reset): so partitions that move
- * between servers sharing a group go on where the last one left off. Runs its own
- * transaction.
+ * RD_KAFKA_OFFSET_INVALID; without one, TribKafkaResetPartition applies "start"): so a
+ * partition that moves to a server sharing the group, and never had it, goes on where the
+ * group's last member left off. Runs its own
+ * transaction, behind the partition fence: a position read while another worker's batch
+ * of the partition is in flight would skip (start "latest", a group's offset) or repeat
+ * what that batch stores.
  */
 static void
 TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
@@ -367,6 +413,8 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* wait for a batch of these partitions that another worker has in flight */
+	TribKafkaLockPartitions(k, parts);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	SPI_execute_with_args("SELECT topic, partition, next_offset FROM tributary.offsets WHERE stream = $1",
@@ -512,13 +560,19 @@ TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		(void) rd_kafka_assign(rk, parts);
 }
 
-/* Write the consumer's current trouble to last_error, once per distinct message. */
+/*
+ * Write the consumer's current trouble to last_error, once per distinct message, or clear
+ * it (error NULL). A stream with several workers shares last_error: each worker prefixes
+ * its errors with its number and clears only its own (and errors of no worker's), so one
+ * worker's good batches do not hide another's trouble.
+ */
 static void
 TribKafkaReport(TribKafka *k, const char *error)
 {
-	Oid			types[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = "  ";
+	Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	const char *prefix = k->def->parallelism > 1 ? psprintf("worker #%d: ", k->index + 1) : "";
 
 	/* librdkafka appends "(after 0ms in state CONNECT, 3 identical error(s) suppressed)" */
 	if (error != NULL && strstr(error, " (after ") != NULL)
@@ -530,18 +584,21 @@ TribKafkaReport(TribKafka *k, const char *error)
 		pfree(k->reported_error);
 	k->reported_error = error ? MemoryContextStrdup(TopMemoryContext, error) : NULL;
 	if (error)
-		ereport(LOG, (errmsg("tributary stream \"%s\": %s", k->def->name, error)));
+		ereport(LOG, (errmsg("tributary stream \"%s\": %s%s", k->def->name, prefix, error)));
 
 	values[0] = Int32GetDatum(k->def->id);
-	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	values[1] = error ? CStringGetTextDatum(psprintf("%s%s", prefix, error)) : (Datum) 0;
 	nulls[1] = error ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(prefix);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	TribCatalogExecute(error ?
 					   "UPDATE tributary.stream_catalog SET last_error = $2, last_error_at = pg_catalog.now() WHERE id = $1" :
-					   "UPDATE tributary.stream_catalog SET last_error = $2 WHERE id = $1 AND last_error IS NOT NULL",
-					   2, types, values, nulls);
+					   "UPDATE tributary.stream_catalog SET last_error = $2 WHERE id = $1 AND last_error IS NOT NULL "
+					   "AND (pg_catalog.starts_with(last_error, $3) "
+					   "OR last_error OPERATOR(pg_catalog.!~) '^worker #[0-9]+: ')",
+					   3, types, values, nulls);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }
@@ -689,7 +746,7 @@ TribKafkaOpen(StreamDef *def, int index)
 			ereport(LOG,
 					(errmsg("tributary stream \"%s\": worker #%d has no partition to consume",
 							def->name, index + 1),
-					 errdetail("Option \"partitions\" lists %d, option \"parallelism\" is %d.",
+					 errdetail("Option \"partitions\" lists %d partitions, option \"parallelism\" is %d.",
 							   list_length(k->opts.partitions), def->parallelism)));
 		TribKafkaSetStartOffsets(k, topics);
 		err = rd_kafka_assign(k->rk, topics);
@@ -732,6 +789,116 @@ TribKafkaCheckCallbacks(TribKafka *k)
 }
 
 /*
+ * A partition has no valid position: its stored offset (or its "start" offset, or the
+ * group's) is past the partition's end or before its start, because the topic was deleted
+ * and re-created, or retention removed messages before they were consumed; or, with a
+ * group given by option, neither a stored nor a committed offset exists. (librdkafka is
+ * told auto.offset.reset=error so this comes here rather than being reset quietly.) Go on
+ * from the partition's start, or its end for "start": "latest", and store that position
+ * behind the partition fence first: otherwise the fence would take the old, higher stored
+ * offset for messages another worker stored, and skip a re-created topic's messages.
+ */
+static void
+TribKafkaResetPartition(TribKafka *k, const char *topic, int32 partition, const char *why)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_add(parts, topic, partition);
+	int64_t		low;
+	int64_t		high;
+	rd_kafka_resp_err_t err;
+	rd_kafka_error_t *error;
+	int64		stored = -1;
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[4];
+
+	err = rd_kafka_query_watermark_offsets(k->rk, topic, partition, &low, &high, 10000);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		rd_kafka_topic_partition_list_destroy(parts);
+		TribKafkaReport(k, psprintf("%s: partition %d of topic \"%s\" is out of range and its bounds are unknown: %s",
+									rd_kafka_err2name(err), partition, topic, rd_kafka_err2str(err)));
+		return;					/* librdkafka reports the reset again at the next fetch */
+	}
+	p->offset = k->opts.start == TRIB_START_LATEST ? high : low;
+
+	values[0] = CStringGetTextDatum(k->def->name);
+	values[1] = CStringGetTextDatum(topic);
+	values[2] = Int32GetDatum(partition);
+	values[3] = Int64GetDatum(p->offset);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	TribKafkaLockPartitions(k, parts);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	SPI_execute_with_args("SELECT next_offset FROM tributary.offsets WHERE stream = $1 AND topic = $2 AND partition = $3",
+						  3, types, values, NULL, false, 1);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	TribCatalogExecute("INSERT INTO tributary.offsets AS o (stream, topic, partition, next_offset, updated_at) "
+					   "VALUES ($1, $2, $3, $4, pg_catalog.now()) "
+					   "ON CONFLICT (stream, topic, partition) DO UPDATE "
+					   "SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+					   4, types, values, NULL);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (stored >= 0)
+		ereport(WARNING,
+				(errmsg("tributary stream \"%s\": stored offset " INT64_FORMAT " of partition %d of topic \"%s\" is out of range; going on at offset " INT64_FORMAT,
+						k->def->name, stored, partition, topic, (int64) p->offset),
+				 errdetail("librdkafka: %s. The partition holds offsets " INT64_FORMAT " to " INT64_FORMAT ".",
+						   why, (int64) low, (int64) high),
+				 errhint("The topic was deleted and re-created, or retention removed messages before they were consumed.")));
+	else
+		ereport(LOG,
+				(errmsg("tributary stream \"%s\": partition %d of topic \"%s\" starts at offset " INT64_FORMAT,
+						k->def->name, partition, topic, (int64) p->offset),
+				 errdetail("librdkafka: %s.", why)));
+
+	/*
+	 * librdkafka stopped fetching the partition, and a seek is refused in that state: assign
+	 * it again from the stored offsets. The cooperative protocol can do that for this one
+	 * partition; otherwise the whole assignment is given again, and the held messages go
+	 * back (they are read again from the stored offsets).
+	 */
+	if (strcmp(rd_kafka_rebalance_protocol(k->rk), "COOPERATIVE") == 0)
+	{
+		TribKafkaDropRevoked(k, parts);
+		error = rd_kafka_incremental_unassign(k->rk, parts);
+		if (error == NULL)
+		{
+			TribKafkaSetStartOffsets(k, parts);
+			error = rd_kafka_incremental_assign(k->rk, parts);
+		}
+	}
+	else
+	{
+		rd_kafka_topic_partition_list_t *assigned;
+
+		err = rd_kafka_assignment(k->rk, &assigned);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			TribKafkaReleaseHeld(k);
+			TribKafkaSetStartOffsets(k, assigned);
+			err = rd_kafka_assign(k->rk, assigned);
+			rd_kafka_topic_partition_list_destroy(assigned);
+		}
+		error = err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_error_new(err, "%s", rd_kafka_err2str(err)) : NULL;
+	}
+	if (error != NULL)
+	{
+		TribKafkaReport(k, psprintf("could not position partition %d of topic \"%s\" again: %s",
+									partition, topic, rd_kafka_error_string(error)));
+		rd_kafka_error_destroy(error);
+	}
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/*
  * Collect up to batch_size messages: wait for the first (checking for signals every
  * TRIB_KAFKA_POLL_MS), then at most batch_ms more (overrun by at most
  * TRIB_KAFKA_CLOCK_EVERY messages already fetched). A revocation during the poll drops the
@@ -771,7 +938,10 @@ TribKafkaCollect(TribKafka *k)
 			msg = rd_kafka_consumer_poll(k->rk, (int) wait_ms);
 		if (msg != NULL && msg->err)
 		{
-			if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && msg->rkt != NULL)
+				TribKafkaResetPartition(k, rd_kafka_topic_name(msg->rkt), msg->partition,
+										rd_kafka_message_errstr(msg));
+			else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				TribKafkaReport(k, psprintf("%s: %s", rd_kafka_err2name(msg->err),
 											rd_kafka_message_errstr(msg)));
 			rd_kafka_message_destroy(msg);
@@ -819,10 +989,9 @@ TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *
 
 /*
  * Fence the batch against another worker of the stream that holds, or held, one of its
- * partitions: lock each partition the batch covers for the rest of the transaction (in
- * topic and partition order, so two workers cannot deadlock), read the stored next
- * offsets with a snapshot taken after the locks, and give back the messages below them:
- * another worker has stored those. Runs first in the batch's transaction.
+ * partitions: lock each partition the batch covers (TribKafkaLockPartitions), read the
+ * stored next offsets with a snapshot taken after the locks, and give back the messages
+ * below them: another worker has stored those. Runs first in the batch's transaction.
  */
 static void
 TribKafkaFence(TribKafka *k)
@@ -836,18 +1005,7 @@ TribKafkaFence(TribKafka *k)
 
 	for (int i = 0; i < k->held; i++)
 		(void) TribKafkaPartitionOf(parts, k->batch[i], &last);
-	rd_kafka_topic_partition_list_sort(parts, NULL, NULL);
-	for (int i = 0; i < parts->cnt; i++)
-	{
-		LOCKTAG		tag;
-		uint32		h = hash_bytes((const unsigned char *) parts->elems[i].topic,
-								   (int) strlen(parts->elems[i].topic));
-
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) k->def->id,
-							 hash_combine(h, (uint32) parts->elems[i].partition),
-							 TRIB_LOCKTAG_PARTITION);
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	}
+	TribKafkaLockPartitions(k, parts);
 
 	SPI_connect();
 	SPI_execute_with_args("SELECT topic, partition, next_offset FROM tributary.offsets WHERE stream = $1",
@@ -1070,6 +1228,7 @@ TribKafkaProcess(TribKafka *k)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextDelete(cxt);
+		TribKafkaReport(k, NULL);
 		return;
 	}
 	pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));

@@ -1,10 +1,12 @@
 # Several workers per Kafka stream ("parallelism"), against the local broker:
 #
 # - a consumer group of 2 workers splits 4 partitions; every id produced is stored once
-#   across kill -9 of one worker and while parallelism is lowered to 1 and raised to 3;
+#   across kill -9 of one worker (which makes the server restart all its processes) and
+#   while parallelism is lowered to 1 and raised to 3;
 # - a static "partitions" list is dealt out to the workers, and when a partition moves from
-#   a worker stuck in a batch to another one, the partition fence makes the second skip
-#   what the first stored (no duplicate, no dead letter);
+#   one worker to another while the first has a batch of it in flight, the partition fence
+#   makes the second wait for that batch before positioning the partition (nothing
+#   skipped), or skip in its own batch what the first stored (nothing twice);
 # - with a "group" given by option, a new stream in that group starts where the group's
 #   committed offsets are, not at "start".
 use strict;
@@ -16,7 +18,7 @@ use Test::More;
 use TributaryTest;
 use TributaryKafka;
 
-my $kafka = kafka_mock_start(brokers => 1, topics => { par => 4, fence => 2, shared => 2 });
+my $kafka = kafka_mock_start(brokers => 1, topics => { par => 4, gap => 2, fence => 2, shared => 2 });
 my $bs = $kafka->bootstrap;
 
 my $node = tributary_node('parallel', conf => "restart_after_crash = on\nlog_min_messages = info");
@@ -116,52 +118,72 @@ is( sql(q{SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partit
 	'0:3000,1:3000,2:3000,3:3000', 'stored offsets are the end of every partition');
 
 # ---------------------------------------------------------------------------------------
-# The partition fence. Worker #1 is stuck in a batch of partition 0 (a trigger waits for
-# an advisory lock this test holds); alter_stream deals partition 0 to a new worker #2,
-# which reads the same messages from the stored offset and waits at the fence; once #1
-# commits, #2 skips what #1 stored.
+# The partition fence, when positioning a partition. Worker #1 is stuck in the first batch
+# of partition 0 of a stream that starts at "latest" (a trigger waits for an advisory lock
+# this test holds), and more messages arrive; alter_stream deals partition 0 to a new
+# worker #2. Had #2 read the position at once, it would start at the end and skip 101..150;
+# it waits at the fence for #1's commit and starts at the offset #1 stored.
 
 sql(qq{
-	CREATE TABLE fence_rows (id bigint PRIMARY KEY);
-	CREATE FUNCTION fence_gate() RETURNS trigger LANGUAGE plpgsql AS
+	CREATE TABLE gap_rows (id bigint PRIMARY KEY);
+	CREATE FUNCTION gap_gate() RETURNS trigger LANGUAGE plpgsql AS
 	  \$\$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END \$\$;
-	CREATE TRIGGER fence_gate AFTER INSERT ON fence_rows FOR EACH STATEMENT EXECUTE FUNCTION fence_gate();
-	SELECT tributary.create_stream('fence', 'fence_rows', 'kafka',
-		'{"brokers": "$bs", "topic": "fence", "partitions": [0], "batch_ms": 200}');
+	CREATE TRIGGER gap_gate AFTER INSERT ON gap_rows FOR EACH STATEMENT EXECUTE FUNCTION gap_gate();
+	SELECT tributary.create_stream('gap', 'gap_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "gap", "partitions": [0], "start": "latest", "batch_ms": 200}');
 });
-produce('fence', 1, 1, 100);    # all to partition 0
-check_exactly_once('fence_rows', 'fence', [ 1 .. 100 ], 'fence: partition 0 alone');
+ok( wait_for(
+		$node, q{SELECT count(*) FROM tributary.stream_stats
+		         WHERE stream = 'gap' AND partition = 0 AND high_watermark IS NOT NULL}, '1', 60),
+	'gap: partition 0 is positioned at its end');
 
 my $gate = $node->background_psql('postgres');
 $gate->query_safe('SELECT pg_advisory_lock(4242)');
-produce('fence', 1, 101, 200);
+produce('gap', 1, 1, 100);    # all to partition 0
 ok( wait_for(
 		$node, q{
 		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-		WHERE a.application_name = 'tributary: fence' AND l.locktype = 'advisory'
+		WHERE a.application_name = 'tributary: gap' AND l.locktype = 'advisory'
 		  AND l.objid = 4242 AND NOT l.granted}, '1', 60),
-	'fence: worker #1 is stuck in its batch of messages 101..200');
-my $stuck = worker_pid($node, 'fence');
-
-sql(q{SELECT tributary.alter_stream('fence', '{"partitions": [1, 0], "parallelism": 2}')});
+	'gap: worker #1 is stuck in its first batch');
+produce('gap', 1, 101, 150);
+sql(q{SELECT tributary.alter_stream('gap', '{"partitions": [1, 0], "parallelism": 2}')});
 ok( wait_for(
 		$node, q{
 		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-		WHERE a.application_name = 'tributary: fence #2' AND l.locktype = 'advisory'
+		WHERE a.application_name = 'tributary: gap #2' AND l.locktype = 'advisory'
 		  AND l.objsubid = 21586 AND NOT l.granted}, '1', 60),
-	'fence: worker #2 got partition 0 and waits at its fence');
-is(sql('SELECT count(*) FROM fence_rows'), '100', 'fence: nothing of 101..200 committed yet');
-
+	'gap: worker #2 got partition 0 and waits at its fence before positioning it');
+is(sql('SELECT count(*) FROM gap_rows'), '0', 'gap: nothing committed yet');
 $gate->query_safe('SELECT pg_advisory_unlock(4242)');
 $gate->quit;
-check_exactly_once('fence_rows', 'fence', [ 1 .. 200 ], 'fence: after the stuck batch commits');
-ok( wait_for(
-		$node, q{SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
-	'fence: worker #1 reloads as #1 of 2');
+check_exactly_once('gap_rows', 'gap', [ 1 .. 150 ], 'gap: after the stuck batch commits');
+
+# The partition fence, in a batch. Batches of stream "fence" wait 10 s to fill. Worker #1
+# is collecting 101..200 from partition 0 when alter_stream deals the partition to a new
+# worker #2, which positions it at the stored offset 100 (nothing is in flight yet) and
+# collects the same messages. #1's batch began first, so it commits first; #2's batch
+# then finds offset 200 stored and skips what #1 stored.
+
+sql(qq{
+	CREATE TABLE fence_rows (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('fence', 'fence_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "fence", "partitions": [0], "batch_ms": 10000}');
+});
+produce('fence', 1, 1, 100);    # all to partition 0
+check_exactly_once('fence_rows', 'fence', [ 1 .. 100 ], 'fence: partition 0 alone');
+my $first = worker_pid($node, 'fence');
+produce('fence', 1, 101, 200);
+sleep 1;    # worker #1 has them (fetched within milliseconds)
+sql(q{SELECT tributary.alter_stream('fence', '{"partitions": [1, 0], "parallelism": 2}')});
+check_exactly_once('fence_rows', 'fence', [ 1 .. 200 ], 'fence: both workers held partition 0');
 ok($node->wait_for_log(
 		qr/worker #2 skipped 100 messages of partition 0 of topic "fence" stored by another worker/),
 	'fence: worker #2 skipped the 100 messages worker #1 stored');
-is($stuck, sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
+ok( wait_for(
+		$node, q{SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
+	'fence: worker #1 reloads as #1 of 2');
+is($first, sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
 	'fence: worker #1 is the same process (it committed its batch, then reloaded)');
 
 # both go on: partition 0 with worker #2, partition 1 with worker #1
@@ -174,6 +196,11 @@ ok( wait_for(
 		WHERE s.stream = 'fence' AND s.partition IS NOT NULL},
 		'0:tributary: fence #2,1:tributary: fence #1', 60),
 	'fence: stream_stats shows which worker consumes each partition');
+
+# ---------------------------------------------------------------------------------------
+# (fewer workers from here on: tributary.max_workers is 8)
+sql(q{SELECT tributary.stop('par'); SELECT tributary.stop('gap')});
+ok(wait_for($node, q{SELECT sum(workers) FROM tributary.streams}, '2', 60), 'par and gap stopped');
 
 # ---------------------------------------------------------------------------------------
 # A group given by option: a stream new to it starts at the group's committed offsets.

@@ -1,6 +1,6 @@
 # Kafka troubles that are reported, not crash loops: a topic that does not exist yet, a
 # topic that disappears while consumed (both made by the local broker's topic-error
-# control), and an authentication failure (the local broker has no SASL, so a client set
+# control), a stored offset out of range, and an authentication failure (the local broker has no SASL, so a client set
 # up for SASL fails its handshake as against a broker that refuses its credentials). In
 # each case the worker keeps running, with the error in tributary.streams.last_error; it
 # resumes by itself (or after alter_stream) without losing or repeating a message, and a
@@ -98,6 +98,29 @@ produce('gone', 101, 200);
 check_rows('gone_rows', 'gone', 200, 'deleted topic, then back');
 
 # ---------------------------------------------------------------------------------------
+# A stored offset past the partition's end (as after the topic is deleted and re-created):
+# a warning, the position stored anew, and the partition read from its start.
+
+my $p0 = kcat_count($bs, 'gone', 0);
+sql(qq{
+	CREATE TABLE reset_rows (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('reset', 'reset_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "gone", "partitions": [0]}', enabled => false);
+	INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES ('reset', 'gone', 0, 100000);
+	SELECT tributary.start('reset');
+});
+ok(wait_for($node, 'SELECT count(*) FROM reset_rows', $p0, 60),
+	"offset out of range: partition 0 read again from its start ($p0 messages)");
+ok($node->wait_for_log(
+		qr/WARNING:  tributary stream "reset": stored offset 100000 of partition 0 of topic "gone" is out of range; going on at offset 0/,
+		$log_offset),
+	'offset out of range: a warning says so');
+ok(wait_for($node, q{SELECT next_offset FROM tributary.offsets WHERE stream = 'reset'}, $p0, 60),
+	'offset out of range: the stored offset is the partition end again');
+is(sql(q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'reset'}), '0',
+	'offset out of range: no dead letter');
+
+# ---------------------------------------------------------------------------------------
 # An authentication failure, then the credentials fixed with alter_stream.
 
 my $password = 'Sekr3t-never-logged';
@@ -118,6 +141,14 @@ ok( wait_for(
 stays_up('auth', 'authentication failure');
 is(sql('SELECT count(*) FROM auth_rows'), '0', 'authentication failure: nothing consumed');
 
+# with two workers, last_error says which one
+sql(q{SELECT tributary.alter_stream('auth', '{"parallelism": 2}')});
+ok( wait_for(
+		$node, q{SELECT last_error ~ '^worker #[12]: _AUTHENTICATION: .*SASL authentication'
+		         FROM tributary.streams WHERE name = 'auth'}, 't', 60),
+	'authentication failure, two workers: last_error names the worker')
+  or diag(sql(q{SELECT last_error FROM tributary.streams WHERE name = 'auth'}));
+
 sql(q{SELECT tributary.alter_stream('auth', '{"librdkafka": null}')});
 check_rows('auth_rows', 'auth', 200, 'credentials fixed');
 ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name = 'auth'}),
@@ -127,7 +158,7 @@ ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name
 # No crash loops in the log, and no password.
 
 my $log = slurp_file($node->logfile, $log_offset);
-unlike($log, qr/worker #\d+ of stream "(ghost|gone|auth)" exited/, 'no worker of these streams exited');
+unlike($log, qr/worker #\d+ of stream "(ghost|gone|reset|auth)" exited/, 'no worker of these streams exited');
 unlike($log, qr/\Q$password\E/, 'the password never reaches the server log');
 like($log, qr/tributary stream "auth": .*SASL/, 'the authentication failure is in the server log');
 
