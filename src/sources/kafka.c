@@ -396,13 +396,12 @@ TribKafkaLockPartitions(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
  * Set the start offset of each newly assigned partition: the stored next offset, or,
  * where none is stored yet, what the "start" option says. With a "group" given by option
  * and "start" earliest or latest, a partition without a stored offset starts at the
- * group's committed offset where it has one (librdkafka looks it up for
- * RD_KAFKA_OFFSET_INVALID; without one, TribKafkaResetPartition applies "start"): so a
- * partition that moves to a server sharing the group, and never had it, goes on where the
- * group's last member left off. Runs its own
- * transaction, behind the partition fence: a position read while another worker's batch
- * of the partition is in flight would skip (start "latest", a group's offset) or repeat
- * what that batch stores.
+ * group's committed offset where it has one (rd_kafka_committed, one request for all of
+ * them): so a partition that moves to a server sharing the group, and never had it, goes
+ * on where the group's last member left off. The stored offsets are read in a transaction
+ * of their own behind the partition fence: a position read while another worker's batch of
+ * the partition is in flight would skip (start "latest", a group's offset) or repeat what
+ * that batch stores.
  */
 static void
 TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
@@ -467,6 +466,34 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	if (k->opts.group_given)
+	{
+		/* no stored offset: the group's committed offset where it has one, else "start" */
+		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(parts->cnt);
+		rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+		for (int i = 0; i < parts->cnt; i++)
+			if (parts->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+				rd_kafka_topic_partition_list_add(q, parts->elems[i].topic, parts->elems[i].partition);
+		if (q->cnt > 0)
+			err = rd_kafka_committed(k->rk, q, 10000);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			rd_kafka_topic_partition_list_destroy(q);
+			elog(ERROR, "could not read the committed offsets of group \"%s\": %s",
+				 k->opts.group, rd_kafka_err2str(err));
+		}
+		for (int i = 0; i < q->cnt; i++)
+		{
+			rd_kafka_topic_partition_t *dst =
+				rd_kafka_topic_partition_list_find(parts, q->elems[i].topic, q->elems[i].partition);
+
+			dst->offset = q->elems[i].offset >= 0 ? q->elems[i].offset :
+				k->opts.start == TRIB_START_LATEST ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+		}
+		rd_kafka_topic_partition_list_destroy(q);
+	}
 
 	if (timestamps)
 	{
