@@ -192,10 +192,68 @@ SELECT tributary.create_stream('fmt_blobs2', 'fmt_blobs2', 'local', '{"format": 
 SELECT * FROM tributary.ingest('fmt_blobs2', ARRAY['\x0102'::bytea, '\x'::bytea]);
 SELECT id, data, note FROM fmt_blobs2 ORDER BY id;
 
+-- JSON: flat objects of plain values take a fast scanner, everything else PostgreSQL's
+-- JSON parser. Both must agree with PostgreSQL on what is valid JSON and store the same
+-- values: every message below lands if and only if it is a valid JSON object (all valid
+-- ones fit the table).
+CREATE FUNCTION fmt_is_json(m text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN json_typeof(m::json) = 'object';
+EXCEPTION WHEN invalid_text_representation THEN
+    RETURN false;
+END $$;
+CREATE TABLE fmt_flat (id int, n numeric, f float8, b boolean, t text, j jsonb, arr int[]);
+SELECT tributary.create_stream('fmt_flat', 'fmt_flat');
+CREATE TABLE fmt_flat_msgs (k int, m text);
+INSERT INTO fmt_flat_msgs VALUES
+    (1, '{"id": 1, "t": "plain", "n": 1.5e3, "f": -0.25, "b": true, "j": "str"}'),
+    (2, '{"id":2,"t":"dup","t":"last wins","n":-0,"b":false,"j":null}'),
+    (3, E'\n{\t"id":3,\r\n"t" : "white space"\n}\n'),
+    (4, '{"id": 4, "j": {"a": [1, 2]}, "arr": [1, 2]}'),
+    (5, '{"id": 5, "t": "esc \"q\" \\ back"}'),
+    (6, '{"\u0069d": 6, "t": "escaped key"}'),
+    (7, '{"id": 7, "t": "ünïcødé ✓"}'),
+    (8, '{"id": 8, "unknown": 1, "t": null}'),
+    (9, '{}'),
+    (10, '{"id": 01}'),
+    (11, '{"id": 1.}'),
+    (12, '{"id": -}'),
+    (13, '{"id": 13, "b": truex}'),
+    (14, E'{"id": 14, "t": "tab\there"}'),
+    (15, '{"id": 15,}'),
+    (16, '{"id": 16} x'),
+    (17, '{"id": 17, "b": tru}'),
+    (18, '{"id": 18 "t": "x"}'),
+    (19, '{"id": .5}'),
+    (20, '{"id": 20, "f": 1e}'),
+    (21, '{"id": 21, "b": trueé}'),
+    (22, '[1, 2]'),
+    (23, '{"id": 23, "t": "unterminated}'),
+    (24, '{"id": 24, "f": 1E+2, "n": -12.5e-1}'),
+    (25, '{"id": 25, "j": 12, "t": "12", "arr": null}'),
+    (26, '{"id": 26, "n": 1e40, "j": [], "t": ""}'),
+    (27, '{"id":27}'),
+    (28, '{"id": 28, "t": "x"'),
+    (29, '{"id": 29, "t" "x"}'),
+    (30, '{"id": 30, "n": 12a}');
+SELECT * FROM tributary.ingest('fmt_flat', (SELECT array_agg(m ORDER BY k) FROM fmt_flat_msgs));
+SELECT id, n, f, b, t, j, arr FROM fmt_flat ORDER BY id NULLS FIRST;
+SELECT k, fmt_is_json(m) AS valid_json_object,
+       EXISTS (SELECT FROM tributary.dead_letters d
+               WHERE d.stream = 'fmt_flat' AND fmt_text(d.payload) = m) AS dead_letter
+FROM fmt_flat_msgs ORDER BY k;
+SELECT count(*) AS disagreements FROM fmt_flat_msgs
+WHERE fmt_is_json(m) = EXISTS (SELECT FROM tributary.dead_letters d
+                               WHERE d.stream = 'fmt_flat' AND fmt_text(d.payload) = m);
+SELECT error, sqlstate, count(*) FROM tributary.dead_letters WHERE stream = 'fmt_flat'
+GROUP BY error, sqlstate ORDER BY error;
+DROP TABLE fmt_flat_msgs;
+DROP FUNCTION fmt_is_json(text);
+
 SELECT stream, messages, rows, dead_letters, batches FROM tributary.stream_stats
 WHERE stream LIKE 'fmt\_%' ORDER BY stream;
 
 -- Clean up.
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'fmt\_%' ORDER BY name;
-DROP TABLE fmt_csv, fmt_csv2, fmt_lines, fmt_lines2, fmt_multi, fmt_blobs, fmt_blobs2;
+DROP TABLE fmt_csv, fmt_csv2, fmt_lines, fmt_lines2, fmt_multi, fmt_blobs, fmt_blobs2, fmt_flat;
 DROP FUNCTION fmt_dead(text), fmt_text(bytea);

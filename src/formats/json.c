@@ -10,7 +10,8 @@
  * the stream names one. When a key repeats, the last value wins, as in jsonb.
  *
  * Parsing uses PostgreSQL's own JSON parser (common/jsonapi.h) with callbacks, so there
- * is one pass over the message and no jsonb is built.
+ * is one pass over the message and no jsonb is built. Flat objects of plain values, the
+ * common case, take a faster scanner that stores the same values (TribJsonFlat).
  */
 #include "postgres.h"
 
@@ -277,6 +278,155 @@ TribJsonStateCreate(TribTarget *t)
 	return s;
 }
 
+/*
+ * The fast path for the common message: one flat object whose keys and string values hold
+ * no backslash, and whose values are strings, numbers, true, false or null, with no
+ * overflow column. It stores the values as the callbacks below would (a json column takes
+ * the value's JSON text, any other its text), without building tokens. It accepts only
+ * what is valid JSON, checked as strictly as PostgreSQL's lexer; anything else (nested
+ * values, escapes, a syntax error) returns false, and the message goes through
+ * pg_parse_json, which reports errors precisely.
+ */
+static inline const char *
+TribJsonSkipSpace(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* A string without escapes or control characters; p is at the opening quote. */
+static inline const char *
+TribJsonPlainString(const char *p, const char *end)
+{
+	for (p++; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c == '"')
+			return p + 1;
+		if (c == '\\' || c < 0x20)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* A number by JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static inline const char *
+TribJsonNumber(const char *p, const char *end)
+{
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	else
+		return NULL;
+	if (p < end && *p == '.')
+	{
+		const char *digits = ++p;
+
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+		if (p == digits)
+			return NULL;
+	}
+	if (p < end && (*p == 'e' || *p == 'E'))
+	{
+		const char *digits;
+
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		digits = p;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+		if (p == digits)
+			return NULL;
+	}
+	return p;
+}
+
+static bool
+TribJsonFlat(TribJsonState *s, const char *data, int len)
+{
+	const char *p = data;
+	const char *end = data + len;
+
+	p = TribJsonSkipSpace(p, end);
+	if (p == end || *p != '{')
+		return false;
+	p = TribJsonSkipSpace(p + 1, end);
+	if (p < end && *p == '}')
+		return TribJsonSkipSpace(p + 1, end) == end;
+	for (;;)
+	{
+		const char *key;
+		const char *key_end;
+		const char *value;
+		const char *value_end;
+		bool		isnull = false;
+		int			col;
+
+		if (p == end || *p != '"' || (key_end = TribJsonPlainString(p, end)) == NULL)
+			return false;
+		key = p + 1;
+		p = TribJsonSkipSpace(key_end, end);
+		if (p == end || *p != ':')
+			return false;
+		value = p = TribJsonSkipSpace(p + 1, end);
+		if (p == end)
+			return false;
+		if (*p == '"')
+			value_end = TribJsonPlainString(p, end);
+		else if (*p == '-' || (*p >= '0' && *p <= '9'))
+			value_end = TribJsonNumber(p, end);
+		else if (end - p >= 4 && memcmp(p, "true", 4) == 0)
+			value_end = p + 4;
+		else if (end - p >= 5 && memcmp(p, "false", 5) == 0)
+			value_end = p + 5;
+		else if (end - p >= 4 && memcmp(p, "null", 4) == 0)
+			value_end = p + 4, isnull = true;
+		else
+			return false;		/* an object, an array, or not JSON */
+		if (value_end == NULL)
+			return false;
+
+		col = TribTargetFindColumn(s->target, key, (int) (key_end - 1 - key));
+		if (col >= 0 && !s->target->cols[col].is_meta)
+		{
+			TribJsonValue *v = &s->values[col];
+
+			v->generation = s->generation;
+			v->isnull = isnull;
+			if (isnull)
+				v->text = NULL;
+			else if (s->target->cols[col].cls == TRIB_COL_JSON || *value != '"')
+			{
+				v->text = (char *) value;
+				v->len = (int) (value_end - value);
+			}
+			else
+			{
+				v->text = (char *) value + 1;
+				v->len = (int) (value_end - value) - 2;
+			}
+		}
+
+		/* blanks, then ',' or '}': this also rejects "01", "truex" and "1x", as the lexer does */
+		p = TribJsonSkipSpace(value_end, end);
+		if (p == end)
+			return false;
+		if (*p == '}')
+			return TribJsonSkipSpace(p + 1, end) == end;
+		if (*p != ',')
+			return false;
+		p = TribJsonSkipSpace(p + 1, end);
+	}
+}
+
 /* Write the row's present columns in table order, and compute its signature. */
 static void
 TribJsonEmit(TribJsonState *s, StringInfo line, int *signature)
@@ -324,8 +474,15 @@ TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *s
 	if (t->json == NULL)
 		t->json = TribJsonStateCreate(t);
 	s = t->json;
-	old = MemoryContextSwitchTo(s->cxt);
 	s->generation++;
+	if (t->overflow < 0 && TribJsonFlat(s, data, len))
+	{
+		TribJsonEmit(s, line, signature);
+		return true;
+	}
+	/* not the fast path's kind of message: forget what it stored, parse for real */
+	s->generation++;
+	old = MemoryContextSwitchTo(s->cxt);
 	s->saw_object = false;
 	s->col = -1;
 	s->converting = false;
