@@ -43,6 +43,7 @@ TribTargetOpen(StreamDef *def, Relation rel)
 		Oid			base;
 
 		t->cols[i].name = NameStr(att->attname);
+		t->cols[i].name_len = (int) strlen(t->cols[i].name);
 		/* COPY would write an identity ALWAYS column as if OVERRIDING SYSTEM VALUE; INSERT would not */
 		t->cols[i].writable = !att->attisdropped && att->attgenerated == '\0' &&
 			att->attidentity != ATTRIBUTE_IDENTITY_ALWAYS;
@@ -94,11 +95,9 @@ TribTargetOpen(StreamDef *def, Relation rel)
 int
 TribTargetFindColumn(TribTarget *t, const char *name, int len)
 {
-	if (len >= NAMEDATALEN)
-		return -1;
 	for (int i = 0; i < t->natts; i++)
-		if (t->cols[i].writable && strncmp(t->cols[i].name, name, len) == 0 &&
-			t->cols[i].name[len] == '\0')
+		if (t->cols[i].name_len == len && t->cols[i].writable &&
+			memcmp(t->cols[i].name, name, len) == 0)
 			return i;
 	return -1;
 }

@@ -33,6 +33,7 @@ typedef enum TribColumnClass
 typedef struct TribColumn
 {
 	char	   *name;
+	int			name_len;
 	TribColumnClass cls;
 	bool		writable;		/* not dropped, generated, or GENERATED ALWAYS AS IDENTITY */
 	bool		is_meta;		/* receives message metadata, not payload */

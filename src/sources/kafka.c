@@ -994,23 +994,30 @@ TribKafkaCollect(TribKafka *k)
 	return k->held;
 }
 
-/*
- * The element of list for msg's partition, added when missing (offset INVALID). Messages
- * come in runs from one partition, so the last element found is tried first.
- */
-static rd_kafka_topic_partition_t *
-TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *msg, int *last)
+/* The partition TribKafkaPartitionOf found last: messages come in runs from one partition. */
+typedef struct TribKafkaLastPartition
 {
-	const char *topic = rd_kafka_topic_name(msg->rkt);
+	int			index;			/* in the list; -1 when none yet */
+	rd_kafka_topic_t *rkt;		/* the topic of the message that found it */
+} TribKafkaLastPartition;
+
+/* The element of list for msg's partition, added when missing (offset INVALID). */
+static rd_kafka_topic_partition_t *
+TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *msg,
+					 TribKafkaLastPartition *last)
+{
+	const char *topic;
 	rd_kafka_topic_partition_t *p;
 
-	if (*last < list->cnt && list->elems[*last].partition == msg->partition &&
-		strcmp(list->elems[*last].topic, topic) == 0)
-		return &list->elems[*last];
+	if (last->index >= 0 && last->rkt == msg->rkt &&
+		list->elems[last->index].partition == msg->partition)
+		return &list->elems[last->index];
+	topic = rd_kafka_topic_name(msg->rkt);
 	p = rd_kafka_topic_partition_list_find(list, topic, msg->partition);
 	if (p == NULL)
 		p = rd_kafka_topic_partition_list_add(list, topic, msg->partition);
-	*last = (int) (p - list->elems);
+	last->index = (int) (p - list->elems);
+	last->rkt = msg->rkt;
 	return p;
 }
 
@@ -1027,7 +1034,7 @@ TribKafkaFence(TribKafka *k)
 	int64	   *skipped;
 	Oid			type = TEXTOID;
 	Datum		arg = CStringGetTextDatum(k->def->name);
-	int			last = 0;
+	TribKafkaLastPartition last = {-1, NULL};
 	int			kept = 0;
 
 	for (int i = 0; i < k->held; i++)
@@ -1051,7 +1058,7 @@ TribKafkaFence(TribKafka *k)
 	SPI_finish();
 
 	skipped = palloc0(sizeof(int64) * parts->cnt);
-	last = 0;
+	last.index = -1;
 	for (int i = 0; i < k->held; i++)
 	{
 		rd_kafka_message_t *m = k->batch[i];
@@ -1090,7 +1097,7 @@ typedef struct TribKafkaTally
 static void
 TribKafkaTallyBatch(TribKafkaTally *t, rd_kafka_message_t **batch, TribMessageResult *results, int n)
 {
-	int			last = 0;
+	TribKafkaLastPartition last = {-1, NULL};
 
 	t->next = rd_kafka_topic_partition_list_new(16);
 	t->counts = palloc0(sizeof(int64) * TRIB_TALLY_FIELDS * n);
