@@ -7,6 +7,7 @@
 #   one worker to another while the first has a batch of it in flight, the partition fence
 #   makes the second wait for that batch before positioning the partition (nothing
 #   skipped), or skip in its own batch what the first stored (nothing twice);
+# - short of workers, every stream gets its first worker before any gets a second;
 # - with a "group" given by option, a new stream in that group starts where the group's
 #   committed offsets are, not at "start".
 use strict;
@@ -230,6 +231,30 @@ check_exactly_once('shared_b', 'shared_b', [ 101 .. 150 ],
 	'group: a new stream in the group goes on from its committed offsets');
 check_exactly_once('shared_c', 'shared_c', [ 1 .. 150 ],
 	'group: a stream with its own group starts at "start" (earliest)');
+
+# ---------------------------------------------------------------------------------------
+# Short of workers (tributary.max_workers 3): worker #1 of every stream comes before
+# worker #2 of any, so a stream declared next to one with a high parallelism still runs.
+
+sql(q{SELECT tributary.stop(name) FROM tributary.streams WHERE enabled});
+$node->append_conf('postgresql.conf', 'tributary.max_workers = 3');
+$node->restart;
+sql(qq{
+	CREATE TABLE wide_rows (id bigint);
+	CREATE TABLE narrow_rows (id bigint);
+	BEGIN;
+	SELECT tributary.create_stream('wide', 'wide_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "par", "parallelism": 3}');
+	SELECT tributary.create_stream('narrow', 'narrow_rows', 'kafka', '{"brokers": "$bs", "topic": "shared"}');
+	COMMIT;
+});
+ok( wait_for(
+		$node, q{SELECT string_agg(name || ':' || workers, ',' ORDER BY name)
+		         FROM tributary.streams WHERE name IN ('wide', 'narrow')},
+		'narrow:1,wide:2', 60),
+	'max_workers 3: the narrow stream got its worker, the wide one 2 of 3');
+ok($node->log_contains('tributary launcher is at tributary.max_workers \(3\)'),
+	'max_workers 3: the launcher says a stream waits');
 
 $node->stop;
 $kafka->stop;
