@@ -523,6 +523,18 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 }
 
 /*
+ * librdkafka's incremental (un)assign returns an error object to free. Inside the
+ * rebalance callback there is nobody to tell (librdkafka logs it, and the consumer's next
+ * error reaches last_error).
+ */
+static void
+TribKafkaDiscardError(rd_kafka_error_t *error)
+{
+	if (error != NULL)
+		rd_kafka_error_destroy(error);
+}
+
+/*
  * Partitions are being revoked: give back the held messages of those partitions (their
  * next owner reads them again from the stored offsets) and keep the others. The eager
  * protocol revokes everything; a cooperative one only some, and dropping a message of a
@@ -554,11 +566,17 @@ TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	bool		cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	/* LOG does not longjmp: safe inside librdkafka's frames */
+	ereport(LOG,
+			(errmsg("tributary stream \"%s\" worker #%d: %s %d partitions (%s rebalance)",
+					k->def->name, k->index + 1,
+					err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked",
+					parts->cnt, cooperative ? "cooperative" : "eager")));
 	if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
 	{
 		TribKafkaDropRevoked(k, parts);
 		if (cooperative)
-			(void) rd_kafka_incremental_unassign(rk, parts);
+			TribKafkaDiscardError(rd_kafka_incremental_unassign(rk, parts));
 		else
 			(void) rd_kafka_assign(rk, NULL);
 		return;
@@ -582,7 +600,7 @@ TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	PG_END_TRY();
 
 	if (cooperative)
-		(void) rd_kafka_incremental_assign(rk, parts);
+		TribKafkaDiscardError(rd_kafka_incremental_assign(rk, parts));
 	else
 		(void) rd_kafka_assign(rk, parts);
 }
@@ -684,7 +702,12 @@ TribKafkaLeaveGroup(rd_kafka_t *rk)
 			{
 				/* a rebalance during close: give up the partitions */
 				if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
-					(void) rd_kafka_assign(rk, NULL);
+				{
+					if (strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0)
+						TribKafkaDiscardError(rd_kafka_incremental_unassign(rk, rd_kafka_event_topic_partition_list(ev)));
+					else
+						(void) rd_kafka_assign(rk, NULL);
+				}
 				rd_kafka_event_destroy(ev);
 			}
 		}

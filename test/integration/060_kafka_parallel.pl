@@ -7,6 +7,7 @@
 #   one worker to another while the first has a batch of it in flight, the partition fence
 #   makes the second wait for that batch before positioning the partition (nothing
 #   skipped), or skip in its own batch what the first stored (nothing twice);
+# - the cooperative protocol, with a worker terminated alone and parallelism raised;
 # - short of workers, every stream gets its first worker before any gets a second;
 # - with a "group" given by option, a new stream in that group starts where the group's
 #   committed offsets are, not at "start".
@@ -199,8 +200,73 @@ ok( wait_for(
 	'fence: stream_stats shows which worker consumes each partition');
 
 # ---------------------------------------------------------------------------------------
+# The cooperative protocol (cooperative-sticky): partitions move one by one between the
+# workers, each keeping the held messages of the partitions it keeps. One worker ends
+# (terminated alone, no server restart) and comes back, and parallelism changes, while
+# messages flow.
+
+sql(qq{
+	CREATE TABLE coop_rows (id bigint PRIMARY KEY);
+	CREATE TRIGGER coop_slow AFTER INSERT ON coop_rows FOR EACH STATEMENT EXECUTE FUNCTION par_slow();
+	SELECT tributary.stop('par');
+	SELECT tributary.create_stream('coop', 'coop_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "par", "parallelism": 2, "batch_size": 50, "batch_ms": 20,
+		  "librdkafka": {"partition.assignment.strategy": "cooperative-sticky"}}');
+});
+ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'coop'}, '2', 60),
+	'cooperative: two workers');
+check_exactly_once('coop_rows', 'coop', [ 1 .. 12000 ], 'cooperative: the topic so far');
+produce('par', 4, 12001, 16000);
+ok(wait_for($node, 'SELECT count(*) > 12100 FROM coop_rows', 't', 60), 'cooperative: mid-stream');
+my $coop2 = sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: coop #2'});
+my $coop_log = -s $node->logfile;
+sql("SELECT pg_terminate_backend($coop2)");
+check_exactly_once('coop_rows', 'coop', [ 1 .. 16000 ], 'cooperative: a worker terminated alone');
+ok($node->log_contains('worker #2 of stream "coop" exited', $coop_log),
+	'cooperative: the terminated worker was restarted by the launcher');
+sql(q{SELECT tributary.alter_stream('coop', '{"parallelism": 3}')});
+produce('par', 4, 16001, 18000);
+check_exactly_once('coop_rows', 'coop', [ 1 .. 18000 ], 'cooperative: parallelism 3');
+ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'coop'}, '3', 60),
+	'cooperative: three workers');
+ok($node->log_contains('stream "coop" worker #\d: assigned \d+ partitions \(cooperative rebalance\)'),
+	'cooperative: assignments are incremental');
+ok(!$node->log_contains('stream "coop" worker #\d: \w+ \d+ partitions \(eager rebalance\)'),
+	'cooperative: no eager rebalance');
+sql(q{SELECT tributary.stop('coop')});
+
+# An incremental revocation: stream coop_x holds all 4 partitions of its group; stream
+# coop_y joins the same group, and coop_x gives partitions up (dropping only their held
+# messages). coop_x stores nothing twice; together they store every id.
+sql(qq{
+	CREATE TABLE coop_x (id bigint PRIMARY KEY);
+	CREATE TABLE coop_y (id bigint PRIMARY KEY);
+	CREATE TRIGGER coop_x_slow AFTER INSERT ON coop_x FOR EACH STATEMENT EXECUTE FUNCTION par_slow();
+	SELECT tributary.create_stream('coop_x', 'coop_x', 'kafka',
+		'{"brokers": "$bs", "topic": "par", "group": "coop-shared", "batch_size": 50, "batch_ms": 20,
+		  "librdkafka": {"partition.assignment.strategy": "cooperative-sticky"}}');
+});
+ok(wait_for($node, 'SELECT count(*) > 1000 FROM coop_x', 't', 60), 'cooperative: coop_x consumes');
+$coop_log = -s $node->logfile;
+sql(qq{
+	SELECT tributary.create_stream('coop_y', 'coop_y', 'kafka',
+		'{"brokers": "$bs", "topic": "par", "group": "coop-shared", "batch_size": 50, "batch_ms": 20,
+		  "librdkafka": {"partition.assignment.strategy": "cooperative-sticky"}}');
+});
+# (librdkafka 2.0.2 against the local broker revokes all 4 and assigns 2 back, still by the
+# incremental protocol)
+ok($node->wait_for_log(qr/stream "coop_x" worker #1: revoked [24] partitions \(cooperative rebalance\)/, $coop_log),
+	'cooperative: coop_x gives up partitions to coop_y, incrementally');
+ok( wait_for(
+		$node, q{SELECT count(*) FROM (SELECT id FROM coop_x UNION SELECT id FROM coop_y) u}, '18000', 120),
+	'cooperative: coop_x and coop_y together store every id');
+is( sql(q{SELECT count(*) FROM tributary.dead_letters WHERE stream IN ('coop_x', 'coop_y')}), '0',
+	'cooperative: no dead letter (nothing stored twice in one table)');
+sql(q{SELECT tributary.stop('coop_x'); SELECT tributary.stop('coop_y')});
+
+# ---------------------------------------------------------------------------------------
 # (fewer workers from here on: tributary.max_workers is 8)
-sql(q{SELECT tributary.stop('par'); SELECT tributary.stop('gap')});
+sql(q{SELECT tributary.stop('gap')});
 ok(wait_for($node, q{SELECT sum(workers) FROM tributary.streams}, '2', 60), 'par and gap stopped');
 
 # ---------------------------------------------------------------------------------------
