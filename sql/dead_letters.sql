@@ -4,17 +4,10 @@
 SET bytea_output = 'hex';
 SET DateStyle = 'ISO, YMD';
 
-CREATE FUNCTION dl_text(b bytea) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN convert_from(b, 'UTF8');
-EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
-    RETURN 'hex:' || encode(b, 'hex');
-END
-$$;
 CREATE FUNCTION dl_list(s text)
 RETURNS TABLE (payload text, sqlstate text, error text, attempts integer)
 LANGUAGE sql AS $$
-    SELECT dl_text(d.payload), d.sqlstate, d.error, d.attempts
+    SELECT payload_text(d.payload), d.sqlstate, d.error, d.attempts
     FROM tributary.dead_letters d WHERE d.stream = s ORDER BY d.id
 $$;
 
@@ -45,7 +38,7 @@ SELECT payload = convert_to(E'{"id": 7, "v": -7, "note": "é\\t中 \\\\ \\u00e9"
 FROM tributary.dead_letters WHERE stream = 'dl_t' AND payload LIKE '%"id": 7%'::bytea;
 -- a jsonb payload is kept as jsonb's text form of it
 SELECT * FROM tributary.ingest('dl_t', '{"id": 8,   "v": -8}'::jsonb);
-SELECT dl_text(payload) FROM tributary.dead_letters WHERE stream = 'dl_t' AND payload LIKE '%-8%'::bytea;
+SELECT payload_text(payload) FROM tributary.dead_letters WHERE stream = 'dl_t' AND payload LIKE '%-8%'::bytea;
 
 SELECT * FROM dl_list('dl_t');
 SELECT stream, messages, rows, dead_letters FROM tributary.stream_stats WHERE stream = 'dl_t';
@@ -162,4 +155,4 @@ SELECT count(*) FROM tributary.dead_letters WHERE stream = 'dl_many';
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'dl\_%' ORDER BY name;
 SELECT count(*) AS dead_letters_left FROM tributary.dead_letters;
 DROP TABLE dl_t, dl_c, dl_p, dl_f, dl_many;
-DROP FUNCTION dl_list(text), dl_text(bytea);
+DROP FUNCTION dl_list(text);

@@ -2,18 +2,10 @@
 -- formats: csv, text and bytes (json is covered by ingest.sql).
 --
 
--- A payload as text, or as hex when it is not valid UTF-8.
-CREATE FUNCTION fmt_text(b bytea) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN convert_from(b, 'UTF8');
-EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
-    RETURN 'hex:' || encode(b, 'hex');
-END
-$$;
 CREATE FUNCTION fmt_dead(s text)
 RETURNS TABLE (payload text, error text, sqlstate text, detail text)
 LANGUAGE sql AS $$
-    SELECT fmt_text(d.payload), d.error, d.sqlstate, d.detail
+    SELECT payload_text(d.payload), d.error, d.sqlstate, d.detail
     FROM tributary.dead_letters d WHERE d.stream = s ORDER BY d.id
 $$;
 
@@ -240,11 +232,11 @@ SELECT * FROM tributary.ingest('fmt_flat', (SELECT array_agg(m ORDER BY k) FROM 
 SELECT id, n, f, b, t, j, arr FROM fmt_flat ORDER BY id NULLS FIRST;
 SELECT k, fmt_is_json(m) AS valid_json_object,
        EXISTS (SELECT FROM tributary.dead_letters d
-               WHERE d.stream = 'fmt_flat' AND fmt_text(d.payload) = m) AS dead_letter
+               WHERE d.stream = 'fmt_flat' AND payload_text(d.payload) = m) AS dead_letter
 FROM fmt_flat_msgs ORDER BY k;
 SELECT count(*) AS disagreements FROM fmt_flat_msgs
 WHERE fmt_is_json(m) = EXISTS (SELECT FROM tributary.dead_letters d
-                               WHERE d.stream = 'fmt_flat' AND fmt_text(d.payload) = m);
+                               WHERE d.stream = 'fmt_flat' AND payload_text(d.payload) = m);
 SELECT error, sqlstate, count(*) FROM tributary.dead_letters WHERE stream = 'fmt_flat'
 GROUP BY error, sqlstate ORDER BY error;
 DROP TABLE fmt_flat_msgs;
@@ -256,4 +248,4 @@ WHERE stream LIKE 'fmt\_%' ORDER BY stream;
 -- Clean up.
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'fmt\_%' ORDER BY name;
 DROP TABLE fmt_csv, fmt_csv2, fmt_lines, fmt_lines2, fmt_multi, fmt_blobs, fmt_blobs2, fmt_flat;
-DROP FUNCTION fmt_dead(text), fmt_text(bytea);
+DROP FUNCTION fmt_dead(text);

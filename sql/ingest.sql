@@ -7,19 +7,11 @@ SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET extra_float_digits = 0;
 
--- A payload as text, or as hex when it is not valid UTF-8.
-CREATE FUNCTION ing_text(b bytea) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN convert_from(b, 'UTF8');
-EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
-    RETURN 'hex:' || encode(b, 'hex');
-END
-$$;
 -- The dead letters of one stream, without timestamps or ids.
 CREATE FUNCTION ing_dead(s text)
 RETURNS TABLE (payload text, error text, sqlstate text, detail text, attempts integer)
 LANGUAGE sql AS $$
-    SELECT ing_text(d.payload), d.error, d.sqlstate, d.detail, d.attempts
+    SELECT payload_text(d.payload), d.error, d.sqlstate, d.detail, d.attempts
     FROM tributary.dead_letters d WHERE d.stream = s ORDER BY d.id
 $$;
 -- The counters of one stream.
@@ -460,4 +452,4 @@ SELECT count(*) AS dead_letters_left FROM tributary.dead_letters;
 DROP TABLE ing_all, ing_ovf, ing_ovf_json, ing_con, ing_parent, ing_trg, ing_audit, ing_part,
     ing_dom, ing_dropped, ing_tx, ing_limits, ing_ident;
 DROP DOMAIN ing_posint, ing_tags;
-DROP FUNCTION ing_trg_before(), ing_trg_after(), ing_dead(text), ing_stats(text), ing_text(bytea);
+DROP FUNCTION ing_trg_before(), ing_trg_after(), ing_dead(text), ing_stats(text);

@@ -49,6 +49,16 @@ FROM pg_roles r
 WHERE r.rolname LIKE 'regress\_trib\_%'
 ORDER BY r.rolname;
 
+-- Shared by the tests that show payloads: a payload as text, or as hex when it is not
+-- valid UTF-8.
+CREATE FUNCTION payload_text(b bytea) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN convert_from(b, 'UTF8');
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+    RETURN 'hex:' || encode(b, 'hex');
+END
+$$;
+
 -- No stream exists yet.
 SELECT count(*) AS streams FROM tributary.streams;
 SELECT count(*) AS dead_letters FROM tributary.dead_letters;

@@ -45,6 +45,17 @@ sub produce
 	kcat_produce($bs, $topic, $per{$_}, partition => $_) for sort keys %per;
 }
 
+# Whether the process named $appname comes to wait for an advisory lock matching $cond
+# (objid = 4242: the test's gate; objsubid = 21586: a partition fence).
+sub waits_for_advisory_lock
+{
+	my ($appname, $cond) = @_;
+	return wait_for($node, qq{
+		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.application_name = '$appname' AND l.locktype = 'advisory'
+		  AND l.$cond AND NOT l.granted}, '1', 60);
+}
+
 # Every id of @ids in $table exactly once, nothing else, no dead letter.
 sub check_exactly_once
 {
@@ -142,19 +153,11 @@ ok( wait_for(
 my $gate = $node->background_psql('postgres');
 $gate->query_safe('SELECT pg_advisory_lock(4242)');
 produce('gap', 1, 1, 100);    # all to partition 0
-ok( wait_for(
-		$node, q{
-		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-		WHERE a.application_name = 'tributary: gap' AND l.locktype = 'advisory'
-		  AND l.objid = 4242 AND NOT l.granted}, '1', 60),
+ok(waits_for_advisory_lock('tributary: gap', 'objid = 4242'),
 	'gap: worker #1 is stuck in its first batch');
 produce('gap', 1, 101, 150);
 sql(q{SELECT tributary.alter_stream('gap', '{"partitions": [1, 0], "parallelism": 2}')});
-ok( wait_for(
-		$node, q{
-		SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-		WHERE a.application_name = 'tributary: gap #2' AND l.locktype = 'advisory'
-		  AND l.objsubid = 21586 AND NOT l.granted}, '1', 60),
+ok(waits_for_advisory_lock('tributary: gap #2', 'objsubid = 21586'),
 	'gap: worker #2 got partition 0 and waits at its fence before positioning it');
 is(sql('SELECT count(*) FROM gap_rows'), '0', 'gap: nothing committed yet');
 $gate->query_safe('SELECT pg_advisory_unlock(4242)');
