@@ -98,6 +98,7 @@ typedef struct TribKafka
 	MemoryContext cxt;			/* lives as long as the consumer */
 	StreamDef  *def;
 	int			index;			/* which of the stream's workers this is */
+	char	   *signature;		/* the options the consumer was built from (TribKafkaSignature) */
 	TribKafkaOptions opts;
 	rd_kafka_t *rk;
 	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
@@ -1330,10 +1331,50 @@ TribKafkaProcess(TribKafka *k)
 	TribKafkaReport(k, NULL);
 }
 
+/*
+ * What the consumer is built from: the options that shape it, and this worker's share of
+ * a static partition list. Two definitions with the same signature can share a consumer;
+ * batching, format and metadata options do not matter to it.
+ */
+static char *
+TribKafkaSignature(StreamDef *def, int index)
+{
+	static const char *const keys[] = {"brokers", "topic", "group", "start", "librdkafka", "partitions"};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(keys); i++)
+	{
+		JsonbValue *v = TribOption(def, keys[i]);
+
+		appendStringInfo(&buf, "%s=", keys[i]);
+		if (v != NULL)
+		{
+			Jsonb	   *jb = JsonbValueToJsonb(v);
+
+			appendStringInfoString(&buf, JsonbToCString(NULL, &jb->root, VARSIZE(jb)));
+		}
+		appendStringInfoChar(&buf, ';');
+	}
+	if (TribOption(def, "partitions") != NULL)
+		appendStringInfo(&buf, "share=%d/%d", index, def->parallelism);
+	return buf.data;
+}
+
+/* Give up the consumer: leave the group, free it. */
+static void
+TribKafkaDrop(TribKafka *k)
+{
+	TribKafkaClose(k);
+	current_consumer = NULL;
+	MemoryContextDelete(k->cxt);
+}
+
 void
 TribKafkaRun(StreamDef *def, int index)
 {
-	TribKafka  *k;
+	TribKafka  *k = current_consumer;
+	char	   *signature = TribKafkaSignature(def, index);
 	static bool exit_registered = false;
 
 	if (!exit_registered)
@@ -1341,18 +1382,37 @@ TribKafkaRun(StreamDef *def, int index)
 		before_shmem_exit(TribKafkaAtExit, (Datum) 0);
 		exit_registered = true;
 	}
-	k = TribKafkaOpen(def, index);
-	k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
-	ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"",
-						 def->name, index + 1, k->opts.brokers, k->opts.group)));
+
+	/*
+	 * After a reload, keep the consumer (its partitions, its place in the group) when the
+	 * options it was built from did not change: changing batch_size, say, then costs no
+	 * rebalance. The old definition is gone; the consumer takes the new one.
+	 */
+	if (k != NULL && strcmp(k->signature, signature) == 0)
+	{
+		Assert(k->held == 0);
+		k->def = def;
+		pfree(k->batch);
+		k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
+		ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d keeps its consumer: the options it was built from did not change",
+							 def->name, index + 1)));
+	}
+	else
+	{
+		if (k != NULL)
+			TribKafkaDrop(k);
+		k = TribKafkaOpen(def, index);
+		k->signature = MemoryContextStrdup(k->cxt, signature);
+		k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
+		ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"",
+							 def->name, index + 1, k->opts.brokers, k->opts.group)));
+	}
+	pfree(signature);
 
 	while (!ConfigReloadPending)
 	{
 		if (TribKafkaCollect(k) > 0)
 			TribKafkaProcess(k);
 	}
-
-	TribKafkaClose(k);
-	current_consumer = NULL;
-	MemoryContextDelete(k->cxt);
+	/* the consumer stays: the reload decides whether the next definition can use it */
 }

@@ -14,7 +14,8 @@ extern void TribKafkaValidateOptions(StreamDef *def);
 
 /*
  * Consume the stream as its worker number index (from 0) until SIGHUP asks for a reload;
- * SIGTERM ends the process.
+ * SIGTERM ends the process. The consumer outlives the call: the next call, with the
+ * reloaded definition, keeps it when the options it was built from are unchanged.
  */
 extern void TribKafkaRun(StreamDef *def, int index);
 

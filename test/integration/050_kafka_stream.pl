@@ -133,6 +133,8 @@ ok( wait_for(
 		  FROM tributary.stream_stats s JOIN tributary.streams c ON c.name = s.stream
 		  WHERE s.stream = 'orders' AND s.partition IS NULL}),
 	'the running worker reloads with the new batch_size');
+ok($node->wait_for_log(qr/stream "orders" worker #1 keeps its consumer/),
+	'batch_size alone changed: the worker keeps its consumer (no rebalance)');
 my $batches_before = $node->safe_psql('postgres', q{SELECT batches FROM tributary.stream_stats WHERE stream = 'orders' AND partition IS NULL});
 produce_orders(10001, 10070);
 check_exactly_once(10070, 'after alter_stream');

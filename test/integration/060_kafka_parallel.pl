@@ -119,6 +119,8 @@ ok(wait_for($node, "SELECT count(*) FROM pg_stat_activity WHERE application_name
 ok(wait_for($node, q{SELECT string_agg(application_name, ',') FROM pg_stat_activity
 		WHERE application_name LIKE 'tributary: par%'}, 'tributary: par', 60),
 	'parallelism 1: the one worker drops its number');
+ok($node->log_contains('stream "par" worker #1 keeps its consumer'),
+	'parallelism 1: in a consumer group the remaining worker keeps its consumer');
 produce('par', 4, 8001, 9000);
 check_exactly_once('par_rows', 'par', [ 1 .. 9000 ], 'with one worker');
 sql(q{SELECT tributary.alter_stream('par', '{"parallelism": 3}')});
