@@ -60,6 +60,7 @@
 #define TRIB_KAFKA_POLL_MS 100
 #define TRIB_KAFKA_CLOSE_MS 5000
 #define TRIB_KAFKA_CLOCK_EVERY 256	/* messages between clock reads in a busy batch */
+#define TRIB_KAFKA_LEADERS_MS 1000	/* the wait for partition leaders before a static assign */
 
 /* field4 of the advisory lock tag of a partition fence, apart from the SQL functions' 1 and 2 */
 #define TRIB_LOCKTAG_PARTITION 0x5452
@@ -736,6 +737,35 @@ TribKafkaClose(TribKafka *k)
 	k->rk = NULL;
 }
 
+/*
+ * Learn the leaders of the stream's topics before a static assignment. librdkafka starts a
+ * partition whose leader it does not know yet on a fixed 500 ms timer (its offset query
+ * waits for the next metadata), which is a third of a small stream's start. One metadata
+ * request for all topics, bounded; when it fails or times out (broker down, topic missing)
+ * librdkafka finds the leaders by itself later, and the error is reported from there.
+ */
+static void
+TribKafkaLearnLeaders(TribKafka *k)
+{
+	List	   *handles = NIL;
+	ListCell   *lc;
+	const struct rd_kafka_metadata *md;
+
+	foreach(lc, k->opts.topics)
+	{
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->rk, lfirst(lc), NULL);
+
+		if (rkt != NULL)
+			handles = lappend(handles, rkt);
+	}
+	/* all_topics = 0 and no topic: the topics this handle knows, i.e. those just named */
+	if (rd_kafka_metadata(k->rk, 0, NULL, &md, TRIB_KAFKA_LEADERS_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+	foreach(lc, handles)
+		rd_kafka_topic_destroy(lfirst(lc));
+	list_free(handles);
+}
+
 static TribKafka *
 TribKafkaOpen(StreamDef *def, int index)
 {
@@ -799,6 +829,7 @@ TribKafkaOpen(StreamDef *def, int index)
 							def->name, index + 1),
 					 errdetail("Option \"partitions\" lists %d partitions, option \"parallelism\" is %d.",
 							   list_length(k->opts.partitions), def->parallelism)));
+		TribKafkaLearnLeaders(k);
 		TribKafkaSetStartOffsets(k, topics);
 		err = rd_kafka_assign(k->rk, topics);
 	}
