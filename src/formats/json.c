@@ -6,12 +6,14 @@
  * text, a number or boolean its literal, null gives NULL; a json or jsonb column takes the
  * JSON text of the value; an array-typed column turns a JSON array into an array literal;
  * any other column gets the JSON text of an object or array and its input function
- * decides; a json[] or jsonb[] column takes each element's JSON text. Keys that match no column are ignored, or kept in the overflow column when
- * the stream names one. When a key repeats, the last value wins, as in jsonb.
+ * decides; a json[] or jsonb[] column takes each element's JSON text. Keys that match no
+ * column are ignored, or kept in the overflow column when the stream names one. When a key
+ * repeats, the last value wins, as in jsonb.
  *
  * Parsing uses PostgreSQL's own JSON parser (common/jsonapi.h) with callbacks, so there
  * is one pass over the message and no jsonb is built. Flat objects of plain values, the
- * common case, take a faster scanner that stores the same values (TribJsonFlat).
+ * common case, take a faster scanner that stores the same values (TribJsonFlat);
+ * sql/json_fuzz.sql holds the two to the same values and verdicts on mutated messages.
  */
 #include "postgres.h"
 
