@@ -1,10 +1,12 @@
 # Kafka troubles that are reported, not crash loops: a topic that does not exist yet, a
 # topic that disappears while consumed (both made by the local broker's topic-error
-# control), a stored offset out of range, and an authentication failure (the local broker has no SASL, so a client set
-# up for SASL fails its handshake as against a broker that refuses its credentials). In
-# each case the worker keeps running, with the error in tributary.streams.last_error; it
-# resumes by itself (or after alter_stream) without losing or repeating a message, and a
-# password never reaches the server log.
+# control), a stored offset out of range, an authentication failure (the local broker has
+# no SASL, so a client set up for SASL fails its handshake as against a broker that refuses
+# its credentials), and a target too slow to keep up. In each case the worker keeps
+# running, with the error in tributary.streams.last_error; it resumes by itself (or after
+# alter_stream) without losing or repeating a message, and a password never reaches the
+# server log. A slow target means backpressure: the worker buffers what its settings allow,
+# not the topic.
 use strict;
 use warnings;
 
@@ -14,7 +16,7 @@ use Test::More;
 use TributaryTest;
 use TributaryKafka;
 
-my $kafka = kafka_mock_start(brokers => 1, topics => { gone => 2 });
+my $kafka = kafka_mock_start(brokers => 1, topics => { gone => 2, slow => 4 });
 my $bs = $kafka->bootstrap;
 
 my $node = tributary_node('resilience', conf => 'log_min_messages = info');
@@ -155,10 +157,78 @@ ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name
 	'authentication failure: last_error is cleared');
 
 # ---------------------------------------------------------------------------------------
+# A target too slow to keep up: here, locked. The worker waits inside its batch and stops
+# polling; librdkafka keeps fetching only until its queue holds queued.max.messages.kbytes
+# (bounded to 1 MiB here, with fetches of at most 1 MiB). The broker meanwhile holds 16 MB
+# the worker has not read: its private memory grows by far less than that, and once the
+# lock goes every message lands once.
+
+# RssAnon of a process, in kB: its private heap, where librdkafka's buffers live.
+sub rss_anon_kb
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/status") or die "cannot read /proc/$pid/status: $!";
+	my ($kb) = map { /^RssAnon:\s+(\d+) kB/ ? $1 : () } <$fh>;
+	close($fh);
+	return $kb;
+}
+
+my $pad = 'x' x 1000;
+sub produce_slow
+{
+	my ($from, $to) = @_;
+	my %per;
+	push @{ $per{ $_ % 4 } }, qq({"id": $_, "pad": "$pad"}) for $from .. $to;
+	kcat_produce($bs, 'slow', $per{$_}, partition => $_) for sort keys %per;
+}
+
+sql(qq{
+	CREATE TABLE slow_rows (id bigint PRIMARY KEY, pad text);
+	SELECT tributary.create_stream('slow', 'slow_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "slow", "batch_size": 100,
+		  "librdkafka": {"queued.max.messages.kbytes": 1024, "fetch.max.bytes": 1048576,
+		                 "max.partition.fetch.bytes": 262144}}');
+});
+produce_slow(1, 100);
+check_rows('slow_rows', 'slow', 100, 'slow target: before the lock');
+
+my $lock = $node->background_psql('postgres');
+$lock->query_safe('BEGIN');
+$lock->query_safe('LOCK TABLE slow_rows IN EXCLUSIVE MODE');
+produce_slow(101, 104);
+ok( wait_for(
+		$node, q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		         WHERE a.application_name = 'tributary: slow' AND l.locktype = 'relation'
+		           AND l.relation = 'slow_rows'::regclass AND NOT l.granted}, '1', 60),
+	'slow target: the worker waits for the table inside its batch');
+my $slow_pid = worker_pid($node, 'slow');
+my $before_kb = rss_anon_kb($slow_pid);
+
+produce_slow(105, 16100);    # 16 MB more, 4 MB per partition (the mock keeps 5 MiB)
+sleep 5;                     # time for librdkafka to fill its queue, and to stop there
+my $peak_kb = 0;
+for (1 .. 5)
+{
+	my $kb = rss_anon_kb($slow_pid);
+	$peak_kb = $kb if $kb > $peak_kb;
+	sleep 1;
+}
+my $grew_kb = $peak_kb - $before_kb;
+note("slow target: worker RssAnon $before_kb kB while blocked, at most $peak_kb kB after 16 MB were produced");
+cmp_ok($grew_kb, '<', 8 * 1024,
+	'slow target: the worker buffered less than half of the 16 MB it did not read');
+is(worker_pid($node, 'slow'), $slow_pid, 'slow target: the same worker waits');
+is(sql('SELECT count(*) FROM slow_rows'), '100', 'slow target: nothing new committed while locked');
+
+$lock->query_safe('COMMIT');
+$lock->quit;
+check_rows('slow_rows', 'slow', 16100, 'slow target: after the lock');
+
+# ---------------------------------------------------------------------------------------
 # No crash loops in the log, and no password.
 
 my $log = slurp_file($node->logfile, $log_offset);
-unlike($log, qr/worker #\d+ of stream "(ghost|gone|reset|auth)" exited/, 'no worker of these streams exited');
+unlike($log, qr/worker #\d+ of stream "(ghost|gone|reset|auth|slow)" exited/, 'no worker of these streams exited');
 unlike($log, qr/\Q$password\E/, 'the password never reaches the server log');
 like($log, qr/tributary stream "auth": .*SASL/, 'the authentication failure is in the server log');
 
