@@ -108,6 +108,7 @@ typedef struct TribKafka
 	char	   *position_error; /* assigned partitions could not be positioned */
 	char	   *reported_error; /* the last error written to last_error */
 	TimestampTz watermarks_at;	/* when the assigned partitions' watermarks were read */
+	char	   *instance;		/* group.instance.id of this worker, or NULL */
 } TribKafka;
 
 static TribKafka *current_consumer = NULL;
@@ -766,6 +767,30 @@ TribKafkaLearnLeaders(TribKafka *k)
 	list_free(handles);
 }
 
+/*
+ * Static group membership: with librdkafka's group.instance.id set, worker n of the stream
+ * joins as "<id>-<n>". Members sharing one instance id fence each other (the broker keeps
+ * one and fails the other, whose restart then fails the first), so several workers, and a
+ * worker and its successor after a change of parallelism, must not share it. Returns the
+ * id this worker uses, or NULL.
+ */
+static char *
+TribKafkaSetInstance(rd_kafka_conf_t *conf, StreamDef *def, int index)
+{
+	size_t		size = 0;
+	char	   *value;
+	char	   *instance;
+
+	if (rd_kafka_conf_get(conf, "group.instance.id", NULL, &size) != RD_KAFKA_CONF_OK || size <= 1)
+		return NULL;
+	value = palloc(size);
+	if (rd_kafka_conf_get(conf, "group.instance.id", value, &size) != RD_KAFKA_CONF_OK || value[0] == '\0')
+		return NULL;
+	instance = psprintf("%s-%d", value, index + 1);
+	TribKafkaSet(conf, "group.instance.id", instance, def);
+	return instance;
+}
+
 static TribKafka *
 TribKafkaOpen(StreamDef *def, int index)
 {
@@ -790,6 +815,7 @@ TribKafkaOpen(StreamDef *def, int index)
 	old = MemoryContextSwitchTo(cxt);
 	TribKafkaParseOptions(def, &k->opts);
 	conf = TribKafkaConf(def, &k->opts);
+	k->instance = TribKafkaSetInstance(conf, def, index);
 	MemoryContextSwitchTo(old);
 	CommitTransactionCommand();
 	rd_kafka_conf_set_opaque(conf, k);
@@ -1435,8 +1461,10 @@ TribKafkaRun(StreamDef *def, int index)
 		k = TribKafkaOpen(def, index);
 		k->signature = MemoryContextStrdup(k->cxt, signature);
 		k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
-		ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"",
-							 def->name, index + 1, k->opts.brokers, k->opts.group)));
+		ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"%s",
+							 def->name, index + 1, k->opts.brokers, k->opts.group,
+							 k->instance == NULL ? "" :
+							 psprintf(", instance \"%s\"", k->instance))));
 	}
 	pfree(signature);
 

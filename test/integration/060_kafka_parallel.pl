@@ -10,7 +10,8 @@
 # - the cooperative protocol, with a worker terminated alone and parallelism raised;
 # - short of workers, every stream gets its first worker before any gets a second;
 # - with a "group" given by option, a new stream in that group starts where the group's
-#   committed offsets are, not at "start".
+#   committed offsets are, not at "start";
+# - with static group membership (group.instance.id), each worker joins as its own member.
 use strict;
 use warnings;
 
@@ -20,7 +21,7 @@ use Test::More;
 use TributaryTest;
 use TributaryKafka;
 
-my $kafka = kafka_mock_start(brokers => 1, topics => { par => 4, gap => 2, fence => 2, shared => 2 });
+my $kafka = kafka_mock_start(brokers => 1, topics => { par => 4, gap => 2, fence => 2, shared => 2, statmem => 4 });
 my $bs = $kafka->bootstrap;
 
 my $node = tributary_node('parallel', conf => "restart_after_crash = on\nlog_min_messages = info");
@@ -302,6 +303,26 @@ check_exactly_once('shared_b', 'shared_b', [ 101 .. 150 ],
 	'group: a new stream in the group goes on from its committed offsets');
 check_exactly_once('shared_c', 'shared_c', [ 1 .. 150 ],
 	'group: a stream with its own group starts at "start" (earliest)');
+
+# ---------------------------------------------------------------------------------------
+# Static group membership: worker n joins with group.instance.id "<id>-<n>" (two members
+# sharing one instance id would fence each other), and the workers split the partitions.
+
+sql(qq{
+	CREATE TABLE statmem_rows (id bigint PRIMARY KEY);
+	SELECT tributary.create_stream('statmem', 'statmem_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "statmem", "parallelism": 2,
+		  "librdkafka": {"group.instance.id": "statmem-host1"}}');
+});
+produce('statmem', 4, 1, 200);
+check_exactly_once('statmem_rows', 'statmem', [ 1 .. 200 ], 'static membership: two workers');
+ok( wait_for(
+		$node, q{SELECT count(DISTINCT worker_pid) FROM tributary.stream_stats
+		         WHERE stream = 'statmem' AND partition IS NOT NULL}, '2', 60),
+	'static membership: both workers consume partitions');
+ok($node->log_contains('worker #1 consuming from [^ ]+ as group "[^"]+", instance "statmem-host1-1"')
+	  && $node->log_contains('worker #2 consuming from [^ ]+ as group "[^"]+", instance "statmem-host1-2"'),
+	'static membership: each worker has its own instance id');
 
 # ---------------------------------------------------------------------------------------
 # Short of workers (tributary.max_workers 3): worker #1 of every stream comes before
