@@ -770,9 +770,10 @@ TribKafkaLearnLeaders(TribKafka *k)
 /*
  * Static group membership: with librdkafka's group.instance.id set, worker n of the stream
  * joins as "<id>-<n>". Members sharing one instance id fence each other (the broker keeps
- * one and fails the other, whose restart then fails the first), so several workers, and a
- * worker and its successor after a change of parallelism, must not share it. Returns the
- * id this worker uses, or NULL.
+ * one and fails the other, whose restart then fails the first), so the workers of a stream
+ * must not share it. The suffix is there with one worker too: a worker kept across a
+ * change of parallelism keeps its id, and a new worker cannot take it. Returns the id this
+ * worker uses, or NULL.
  */
 static char *
 TribKafkaSetInstance(rd_kafka_conf_t *conf, StreamDef *def, int index)
