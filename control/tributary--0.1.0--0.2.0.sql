@@ -2,8 +2,10 @@
 --
 -- _stream_counters reports how many workers a stream has (workers), _partition_counters
 -- which worker consumes each partition (worker_pid); tributary.streams shows the count,
--- and the partition rows of tributary.stream_stats show their own worker. The views
--- depend on the functions, so all four are dropped and created again.
+-- and the partition rows of tributary.stream_stats show their own worker. The stream rows
+-- of tributary.stream_stats also carry the stream's state and last error, so one view
+-- tells whether a stream is healthy. The views depend on the functions, so all four are
+-- dropped and created again.
 
 \echo Use "ALTER EXTENSION tributary UPDATE TO '0.2.0'" to load this file. \quit
 
@@ -77,13 +79,18 @@ SELECT c.name AS stream,
        NULL::bigint AS current_offset,
        NULL::bigint AS high_watermark,
        (SELECT sum(p.lag)::bigint FROM parts p WHERE p.stream_id = c.id) AS lag,
-       (SELECT sum(p.messages_per_sec) FROM parts p WHERE p.stream_id = c.id) AS messages_per_sec
+       (SELECT sum(p.messages_per_sec) FROM parts p WHERE p.stream_id = c.id) AS messages_per_sec,
+       s.state,
+       s.last_error,
+       s.last_error_at
 FROM @extschema@.stream_catalog c
+JOIN @extschema@.streams s ON s.name = c.name
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
 UNION ALL
 SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,
        p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
-       p.next_offset, p.high_watermark, p.lag, p.messages_per_sec
+       p.next_offset, p.high_watermark, p.lag, p.messages_per_sec,
+       NULL::text, NULL::text, NULL::timestamptz
 FROM parts p
 JOIN @extschema@.stream_catalog c ON c.id = p.stream_id;
 

@@ -66,6 +66,11 @@ WHERE stream IN ('api_local', 'api_named', 'api_minimal', 'api_nullopts')
 ORDER BY stream;
 SELECT count(*) = (SELECT count(*) FROM tributary.streams) AS one_row_per_stream
 FROM tributary.stream_stats;
+-- ... with the stream's state and last error, as tributary.streams shows them.
+SELECT count(*) AS state_or_error_differs
+FROM tributary.stream_stats st JOIN tributary.streams s ON s.name = st.stream
+WHERE st.partition IS NULL
+  AND (st.state, st.last_error, st.last_error_at) IS DISTINCT FROM (s.state, s.last_error, s.last_error_at);
 
 --
 -- alter_stream: options are merged, a null value removes a key, config_version goes up

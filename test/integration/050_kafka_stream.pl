@@ -116,6 +116,10 @@ ok( wait_for(
 		$node,
 		q{SELECT last_error IS NOT NULL FROM tributary.streams WHERE name = 'orders'}, 't', 60),
 	'the outage is reported in last_error');
+like(
+	$node->safe_psql('postgres', q{SELECT state || ': ' || last_error FROM tributary.stream_stats
+	                               WHERE stream = 'orders' AND partition IS NULL}),
+	qr/^running: \S/, 'stream_stats shows the stream running, with the error');
 ok(defined worker_pid($node, 'orders'), 'the worker keeps running while the broker is down');
 ok($kafka->control('up 1'), 'the broker is back');
 produce_orders(9001, 10000);

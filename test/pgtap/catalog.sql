@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(193);
+SELECT plan(196);
 
 -- The extension and its schema.
 
@@ -89,7 +89,7 @@ SELECT col_type_is('tributary', 'streams', 'last_error', 'text', 'streams.last_e
 SELECT col_type_is('tributary', 'streams', 'last_error_at', 'timestamp with time zone', 'streams.last_error_at is timestamp with time zone');
 SELECT col_type_is('tributary', 'streams', 'created_at', 'timestamp with time zone', 'streams.created_at is timestamp with time zone');
 SELECT has_view('tributary', 'stream_stats', 'view tributary.stream_stats exists');
-SELECT columns_are('tributary', 'stream_stats', ARRAY['stream', 'topic', 'partition', 'worker_pid', 'worker_config_version', 'worker_started_at', 'messages', 'rows', 'dead_letters', 'bytes', 'batches', 'last_commit', 'current_offset', 'high_watermark', 'lag', 'messages_per_sec']::name[]);
+SELECT columns_are('tributary', 'stream_stats', ARRAY['stream', 'topic', 'partition', 'worker_pid', 'worker_config_version', 'worker_started_at', 'messages', 'rows', 'dead_letters', 'bytes', 'batches', 'last_commit', 'current_offset', 'high_watermark', 'lag', 'messages_per_sec', 'state', 'last_error', 'last_error_at']::name[]);
 SELECT col_type_is('tributary', 'stream_stats', 'topic', 'text', 'stream_stats.topic is text');
 SELECT col_type_is('tributary', 'stream_stats', 'current_offset', 'bigint', 'stream_stats.current_offset is bigint');
 SELECT col_type_is('tributary', 'stream_stats', 'high_watermark', 'bigint', 'stream_stats.high_watermark is bigint');
@@ -101,6 +101,9 @@ SELECT col_type_is('tributary', 'stream_stats', 'worker_config_version', 'intege
 SELECT col_type_is('tributary', 'stream_stats', 'worker_started_at', 'timestamp with time zone', 'stream_stats.worker_started_at is timestamp with time zone');
 SELECT col_type_is('tributary', 'stream_stats', 'messages', 'bigint', 'stream_stats.messages is bigint');
 SELECT col_type_is('tributary', 'stream_stats', 'rows', 'bigint', 'stream_stats.rows is bigint');
+SELECT col_type_is('tributary', 'stream_stats', 'state', 'text', 'stream_stats.state is text');
+SELECT col_type_is('tributary', 'stream_stats', 'last_error', 'text', 'stream_stats.last_error is text');
+SELECT col_type_is('tributary', 'stream_stats', 'last_error_at', 'timestamp with time zone', 'stream_stats.last_error_at is timestamp with time zone');
 SELECT col_type_is('tributary', 'stream_stats', 'dead_letters', 'bigint', 'stream_stats.dead_letters is bigint');
 SELECT col_type_is('tributary', 'stream_stats', 'bytes', 'bigint', 'stream_stats.bytes is bigint');
 SELECT col_type_is('tributary', 'stream_stats', 'batches', 'bigint', 'stream_stats.batches is bigint');
