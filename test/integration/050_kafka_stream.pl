@@ -35,22 +35,16 @@ my %bad;
 sub produce_orders
 {
 	my ($from, $to) = @_;
-	my %per_partition;
-	for my $id ($from .. $to)
-	{
-		my $msg;
-		if ($id % 97 == 0)
-		{
-			$msg = qq({"id": $id, "customer": broken});
+	kcat_produce_dealt(
+		$bs, 'orders', 4,
+		[ $from .. $to ],
+		sub {
+			my ($id) = @_;
+			return qq({"id": $id, "customer": "c@{[ $id % 13 ]}", "amount": $id.25})
+			  if $id % 97 != 0;
 			$bad{$id} = 1;
-		}
-		else
-		{
-			$msg = qq({"id": $id, "customer": "c@{[ $id % 13 ]}", "amount": $id.25});
-		}
-		push @{ $per_partition{ $id % 4 } }, $msg;
-	}
-	kcat_produce($bs, 'orders', $per_partition{$_}, partition => $_) for sort keys %per_partition;
+			return qq({"id": $id, "customer": broken});
+		});
 }
 
 # Every good id in [1, $upto] stored exactly once, and nothing else.

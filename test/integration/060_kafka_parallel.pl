@@ -41,9 +41,7 @@ sub worker_names
 sub produce
 {
 	my ($topic, $partitions, $from, $to) = @_;
-	my %per;
-	push @{ $per{ $_ % $partitions } }, qq({"id": $_}) for $from .. $to;
-	kcat_produce($bs, $topic, $per{$_}, partition => $_) for sort keys %per;
+	kcat_produce_dealt($bs, $topic, $partitions, [ $from .. $to ], sub { qq({"id": $_[0]}) });
 }
 
 # Whether the process named $appname comes to wait for an advisory lock matching $cond

@@ -177,9 +177,7 @@ my $pad = 'x' x 1000;
 sub produce_slow
 {
 	my ($from, $to) = @_;
-	my %per;
-	push @{ $per{ $_ % 4 } }, qq({"id": $_, "pad": "$pad"}) for $from .. $to;
-	kcat_produce($bs, 'slow', $per{$_}, partition => $_) for sort keys %per;
+	kcat_produce_dealt($bs, 'slow', 4, [ $from .. $to ], sub { qq({"id": $_[0], "pad": "$pad"}) });
 }
 
 sql(qq{

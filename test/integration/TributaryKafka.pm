@@ -49,6 +49,9 @@
 #       keep_going => 1         kcat -E: do not give up when all brokers are down, retry
 #                               until message.timeout.ms
 #       x         => { prop => value }   more librdkafka properties (-X)
+#   kcat_produce_dealt($bootstrap, $topic, $partitions, \@ids, $make)
+#       the message $make->($id) of each id to partition $id % $partitions, in the order
+#       of @ids within a partition; one kcat_produce per partition.
 #   kcat_count($bootstrap, $topic, $partition)
 #       number of messages currently in the partition (consumed from the log start).
 #   kcat_consume($bootstrap, $topic, $partition, %opts)
@@ -76,8 +79,8 @@ use JSON::PP ();
 use Scalar::Util qw(weaken refaddr);
 use Time::HiRes ();
 
-our @EXPORT = qw(kafka_mock_start kafka_mock_binary kcat_produce kcat_count kcat_consume
-  kcat_metadata kcat_run);
+our @EXPORT = qw(kafka_mock_start kafka_mock_binary kcat_produce kcat_produce_dealt kcat_count
+  kcat_consume kcat_metadata kcat_run);
 
 my $MSG_SEP = "\x1e";    # between messages (-D)
 my $KEY_SEP = "\x1f";    # between key and value (-K)
@@ -313,6 +316,14 @@ sub kcat_consume
 		};
 	}
 	return @msgs;
+}
+
+sub kcat_produce_dealt
+{
+	my ($bootstrap, $topic, $partitions, $ids, $make) = @_;
+	my %per;
+	push @{ $per{ $_ % $partitions } }, $make->($_) for @$ids;
+	kcat_produce($bootstrap, $topic, $per{$_}, partition => $_) for sort keys %per;
 }
 
 sub kcat_count
