@@ -20,7 +20,8 @@ OBJS = \
 	src/formats/csv.o \
 	src/sources/kafka.o \
 	src/launcher.o \
-	src/worker.o
+	src/worker.o \
+	src/ownership.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.

@@ -10,6 +10,123 @@
 -- Section: stream ownership, states and visibility (catalog, views, dead-letter policy).
 -- ---------------------------------------------------------------------------------------
 
+-- failed: the worker found the stream unable to run whatever it retries (target or owner
+-- gone, row-level security on the target); the launcher leaves it alone until it is
+-- altered, started or dropped. waiting: the launcher has no worker slot for it
+-- (tributary.max_workers, tributary.max_workers_per_role); last_error says which.
+ALTER TABLE @extschema@.stream_catalog
+    ADD COLUMN failed boolean NOT NULL DEFAULT false,
+    ADD COLUMN waiting boolean NOT NULL DEFAULT false;
+
+-- True when the current user may manage a stream owned by owner and see its options,
+-- errors and dead letters: an admin, or a member of the owner role (not when that role
+-- was dropped).
+CREATE FUNCTION @extschema@._may_manage(owner oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._is_admin()
+        OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                   WHERE r.oid = owner AND pg_catalog.pg_has_role(current_user, r.oid, 'USAGE'))
+$$;
+
+-- The owner of a stream, for the dead-letter policy. SECURITY DEFINER so it can read the
+-- catalog; it tells nothing tributary.streams does not already show.
+CREATE FUNCTION @extschema@._stream_owner(stream text)
+RETURNS oid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.owner::oid FROM @extschema@.stream_catalog s WHERE s.name = stream
+$$;
+
+DROP POLICY dead_letters_of_managed_streams ON @extschema@.dead_letters;
+DROP FUNCTION @extschema@._target_owner(text);
+CREATE POLICY dead_letters_of_managed_streams ON @extschema@.dead_letters
+    FOR ALL TO PUBLIC
+    USING (@extschema@._may_manage(@extschema@._stream_owner(stream)));
+
+DROP VIEW @extschema@.stream_stats;
+DROP VIEW @extschema@.streams;
+
+-- Declared streams with their state. Options are shown to those who may manage the
+-- stream (secrets masked for non-admins), errors likewise; the rest is public.
+CREATE VIEW @extschema@.streams AS
+SELECT c.name,
+       c.source,
+       c.target,
+       coalesce(c.options ->> 'format', 'json') AS format,
+       CASE WHEN @extschema@._is_admin() THEN c.options
+            WHEN @extschema@._may_manage(c.owner) THEN @extschema@._redact_options(c.options)
+       END AS options,
+       c.key_column,
+       c.event_time_column,
+       c.enabled,
+       CASE WHEN NOT c.enabled THEN 'stopped'
+            WHEN c.failed THEN 'failed'
+            WHEN c.source = 'local' THEN 'running'
+            WHEN k.worker_pid IS NOT NULL THEN 'running'
+            WHEN c.waiting THEN 'waiting'
+            ELSE 'starting' END AS state,
+       k.worker_pid,
+       coalesce(k.workers, 0) AS workers,
+       c.config_version,
+       c.owner,
+       CASE WHEN @extschema@._may_manage(c.owner) THEN c.last_error END AS last_error,
+       CASE WHEN @extschema@._may_manage(c.owner) THEN c.last_error_at END AS last_error_at,
+       c.created_at
+FROM @extschema@.stream_catalog c
+LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id;
+
+-- Live counters since server start (committed work only): one row per stream (topic and
+-- partition NULL; lag summed over its partitions), then one per topic and partition a
+-- broker stream's workers have consumed from, with the worker that consumes it (its
+-- config version and start time are on the stream's row).
+CREATE VIEW @extschema@.stream_stats AS
+WITH parts AS (SELECT * FROM @extschema@._partition_counters())
+SELECT c.name AS stream,
+       NULL::text AS topic,
+       NULL::integer AS partition,
+       k.worker_pid,
+       k.config_version AS worker_config_version,
+       k.worker_started_at,
+       coalesce(k.messages, 0) AS messages,
+       coalesce(k.rows, 0) AS rows,
+       coalesce(k.dead_letters, 0) AS dead_letters,
+       coalesce(k.bytes, 0) AS bytes,
+       coalesce(k.batches, 0) AS batches,
+       k.last_commit,
+       NULL::bigint AS current_offset,
+       NULL::bigint AS high_watermark,
+       (SELECT sum(p.lag)::bigint FROM parts p WHERE p.stream_id = c.id) AS lag,
+       (SELECT sum(p.messages_per_sec) FROM parts p WHERE p.stream_id = c.id) AS messages_per_sec,
+       s.state,
+       s.last_error,
+       s.last_error_at
+FROM @extschema@.stream_catalog c
+JOIN @extschema@.streams s ON s.name = c.name
+LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
+UNION ALL
+SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,
+       p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
+       p.next_offset, p.high_watermark, p.lag, p.messages_per_sec,
+       NULL::text, NULL::text, NULL::timestamptz
+FROM parts p
+JOIN @extschema@.stream_catalog c ON c.id = p.stream_id;
+
+CREATE FUNCTION @extschema@.alter_stream_owner(name text, new_owner pg_catalog.regrole)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_alter_stream_owner';
+
+REVOKE ALL ON @extschema@.streams, @extschema@.stream_stats FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._may_manage(oid), @extschema@._stream_owner(text),
+    @extschema@.alter_stream_owner(text, pg_catalog.regrole) FROM PUBLIC;
+GRANT SELECT ON @extschema@.streams, @extschema@.stream_stats TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._may_manage(oid), @extschema@._stream_owner(text),
+    @extschema@.alter_stream_owner(text, pg_catalog.regrole) TO PUBLIC;
+
 -- ---------------------------------------------------------------------------------------
 -- Section: librdkafka property policy and masking.
 -- ---------------------------------------------------------------------------------------

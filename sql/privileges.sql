@@ -22,7 +22,7 @@ $$;
 GRANT EXECUTE ON FUNCTION priv_counts() TO PUBLIC;
 
 --
--- Creating a stream: only the target's owner, a tributary_admin member or a superuser.
+-- Creating a stream: any role that may INSERT into the target; the stream is its own.
 --
 SET ROLE regress_trib_plain;
 SELECT tributary.create_stream('priv_plain', 'priv_t');
@@ -30,22 +30,27 @@ SELECT * FROM priv_counts();
 RESET ROLE;
 
 SET ROLE regress_trib_writer;
--- INSERT on the table is not enough to declare a stream on it
-SELECT tributary.create_stream('priv_writer', 'priv_t');
+-- INSERT on the table is enough to declare a stream on it
+SELECT tributary.create_stream('priv_writer', 'priv_t', enabled => false);
 RESET ROLE;
 
 SET ROLE regress_trib_owner;
 SELECT tributary.create_stream('priv_owner', 'priv_t');
--- the owner cannot declare one on a table it does not own
+-- the owner cannot declare one on a table it may not insert into
 SELECT tributary.create_stream('priv_owner2', 'priv_super_t');
 RESET ROLE;
 
+-- being an admin does not give INSERT: the stream could never store a row
+SET ROLE regress_trib_admin;
+SELECT tributary.create_stream('priv_admin_super', 'priv_super_t');
+RESET ROLE;
+GRANT INSERT ON priv_t TO regress_trib_admin;
 SET ROLE regress_trib_admin;
 SELECT tributary.create_stream('priv_admin', 'priv_t', enabled => false);
-SELECT tributary.create_stream('priv_admin_super', 'priv_super_t');
 RESET ROLE;
 
 SELECT tributary.create_stream('priv_super', 'priv_super_t');
+-- a superuser's stream with credentials, into a table regress_trib_owner owns
 SELECT tributary.create_stream('priv_kafka', 'priv_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t",
       "librdkafka": {"sasl.password": "s3cret", "client.id": "x", "ssl.key.password": "k",
@@ -67,11 +72,6 @@ SELECT * FROM tributary.ingest('priv_owner', ARRAY['{"id": 1, "v": -1}', 'bad'])
 SELECT * FROM priv_counts();
 RESET ROLE;
 
--- an admin manages streams but writes rows only where it may INSERT
-SET ROLE regress_trib_admin;
-SELECT * FROM tributary.ingest('priv_admin_super', '{"id": 1, "v": 1}');
-RESET ROLE;
-
 -- a role with INSERT (and nothing else) can ingest: rows land, dead letters are written
 SET ROLE regress_trib_writer;
 SELECT * FROM tributary.ingest('priv_owner', ARRAY['{"id": 1, "v": 1}', '{"id": 2, "v": -2}', 'bad']);
@@ -79,7 +79,7 @@ RESET ROLE;
 SELECT * FROM priv_t ORDER BY id;
 SELECT * FROM priv_counts();
 
--- ... but cannot manage the stream
+-- ... but cannot manage a stream it does not own
 SET ROLE regress_trib_writer;
 SELECT tributary.alter_stream('priv_owner', '{"batch_size": 5}');
 SELECT tributary.stop('priv_owner');
@@ -87,8 +87,12 @@ SELECT tributary.start('priv_owner');
 SELECT tributary.drop_stream('priv_owner');
 SELECT tributary.drop_stream('priv_owner', if_exists => true);
 SELECT * FROM tributary.replay_dead_letters('priv_owner');
+-- its own stream it manages
+SELECT tributary.alter_stream('priv_writer', '{"batch_size": 7}');
+SELECT tributary.start('priv_writer');
+SELECT tributary.stop('priv_writer');
 RESET ROLE;
-SELECT name, enabled, config_version FROM tributary.streams WHERE name = 'priv_owner';
+SELECT name, enabled, config_version FROM tributary.streams WHERE name IN ('priv_owner', 'priv_writer') ORDER BY name;
 
 -- A plain role cannot manage either.
 SET ROLE regress_trib_plain;
@@ -96,15 +100,21 @@ SELECT tributary.stop('priv_super');
 SELECT tributary.alter_stream('priv_owner', '{}');
 RESET ROLE;
 
--- The owner of the target manages the stream, even one a superuser declared on it.
+-- The owner of the target table stops and drops streams into it, whoever owns them, but
+-- alters, starts or replays only its own: it cannot point a superuser's stream, and the
+-- credentials stored with it, at a broker of its choosing.
 SET ROLE regress_trib_owner;
+SELECT tributary.alter_stream('priv_kafka', '{"brokers": "127.0.0.1:55777"}');
+SELECT tributary.start('priv_kafka');
+SELECT tributary.stop('priv_kafka');
+SELECT tributary.alter_stream('priv_writer', '{"batch_size": 8}');
 SELECT tributary.alter_stream('priv_owner', '{"batch_size": 5}');
 SELECT tributary.stop('priv_owner');
 SELECT tributary.start('priv_owner');
-SELECT tributary.stop('priv_kafka');
 SELECT * FROM tributary.ingest('priv_owner', '{"id": 3, "v": 3}');
 RESET ROLE;
-SELECT name, enabled, config_version, options FROM tributary.streams WHERE name = 'priv_owner';
+SELECT name, enabled, config_version, options ->> 'brokers' AS brokers FROM tributary.streams
+WHERE name IN ('priv_owner', 'priv_kafka', 'priv_writer') ORDER BY name;
 
 -- Members of the owner's role manage too.
 BEGIN;
@@ -144,15 +154,23 @@ INSERT INTO tributary.dead_letters (stream, payload, error, sqlstate) VALUES ('p
 RESET ROLE;
 
 --
--- Secrets in librdkafka options are masked for everyone but admins and superusers.
+-- Options are shown only to those who manage the stream, with secrets masked for all
+-- but admins and superusers.
 --
 SET ROLE regress_trib_plain;
-SELECT jsonb_pretty(options -> 'librdkafka') AS plain_sees FROM tributary.streams WHERE name = 'priv_kafka';
-SELECT options ->> 'brokers' AS brokers, options ->> 'topic' AS topic FROM tributary.streams WHERE name = 'priv_kafka';
+SELECT options IS NULL AS plain_sees_no_options FROM tributary.streams WHERE name = 'priv_kafka';
 RESET ROLE;
 SET ROLE regress_trib_owner;
-SELECT options -> 'librdkafka' ->> 'sasl.password' AS owner_sees FROM tributary.streams WHERE name = 'priv_kafka';
+SELECT options IS NULL AS target_owner_sees_no_options FROM tributary.streams WHERE name = 'priv_kafka';
 RESET ROLE;
+-- the stream's owner sees its options, secrets masked
+BEGIN;
+SELECT tributary.alter_stream_owner('priv_kafka', 'regress_trib_writer');
+SET ROLE regress_trib_writer;
+SELECT jsonb_pretty(options -> 'librdkafka') AS stream_owner_sees FROM tributary.streams WHERE name = 'priv_kafka';
+SELECT options ->> 'brokers' AS brokers, options ->> 'topic' AS topic FROM tributary.streams WHERE name = 'priv_kafka';
+RESET ROLE;
+ROLLBACK;
 SET ROLE regress_trib_admin;
 SELECT jsonb_pretty(options -> 'librdkafka') AS admin_sees FROM tributary.streams WHERE name = 'priv_kafka';
 RESET ROLE;
@@ -162,9 +180,10 @@ SELECT options -> 'librdkafka' ->> 'sasl.password' AS stored FROM tributary.stre
 -- the password in a Redis URL is masked the same way
 SELECT tributary.create_stream('priv_redis', 'priv_t', 'redis',
     '{"url": "redis://app:hunter2@cache:6379/0?password=again&db=1", "stream_key": "events"}', enabled => false);
-SET ROLE regress_trib_plain;
-SELECT options ->> 'url' AS plain_sees_url FROM tributary.streams WHERE name = 'priv_redis';
+SET ROLE regress_trib_admin;
+SELECT options ->> 'url' AS admin_sees_url FROM tributary.streams WHERE name = 'priv_redis';
 RESET ROLE;
+SELECT tributary._redact_options(options) ->> 'url' AS masked_url FROM tributary.stream_catalog WHERE name = 'priv_redis';
 SELECT options ->> 'url' AS superuser_sees_url FROM tributary.streams WHERE name = 'priv_redis';
 SELECT tributary.drop_stream('priv_redis');
 
@@ -207,6 +226,82 @@ SET ROLE regress_trib_owner;
 SELECT * FROM tributary.replay_dead_letters('priv_owner');
 RESET ROLE;
 SELECT * FROM priv_t ORDER BY id;
+
+--
+-- last_error can quote a row (a trigger's message): only those who manage the stream
+-- read it, in tributary.streams and in tributary.stream_stats.
+--
+UPDATE tributary.stream_catalog SET last_error = 'card 4111 1111 1111 1111 refused', last_error_at = now()
+WHERE name = 'priv_kafka';
+SET ROLE regress_trib_plain;
+SELECT name, last_error, last_error_at FROM tributary.streams WHERE name = 'priv_kafka';
+SELECT stream, last_error, last_error_at FROM tributary.stream_stats WHERE stream = 'priv_kafka';
+RESET ROLE;
+SET ROLE regress_trib_owner;
+SELECT name, last_error FROM tributary.streams WHERE name = 'priv_kafka';
+RESET ROLE;
+SET ROLE regress_trib_admin;
+SELECT name, last_error FROM tributary.streams WHERE name = 'priv_kafka';
+SELECT stream, last_error FROM tributary.stream_stats WHERE stream = 'priv_kafka';
+RESET ROLE;
+UPDATE tributary.stream_catalog SET last_error = NULL, last_error_at = NULL WHERE name = 'priv_kafka';
+
+--
+-- A stream whose target was dropped: its owner still stops and drops it, and reads its
+-- dead letters.
+--
+CREATE TABLE priv_gone (id integer CHECK (id > 0));
+ALTER TABLE priv_gone OWNER TO regress_trib_owner;
+SET ROLE regress_trib_owner;
+SELECT tributary.create_stream('priv_gone', 'priv_gone');
+SELECT * FROM tributary.ingest('priv_gone', ARRAY['{"id": -1}', '{"id": 1}']);
+DROP TABLE priv_gone;
+SELECT stream, convert_from(payload, 'UTF8') AS payload, sqlstate FROM tributary.dead_letters
+WHERE stream = 'priv_gone';
+SELECT tributary.stop('priv_gone');
+SELECT * FROM tributary.ingest('priv_gone', '{"id": 2}');
+SELECT tributary.drop_stream('priv_gone');
+RESET ROLE;
+SELECT count(*) AS priv_gone_left FROM tributary.stream_catalog WHERE name = 'priv_gone';
+
+--
+-- Owner roles: DROP ROLE is refused while the role owns streams; REASSIGN OWNED gives
+-- them to another role, DROP OWNED drops them; alter_stream_owner is for admins.
+--
+CREATE ROLE regress_trib_leaver;
+GRANT INSERT ON priv_t TO regress_trib_leaver;
+SET ROLE regress_trib_leaver;
+SELECT tributary.create_stream('priv_leaver_a', 'priv_t', enabled => false);
+SELECT tributary.create_stream('priv_leaver_b', 'priv_t', enabled => false);
+RESET ROLE;
+DROP ROLE regress_trib_leaver;
+DROP ROLE IF EXISTS regress_trib_nobody;
+SELECT name, owner FROM tributary.streams WHERE name LIKE 'priv\_leaver%' ORDER BY name;
+-- alter_stream_owner: admins only, to a role that may insert into the target
+SET ROLE regress_trib_leaver;
+SELECT tributary.alter_stream_owner('priv_leaver_a', 'regress_trib_leaver');
+RESET ROLE;
+SET ROLE regress_trib_admin;
+SELECT tributary.alter_stream_owner('priv_leaver_a', 'regress_trib_plain');
+SELECT tributary.alter_stream_owner('priv_leaver_a', 'regress_trib_writer');
+RESET ROLE;
+SELECT name, owner, config_version FROM tributary.streams WHERE name LIKE 'priv\_leaver%' ORDER BY name;
+-- REASSIGN OWNED moves the rest along with the role's other objects
+REASSIGN OWNED BY regress_trib_leaver TO regress_trib_owner;
+SELECT name, owner, config_version FROM tributary.streams WHERE name LIKE 'priv\_leaver%' ORDER BY name;
+-- DROP OWNED drops the streams a role owns, with their dead letters
+SELECT tributary.alter_stream_owner('priv_leaver_b', 'regress_trib_leaver');
+SET ROLE regress_trib_leaver;
+SELECT * FROM tributary.ingest('priv_leaver_b', 'not json');
+SELECT tributary.start('priv_leaver_b');
+SELECT * FROM tributary.ingest('priv_leaver_b', 'not json');
+RESET ROLE;
+SELECT count(*) AS leaver_dead_letters FROM tributary.dead_letters WHERE stream = 'priv_leaver_b';
+DROP OWNED BY regress_trib_leaver;
+SELECT count(*) AS leaver_streams FROM tributary.stream_catalog WHERE name = 'priv_leaver_b';
+SELECT count(*) AS leaver_dead_letters FROM tributary.dead_letters WHERE stream = 'priv_leaver_b';
+DROP ROLE regress_trib_leaver;
+SELECT name, owner FROM tributary.streams WHERE name LIKE 'priv\_leaver%' ORDER BY name;
 
 --
 -- Row-level security on a target: refused for a role it applies to.

@@ -33,6 +33,7 @@ PG_FUNCTION_INFO_V1(tributary_stop);
 PG_FUNCTION_INFO_V1(tributary_drop_stream);
 PG_FUNCTION_INFO_V1(tributary_ingest);
 PG_FUNCTION_INFO_V1(tributary_replay_dead_letters);
+PG_FUNCTION_INFO_V1(tributary_alter_stream_owner);
 
 static char *
 TribArgText(FunctionCallInfo fcinfo, int arg, const char *what)
@@ -61,16 +62,20 @@ TribParseSource(const char *source)
 	return TRIB_SOURCE_LOCAL;	/* keep compiler quiet */
 }
 
-/* Load a stream for a lifecycle change: locked, and only for those allowed to manage it. */
+/*
+ * Load a stream for a lifecycle change: locked, and only for those allowed to manage it
+ * (with target_owner_too, the target table's owner as well: stop and drop).
+ */
 static StreamDef *
-TribStreamForChange(const char *name, const char *function, const char *action, bool missing_ok)
+TribStreamForChange(const char *name, const char *function, const char *action, bool missing_ok,
+					bool target_owner_too)
 {
 	StreamDef  *def;
 
 	PreventCommandIfReadOnly(psprintf("tributary.%s", function));
 	def = TribStreamLoad(name, missing_ok, true);
 	if (def != NULL)
-		TribCheckMayManage(def->target, name, action);
+		TribCheckMayManage(def, action, target_owner_too);
 	return def;
 }
 
@@ -105,8 +110,9 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 	def.event_time_column = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	def.enabled = PG_ARGISNULL(6) ? true : PG_GETARG_BOOL(6);
 
-	TribCheckTarget(def.target);
-	TribCheckMayManage(def.target, name, "create");
+	def.owner = GetUserId();
+	/* any role may declare a stream into a table it may insert into; the stream is its own */
+	TribCheckMayInsert(&def, def.owner);
 	if (TribStreamLoad(name, true, false) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -174,7 +180,7 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("options must not be null"),
 				 errhint("Pass a JSON object with the options to change; a key set to null removes it.")));
-	def = TribStreamForChange(name, "alter_stream", "alter", false);
+	def = TribStreamForChange(name, "alter_stream", "alter", false, false);
 	if (!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(1)) || JB_ROOT_IS_SCALAR(PG_GETARG_JSONB_P(1)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -186,7 +192,7 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 
 	values[0] = Int32GetDatum(def->id);
 	values[1] = merged;
-	TribCatalogExecute("UPDATE tributary.stream_catalog SET options = $2, "
+	TribCatalogExecute("UPDATE tributary.stream_catalog SET options = $2, failed = false, "
 					   "config_version = config_version + 1 WHERE id = $1",
 					   2, types, values, NULL);
 	TribWakeLauncherAtCommit();
@@ -198,15 +204,15 @@ TribSetEnabled(FunctionCallInfo fcinfo, bool enabled)
 {
 	char	   *name = TribArgText(fcinfo, 0, "name");
 	StreamDef  *def = TribStreamForChange(name, enabled ? "start" : "stop",
-										   enabled ? "start" : "stop", false);
+										   enabled ? "start" : "stop", false, !enabled);
 	Oid			types[2] = {INT4OID, BOOLOID};
 	Datum		values[2] = {Int32GetDatum(def->id), BoolGetDatum(enabled)};
 
 	if (enabled)
 		TribStreamResolveOptions(def);
 	TribCatalogExecute(enabled ?
-					   "UPDATE tributary.stream_catalog SET enabled = $2, last_error = NULL, "
-					   "last_error_at = NULL WHERE id = $1" :
+					   "UPDATE tributary.stream_catalog SET enabled = $2, failed = false, "
+					   "last_error = NULL, last_error_at = NULL WHERE id = $1" :
 					   "UPDATE tributary.stream_catalog SET enabled = $2 WHERE id = $1",
 					   2, types, values, NULL);
 	TribWakeLauncherAtCommit();
@@ -232,7 +238,7 @@ tributary_drop_stream(PG_FUNCTION_ARGS)
 {
 	char	   *name = TribArgText(fcinfo, 0, "name");
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	StreamDef  *def = TribStreamForChange(name, "drop_stream", "drop", if_exists);
+	StreamDef  *def = TribStreamForChange(name, "drop_stream", "drop", if_exists, true);
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
 
@@ -377,7 +383,7 @@ tributary_replay_dead_letters(PG_FUNCTION_ARGS)
 {
 	char	   *name = TribArgText(fcinfo, 0, "name");
 	StreamDef  *def = TribStreamForChange(name, "replay_dead_letters",
-										   "replay dead letters of", false);
+										   "replay dead letters of", false, false);
 	TribBatchCounts counts;
 
 	TribStreamResolveOptions(def);
@@ -386,4 +392,48 @@ tributary_replay_dead_letters(PG_FUNCTION_ARGS)
 	if (counts.messages > 0)
 		TribStatsAddAtCommit(&def->key, 0, counts.rows, 0, 0);
 	PG_RETURN_DATUM(TribIngestResult(fcinfo, &counts));
+}
+
+/*
+ * alter_stream_owner(name, new_owner): give a stream to another role (admins only), for
+ * example before its owner's role is dropped. The new owner needs INSERT on the target.
+ * A stream that failed because its owner was dropped runs again.
+ */
+Datum
+tributary_alter_stream_owner(PG_FUNCTION_ARGS)
+{
+	char	   *name = TribArgText(fcinfo, 0, "name");
+	Oid			new_owner;
+	StreamDef  *def;
+	Oid			types[2] = {INT4OID, OIDOID};
+	Datum		values[2];
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("new_owner must not be null"),
+				 errhint("Pass the role that is to own the stream.")));
+	new_owner = PG_GETARG_OID(1);
+	PreventCommandIfReadOnly("tributary.alter_stream_owner");
+	if (!TribIsAdmin(GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the owner of stream \"%s\"", name),
+				 errdetail("Only a superuser or a member of %s may give a stream to another role.",
+						   TRIBUTARY_ADMIN_ROLE),
+				 errhint("Ask an administrator.")));
+	if (!TribRoleExists(new_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", new_owner),
+				 errhint("Pass an existing role.")));
+	def = TribStreamLoad(name, false, true);
+	TribCheckMayInsert(def, new_owner);
+	values[0] = Int32GetDatum(def->id);
+	values[1] = ObjectIdGetDatum(new_owner);
+	TribCatalogExecute("UPDATE tributary.stream_catalog SET owner = $2::pg_catalog.regrole, "
+					   "failed = false, config_version = config_version + 1 WHERE id = $1",
+					   2, types, values, NULL);
+	TribWakeLauncherAtCommit();
+	PG_RETURN_VOID();
 }

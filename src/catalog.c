@@ -110,7 +110,8 @@ TribCheckStreamName(const char *name)
 				 errhint("Stream names appear in NOTIFY channels and process titles, so they are kept plain; for example \"orders_v2\".")));
 }
 
-static bool
+/* Superusers and members of tributary_admin manage every stream and see every secret. */
+bool
 TribIsAdmin(Oid userid)
 {
 	Oid			admin = get_role_oid(TRIBUTARY_ADMIN_ROLE, true);
@@ -119,27 +120,66 @@ TribIsAdmin(Oid userid)
 		(OidIsValid(admin) && has_privs_of_role(userid, admin));
 }
 
-/* Only the target's owner, a superuser or a tributary_admin member manage a stream. */
+/* Whether a role still exists: a stream can outlive its owner's role (see ownership.c). */
+bool
+TribRoleExists(Oid roleid)
+{
+	return OidIsValid(roleid) && SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(roleid));
+}
+
+/* A role's name for messages, or its OID when it was dropped. */
+const char *
+TribRoleName(Oid roleid)
+{
+	char	   *name = GetUserNameFromId(roleid, true);
+
+	return name != NULL ? quote_identifier(name) : psprintf("(dropped role %u)", roleid);
+}
+
+/* The owner of a table, or InvalidOid when the table is gone. */
+static Oid
+TribRelationOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Who manages a stream: its owner (or a member of the owner role), a superuser or a
+ * tributary_admin member. With target_owner_too, the target table's owner as well: she
+ * may stop and drop streams into her table, but not alter them or see their secrets.
+ */
 void
-TribCheckMayManage(Oid target, const char *stream, const char *action)
+TribCheckMayManage(StreamDef *def, const char *action, bool target_owner_too)
 {
 	Oid			userid = GetUserId();
+	Oid			relowner;
 
 	if (TribIsAdmin(userid))
 		return;
-	if (OidIsValid(target) && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)) &&
-		TribRelationOwnerCheck(target, userid))
+	if (TribRoleExists(def->owner) && has_privs_of_role(userid, def->owner))
+		return;
+	relowner = TribRelationOwner(def->target);
+	if (target_owner_too && OidIsValid(relowner) && has_privs_of_role(userid, relowner))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s stream \"%s\"", action, stream),
-			 errdetail("Only the owner of the target table, a superuser or a member of %s may %s a stream.",
+			 errmsg("permission denied to %s stream \"%s\"", action, def->name),
+			 errdetail(target_owner_too ?
+					   "Only the stream's owner (or a member of its role), the owner of its target table, a superuser or a member of %s may %s it." :
+					   "Only the stream's owner (or a member of its role), a superuser or a member of %s may %s it.",
 					   TRIBUTARY_ADMIN_ROLE, action),
-			 errhint("Ask the table's owner, or have a superuser run GRANT %s TO %s.",
-					 TRIBUTARY_ADMIN_ROLE, GetUserNameFromId(userid, false))));
+			 errhint("Ask the stream's owner, or have a superuser run GRANT %s TO %s.",
+					 TRIBUTARY_ADMIN_ROLE, quote_identifier(GetUserNameFromId(userid, false)))));
 }
 
-/* A target must be a table (plain or partitioned) without row-level security. */
+/* A target must be an ordinary or partitioned table that outlives the session. */
 void
 TribCheckTarget(Oid target)
 {
@@ -162,16 +202,31 @@ TribCheckTarget(Oid target)
 				 errmsg("\"%s\" is a temporary table", get_rel_name(target)),
 				 errdetail("A stream outlives the session; a temporary table does not, and workers cannot see it."),
 				 errhint("Use an ordinary (or unlogged) table.")));
-	if (check_enable_rls(target, InvalidOid, true) == RLS_ENABLED)
+}
+
+/*
+ * Row-level security that would apply to userid's rows, checked as userid (an owner's
+ * FORCE included). COPY FROM does not apply policies, so such a target is refused.
+ */
+static bool
+TribRlsApplies(Oid target, Oid userid)
+{
+	return check_enable_rls(target, userid, true) == RLS_ENABLED;
+}
+
+static void
+TribCheckNoRls(Oid target, Oid userid)
+{
+	if (TribRlsApplies(target, userid))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("table \"%s\" has row-level security enabled for the current user",
-						get_rel_name(target)),
+				 errmsg("table \"%s\" has row-level security enabled for role %s",
+						get_rel_name(target), TribRoleName(userid)),
 				 errdetail("tributary inserts with PostgreSQL's COPY machinery, which does not apply row-level security."),
 				 errhint("Use a target without row-level security, or a role that bypasses it.")));
 }
 
-/* The role that puts rows into the target needs INSERT on it. */
+/* The role that puts rows into the target needs INSERT on it, and no RLS may apply. */
 void
 TribCheckMayInsert(StreamDef *def, Oid userid)
 {
@@ -180,11 +235,55 @@ TribCheckMayInsert(StreamDef *def, Oid userid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", get_rel_name(def->target)),
-				 errdetail("Role \"%s\" needs INSERT on the target of stream \"%s\".",
-						   GetUserNameFromId(userid, false), def->name),
+				 errdetail("Role %s needs INSERT on the target of stream \"%s\".",
+						   TribRoleName(userid), def->name),
 				 errhint("GRANT INSERT ON %s TO %s.",
-						 quote_identifier(get_rel_name(def->target)),
-						 quote_identifier(GetUserNameFromId(userid, false)))));
+						 quote_identifier(get_rel_name(def->target)), TribRoleName(userid))));
+	TribCheckNoRls(def->target, userid);
+}
+
+/*
+ * Why a broker stream's worker cannot go on, whatever it retries: its target is gone or
+ * no longer a table, its owner role was dropped, or row-level security now applies to
+ * its rows. NULL when none of these holds. The worker marks such a stream failed and
+ * stops until it is altered, started or dropped.
+ */
+char *
+TribStreamUnrunnable(StreamDef *def)
+{
+	char		relkind = get_rel_relkind(def->target);
+	Oid			relowner;
+
+	if (relkind == '\0')
+		return psprintf("target table with OID %u does not exist", def->target);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		return psprintf("\"%s\" is no longer a table", get_rel_name(def->target));
+	if (!TribRoleExists(def->owner))
+		return psprintf("the owner of stream \"%s\" (role %u) no longer exists", def->name, def->owner);
+	relowner = TribRelationOwner(def->target);
+	if (TribRlsApplies(def->target, def->owner) || TribRlsApplies(def->target, relowner))
+		return psprintf("table \"%s\" has row-level security enabled for the stream's rows",
+						get_rel_name(def->target));
+	return NULL;
+}
+
+/*
+ * Act as the target table's owner inside a security-restricted operation, as PostgreSQL
+ * runs maintenance commands: a trigger, default or constraint of the table runs with its
+ * owner's rights and cannot change roles or session state, whoever owns the stream.
+ * Undone by TribRestoreUser.
+ */
+void
+TribBecomeTableOwner(StreamDef *def, TribOwnerContext *ctx)
+{
+	Oid			relowner = TribRelationOwner(def->target);
+
+	if (!OidIsValid(relowner))
+		TribCheckTarget(def->target);	/* raises: the table is gone */
+	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
+	SetUserIdAndSecContext(relowner, ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	ctx->guc_nest_level = NewGUCNestLevel();
 }
 
 static char *

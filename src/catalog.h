@@ -33,8 +33,13 @@ extern bool TribJsonbInteger(JsonbValue *v, int64 *out);
 extern void TribBadOption(StreamDef *def, const char *key, const char *expected) pg_attribute_noreturn();
 
 extern void TribCheckStreamName(const char *name);
-extern void TribCheckMayManage(Oid target, const char *stream, const char *action);
+extern bool TribIsAdmin(Oid userid);
+extern bool TribRoleExists(Oid roleid);
+extern const char *TribRoleName(Oid roleid);
+extern void TribCheckMayManage(StreamDef *def, const char *action, bool target_owner_too);
 extern void TribCheckTarget(Oid target);
 extern void TribCheckMayInsert(StreamDef *def, Oid userid);
+extern char *TribStreamUnrunnable(StreamDef *def);
+extern void TribBecomeTableOwner(StreamDef *def, TribOwnerContext *ctx);
 
 #endif							/* TRIBUTARY_CATALOG_H */

@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "mb/pg_wchar.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
 
@@ -30,6 +31,38 @@ TribBytea(const char *data, int len)
 	return b;
 }
 
+/*
+ * Text for a column of dead_letters: bytes that are not valid in the database encoding
+ * (an error quoting a broken payload, a topic name) become \xNN, so the table always
+ * dumps and restores.
+ */
+static Datum
+TribValidText(const char *text)
+{
+	int			encoding = GetDatabaseEncoding();
+	int			len = strlen(text);
+	StringInfoData buf;
+
+	if (pg_verify_mbstr(encoding, text, len, true))
+		return CStringGetTextDatum(text);
+	initStringInfo(&buf);
+	while (len > 0)
+	{
+		int			l = pg_encoding_verifymbchar(encoding, text, len);
+
+		if (l > 0)
+			appendBinaryStringInfo(&buf, text, l);
+		else
+		{
+			appendStringInfo(&buf, "\\x%02x", (unsigned char) text[0]);
+			l = 1;
+		}
+		text += l;
+		len -= l;
+	}
+	return CStringGetTextDatum(buf.data);
+}
+
 static void
 TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 {
@@ -45,17 +78,17 @@ TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 	values[2] = Int64GetDatum(msg->offset);
 	nulls[2] = msg->offset < 0 ? 'n' : ' ';
 	values[3] = PointerGetDatum(payload);
-	values[4] = CStringGetTextDatum(res->error);
+	values[4] = TribValidText(res->error);
 	values[5] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
-	values[6] = res->detail ? CStringGetTextDatum(res->detail) : (Datum) 0;
+	values[6] = res->detail ? TribValidText(res->detail) : (Datum) 0;
 	nulls[6] = res->detail ? ' ' : 'n';
-	values[7] = msg->topic ? CStringGetTextDatum(msg->topic) : (Datum) 0;
+	values[7] = msg->topic ? TribValidText(msg->topic) : (Datum) 0;
 	nulls[7] = msg->topic ? ' ' : 'n';
 	values[8] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
 	nulls[8] = msg->key ? ' ' : 'n';
 	values[9] = Int64GetDatum(msg->timestamp_ms);
 	nulls[9] = msg->timestamp_ms >= 0 ? ' ' : 'n';
-	values[10] = msg->headers ? CStringGetTextDatum(msg->headers) : (Datum) 0;
+	values[10] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
 	nulls[10] = msg->headers ? ' ' : 'n';
 	if (SPI_execute_with_args("INSERT INTO tributary.dead_letters "
 							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic, "
@@ -164,9 +197,9 @@ TribDeadLettersSettle(int64 *ids, TribMessageResult *results, int n)
 								  1, types, values, NULL, false, 0);
 			continue;
 		}
-		values[1] = CStringGetTextDatum(results[i].error);
+		values[1] = TribValidText(results[i].error);
 		values[2] = CStringGetTextDatum(unpack_sql_state(results[i].sqlerrcode));
-		values[3] = results[i].detail ? CStringGetTextDatum(results[i].detail) : (Datum) 0;
+		values[3] = results[i].detail ? TribValidText(results[i].detail) : (Datum) 0;
 		nulls[3] = results[i].detail ? ' ' : 'n';
 		SPI_execute_with_args("UPDATE tributary.dead_letters SET error = $2, sqlstate = $3, "
 							  "detail = $4, attempts = attempts + 1, failed_at = pg_catalog.now() "

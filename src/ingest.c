@@ -20,10 +20,12 @@
  *     (or halved when that is unknown), until the failing rows stand alone; those are
  *     dead letters with the error they raised, and every other row lands, in order, so
  *     the first of two conflicting rows wins.
- * Only errors that cannot be a message's fault abort the batch, as they would any
- * statement: lost connections, serialization failures and deadlocks, exhausted
- * resources, cancels and shutdowns, system and internal errors, missing privileges and
- * a missing table (TribErrorBlamesRow).
+ * Whatever its SQLSTATE, an error that one message raises is that message's fault: it
+ * becomes a dead letter and the batch goes on. Only errors that cannot be a message's
+ * fault abort the batch, as they would any statement (lost connections, serialization
+ * failures and deadlocks, exhausted resources, cancels and shutdowns, system and
+ * internal errors: TribErrorStopsBatch), and so does an environmental error that every
+ * message of the batch hits alike (TribRaiseIfEveryMessageFailed).
  *
  * The caller owns the transaction; nothing here commits.
  */
@@ -99,11 +101,14 @@ TribCopyRead(void *outbuf, int minread, int maxread)
 }
 
 /*
- * Whether an error may be the fault of the message being processed. Errors that never
- * are (the server, the session or the target is in trouble) abort the batch instead.
+ * Whether an error can never be the fault of the message being processed: the server,
+ * the session or the transaction is in trouble (lost connection, serialization failure
+ * or deadlock, out of disk or memory, cancel or shutdown, I/O or internal error, a lock
+ * not granted in time). Such an error stops the batch, as it would any statement; any
+ * other error is the message's, which becomes a dead letter while the batch goes on.
  */
 static bool
-TribErrorBlamesRow(int sqlerrcode)
+TribErrorStopsBatch(int sqlerrcode)
 {
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
@@ -111,17 +116,53 @@ TribErrorBlamesRow(int sqlerrcode)
 		case ERRCODE_INVALID_TRANSACTION_STATE:
 		case ERRCODE_TRANSACTION_ROLLBACK:
 		case ERRCODE_INSUFFICIENT_RESOURCES:
-		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
 		case ERRCODE_OPERATOR_INTERVENTION:
 		case ERRCODE_SYSTEM_ERROR:
 		case ERRCODE_INTERNAL_ERROR:
-			return false;
+			return true;
 		default:
-			break;
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 	}
-	return sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE &&
-		sqlerrcode != ERRCODE_UNDEFINED_TABLE &&
-		sqlerrcode != ERRCODE_QUERY_CANCELED;
+}
+
+/*
+ * Errors that describe the target's surroundings rather than a row (a privilege, a
+ * missing object, an object in the wrong state). Raised for one message of a batch they
+ * are that message's fault; raised identically by every message, they are not.
+ */
+static bool
+TribErrorMayBeEnvironment(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+		sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+		sqlerrcode == ERRCODE_UNDEFINED_OBJECT ||
+		sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+}
+
+/*
+ * Stop the batch when every one of its (two or more) messages failed in the insert with
+ * the same environmental error: a trigger's function revoked, a sequence without USAGE.
+ * Dead-lettering the whole stream would hide the cause; stopping retries it after a fix.
+ */
+static void
+TribRaiseIfEveryMessageFailed(TribMessageResult *results, int nmsgs)
+{
+	TribMessageResult *first = &results[0];
+
+	if (nmsgs < 2 || !first->at_insert || !TribErrorMayBeEnvironment(first->sqlerrcode))
+		return;
+	for (int i = 1; i < nmsgs; i++)
+		if (results[i].outcome != TRIB_DEAD || !results[i].at_insert ||
+			results[i].sqlerrcode != first->sqlerrcode || strcmp(results[i].error, first->error) != 0)
+			return;
+	ereport(ERROR,
+			(errcode(first->sqlerrcode),
+			 errmsg("%s", first->error),
+			 errdetail("Every message of the batch (%d) failed with this error, so it is not one message's fault.",
+					   nmsgs),
+			 errhint("Fix the cause; the batch is retried, and no message is lost.")));
 }
 
 typedef void (*TribGuardedFn) (TribBatch *b, int lo, int hi, int64 *count);
@@ -169,7 +210,7 @@ TribRunGuarded(TribGuardedFn fn, TribBatch *b, int lo, int hi, int64 *count, int
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		if (!TribErrorBlamesRow(edata->sqlerrcode))
+		if (TribErrorStopsBatch(edata->sqlerrcode))
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -372,7 +413,10 @@ TribInsertIsolating(TribBatch *b, int lo, int hi)
 			continue;
 		}
 		if (seg.hi - seg.lo == 1)
+		{
 			TribMarkDead(b, b->rows[seg.lo].msg, edata, column);
+			b->results[b->rows[seg.lo].msg].at_insert = true;
+		}
 		else if (failed >= seg.lo && failed < seg.hi)
 		{
 			/* push the later parts first so the earlier rows are tried first */
@@ -493,6 +537,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	for (int i = 0; i < nmsgs; i++)
 		if (results[i].outcome == TRIB_DEAD)
 			counts->dead++;
+	TribRaiseIfEveryMessageFailed(results, nmsgs);
 
 	table_close(rel, NoLock);
 	MemoryContextSwitchTo(old);

@@ -68,6 +68,7 @@ typedef struct TribLaunchEntry
 	TimestampTz next_start;		/* not before this */
 	TimestampTz started_at;
 	bool		wanted;			/* in the catalog as started, this round */
+	Oid			owner;			/* the stream's owner, for tributary.max_workers_per_role */
 } TribLaunchEntry;
 
 /* A started stream as read from the catalog. */
@@ -76,6 +77,11 @@ typedef struct TribWantedStream
 	TribLaunchKey key;			/* index unused */
 	int32		config_version;
 	int32		parallelism;
+	Oid			owner;
+	bool		owner_exempt;	/* a superuser: not limited per role */
+	bool		waiting_stored; /* catalog column "waiting" as read */
+	char		waiting[256];	/* why a worker could not start this round, or "" */
+	char		owner_name[NAMEDATALEN];
 	char		name[NAMEDATALEN];
 } TribWantedStream;
 
@@ -159,12 +165,14 @@ TribReadWantedStreams(Oid *owner)
 	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("stream_catalog", nsp)))
 	{
 		Oid			catalog = TribCatalogRelid();
+		int			nexempt = 0;
 		int32	   *ids;
 		bool		isnull;
 
 		*owner = TribExtensionOwner();
-		SPI_execute("SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
-					"options OPERATOR(pg_catalog.->>) 'parallelism' "
+		SPI_execute("SELECT id, config_version, name, "
+					"enabled AND NOT failed AND source OPERATOR(pg_catalog.<>) 'local', "
+					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting "
 					"FROM tributary.stream_catalog ORDER BY id", true, 0);
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -190,7 +198,15 @@ TribReadWantedStreams(Oid *owner)
 				w->parallelism = Max(1, Min(w->parallelism, TRIBUTARY_MAX_PARALLELISM));
 			}
 			strlcpy(w->name, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
-			wanted = lappend(wanted, w);
+			w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+			w->owner_exempt = superuser_arg(w->owner);
+			w->waiting_stored = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+			strlcpy(w->owner_name, TribRoleName(w->owner), NAMEDATALEN);
+			/* superusers' streams first: plain roles' streams cannot keep them waiting */
+			if (w->owner_exempt)
+				wanted = list_insert_nth(wanted, nexempt++, w);
+			else
+				wanted = lappend(wanted, w);
 			MemoryContextSwitchTo(old);
 		}
 		TribSweepSlots(catalog, ids, (int) SPI_processed);
@@ -254,8 +270,9 @@ TribBackoffMs(int failures)
 	return Min(ms, TRIB_BACKOFF_MAX_MS);
 }
 
+/* Workers running (or registered), of every stream or of one owner's streams. */
 static int
-TribRunningWorkers(void)
+TribRunningWorkers(Oid owner)
 {
 	HASH_SEQ_STATUS seq;
 	TribLaunchEntry *e;
@@ -263,8 +280,17 @@ TribRunningWorkers(void)
 
 	hash_seq_init(&seq, launch_entries);
 	while ((e = hash_seq_search(&seq)) != NULL)
-		n += e->handle != NULL;
+		n += e->handle != NULL && (!OidIsValid(owner) || e->owner == owner);
 	return n;
+}
+
+/* tributary.max_workers_per_role in force: -1 is half of tributary.max_workers. */
+static int
+TribWorkersPerRole(void)
+{
+	if (tributary_max_workers_per_role >= 0)
+		return tributary_max_workers_per_role;
+	return Max(1, tributary_max_workers / 2);
 }
 
 /*
@@ -318,10 +344,21 @@ TribTendWorker(TribWantedStream *w, int index, Oid owner, TimestampTz now)
 		}
 	}
 
+	e->owner = w->owner;
 	if (now < e->next_start)
 		return (long) ((e->next_start - now) / 1000) + 1;
-	if (TribRunningWorkers() >= tributary_max_workers)
+	if (!w->owner_exempt && TribRunningWorkers(w->owner) >= TribWorkersPerRole())
 	{
+		snprintf(w->waiting, sizeof(w->waiting),
+				 "waiting for a worker: the streams of role %s run %d workers, tributary.max_workers_per_role is %d",
+				 w->owner_name, TribRunningWorkers(w->owner), TribWorkersPerRole());
+		return -1;
+	}
+	if (TribRunningWorkers(InvalidOid) >= tributary_max_workers)
+	{
+		snprintf(w->waiting, sizeof(w->waiting),
+				 "waiting for a worker: all %d of tributary.max_workers are taken",
+				 tributary_max_workers);
 		if (!worker_limit_logged)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -372,6 +409,53 @@ TribStopUnwanted(void)
 	list_free(stopping);
 }
 
+/*
+ * Tell tributary.streams which streams wait for a worker slot, and why (last_error):
+ * written only when a stream starts or stops waiting.
+ */
+static void
+TribRecordWaiting(List *wanted)
+{
+	ListCell   *lc;
+	bool		started = false;
+
+	foreach(lc, wanted)
+	{
+		TribWantedStream *w = lfirst(lc);
+		Oid			types[3] = {INT4OID, BOOLOID, TEXTOID};
+		Datum		values[3];
+		char		nulls[3] = "   ";
+
+		bool		waiting = w->waiting[0] != '\0';
+
+		if (waiting == w->waiting_stored)
+			continue;
+		if (!started)
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			started = true;
+		}
+		values[0] = Int32GetDatum(w->key.id);
+		values[1] = BoolGetDatum(waiting);
+		values[2] = waiting ? CStringGetTextDatum(w->waiting) : (Datum) 0;
+		nulls[2] = waiting ? ' ' : 'n';
+		TribCatalogExecute("UPDATE tributary.stream_catalog SET waiting = $2, "
+						   "last_error = CASE WHEN $2 THEN $3 "
+						   "  WHEN last_error LIKE 'waiting for a worker:%' THEN NULL ELSE last_error END, "
+						   "last_error_at = CASE WHEN $2 THEN pg_catalog.now() "
+						   "  WHEN last_error LIKE 'waiting for a worker:%' THEN NULL ELSE last_error_at END "
+						   "WHERE id = $1",
+						   3, types, values, nulls);
+	}
+	if (started)
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+}
+
 /* One pass: returns how long to sleep before the next. */
 static long
 TribReconcile(void)
@@ -403,6 +487,7 @@ TribReconcile(void)
 				sleep_ms = Min(sleep_ms, ms);
 		}
 	TribStopUnwanted();
+	TribRecordWaiting(wanted);
 	MemoryContextDelete(cxt);
 	return sleep_ms;
 }

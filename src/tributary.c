@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "launcher.h"
+#include "ownership.h"
 #include "shmem.h"
 #include "tributary.h"
 
@@ -22,6 +23,7 @@ PG_MODULE_MAGIC;
 
 char	   *tributary_database = NULL;
 int			tributary_max_workers = 8;
+int			tributary_max_workers_per_role = -1;
 int			tributary_max_streams = 64;
 int			tributary_max_partitions = 1024;
 int			tributary_naptime_ms = 10000;
@@ -91,6 +93,15 @@ TribDefineGucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("tributary.max_workers_per_role",
+							"Maximum number of stream workers the streams of one role may take.",
+							"-1 means half of tributary.max_workers (at least 1). Streams of superusers are exempt.",
+							&tributary_max_workers_per_role,
+							-1, -1, 1024,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("tributary.naptime",
 							"How often the launcher re-reads the stream catalog without being woken.",
 							"start, stop, alter_stream and drop_stream wake the launcher at once; this is the fallback.",
@@ -128,6 +139,7 @@ _PG_init(void)
 	shmem_startup_hook = TribShmemStartupHook;
 
 	TribShmemInitXactHooks();
+	TribOwnershipInit();
 	TribLauncherRegister();
 }
 

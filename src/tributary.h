@@ -22,6 +22,7 @@
 /* GUCs (tributary.c) */
 extern char *tributary_database;
 extern int	tributary_max_workers;
+extern int	tributary_max_workers_per_role;
 extern int	tributary_max_streams;
 extern int	tributary_max_partitions;
 extern int	tributary_naptime_ms;
@@ -122,6 +123,7 @@ typedef enum TribOutcome
 typedef struct TribMessageResult
 {
 	TribOutcome outcome;
+	bool		at_insert;		/* TRIB_DEAD: the insert failed (not the parse) */
 	int			sqlerrcode;
 	char	   *error;
 	char	   *detail;

@@ -57,21 +57,40 @@ TribWorkerReportName(StreamDef *def)
 		pgstat_report_appname(psprintf("tributary: %s #%d", def->name, worker_index + 1));
 }
 
-/* Record why the worker cannot run its stream in tributary.streams.last_error. */
-static void
+/*
+ * Record why the worker cannot run its stream in tributary.streams.last_error. When the
+ * stream cannot run whatever is retried (its target or owner is gone, row-level security
+ * now applies: TribStreamUnrunnable), that reason is recorded instead and the stream is
+ * marked failed, so the launcher stops restarting it until it is altered, started or
+ * dropped. Returns whether it failed so.
+ */
+static bool
 TribWorkerRecordError(const char *message)
 {
-	Oid			types[2] = {INT4OID, TEXTOID};
-	Datum		values[2] = {Int32GetDatum(worker_stream_id), CStringGetTextDatum(message)};
+	Oid			types[3] = {INT4OID, TEXTOID, BOOLOID};
+	Datum		values[3];
+	StreamDef  *def;
+	char	   *reason = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	def = TribStreamLoadById(worker_stream_id);
+	if (def != NULL)
+		reason = TribStreamUnrunnable(def);
+	values[0] = Int32GetDatum(worker_stream_id);
+	values[1] = CStringGetTextDatum(reason != NULL ? reason : message);
+	values[2] = BoolGetDatum(reason != NULL);
 	TribCatalogExecute("UPDATE tributary.stream_catalog SET last_error = $2, "
-					   "last_error_at = pg_catalog.now() WHERE id = $1",
-					   2, types, values, NULL);
+					   "last_error_at = pg_catalog.now(), failed = $3 WHERE id = $1",
+					   3, types, values, NULL);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (reason != NULL)
+		ereport(LOG,
+				(errmsg("tributary stream %d failed: %s", worker_stream_id, reason),
+				 errdetail("The stream waits until it is altered, started or dropped.")));
+	return reason != NULL;
 }
 
 /*
@@ -110,7 +129,8 @@ TribWorkerLoadStream(MemoryContext cxt)
 	PG_END_TRY();
 	if (failure != NULL)
 	{
-		TribWorkerRecordError(failure);
+		if (TribWorkerRecordError(failure))
+			proc_exit(0);
 		ereport(ERROR,
 				(errmsg("tributary worker cannot run stream %d: %s", worker_stream_id, failure)));
 	}
@@ -143,7 +163,8 @@ TribWorkerConsume(StreamDef *def)
 			PG_RE_THROW();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		TribWorkerRecordError(edata->message);
+		if (TribWorkerRecordError(edata->message))
+			proc_exit(0);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();

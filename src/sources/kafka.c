@@ -18,8 +18,9 @@
  * takes a transaction lock per partition it covers and drops the messages below the
  * partition's stored next offset, which another worker has stored already.
  *
- * Rows are inserted as the stream's owner (the role that created it), never as the
- * superuser the worker connects as. Memory is bounded: at most batch_size messages are
+ * Every batch checks that the stream's owner may still insert into the target, and
+ * inserts as the target table's owner inside a security-restricted operation, never as
+ * the superuser the worker connects as (catalog.c, TribBecomeTableOwner). Memory is bounded: at most batch_size messages are
  * held, and librdkafka's prefetch queue is bounded by its own settings.
  *
  * librdkafka calls the rebalance callback from inside rd_kafka_consumer_poll; errors
@@ -1229,9 +1230,33 @@ TribKafkaStoreOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *next)
 }
 
 /*
- * A message's headers as a JSON object text ({"name": "value", ...}; a value that is not
- * valid text is given as "\\x" and hex, a NULL value as null), or NULL without headers.
- * Repeated names repeat in the text; jsonb keeps the last.
+ * A header's name or value as a JSON string. Bytes that are not valid text in the
+ * database encoding (or text that itself begins with \x) are written as \x and hex, as
+ * bytea's text form shows them: every stored header stays valid jsonb, so a dump of the
+ * table restores, and a reader can tell encoded bytes from text.
+ */
+static void
+TribKafkaAppendHeaderText(StringInfo buf, const char *data, size_t size)
+{
+	if (!(size >= 2 && data[0] == '\\' && data[1] == 'x') &&
+		pg_verify_mbstr(GetDatabaseEncoding(), data, (int) size, true))
+		escape_json(buf, pnstrdup(data, size));
+	else
+	{
+		StringInfoData hex;
+
+		initStringInfo(&hex);
+		appendStringInfoString(&hex, "\\x");
+		for (size_t b = 0; b < size; b++)
+			appendStringInfo(&hex, "%02x", ((const unsigned char *) data)[b]);
+		escape_json(buf, hex.data);
+	}
+}
+
+/*
+ * A message's headers as a JSON object text ({"name": "value", ...}; a NULL value as
+ * null, names and values as TribKafkaAppendHeaderText writes them), or NULL without
+ * headers. Repeated names repeat in the text; jsonb keeps the last.
  */
 static char *
 TribKafkaHeadersJson(rd_kafka_message_t *msg)
@@ -1251,22 +1276,12 @@ TribKafkaHeadersJson(rd_kafka_message_t *msg)
 	{
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, name);
+		TribKafkaAppendHeaderText(&buf, name, strlen(name));
 		appendStringInfoString(&buf, ": ");
 		if (value == NULL)
 			appendStringInfoString(&buf, "null");
-		else if (pg_verify_mbstr(GetDatabaseEncoding(), value, (int) size, true))
-			escape_json(&buf, pnstrdup(value, size));
 		else
-		{
-			StringInfoData hex;
-
-			initStringInfo(&hex);
-			appendStringInfoString(&hex, "\\x");
-			for (size_t b = 0; b < size; b++)
-				appendStringInfo(&hex, "%02x", ((const unsigned char *) value)[b]);
-			escape_json(&buf, hex.data);
-		}
+			TribKafkaAppendHeaderText(&buf, value, size);
 	}
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
@@ -1315,7 +1330,7 @@ TribKafkaPartitionStats(TribKafka *k, TribKafkaTally *t)
 	}
 }
 
-/* One batch in one transaction: rows (as the stream's owner), dead letters, offsets. */
+/* One batch in one transaction: rows (as the target's owner), dead letters, offsets. */
 static void
 TribKafkaProcess(TribKafka *k)
 {
@@ -1329,8 +1344,8 @@ TribKafkaProcess(TribKafka *k)
 	TribMessageResult *results;
 	TribBatchCounts counts;
 	TribKafkaTally tally;
-	Oid			saved_user;
-	int			saved_sec;
+	TribOwnerContext table_owner;
+	char	   *unrunnable;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -1365,11 +1380,17 @@ TribKafkaProcess(TribKafka *k)
 		msgs[i].headers = TribKafkaHeadersJson(batch[i]);
 	}
 
+	/* per batch: the target, the owner and its right to insert, and no row-level security */
+	unrunnable = TribStreamUnrunnable(def);
+	if (unrunnable != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s", unrunnable),
+				 errhint("Fix it, then run tributary.start('%s'); or drop the stream.", def->name)));
 	TribCheckMayInsert(def, def->owner);
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(def->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	TribBecomeTableOwner(def, &table_owner);
 	TribIngestBatch(def, msgs, n, results, &counts);
-	SetUserIdAndSecContext(saved_user, saved_sec);
+	TribRestoreUser(&table_owner);
 
 	TribDeadLettersWrite(def, msgs, results, n);
 	TribKafkaTallyBatch(&tally, batch, results, n);
