@@ -33,7 +33,7 @@ SELECT is((SELECT rolcanlogin OR rolsuper FROM pg_roles WHERE rolname = 'tributa
 SELECT tables_are('tributary', ARRAY['stream_catalog', 'offsets', 'dead_letters']);
 SELECT views_are('tributary', ARRAY['streams', 'stream_stats']);
 SELECT has_table('tributary', 'stream_catalog', 'table tributary.stream_catalog exists');
-SELECT columns_are('tributary', 'stream_catalog', ARRAY['id', 'name', 'target', 'source', 'options', 'key_column', 'event_time_column', 'enabled', 'config_version', 'owner', 'last_error', 'last_error_at', 'created_at']::name[]);
+SELECT columns_are('tributary', 'stream_catalog', ARRAY['id', 'name', 'target', 'source', 'options', 'key_column', 'event_time_column', 'enabled', 'config_version', 'owner', 'last_error', 'last_error_at', 'created_at', 'failed', 'waiting']::name[]);
 SELECT col_type_is('tributary', 'stream_catalog', 'id', 'integer', 'stream_catalog.id is integer');
 SELECT col_type_is('tributary', 'stream_catalog', 'name', 'text', 'stream_catalog.name is text');
 SELECT col_type_is('tributary', 'stream_catalog', 'target', 'regclass', 'stream_catalog.target is regclass');
@@ -136,7 +136,7 @@ SELECT col_not_null('tributary', 'stream_catalog', 'config_version', 'stream_cat
 SELECT col_not_null('tributary', 'stream_catalog', 'owner', 'stream_catalog.owner is NOT NULL');
 
 -- The functions: exactly these, with these signatures and return types.
-SELECT functions_are('tributary', ARRAY['_is_admin', '_partition_counters', '_redact_options', '_stream_counters', '_target_owner', 'alter_stream', 'create_stream', 'drop_stream', 'ingest', 'replay_dead_letters', 'start', 'stop']::name[]);
+SELECT functions_are('tributary', ARRAY['_is_admin', '_may_manage', '_partition_counters', '_redact_options', '_stream_counters', '_stream_owner', 'alter_stream', 'alter_stream_owner', 'create_stream', 'drop_stream', 'ingest', 'replay_dead_letters', 'start', 'stop']::name[]);
 SELECT has_function('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[]);
 SELECT function_returns('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[], 'void');
 SELECT has_function('tributary', 'alter_stream', ARRAY['text', 'jsonb']::name[]);
@@ -163,8 +163,8 @@ SELECT has_function('tributary', 'replay_dead_letters', ARRAY['text']::name[]);
 SELECT function_returns('tributary', 'replay_dead_letters', ARRAY['text']::name[], 'tributary.ingest_result');
 SELECT has_function('tributary', '_is_admin', ARRAY[]::name[]);
 SELECT function_returns('tributary', '_is_admin', ARRAY[]::name[], 'boolean');
-SELECT has_function('tributary', '_target_owner', ARRAY['text']::name[]);
-SELECT function_returns('tributary', '_target_owner', ARRAY['text']::name[], 'oid');
+SELECT has_function('tributary', '_stream_owner', ARRAY['text']::name[]);
+SELECT function_returns('tributary', '_stream_owner', ARRAY['text']::name[], 'oid');
 SELECT has_function('tributary', '_redact_options', ARRAY['jsonb']::name[]);
 SELECT function_returns('tributary', '_redact_options', ARRAY['jsonb']::name[], 'jsonb');
 SELECT has_function('tributary', '_stream_counters', ARRAY[]::name[]);
@@ -214,7 +214,7 @@ SELECT function_privs_are('tributary', 'ingest', ARRAY['text', 'bytea[]']::name[
 SELECT function_privs_are('tributary', 'ingest', ARRAY['text', 'jsonb[]']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', 'replay_dead_letters', ARRAY['text']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', '_is_admin', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('tributary', '_target_owner', ARRAY['text']::name[], 'public', ARRAY['EXECUTE']);
+SELECT function_privs_are('tributary', '_stream_owner', ARRAY['text']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', '_redact_options', ARRAY['jsonb']::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', '_stream_counters', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('tributary', 'create_stream', ARRAY['text', 'regclass', 'text', 'jsonb', 'text', 'text', 'boolean']::name[], 'tributary_admin', ARRAY['EXECUTE']);
