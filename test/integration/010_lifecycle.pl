@@ -109,7 +109,8 @@ is( $node->safe_psql('postgres', q{SELECT count(*) FROM tributary.stream_stats W
 $node->restart;
 ok(wait_for($node, $workers_sql, 'tributary: clicks'), 'after a restart the started stream runs again');
 
-# a worker that cannot load its stream (its target was dropped) says why in last_error
+# a worker that cannot load its stream (its target was dropped) says why in last_error,
+# and the stream fails instead of restarting forever
 $node->safe_psql('postgres', q{
 	CREATE TABLE doomed (id int);
 	SELECT tributary.create_stream('doomed', 'doomed', 'kafka',
@@ -124,7 +125,7 @@ ok( wait_for(
 		  FROM tributary.streams WHERE name = 'doomed'}),
 	'the restarted worker records in last_error that its target is gone');
 is($node->safe_psql('postgres', q{SELECT state FROM tributary.streams WHERE name = 'doomed'}),
-	'starting', 'the stream is shown as not running');
+	'failed', 'the stream is shown as failed: no worker restarts until it is fixed');
 $node->safe_psql('postgres', q{SELECT tributary.drop_stream('doomed')});
 
 # re-creating the extension restarts stream ids at 1: the launcher must not take the new
