@@ -181,6 +181,7 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 				 errmsg("options must not be null"),
 				 errhint("Pass a JSON object with the options to change; a key set to null removes it.")));
 	def = TribStreamForChange(name, "alter_stream", "alter", false, false);
+	TribRequireCatalogStates();
 	if (!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(1)) || JB_ROOT_IS_SCALAR(PG_GETARG_JSONB_P(1)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -209,7 +210,10 @@ TribSetEnabled(FunctionCallInfo fcinfo, bool enabled)
 	Datum		values[2] = {Int32GetDatum(def->id), BoolGetDatum(enabled)};
 
 	if (enabled)
+	{
+		TribRequireCatalogStates();
 		TribStreamResolveOptions(def);
+	}
 	TribCatalogExecute(enabled ?
 					   "UPDATE tributary.stream_catalog SET enabled = $2, failed = false, "
 					   "last_error = NULL, last_error_at = NULL WHERE id = $1" :
@@ -427,6 +431,7 @@ tributary_alter_stream_owner(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role with OID %u does not exist", new_owner),
 				 errhint("Pass an existing role.")));
+	TribRequireCatalogStates();
 	def = TribStreamLoad(name, false, true);
 	TribCheckMayInsert(def, new_owner);
 	values[0] = Int32GetDatum(def->id);

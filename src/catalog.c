@@ -71,6 +71,28 @@ TribCatalogRelid(void)
 	return get_relname_relid("stream_catalog", nsp);
 }
 
+/*
+ * Whether the catalog has the 0.3.0 columns "failed" and "waiting". After the library is
+ * replaced and before ALTER EXTENSION UPDATE, workers and the launcher go on without them.
+ */
+bool
+TribCatalogHasStates(void)
+{
+	return get_attnum(TribCatalogRelid(), "waiting") != InvalidAttrNumber;
+}
+
+/* Functions that write the 0.3.0 columns refuse, with a hint, until the update. */
+void
+TribRequireCatalogStates(void)
+{
+	if (!TribCatalogHasStates())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension tributary must be updated before this function can run"),
+				 errdetail("The library is newer than the extension's SQL objects in this database."),
+				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
+}
+
 /* Act as the extension's owner with search_path pinned, until TribRestoreUser. */
 void
 TribBecomeExtensionOwner(TribOwnerContext *ctx)

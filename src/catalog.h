@@ -20,6 +20,8 @@ typedef struct TribOwnerContext
 
 extern Oid	TribExtensionOwner(void);
 extern Oid	TribCatalogRelid(void);
+extern bool TribCatalogHasStates(void);
+extern void TribRequireCatalogStates(void);
 extern void TribBecomeExtensionOwner(TribOwnerContext *ctx);
 extern void TribRestoreUser(TribOwnerContext *ctx);
 

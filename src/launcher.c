@@ -86,6 +86,7 @@ typedef struct TribWantedStream
 } TribWantedStream;
 
 static HTAB *launch_entries = NULL;
+static bool catalog_has_states = false;	/* 0.3.0 columns failed and waiting, at the last read */
 static bool worker_limit_logged = false;
 
 /*
@@ -170,9 +171,15 @@ TribReadWantedStreams(Oid *owner)
 		bool		isnull;
 
 		*owner = TribExtensionOwner();
-		SPI_execute("SELECT id, config_version, name, "
+		/* before ALTER EXTENSION UPDATE to 0.3.0 there is no failed or waiting column */
+		catalog_has_states = TribCatalogHasStates();
+		SPI_execute(catalog_has_states ?
+					"SELECT id, config_version, name, "
 					"enabled AND NOT failed AND source OPERATOR(pg_catalog.<>) 'local', "
 					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting "
+					"FROM tributary.stream_catalog ORDER BY id" :
+					"SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
+					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, true "
 					"FROM tributary.stream_catalog ORDER BY id", true, 0);
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -419,6 +426,8 @@ TribRecordWaiting(List *wanted)
 	ListCell   *lc;
 	bool		started = false;
 
+	if (!catalog_has_states)
+		return;
 	foreach(lc, wanted)
 	{
 		TribWantedStream *w = lfirst(lc);

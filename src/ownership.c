@@ -129,6 +129,7 @@ TribReassignStreams(ReassignOwnedStmt *stmt)
 	values[0] = TribRoleArray(stmt->roles, &n);
 	if (n == 0 || TribStreamsOwnedBy(values[0]) == NULL)
 		return;
+	TribRequireCatalogStates();
 	values[1] = ObjectIdGetDatum(get_rolespec_oid(stmt->newrole, false));
 	TribCatalogExecute("UPDATE tributary.stream_catalog SET owner = $2::pg_catalog.regrole, "
 					   "failed = false, config_version = config_version + 1 "

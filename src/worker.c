@@ -79,11 +79,16 @@ TribWorkerRecordError(const char *message)
 	if (def != NULL)
 		reason = TribStreamUnrunnable(def);
 	values[0] = Int32GetDatum(worker_stream_id);
-	values[1] = CStringGetTextDatum(reason != NULL ? reason : message);
-	values[2] = BoolGetDatum(reason != NULL);
-	TribCatalogExecute("UPDATE tributary.stream_catalog SET last_error = $2, "
-					   "last_error_at = pg_catalog.now(), failed = $3 WHERE id = $1",
-					   3, types, values, NULL);
+	values[1] = CStringGetTextDatum(reason != NULL && TribCatalogHasStates() ? reason : message);
+	values[2] = BoolGetDatum(true);
+	if (!TribCatalogHasStates())
+		reason = NULL;			/* before ALTER EXTENSION UPDATE: retried, as in 0.2.0 */
+	TribCatalogExecute(reason != NULL ?
+					   "UPDATE tributary.stream_catalog SET last_error = $2, "
+					   "last_error_at = pg_catalog.now(), failed = $3 WHERE id = $1" :
+					   "UPDATE tributary.stream_catalog SET last_error = $2, "
+					   "last_error_at = pg_catalog.now() WHERE id = $1",
+					   reason != NULL ? 3 : 2, types, values, NULL);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (reason != NULL)
