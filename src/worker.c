@@ -76,13 +76,12 @@ TribWorkerRecordError(const char *message)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	def = TribStreamLoadById(worker_stream_id);
-	if (def != NULL)
+	/* before ALTER EXTENSION UPDATE there is no "failed": the error is retried, as in 0.2.0 */
+	if (def != NULL && TribCatalogHasStates())
 		reason = TribStreamUnrunnable(def);
 	values[0] = Int32GetDatum(worker_stream_id);
-	values[1] = CStringGetTextDatum(reason != NULL && TribCatalogHasStates() ? reason : message);
+	values[1] = CStringGetTextDatum(reason != NULL ? reason : message);
 	values[2] = BoolGetDatum(true);
-	if (!TribCatalogHasStates())
-		reason = NULL;			/* before ALTER EXTENSION UPDATE: retried, as in 0.2.0 */
 	TribCatalogExecute(reason != NULL ?
 					   "UPDATE tributary.stream_catalog SET last_error = $2, "
 					   "last_error_at = pg_catalog.now(), failed = $3 WHERE id = $1" :
@@ -101,7 +100,8 @@ TribWorkerRecordError(const char *message)
 /*
  * Load the stream's definition into a context that lives as long as the worker. When
  * it cannot be loaded (its target was dropped or altered so its options no longer fit),
- * the error goes to last_error and the worker exits; the launcher retries with backoff.
+ * the error goes to last_error and the worker exits; the launcher retries with backoff,
+ * unless the stream failed for good (TribWorkerRecordError).
  */
 static StreamDef *
 TribWorkerLoadStream(MemoryContext cxt)
