@@ -19,6 +19,7 @@ OBJS = \
 	src/formats/json.o \
 	src/formats/csv.o \
 	src/sources/kafka.o \
+	src/sources/kafka_policy.o \
 	src/launcher.o \
 	src/worker.o \
 	src/ownership.o
@@ -28,7 +29,7 @@ OBJS = \
 MODULEDIR = extension
 DATA = control/tributary.control $(wildcard control/tributary--*.sql)
 
-REGRESS = setup api errors ingest formats json_fuzz dead_letters privileges poison upgrade
+REGRESS = setup api errors ingest formats json_fuzz dead_letters privileges poison kafka_policy upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 
 PG_CONFIG ?= pg_config

@@ -131,6 +131,15 @@ GRANT EXECUTE ON FUNCTION @extschema@._may_manage(oid), @extschema@._stream_owne
 -- Section: librdkafka property policy and masking.
 -- ---------------------------------------------------------------------------------------
 
+-- Options as non-admins see them, masked by the library's librdkafka property table (the
+-- one create_stream and alter_stream check rights against): only properties every role may
+-- set that hold no secret stay in clear; a Redis URL loses its password. Was a regex over
+-- property names in SQL. Same name and signature; EXECUTE stays granted to PUBLIC.
+CREATE OR REPLACE FUNCTION @extschema@._redact_options(options jsonb)
+RETURNS jsonb
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_redact_options';
+
 -- ---------------------------------------------------------------------------------------
 -- Section: bounded memory per message (dead letters).
 -- ---------------------------------------------------------------------------------------

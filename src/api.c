@@ -25,6 +25,7 @@
 #include "deadletter.h"
 #include "ingest.h"
 #include "shmem.h"
+#include "sources/kafka_policy.h"
 
 PG_FUNCTION_INFO_V1(tributary_create_stream);
 PG_FUNCTION_INFO_V1(tributary_alter_stream);
@@ -118,6 +119,8 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("stream \"%s\" already exists", name),
 				 errhint("Choose another name, or change the existing stream with tributary.alter_stream().")));
+	/* before librdkafka sees the options (TribStreamResolveOptions) */
+	TribKafkaCheckPropertyRights(&def, GetUserId());
 	TribStreamResolveOptions(&def);
 
 	values[0] = CStringGetTextDatum(name);
@@ -189,6 +192,8 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 				 errhint("For example '{\"batch_size\": 500}'.")));
 	merged = TribMergeOptions(def->options, PG_GETARG_JSONB_P(1));
 	def->options = DatumGetJsonbP(merged);
+	/* the merged options, before librdkafka sees them (TribStreamResolveOptions) */
+	TribKafkaCheckPropertyRights(def, GetUserId());
 	TribStreamResolveOptions(def);
 
 	values[0] = Int32GetDatum(def->id);

@@ -103,19 +103,31 @@ TribOptionString(StreamDef *def, const char *key, JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* Whether v is a JSON number that is a whole int64: the one integer check for options. */
+/*
+ * Whether v is a JSON number with an integral value that fits an int64: the one integer check
+ * for options. jsonb keeps 1e6 as 1000000 but 1000.0 as 1000.0, so a fractional part of zeros
+ * is accepted too, or the spelling would decide. numeric_out writes [-]digits[.digits].
+ */
 bool
 TribJsonbInteger(JsonbValue *v, int64 *out)
 {
 	char	   *text;
+	char	   *point;
 	char	   *end;
 
 	if (v->type != jbvNumeric)
 		return false;
 	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	point = strchr(text, '.');
+	if (point != NULL)
+	{
+		if (point[1 + strspn(point + 1, "0")] != '\0')
+			return false;
+		*point = '\0';
+	}
 	errno = 0;
 	*out = strtoll(text, &end, 10);
-	return errno == 0 && *end == '\0' && end != text;
+	return errno != ERANGE && *end == '\0' && end != text;
 }
 
 static int

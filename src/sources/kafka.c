@@ -57,6 +57,7 @@
 #include "ingest.h"
 #include "shmem.h"
 #include "sources/kafka.h"
+#include "sources/kafka_policy.h"
 
 #define TRIB_KAFKA_POLL_MS 100
 #define TRIB_KAFKA_CLOSE_MS 5000
@@ -65,12 +66,6 @@
 
 /* field4 of the advisory lock tag of a partition fence, apart from the SQL functions' 1 and 2 */
 #define TRIB_LOCKTAG_PARTITION 0x5452
-
-/* librdkafka properties tributary sets itself: overriding them would break exactly-once. */
-static const char *const reserved_properties[] = {
-	"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.commit",
-	"enable.auto.offset.store", "enable.partition.eof", "auto.offset.reset",
-};
 
 typedef enum TribKafkaStart
 {
@@ -138,6 +133,33 @@ TribJsonbScalarText(JsonbValue *v)
 	}
 }
 
+/*
+ * A partition number as a "start" key: decimal digits without sign or leading zeros, below
+ * tributary.max_partitions. One spelling per partition, so two keys never name one partition.
+ */
+static bool
+TribKafkaPartitionKey(const char *key)
+{
+	size_t		len = strlen(key);
+
+	if (len == 0 || len > 9 || strspn(key, "0123456789") != len || (key[0] == '0' && len > 1))
+		return false;
+	return atoi(key) < tributary_max_partitions;
+}
+
+/* The one error for a partition number out of place, in "start" keys and "partitions". */
+static void
+TribKafkaBadPartition(StreamDef *def, const char *option, const char *value)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid partition in option \"%s\" of stream \"%s\"", option, def->name),
+			 errdetail("Got %s; a partition is an integer from 0 to %d, written in decimal without sign or leading zeros.",
+					   value, tributary_max_partitions - 1),
+			 errhint("Partitions must be below tributary.max_partitions (%d); raise it in postgresql.conf for a topic with more partitions.",
+					 tributary_max_partitions)));
+}
+
 static void
 TribKafkaStartContext(void *arg)
 {
@@ -165,15 +187,15 @@ TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
 		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 		{
 			char	   *key;
-			char	   *end;
 			int64		offset;
 
 			if (tok != WJB_KEY)
 				continue;
 			(void) JsonbIteratorNext(&it, &val, true);
 			key = pnstrdup(k.val.string.val, k.val.string.len);
-			if (strtol(key, &end, 10) < 0 || *end != '\0' || *key == '\0' ||
-				!TribJsonbInteger(&val, &offset) || offset < 0)
+			if (!TribKafkaPartitionKey(key))
+				TribKafkaBadPartition(def, "start", psprintf("key \"%s\"", key));
+			if (!TribJsonbInteger(&val, &offset) || offset < 0)
 				TribBadOption(def, "start", expected);
 		}
 		o->start = TRIB_START_OFFSETS;
@@ -196,6 +218,12 @@ TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
 		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(text),
 													 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 		error_context_stack = context.previous;
+		if (TIMESTAMP_NOT_FINITE(ts))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"start\" of stream \"%s\" is not a finite timestamp", def->name),
+					 errdetail("\"start\" is \"%s\".", text),
+					 errhint("Give a time such as \"2024-05-01 12:00:00+00\", or \"earliest\" or \"latest\".")));
 		o->start = TRIB_START_TIMESTAMP;
 		o->start_ms = (ts - SetEpochTimestamp()) / 1000;
 	}
@@ -261,8 +289,11 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 
 			if (tok != WJB_ELEM)
 				continue;
-			if (!TribJsonbInteger(&e, &n) || n < 0 || n > PG_INT32_MAX ||
-				list_member_int(o->partitions, (int) n))
+			if (e.type != jbvNumeric)
+				TribBadOption(def, "partitions", expected);
+			if (!TribJsonbInteger(&e, &n) || n < 0 || n >= tributary_max_partitions)
+				TribKafkaBadPartition(def, "partitions", TribJsonbScalarText(&e));
+			if (list_member_int(o->partitions, (int) n))
 				TribBadOption(def, "partitions", expected);
 			o->partitions = lappend_int(o->partitions, (int) n);
 		}
@@ -290,9 +321,15 @@ TribKafkaSet(rd_kafka_conf_t *conf, const char *name, const char *value, StreamD
 	}
 }
 
-/* librdkafka's configuration for the stream; raises with librdkafka's words on a bad property. */
+/*
+ * librdkafka's configuration for the stream; raises with librdkafka's words on a bad property.
+ * When only validating (vetting) in the backend of a role that is not a superuser (start,
+ * ingest), properties that role may not set are left out: they were checked when a role that
+ * may set them stored them, and librdkafka must not act on them in this backend
+ * (plugin.library.paths loads its libraries as soon as it is set).
+ */
 static rd_kafka_conf_t *
-TribKafkaConf(StreamDef *def, TribKafkaOptions *o)
+TribKafkaConf(StreamDef *def, TribKafkaOptions *o, bool vetting)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
@@ -323,22 +360,24 @@ TribKafkaConf(StreamDef *def, TribKafkaOptions *o)
 				continue;
 			(void) JsonbIteratorNext(&it, &v, true);
 			name = pnstrdup(k.val.string.val, k.val.string.len);
-			for (int i = 0; i < lengthof(reserved_properties); i++)
-				if (strcmp(name, reserved_properties[i]) == 0)
-				{
-					rd_kafka_conf_destroy(conf);
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("librdkafka property \"%s\" is set by tributary", name),
-							 errdetail("tributary relies on it for exactly-once delivery into PostgreSQL."),
-							 errhint("Use the stream options \"brokers\" and \"group\" instead of bootstrap.servers and group.id.")));
-				}
+			if (TribKafkaPropertyReserved(name))
+			{
+				rd_kafka_conf_destroy(conf);
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("librdkafka property \"%s\" is set by tributary", name),
+						 errdetail("tributary relies on it for exactly-once delivery into PostgreSQL."),
+						 errhint("Use the stream options \"brokers\" and \"group\" instead of bootstrap.servers and group.id.")));
+			}
 			value = TribJsonbScalarText(&v);
 			if (value == NULL)
 			{
 				rd_kafka_conf_destroy(conf);
 				TribBadOption(def, "librdkafka", "an object whose values are strings, numbers or booleans");
 			}
+			if (vetting && !superuser() &&
+				!TribKafkaPropertyPermitted(name, v.type == jbvString ? value : NULL, GetUserId()))
+				continue;
 			TribKafkaSet(conf, name, value, def);
 		}
 	}
@@ -351,7 +390,7 @@ TribKafkaValidateOptions(StreamDef *def)
 	TribKafkaOptions o;
 
 	TribKafkaParseOptions(def, &o);
-	rd_kafka_conf_destroy(TribKafkaConf(def, &o));
+	rd_kafka_conf_destroy(TribKafkaConf(def, &o, true));
 }
 
 /*
@@ -816,7 +855,7 @@ TribKafkaOpen(StreamDef *def, int index)
 	StartTransactionCommand();
 	old = MemoryContextSwitchTo(cxt);
 	TribKafkaParseOptions(def, &k->opts);
-	conf = TribKafkaConf(def, &k->opts);
+	conf = TribKafkaConf(def, &k->opts, false);
 	k->instance = TribKafkaSetInstance(conf, def, index);
 	MemoryContextSwitchTo(old);
 	CommitTransactionCommand();
