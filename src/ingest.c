@@ -7,7 +7,15 @@
  * with PostgreSQL's own COPY FROM machinery (BeginCopyFrom/CopyFrom), so defaults,
  * constraints, triggers, partition routing and multi-insert buffering behave exactly as
  * they do for COPY. A batch is cut into chunks of at most TRIB_CHUNK_BYTES of COPY text,
- * and a message too large to format is a dead letter, so no buffer nears 1 GB.
+ * and a message larger than tributary.max_message_size is a dead letter before it is
+ * formatted, so no buffer nears 1 GB.
+ *
+ * Memory per message: the text and bytes formats hand COPY the payload column's value
+ * directly (TribFormatPayloadValue, through the column's input function slot), so their
+ * payload is never escaped nor held in COPY's line and attribute buffers; a payload that
+ * already is a varlena (ingest's text and bytea arguments, replayed dead letters) goes
+ * into the row without a copy. What remains is the tuple COPY forms and TOAST's
+ * compression buffer. json and csv rows still pass through COPY text.
  *
  * Errors are contained with subtransactions, so that one bad message can neither stop a
  * batch nor be lost:
@@ -50,7 +58,6 @@
 
 /* COPY text per chunk; a message's COPY text is at most about twice its size. */
 #define TRIB_CHUNK_BYTES (64 * 1024 * 1024)
-#define TRIB_MAX_MESSAGE_BYTES (256 * 1024 * 1024)
 
 /* One formatted row: where its COPY line sits in the chunk buffer. */
 typedef struct TribRow
@@ -82,6 +89,13 @@ typedef struct TribBatch
 	CopyFromState cstate;
 	int			copy_lo;
 } TribBatch;
+
+/* What the payload column's input function slot holds while a text or bytes COPY runs. */
+typedef struct TribPayloadInputState
+{
+	TribBatch  *batch;
+	FmgrInfo	infunc;			/* the column type's own input function */
+} TribPayloadInputState;
 
 /* What COPY reads from: a slice of the chunk buffer. Saved and restored around each COPY. */
 static const char *copy_src = NULL;
@@ -281,6 +295,39 @@ TribInsertDefaultRows(Relation rel, int nrows)
 	return processed;
 }
 
+/*
+ * Stands in for the payload column's input function: the value of the row COPY is
+ * reading comes from its message, not from the (empty) field of the COPY line.
+ */
+static Datum
+TribPayloadInput(PG_FUNCTION_ARGS)
+{
+	TribPayloadInputState *st = (TribPayloadInputState *) fcinfo->flinfo->fn_extra;
+	TribBatch  *b = st->batch;
+	TribRow    *row = &b->rows[b->copy_lo + (int) b->cstate->cur_lineno - 1];
+
+	return TribFormatPayloadValue(b->target, &b->msgs[row->msg], &st->infunc,
+								  PG_GETARG_OID(1), PG_GETARG_INT32(2));
+}
+
+/* Route the payload column of the COPY that was just begun through TribPayloadInput. */
+static void
+TribCopyTakePayloadValues(TribBatch *b)
+{
+	FmgrInfo   *f = &b->cstate->in_functions[b->target->single];
+	TribPayloadInputState *st = palloc(sizeof(TribPayloadInputState));
+
+	st->batch = b;
+	fmgr_info_copy(&st->infunc, f, CurrentMemoryContext);
+	MemSet(f, 0, sizeof(FmgrInfo));
+	f->fn_addr = TribPayloadInput;
+	f->fn_oid = InvalidOid;
+	f->fn_nargs = 3;
+	f->fn_strict = true;
+	f->fn_mcxt = CurrentMemoryContext;
+	f->fn_extra = st;
+}
+
 /* COPY rows [lo, hi), which share one signature, into the target. */
 static void
 TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
@@ -306,6 +353,8 @@ TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
 		(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
 		b->cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
 		b->copy_lo = lo;
+		if (t->payload_value)
+			TribCopyTakePayloadValues(b);
 		copy_src = b->lines.data + b->rows[lo].start;
 		copy_src_len = b->rows[hi - 1].start + b->rows[hi - 1].len - b->rows[lo].start;
 		copy_src_pos = 0;
@@ -428,14 +477,17 @@ TribInsertChunk(TribBatch *b)
 	return stored;
 }
 
-/* A message whose COPY text could not fit in memory is a dead letter before formatting. */
+/*
+ * A message over tributary.max_message_size is a dead letter before it is formatted or
+ * copied: storing it costs no more than holding it.
+ */
 static void
 TribRejectOversized(TribBatch *b, int i)
 {
 	TribFormatFail(&b->results[i], ERRCODE_PROGRAM_LIMIT_EXCEEDED,
 				   "message is too large",
-				   psprintf("The message has %d bytes; tributary takes messages of up to %d bytes.",
-							b->msgs[i].len, TRIB_MAX_MESSAGE_BYTES));
+				   psprintf("The message has %d bytes; tributary.max_message_size is %d bytes.",
+							b->msgs[i].len, tributary_max_message_size));
 }
 
 /*
@@ -475,7 +527,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 			counts->messages++;
 			counts->bytes += msgs[hi].len;
 			chunk_bytes += msgs[hi].len;
-			if (msgs[hi].len > TRIB_MAX_MESSAGE_BYTES)
+			if (msgs[hi].len > tributary_max_message_size)
 			{
 				MemoryContextSwitchTo(old);
 				TribRejectOversized(&b, hi);

@@ -6,7 +6,9 @@
  * A row is written as a line of COPY's text format (tab-separated, backslash-escaped,
  * \N for NULL) listing only the columns the message supplies; the others get their
  * defaults, exactly as an INSERT that names those columns. Rows that supply the same
- * columns share a "signature" and go into the same COPY.
+ * columns share a "signature" and go into the same COPY. The text and bytes formats
+ * leave their payload column's field empty: COPY gets that value from
+ * TribFormatPayloadValue, made straight from the message.
  *
  * Parsing never raises an error for bad input: it returns false and fills the message's
  * result, so one bad message cannot stop a batch.
@@ -16,6 +18,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "utils/relcache.h"
@@ -53,6 +56,8 @@ typedef struct TribTarget
 	int		   *csv_map;		/* csv: field number -> column index */
 	List	   *signatures;		/* of Bitmapset: column sets seen in this batch */
 	int			csv_signature;	/* csv, text, bytes: the one signature */
+	bool		payload_value;	/* text, bytes: COPY takes the single column's value
+								 * from TribFormatPayloadValue */
 	int			meta_cols[TRIB_META_COUNT]; /* column index per metadata field, or -1 */
 	struct TribJsonState *json; /* json parser scratch, reused across messages */
 } TribTarget;
@@ -65,6 +70,10 @@ extern List *TribTargetColumnNames(TribTarget *t, int signature);
 /* Append one COPY line for the message; false (with res filled) when it cannot be parsed. */
 extern bool TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line,
 							  int *signature, TribMessageResult *res);
+
+/* text, bytes: the payload column's value, given to COPY in place of its field (ingest.c) */
+extern Datum TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrInfo *infunc,
+									Oid typioparam, int32 typmod);
 
 /* helpers shared by the format modules */
 extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
