@@ -90,12 +90,13 @@ typedef struct TribBatch
 	int			copy_lo;
 } TribBatch;
 
-/* What the payload column's input function slot holds while a text or bytes COPY runs. */
-typedef struct TribPayloadInputState
+/* What a column's input function slot holds while COPY takes values from tributary. */
+typedef struct TribColumnInputState
 {
 	TribBatch  *batch;
+	int			col;
 	FmgrInfo	infunc;			/* the column type's own input function */
-} TribPayloadInputState;
+} TribColumnInputState;
 
 /* What COPY reads from: a slice of the chunk buffer. Saved and restored around each COPY. */
 static const char *copy_src = NULL;
@@ -241,6 +242,7 @@ TribFormatChunk(TribBatch *b, int lo, int hi)
 {
 	int			rows_before = b->nrows;
 	int			len_before = b->lines.len;
+	int			direct_before = list_length(b->target->direct);
 	int			failed;
 	char	   *column;
 	ErrorData  *edata;
@@ -257,16 +259,19 @@ TribFormatChunk(TribBatch *b, int lo, int hi)
 	b->nrows = rows_before;
 	b->lines.len = len_before;
 	b->lines.data[len_before] = '\0';
+	TribTargetForgetDirect(b->target, direct_before);
 	for (int i = lo; i < hi; i++)
 	{
 		rows_before = b->nrows;
 		len_before = b->lines.len;
+		direct_before = list_length(b->target->direct);
 		edata = TribRunGuarded(TribFormatRange, b, i, i + 1, NULL, &failed, &column);
 		if (edata != NULL)
 		{
 			b->nrows = rows_before;
 			b->lines.len = len_before;
 			b->lines.data[len_before] = '\0';
+			TribTargetForgetDirect(b->target, direct_before);
 			TribMarkDead(b, i, edata, NULL);
 			FreeErrorData(edata);
 		}
@@ -296,31 +301,48 @@ TribInsertDefaultRows(Relation rel, int nrows)
 }
 
 /*
- * Stands in for the payload column's input function: the value of the row COPY is
- * reading comes from its message, not from the (empty) field of the COPY line.
+ * Stands in for a column's input function: the value of the row COPY is reading comes
+ * from its message (text and bytes formats) or from a format's direct value (json's large
+ * strings) rather than from the (empty) field of the COPY line; other fields of the
+ * column go to its own input function.
  */
 static Datum
-TribPayloadInput(PG_FUNCTION_ARGS)
+TribColumnInput(PG_FUNCTION_ARGS)
 {
-	TribPayloadInputState *st = (TribPayloadInputState *) fcinfo->flinfo->fn_extra;
+	TribColumnInputState *st = (TribColumnInputState *) fcinfo->flinfo->fn_extra;
 	TribBatch  *b = st->batch;
-	TribRow    *row = &b->rows[b->copy_lo + (int) b->cstate->cur_lineno - 1];
+	const TribMessage *msg = &b->msgs[b->rows[b->copy_lo + (int) b->cstate->cur_lineno - 1].msg];
+	ListCell   *lc;
 
-	return TribFormatPayloadValue(b->target, &b->msgs[row->msg], &st->infunc,
-								  PG_GETARG_OID(1), PG_GETARG_INT32(2));
+	if (b->target->payload_value)
+		return TribFormatPayloadValue(b->target, msg, &st->infunc,
+									  PG_GETARG_OID(1), PG_GETARG_INT32(2));
+	foreach(lc, b->target->direct)
+	{
+		TribDirectValue *d = lfirst(lc);
+
+		if (d->msg == msg && d->col == st->col)
+			return d->value;
+	}
+	return InputFunctionCall(&st->infunc, PG_GETARG_CSTRING(0), PG_GETARG_OID(1),
+							 PG_GETARG_INT32(2));
 }
 
-/* Route the payload column of the COPY that was just begun through TribPayloadInput. */
+/* Route column col of the COPY that was just begun through TribColumnInput. */
 static void
-TribCopyTakePayloadValues(TribBatch *b)
+TribCopyTakeColumn(TribBatch *b, int col)
 {
-	FmgrInfo   *f = &b->cstate->in_functions[b->target->single];
-	TribPayloadInputState *st = palloc(sizeof(TribPayloadInputState));
+	FmgrInfo   *f = &b->cstate->in_functions[col];
+	TribColumnInputState *st;
 
+	if (f->fn_addr == TribColumnInput)
+		return;
+	st = palloc(sizeof(TribColumnInputState));
 	st->batch = b;
+	st->col = col;
 	fmgr_info_copy(&st->infunc, f, CurrentMemoryContext);
 	MemSet(f, 0, sizeof(FmgrInfo));
-	f->fn_addr = TribPayloadInput;
+	f->fn_addr = TribColumnInput;
 	f->fn_oid = InvalidOid;
 	f->fn_nargs = 3;
 	f->fn_strict = true;
@@ -346,6 +368,7 @@ TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
 	else
 	{
 		ParseState *pstate = make_parsestate(NULL);
+		ListCell   *lc;
 		List	   *options = list_make1(makeDefElem("encoding",
 													 (Node *) makeString((char *) GetDatabaseEncodingName()),
 													 -1));
@@ -354,7 +377,9 @@ TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
 		b->cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
 		b->copy_lo = lo;
 		if (t->payload_value)
-			TribCopyTakePayloadValues(b);
+			TribCopyTakeColumn(b, t->single);
+		foreach(lc, t->direct)
+			TribCopyTakeColumn(b, ((TribDirectValue *) lfirst(lc))->col);
 		copy_src = b->lines.data + b->rows[lo].start;
 		copy_src_len = b->rows[hi - 1].start + b->rows[hi - 1].len - b->rows[lo].start;
 		copy_src_pos = 0;
@@ -539,6 +564,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		resetStringInfo(&b.lines);
 		TribFormatChunk(&b, lo, hi);
 		counts->rows += TribInsertChunk(&b);
+		TribTargetForgetDirect(b.target, 0);
 		lo = hi;
 	}
 

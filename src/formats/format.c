@@ -52,6 +52,7 @@ TribTargetOpen(StreamDef *def, Relation rel)
 			continue;			/* its type is gone */
 		base = getBaseType(att->atttypid);
 		t->cols[i].is_bytea = base == BYTEAOID;
+		t->cols[i].is_text = att->atttypid == TEXTOID;
 		if (base == JSONOID || base == JSONBOID)
 			t->cols[i].cls = TRIB_COL_JSON;
 		else if (OidIsValid(get_element_type(base)))
@@ -145,6 +146,20 @@ TribTargetColumnNames(TribTarget *t, int signature)
 		if (t->meta_cols[f] >= 0)
 			names = lappend(names, makeString(t->cols[t->meta_cols[f]].name));
 	return names;
+}
+
+/* Free the direct values after the first keep, when their rows are stored or formatted again. */
+void
+TribTargetForgetDirect(TribTarget *t, int keep)
+{
+	while (list_length(t->direct) > keep)
+	{
+		TribDirectValue *d = llast(t->direct);
+
+		pfree(DatumGetPointer(d->value));
+		pfree(d);
+		t->direct = list_delete_last(t->direct);
+	}
 }
 
 /* Append a value escaped for COPY's text format. */
@@ -332,7 +347,7 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 			break;
 		case TRIB_FORMAT_JSON:
 			ok = TribCheckEncoding(msg->data, msg->len, res) &&
-				TribJsonFormat(t, msg->data, msg->len, line, signature, res);
+				TribJsonFormat(t, msg, line, signature, res);
 			break;
 	}
 	if (ok)

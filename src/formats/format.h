@@ -41,7 +41,22 @@ typedef struct TribColumn
 	bool		writable;		/* not dropped, generated, or GENERATED ALWAYS AS IDENTITY */
 	bool		is_meta;		/* receives message metadata, not payload */
 	bool		is_bytea;
+	bool		is_text;		/* of type text itself (not a domain): takes a text datum */
 } TribColumn;
+
+/*
+ * A value a format hands COPY directly, in place of its (empty) field in the COPY line:
+ * json's large strings for text columns. Freed with TribTargetForgetDirect.
+ */
+typedef struct TribDirectValue
+{
+	const TribMessage *msg;
+	int			col;
+	Datum		value;
+} TribDirectValue;
+
+/* json: a value at least this large for a text column goes to COPY as a TribDirectValue */
+#define TRIB_DIRECT_VALUE_BYTES (1024 * 1024)
 
 /* The target table as the formats see it, built once per batch. */
 typedef struct TribTarget
@@ -60,6 +75,7 @@ typedef struct TribTarget
 								 * from TribFormatPayloadValue */
 	int			meta_cols[TRIB_META_COUNT]; /* column index per metadata field, or -1 */
 	struct TribJsonState *json; /* json parser scratch, reused across messages */
+	List	   *direct;			/* of TribDirectValue, for the chunk being formatted */
 } TribTarget;
 
 extern TribTarget *TribTargetOpen(StreamDef *def, Relation rel);
@@ -79,7 +95,8 @@ extern Datum TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrI
 extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
 extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error,
 						   const char *detail);
-extern bool TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line,
+extern void TribTargetForgetDirect(TribTarget *t, int keep);
+extern bool TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
 						   int *signature, TribMessageResult *res);
 extern bool TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
 						  TribMessageResult *res);

@@ -86,8 +86,32 @@ is($node->safe_psql('postgres', 'SELECT octet_length(data) = 100 * 1024 * 1024 F
 $cost = message_cost('posts',
 	q{'{"id": 1, "title": "big", "body": "' || repeat((SELECT b FROM block), 100) || '"}'}, $set);
 diag('json, 100 MiB string field accepted: ' . fmt_mb($cost) . ' beyond holding the message');
+cmp_ok($cost, '<=', 3 * 100 * $MB + $SLACK,
+	'an accepted json message with a 100 MiB string costs at most three times its size');
 is($node->safe_psql('postgres', 'SELECT octet_length(body) = 100 * 1024 * 1024 FROM posts'),
 	't', 'the whole json string landed');
+
+# json strings of 1 MiB and more go to COPY as values, not COPY text: escapes decoded,
+# constraints checked, and a failing row isolated from its batch as for any other value
+$node->safe_psql('postgres', q{
+	CREATE TABLE notes (id int PRIMARY KEY, body text CHECK (body NOT LIKE 'bad%'), n int DEFAULT 7);
+	SELECT tributary.create_stream('notes', 'notes', 'local', '{"format": "json"}');
+});
+is( $node->safe_psql('postgres', q{
+		SELECT accepted || '/' || dead_lettered FROM tributary.ingest('notes', ARRAY[
+			'{"id": 1, "body": "' || repeat('ok', 1024 * 1024) || '"}',
+			'{"id": 2, "body": "bad' || repeat('x', 2 * 1024 * 1024) || '"}',
+			'{"id": 3, "body": "' || repeat('a\\tb\\n\\"', 250000) || '"}',
+			'{"id": 4, "body": "short"}'])}),
+	'3/1', 'large json strings land; the one that breaks a constraint is a dead letter');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(id || ':' || (body = CASE id WHEN 1 THEN repeat('ok', 1024 * 1024)
+			WHEN 3 THEN repeat(E'a\tb\n"', 250000) ELSE 'short' END) || ':' || n, ',' ORDER BY id)
+		FROM notes}),
+	'1:true:7,3:true:7,4:true:7', 'with their exact text and the other columns\' defaults');
+is( $node->safe_psql('postgres', q{
+		SELECT sqlstate || ':' || octet_length(payload) FROM tributary.dead_letters WHERE stream = 'notes'}),
+	'23514:' . (2 * 1024 * 1024 + 24), 'the failing message is kept whole');
 
 # rejected: a 300 MiB message over the default limit of 64MB
 $cost = message_cost('docs', 'repeat((SELECT b FROM block), 300)', '');
