@@ -14,8 +14,9 @@
  * directly (TribFormatPayloadValue, through the column's input function slot), so their
  * payload is never escaped nor held in COPY's line and attribute buffers; a payload that
  * already is a varlena (ingest's text and bytea arguments, replayed dead letters) goes
- * into the row without a copy. What remains is the tuple COPY forms and TOAST's
- * compression buffer. json and csv rows still pass through COPY text.
+ * into the row without a copy. json hands over its large strings for text columns the
+ * same way (TribDirectValue). What remains is the tuple COPY forms and TOAST's
+ * compression buffer. Every other value still passes through COPY text.
  *
  * Errors are contained with subtransactions, so that one bad message can neither stop a
  * batch nor be lost:
