@@ -143,3 +143,8 @@ AS 'MODULE_PATHNAME', 'tributary_redact_options';
 -- ---------------------------------------------------------------------------------------
 -- Section: bounded memory per message (dead letters).
 -- ---------------------------------------------------------------------------------------
+
+-- Payloads are stored uncompressed and out of line: compressing a large rejected message
+-- would need a buffer as large as the message; the dead letter must cost no more than
+-- holding it. Rows already stored keep their form until rewritten.
+ALTER TABLE @extschema@.dead_letters ALTER COLUMN payload SET STORAGE EXTERNAL;

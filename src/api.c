@@ -14,6 +14,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
@@ -280,27 +281,34 @@ TribCheckPayloadType(StreamDef *def, Oid type)
 					 def->format == TRIB_FORMAT_JSON ? " or jsonb" : "")));
 }
 
-/* One payload datum as a message; the bytes stay where they are. */
+/*
+ * One payload datum as a message. Text and bytea bytes stay where they are, and the
+ * varlena goes along so that neither the insert nor a dead letter copies it; jsonb is
+ * written out once, as a varlena too.
+ */
 static void
 TribPayloadToMessage(Datum payload, Oid type, TribMessage *msg)
 {
+	struct varlena *v;
+
 	memset(msg, 0, sizeof(TribMessage));
 	msg->timestamp_ms = -1;
 	if (type == JSONBOID)
 	{
 		Jsonb	   *jb = DatumGetJsonbP(payload);
-		char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+		StringInfoData buf;
 
-		msg->data = text;
-		msg->len = strlen(text);
+		initStringInfo(&buf);
+		appendStringInfoSpaces(&buf, VARHDRSZ);
+		(void) JsonbToCString(&buf, &jb->root, VARSIZE(jb));
+		v = (struct varlena *) buf.data;
+		SET_VARSIZE(v, buf.len);
 	}
 	else
-	{
-		struct varlena *v = PG_DETOAST_DATUM_PACKED(payload);
-
-		msg->data = VARDATA_ANY(v);
-		msg->len = VARSIZE_ANY_EXHDR(v);
-	}
+		v = PG_DETOAST_DATUM_PACKED(payload);
+	msg->varlena = v;
+	msg->data = VARDATA_ANY(v);
+	msg->len = VARSIZE_ANY_EXHDR(v);
 	msg->partition = -1;
 	msg->offset = -1;
 }

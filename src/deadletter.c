@@ -63,21 +63,44 @@ TribValidText(const char *text)
 	return CStringGetTextDatum(buf.data);
 }
 
-static void
-TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
+#define TRIB_DEAD_LETTER_NARGS 11
+
+/*
+ * The INSERT of one dead letter, planned once per batch as a generic plan: a custom or
+ * one-shot plan would fold the payload parameter into a constant, copying it.
+ */
+static SPIPlanPtr
+TribDeadLetterPrepare(void)
 {
-	Oid			types[11] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	BYTEAOID, INT8OID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11] = "           ";
-	bytea	   *payload = TribBytea(msg->data, msg->len);
+	Oid			types[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID};
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare_cursor("INSERT INTO tributary.dead_letters "
+							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic, "
+							  " message_key, message_time, headers) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+							  "        pg_catalog.to_timestamp($10 / 1000.0), $11::pg_catalog.jsonb)",
+							  TRIB_DEAD_LETTER_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "tributary: could not prepare the dead-letter insert: %s",
+			 SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* Store one dead letter; a payload that already is a varlena goes in without a copy. */
+static void
+TribDeadLetterInsert(SPIPlanPtr plan, StreamDef *def, TribMessage *msg, TribMessageResult *res)
+{
+	Datum		values[TRIB_DEAD_LETTER_NARGS];
+	char		nulls[TRIB_DEAD_LETTER_NARGS + 1] = "           ";
 
 	values[0] = CStringGetTextDatum(def->name);
 	values[1] = Int32GetDatum(msg->partition);
 	nulls[1] = msg->partition < 0 ? 'n' : ' ';
 	values[2] = Int64GetDatum(msg->offset);
 	nulls[2] = msg->offset < 0 ? 'n' : ' ';
-	values[3] = PointerGetDatum(payload);
+	values[3] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
 	values[4] = TribValidText(res->error);
 	values[5] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
 	values[6] = res->detail ? TribValidText(res->detail) : (Datum) 0;
@@ -90,13 +113,10 @@ TribDeadLetterInsert(StreamDef *def, TribMessage *msg, TribMessageResult *res)
 	nulls[9] = msg->timestamp_ms >= 0 ? ' ' : 'n';
 	values[10] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
 	nulls[10] = msg->headers ? ' ' : 'n';
-	if (SPI_execute_with_args("INSERT INTO tributary.dead_letters "
-							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic, "
-							  " message_key, message_time, headers) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-							  "        pg_catalog.to_timestamp($10 / 1000.0), $11::pg_catalog.jsonb)",
-							  11, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "tributary: could not write a dead letter for stream \"%s\"", def->name);
+	if (msg->varlena == NULL)
+		pfree(DatumGetPointer(values[3]));
 }
 
 /* Write every TRIB_DEAD message of a batch to tributary.dead_letters. */
@@ -104,6 +124,7 @@ void
 TribDeadLettersWrite(StreamDef *def, TribMessage *msgs, TribMessageResult *results, int nmsgs)
 {
 	TribOwnerContext owner;
+	SPIPlanPtr	plan;
 	bool		any = false;
 
 	for (int i = 0; i < nmsgs && !any; i++)
@@ -113,9 +134,11 @@ TribDeadLettersWrite(StreamDef *def, TribMessage *msgs, TribMessageResult *resul
 
 	TribBecomeExtensionOwner(&owner);
 	SPI_connect();
+	plan = TribDeadLetterPrepare();
 	for (int i = 0; i < nmsgs; i++)
 		if (results[i].outcome == TRIB_DEAD)
-			TribDeadLetterInsert(def, &msgs[i], &results[i]);
+			TribDeadLetterInsert(plan, def, &msgs[i], &results[i]);
+	SPI_freeplan(plan);
 	SPI_finish();
 	TribRestoreUser(&owner);
 }
@@ -168,6 +191,7 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 		msgs[i].timestamp_ms = isnull ? -1 : DatumGetInt64(d);
 		msgs[i].headers = SPI_getvalue(tup, desc, 8);
 		MemoryContextSwitchTo(old);
+		msgs[i].varlena = (struct varlena *) payload;
 		msgs[i].data = VARDATA(payload);
 		msgs[i].len = VARSIZE(payload) - VARHDRSZ;
 	}

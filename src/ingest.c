@@ -7,7 +7,16 @@
  * with PostgreSQL's own COPY FROM machinery (BeginCopyFrom/CopyFrom), so defaults,
  * constraints, triggers, partition routing and multi-insert buffering behave exactly as
  * they do for COPY. A batch is cut into chunks of at most TRIB_CHUNK_BYTES of COPY text,
- * and a message too large to format is a dead letter, so no buffer nears 1 GB.
+ * and a message larger than tributary.max_message_size is a dead letter before it is
+ * formatted, so no buffer nears 1 GB.
+ *
+ * Memory per message: the text and bytes formats hand COPY the payload column's value
+ * directly (TribFormatPayloadValue, through the column's input function slot), so their
+ * payload is never escaped nor held in COPY's line and attribute buffers; a payload that
+ * already is a varlena (ingest's text and bytea arguments, replayed dead letters) goes
+ * into the row without a copy. json hands over its large strings for text columns the
+ * same way (TribDirectValue). What remains is the tuple COPY forms and TOAST's
+ * compression buffer. Every other value still passes through COPY text.
  *
  * Errors are contained with subtransactions, so that one bad message can neither stop a
  * batch nor be lost:
@@ -52,7 +61,6 @@
 
 /* COPY text per chunk; a message's COPY text is at most about twice its size. */
 #define TRIB_CHUNK_BYTES (64 * 1024 * 1024)
-#define TRIB_MAX_MESSAGE_BYTES (256 * 1024 * 1024)
 
 /* One formatted row: where its COPY line sits in the chunk buffer. */
 typedef struct TribRow
@@ -84,6 +92,14 @@ typedef struct TribBatch
 	CopyFromState cstate;
 	int			copy_lo;
 } TribBatch;
+
+/* What a column's input function slot holds while COPY takes values from tributary. */
+typedef struct TribColumnInputState
+{
+	TribBatch  *batch;
+	int			col;
+	FmgrInfo	infunc;			/* the column type's own input function */
+} TribColumnInputState;
 
 /* What COPY reads from: a slice of the chunk buffer. Saved and restored around each COPY. */
 static const char *copy_src = NULL;
@@ -268,6 +284,7 @@ TribFormatChunk(TribBatch *b, int lo, int hi)
 {
 	int			rows_before = b->nrows;
 	int			len_before = b->lines.len;
+	int			direct_before = list_length(b->target->direct);
 	int			failed;
 	char	   *column;
 	ErrorData  *edata;
@@ -284,16 +301,19 @@ TribFormatChunk(TribBatch *b, int lo, int hi)
 	b->nrows = rows_before;
 	b->lines.len = len_before;
 	b->lines.data[len_before] = '\0';
+	TribTargetForgetDirect(b->target, direct_before);
 	for (int i = lo; i < hi; i++)
 	{
 		rows_before = b->nrows;
 		len_before = b->lines.len;
+		direct_before = list_length(b->target->direct);
 		edata = TribRunGuarded(TribFormatRange, b, i, i + 1, NULL, &failed, &column);
 		if (edata != NULL)
 		{
 			b->nrows = rows_before;
 			b->lines.len = len_before;
 			b->lines.data[len_before] = '\0';
+			TribTargetForgetDirect(b->target, direct_before);
 			TribMarkDead(b, i, edata, NULL);
 			FreeErrorData(edata);
 		}
@@ -322,6 +342,56 @@ TribInsertDefaultRows(Relation rel, int nrows)
 	return processed;
 }
 
+/*
+ * Stands in for a column's input function: the value of the row COPY is reading comes
+ * from its message (text and bytes formats) or from a format's direct value (json's large
+ * strings) rather than from the (empty) field of the COPY line; other fields of the
+ * column go to its own input function.
+ */
+static Datum
+TribColumnInput(PG_FUNCTION_ARGS)
+{
+	TribColumnInputState *st = (TribColumnInputState *) fcinfo->flinfo->fn_extra;
+	TribBatch  *b = st->batch;
+	const TribMessage *msg = &b->msgs[b->rows[b->copy_lo + (int) b->cstate->cur_lineno - 1].msg];
+	ListCell   *lc;
+
+	if (b->target->payload_value)
+		return TribFormatPayloadValue(b->target, msg, &st->infunc,
+									  PG_GETARG_OID(1), PG_GETARG_INT32(2));
+	foreach(lc, b->target->direct)
+	{
+		TribDirectValue *d = lfirst(lc);
+
+		if (d->msg == msg && d->col == st->col)
+			return d->value;
+	}
+	return InputFunctionCall(&st->infunc, PG_GETARG_CSTRING(0), PG_GETARG_OID(1),
+							 PG_GETARG_INT32(2));
+}
+
+/* Route column col of the COPY that was just begun through TribColumnInput. */
+static void
+TribCopyTakeColumn(TribBatch *b, int col)
+{
+	FmgrInfo   *f = &b->cstate->in_functions[col];
+	TribColumnInputState *st;
+
+	if (f->fn_addr == TribColumnInput)
+		return;
+	st = palloc(sizeof(TribColumnInputState));
+	st->batch = b;
+	st->col = col;
+	fmgr_info_copy(&st->infunc, f, CurrentMemoryContext);
+	MemSet(f, 0, sizeof(FmgrInfo));
+	f->fn_addr = TribColumnInput;
+	f->fn_oid = InvalidOid;
+	f->fn_nargs = 3;
+	f->fn_strict = true;
+	f->fn_mcxt = CurrentMemoryContext;
+	f->fn_extra = st;
+}
+
 /* COPY rows [lo, hi), which share one signature, into the target. */
 static void
 TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
@@ -340,6 +410,7 @@ TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
 	else
 	{
 		ParseState *pstate = make_parsestate(NULL);
+		ListCell   *lc;
 		List	   *options = list_make1(makeDefElem("encoding",
 													 (Node *) makeString((char *) GetDatabaseEncodingName()),
 													 -1));
@@ -347,6 +418,10 @@ TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
 		(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
 		b->cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
 		b->copy_lo = lo;
+		if (t->payload_value)
+			TribCopyTakeColumn(b, t->single);
+		foreach(lc, t->direct)
+			TribCopyTakeColumn(b, ((TribDirectValue *) lfirst(lc))->col);
 		copy_src = b->lines.data + b->rows[lo].start;
 		copy_src_len = b->rows[hi - 1].start + b->rows[hi - 1].len - b->rows[lo].start;
 		copy_src_pos = 0;
@@ -472,14 +547,17 @@ TribInsertChunk(TribBatch *b)
 	return stored;
 }
 
-/* A message whose COPY text could not fit in memory is a dead letter before formatting. */
+/*
+ * A message over tributary.max_message_size is a dead letter before it is formatted or
+ * copied: storing it costs no more than holding it.
+ */
 static void
 TribRejectOversized(TribBatch *b, int i)
 {
 	TribFormatFail(&b->results[i], ERRCODE_PROGRAM_LIMIT_EXCEEDED,
 				   "message is too large",
-				   psprintf("The message has %d bytes; tributary takes messages of up to %d bytes.",
-							b->msgs[i].len, TRIB_MAX_MESSAGE_BYTES));
+				   psprintf("The message has %d bytes; tributary.max_message_size is %d bytes.",
+							b->msgs[i].len, tributary_max_message_size));
 }
 
 /*
@@ -519,7 +597,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 			counts->messages++;
 			counts->bytes += msgs[hi].len;
 			chunk_bytes += msgs[hi].len;
-			if (msgs[hi].len > TRIB_MAX_MESSAGE_BYTES)
+			if (msgs[hi].len > tributary_max_message_size)
 			{
 				MemoryContextSwitchTo(old);
 				TribRejectOversized(&b, hi);
@@ -531,6 +609,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		resetStringInfo(&b.lines);
 		TribFormatChunk(&b, lo, hi);
 		counts->rows += TribInsertChunk(&b);
+		TribTargetForgetDirect(b.target, 0);
 		lo = hi;
 	}
 

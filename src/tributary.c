@@ -25,6 +25,7 @@ char	   *tributary_database = NULL;
 int			tributary_max_workers = 8;
 int			tributary_max_workers_per_role = -1;
 int			tributary_max_streams = 64;
+int			tributary_max_message_size = 64 * 1024 * 1024;
 int			tributary_max_partitions = 1024;
 int			tributary_naptime_ms = 10000;
 
@@ -65,6 +66,15 @@ TribDefineGucs(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tributary.max_message_size",
+							"Largest message a stream stores; larger ones become dead letters.",
+							"An accepted message costs a backend up to about three times its size.",
+							&tributary_max_message_size,
+							64 * 1024 * 1024, 1024, TRIB_MAX_MESSAGE_SIZE_LIMIT,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("tributary.max_partitions",
 							"Maximum number of broker partitions with live statistics in shared memory.",

@@ -19,8 +19,15 @@
 #define TRIBUTARY_MAX_NAME_LEN 48
 #define TRIBUTARY_MAX_PARALLELISM 32	/* workers per stream */
 
+/*
+ * Upper bound of tributary.max_message_size: a message and its varlena header fit one
+ * allocation (MaxAllocSize, 1 GB - 1), so it can always be stored as a dead letter.
+ */
+#define TRIB_MAX_MESSAGE_SIZE_LIMIT (1000 * 1024 * 1024)
+
 /* GUCs (tributary.c) */
 extern char *tributary_database;
+extern int	tributary_max_message_size;
 extern int	tributary_max_workers;
 extern int	tributary_max_workers_per_role;
 extern int	tributary_max_streams;
@@ -100,6 +107,8 @@ typedef struct TribMessage
 {
 	const char *data;
 	int			len;
+	/* the payload as a varlena whose data is data, when the source has one; or NULL */
+	const struct varlena *varlena;
 	const char *topic;			/* NULL when the source has none */
 	int32		partition;		/* -1 when the source has none */
 	int64		offset;			/* -1 when the source has none */

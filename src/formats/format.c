@@ -52,6 +52,7 @@ TribTargetOpen(StreamDef *def, Relation rel)
 			continue;			/* its type is gone */
 		base = getBaseType(att->atttypid);
 		t->cols[i].is_bytea = base == BYTEAOID;
+		t->cols[i].is_text = att->atttypid == TEXTOID;
 		if (base == JSONOID || base == JSONBOID)
 			t->cols[i].cls = TRIB_COL_JSON;
 		else if (OidIsValid(get_element_type(base)))
@@ -87,7 +88,10 @@ TribTargetOpen(StreamDef *def, Relation rel)
 		t->csv_signature = TribTargetSignature(t, set);
 	}
 	else if (t->single >= 0)
+	{
 		t->csv_signature = TribTargetSignature(t, bms_make_singleton(t->single));
+		t->payload_value = def->format == TRIB_FORMAT_TEXT || def->format == TRIB_FORMAT_BYTES;
+	}
 	return t;
 }
 
@@ -142,6 +146,20 @@ TribTargetColumnNames(TribTarget *t, int signature)
 		if (t->meta_cols[f] >= 0)
 			names = lappend(names, makeString(t->cols[t->meta_cols[f]].name));
 	return names;
+}
+
+/* Free the direct values after the first keep, when their rows are stored or formatted again. */
+void
+TribTargetForgetDirect(TribTarget *t, int keep)
+{
+	while (list_length(t->direct) > keep)
+	{
+		TribDirectValue *d = llast(t->direct);
+
+		pfree(DatumGetPointer(d->value));
+		pfree(d);
+		t->direct = list_delete_last(t->direct);
+	}
 }
 
 /* Append a value escaped for COPY's text format. */
@@ -203,19 +221,28 @@ TribCheckEncoding(const char *data, int len, TribMessageResult *res)
 	return false;
 }
 
+/* Append bytea's hex input form, \x and two digits a byte, with the backslash as given. */
 static void
-TribBytesFormat(const char *data, int len, StringInfo line)
+TribAppendHex(StringInfo buf, const char *backslash, const char *data, int len)
 {
 	static const char hex[] = "0123456789abcdef";
 
-	enlargeStringInfo(line, len * 2 + 4);
-	appendStringInfoString(line, "\\\\x");
+	enlargeStringInfo(buf, len * 2 + 4);
+	appendStringInfoString(buf, backslash);
+	appendStringInfoChar(buf, 'x');
 	for (int i = 0; i < len; i++)
 	{
-		line->data[line->len++] = hex[((unsigned char) data[i]) >> 4];
-		line->data[line->len++] = hex[((unsigned char) data[i]) & 0x0f];
+		buf->data[buf->len++] = hex[((unsigned char) data[i]) >> 4];
+		buf->data[buf->len++] = hex[((unsigned char) data[i]) & 0x0f];
 	}
-	line->data[line->len] = '\0';
+	buf->data[buf->len] = '\0';
+}
+
+/* Bytes as a bytea value in COPY text (the backslash escaped). */
+static void
+TribBytesFormat(const char *data, int len, StringInfo line)
+{
+	TribAppendHex(line, "\\\\", data, len);
 }
 
 static void
@@ -309,12 +336,10 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 	switch (t->def->format)
 	{
 		case TRIB_FORMAT_BYTES:
-			TribBytesFormat(msg->data, msg->len, line);
+			/* the payload column's field stays empty: TribFormatPayloadValue fills it */
 			break;
 		case TRIB_FORMAT_TEXT:
 			ok = TribCheckEncoding(msg->data, msg->len, res);
-			if (ok)
-				TribCopyAppendEscaped(line, msg->data, msg->len);
 			break;
 		case TRIB_FORMAT_CSV:
 			ok = TribCheckEncoding(msg->data, msg->len, res) &&
@@ -322,7 +347,7 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 			break;
 		case TRIB_FORMAT_JSON:
 			ok = TribCheckEncoding(msg->data, msg->len, res) &&
-				TribJsonFormat(t, msg->data, msg->len, line, signature, res);
+				TribJsonFormat(t, msg, line, signature, res);
 			break;
 	}
 	if (ok)
@@ -335,4 +360,37 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 	}
 	appendStringInfoChar(line, '\n');
 	return true;
+}
+
+/*
+ * The value of the text or bytes format's one column, made straight from the payload
+ * when COPY reads the row's (empty) field for it: through COPY text, a large payload
+ * would be held four more times (escaped line, COPY's line and attribute buffers, the
+ * input function's result). A text column (text format) or bytea column (bytes format)
+ * takes the payload's own varlena when the message has one, else one copy; other types
+ * get what their input function makes of the text COPY would have given it.
+ */
+Datum
+TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrInfo *infunc,
+					   Oid typioparam, int32 typmod)
+{
+	bool		bytes = t->def->format == TRIB_FORMAT_BYTES;
+	Oid			type = TupleDescAttr(RelationGetDescr(t->rel), t->single)->atttypid;
+	StringInfoData str;
+
+	Assert(t->def->format == TRIB_FORMAT_TEXT || bytes);
+	if (type == (bytes ? BYTEAOID : TEXTOID))
+	{
+		if (msg->varlena != NULL)
+			return PointerGetDatum(msg->varlena);
+		return PointerGetDatum(cstring_to_text_with_len(msg->data, msg->len));
+	}
+	if (bytes)
+	{
+		initStringInfo(&str);
+		TribAppendHex(&str, "\\", msg->data, msg->len);
+	}
+	else
+		str.data = pnstrdup(msg->data, msg->len);
+	return InputFunctionCall(infunc, str.data, typioparam, typmod);
 }

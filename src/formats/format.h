@@ -6,7 +6,9 @@
  * A row is written as a line of COPY's text format (tab-separated, backslash-escaped,
  * \N for NULL) listing only the columns the message supplies; the others get their
  * defaults, exactly as an INSERT that names those columns. Rows that supply the same
- * columns share a "signature" and go into the same COPY.
+ * columns share a "signature" and go into the same COPY. The text and bytes formats
+ * leave their payload column's field empty: COPY gets that value from
+ * TribFormatPayloadValue, made straight from the message.
  *
  * Parsing never raises an error for bad input: it returns false and fills the message's
  * result, so one bad message cannot stop a batch.
@@ -16,6 +18,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "utils/relcache.h"
@@ -38,7 +41,22 @@ typedef struct TribColumn
 	bool		writable;		/* not dropped, generated, or GENERATED ALWAYS AS IDENTITY */
 	bool		is_meta;		/* receives message metadata, not payload */
 	bool		is_bytea;
+	bool		is_text;		/* of type text itself (not a domain): takes a text datum */
 } TribColumn;
+
+/*
+ * A value a format hands COPY directly, in place of its (empty) field in the COPY line:
+ * json's large strings for text columns. Freed with TribTargetForgetDirect.
+ */
+typedef struct TribDirectValue
+{
+	const TribMessage *msg;
+	int			col;
+	Datum		value;
+} TribDirectValue;
+
+/* json: a value at least this large for a text column goes to COPY as a TribDirectValue */
+#define TRIB_DIRECT_VALUE_BYTES (1024 * 1024)
 
 /* The target table as the formats see it, built once per batch. */
 typedef struct TribTarget
@@ -53,8 +71,11 @@ typedef struct TribTarget
 	int		   *csv_map;		/* csv: field number -> column index */
 	List	   *signatures;		/* of Bitmapset: column sets seen in this batch */
 	int			csv_signature;	/* csv, text, bytes: the one signature */
+	bool		payload_value;	/* text, bytes: COPY takes the single column's value
+								 * from TribFormatPayloadValue */
 	int			meta_cols[TRIB_META_COUNT]; /* column index per metadata field, or -1 */
 	struct TribJsonState *json; /* json parser scratch, reused across messages */
+	List	   *direct;			/* of TribDirectValue, for the chunk being formatted */
 } TribTarget;
 
 extern TribTarget *TribTargetOpen(StreamDef *def, Relation rel);
@@ -66,11 +87,16 @@ extern List *TribTargetColumnNames(TribTarget *t, int signature);
 extern bool TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line,
 							  int *signature, TribMessageResult *res);
 
+/* text, bytes: the payload column's value, given to COPY in place of its field (ingest.c) */
+extern Datum TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrInfo *infunc,
+									Oid typioparam, int32 typmod);
+
 /* helpers shared by the format modules */
 extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
 extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error,
 						   const char *detail);
-extern bool TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line,
+extern void TribTargetForgetDirect(TribTarget *t, int keep);
+extern bool TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
 						   int *signature, TribMessageResult *res);
 extern bool TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
 						  TribMessageResult *res);

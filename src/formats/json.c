@@ -20,6 +20,7 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -429,9 +430,14 @@ TribJsonFlat(TribJsonState *s, const char *data, int len)
 	}
 }
 
-/* Write the row's present columns in table order, and compute its signature. */
+/*
+ * Write the row's present columns in table order, and compute its signature. A large
+ * value for a text column is not escaped into the line: its field stays empty and COPY
+ * takes it as a TribDirectValue, which saves COPY's line and attribute buffers and the
+ * input function's copy of it.
+ */
 static void
-TribJsonEmit(TribJsonState *s, StringInfo line, int *signature)
+TribJsonEmit(TribJsonState *s, const TribMessage *msg, StringInfo line, int *signature)
 {
 	TribTarget *t = s->target;
 	Bitmapset  *present = NULL;
@@ -456,6 +462,15 @@ TribJsonEmit(TribJsonState *s, StringInfo line, int *signature)
 		}
 		else if (v->isnull)
 			appendStringInfoString(line, "\\N");
+		else if (v->len >= TRIB_DIRECT_VALUE_BYTES && t->cols[i].is_text)
+		{
+			TribDirectValue *d = palloc(sizeof(TribDirectValue));
+
+			d->msg = msg;
+			d->col = i;
+			d->value = PointerGetDatum(cstring_to_text_with_len(v->text, v->len));
+			t->direct = lappend(t->direct, d);
+		}
 		else
 			TribCopyAppendEscaped(line, v->text, v->len);
 	}
@@ -464,9 +479,11 @@ TribJsonEmit(TribJsonState *s, StringInfo line, int *signature)
 }
 
 bool
-TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *signature,
+TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
 			   TribMessageResult *res)
 {
+	const char *data = msg->data;
+	int			len = msg->len;
 	TribJsonState *s;
 	MemoryContext old;
 	JsonSemAction sem = {0};
@@ -479,7 +496,7 @@ TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *s
 	s->generation++;
 	if (t->overflow < 0 && TribJsonFlat(s, data, len))
 	{
-		TribJsonEmit(s, line, signature);
+		TribJsonEmit(s, msg, line, signature);
 		return true;
 	}
 	/* not the fast path's kind of message: forget what it stored, parse for real */
@@ -532,7 +549,7 @@ TribJsonFormat(TribTarget *t, const char *data, int len, StringInfo line, int *s
 	else
 	{
 		MemoryContextSwitchTo(old);
-		TribJsonEmit(s, line, signature);
+		TribJsonEmit(s, msg, line, signature);
 	}
 	MemoryContextReset(s->cxt);
 	return ok;

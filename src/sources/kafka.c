@@ -1402,7 +1402,7 @@ TribKafkaProcess(TribKafka *k)
 		return;
 	}
 	pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));
-	msgs = palloc(sizeof(TribMessage) * n);
+	msgs = palloc0(sizeof(TribMessage) * n);
 	results = palloc0(sizeof(TribMessageResult) * n);
 	for (int i = 0; i < n; i++)
 	{
