@@ -19,9 +19,10 @@ TribCsvFail(TribMessageResult *res, const char *error, const char *detail)
 }
 
 bool
-TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
-			  TribMessageResult *res)
+TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, TribMessageResult *res)
 {
+	const char *data = msg->data;
+	int			len = msg->len;
 	char		delim = t->def->csv_delimiter;
 	const char *p = data;
 	const char *end = data + len;
@@ -87,7 +88,7 @@ TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
 			appendStringInfoChar(line, '\t');
 		if (!quoted && value.len == 0)
 			appendStringInfoString(line, "\\N");
-		else
+		else if (!TribFormatDirect(t, msg, t->csv_map[field], value.data, value.len))
 			TribCopyAppendEscaped(line, value.data, value.len);
 		field++;
 

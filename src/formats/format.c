@@ -53,6 +53,9 @@ TribTargetOpen(StreamDef *def, Relation rel)
 		base = getBaseType(att->atttypid);
 		t->cols[i].is_bytea = base == BYTEAOID;
 		t->cols[i].is_text = att->atttypid == TEXTOID;
+		t->cols[i].typid = att->atttypid;
+		t->cols[i].typmod = att->atttypmod;
+		t->cols[i].typlen = att->attlen;
 		if (base == JSONOID || base == JSONBOID)
 			t->cols[i].cls = TRIB_COL_JSON;
 		else if (OidIsValid(get_element_type(base)))
@@ -160,6 +163,45 @@ TribTargetForgetDirect(TribTarget *t, int keep)
 		pfree(d);
 		t->direct = list_delete_last(t->direct);
 	}
+}
+
+/*
+ * Hand COPY a large value of column col directly instead of escaping it into the line
+ * (its field stays empty): the line, COPY's line and attribute buffers and the input
+ * function's text would each hold it once more. The value is what the column's input
+ * function makes of the text, as COPY would call it; an error it raises is the message's,
+ * as any error while formatting. Returns false (the caller writes COPY text) for values
+ * below TRIB_DIRECT_VALUE_BYTES and for columns of fixed-length types.
+ */
+bool
+TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, const char *text, int len)
+{
+	TribColumn *c = &t->cols[col];
+	TribDirectValue *d;
+
+	if (len < TRIB_DIRECT_VALUE_BYTES || c->typlen != -1)
+		return false;
+	d = palloc(sizeof(TribDirectValue));
+	d->msg = msg;
+	d->col = col;
+	if (c->is_text)
+		d->value = PointerGetDatum(cstring_to_text_with_len(text, len));
+	else
+	{
+		char	   *cstr = pnstrdup(text, len);
+		Oid			typinput;
+
+		if (c->infunc == NULL)
+		{
+			c->infunc = palloc(sizeof(FmgrInfo));
+			getTypeInputInfo(c->typid, &typinput, &c->typioparam);
+			fmgr_info(typinput, c->infunc);
+		}
+		d->value = InputFunctionCall(c->infunc, cstr, c->typioparam, c->typmod);
+		pfree(cstr);
+	}
+	t->direct = lappend(t->direct, d);
+	return true;
 }
 
 /* Append a value escaped for COPY's text format. */
@@ -343,7 +385,7 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 			break;
 		case TRIB_FORMAT_CSV:
 			ok = TribCheckEncoding(msg->data, msg->len, res) &&
-				TribCsvFormat(t, msg->data, msg->len, line, res);
+				TribCsvFormat(t, msg, line, res);
 			break;
 		case TRIB_FORMAT_JSON:
 			ok = TribCheckEncoding(msg->data, msg->len, res) &&

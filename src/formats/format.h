@@ -42,11 +42,18 @@ typedef struct TribColumn
 	bool		is_meta;		/* receives message metadata, not payload */
 	bool		is_bytea;
 	bool		is_text;		/* of type text itself (not a domain): takes a text datum */
+	Oid			typid;
+	int32		typmod;
+	int16		typlen;
+	FmgrInfo   *infunc;			/* its input function, looked up on first use */
+	Oid			typioparam;
 } TribColumn;
 
 /*
  * A value a format hands COPY directly, in place of its (empty) field in the COPY line:
- * json's large strings for text columns. Freed with TribTargetForgetDirect.
+ * json's and csv's values of TRIB_DIRECT_VALUE_BYTES and more for varlena columns (made
+ * by the column's input function, as COPY would, or a text datum for text). Freed with
+ * TribTargetForgetDirect.
  */
 typedef struct TribDirectValue
 {
@@ -55,7 +62,7 @@ typedef struct TribDirectValue
 	Datum		value;
 } TribDirectValue;
 
-/* json: a value at least this large for a text column goes to COPY as a TribDirectValue */
+/* json, csv: a value at least this large goes to COPY as a TribDirectValue */
 #define TRIB_DIRECT_VALUE_BYTES (1024 * 1024)
 
 /* The target table as the formats see it, built once per batch. */
@@ -96,9 +103,11 @@ extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
 extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error,
 						   const char *detail);
 extern void TribTargetForgetDirect(TribTarget *t, int keep);
+extern bool TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, const char *text,
+							 int len);
 extern bool TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
 						   int *signature, TribMessageResult *res);
-extern bool TribCsvFormat(TribTarget *t, const char *data, int len, StringInfo line,
+extern bool TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
 						  TribMessageResult *res);
 
 #endif							/* TRIBUTARY_FORMAT_H */

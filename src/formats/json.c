@@ -432,9 +432,8 @@ TribJsonFlat(TribJsonState *s, const char *data, int len)
 
 /*
  * Write the row's present columns in table order, and compute its signature. A large
- * value for a text column is not escaped into the line: its field stays empty and COPY
- * takes it as a TribDirectValue, which saves COPY's line and attribute buffers and the
- * input function's copy of it.
+ * value is not escaped into the line: its field stays empty and COPY takes it as a
+ * TribDirectValue (TribFormatDirect).
  */
 static void
 TribJsonEmit(TribJsonState *s, const TribMessage *msg, StringInfo line, int *signature)
@@ -462,16 +461,7 @@ TribJsonEmit(TribJsonState *s, const TribMessage *msg, StringInfo line, int *sig
 		}
 		else if (v->isnull)
 			appendStringInfoString(line, "\\N");
-		else if (v->len >= TRIB_DIRECT_VALUE_BYTES && t->cols[i].is_text)
-		{
-			TribDirectValue *d = palloc(sizeof(TribDirectValue));
-
-			d->msg = msg;
-			d->col = i;
-			d->value = PointerGetDatum(cstring_to_text_with_len(v->text, v->len));
-			t->direct = lappend(t->direct, d);
-		}
-		else
+		else if (!TribFormatDirect(t, msg, i, v->text, v->len))
 			TribCopyAppendEscaped(line, v->text, v->len);
 	}
 	*signature = TribTargetSignature(t, present);

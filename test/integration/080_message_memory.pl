@@ -42,6 +42,10 @@ $node->safe_psql('postgres', q{
 	SELECT tributary.create_stream('blobs', 'blobs', 'local', '{"format": "bytes", "column": "data"}');
 	CREATE TABLE posts (id bigint, title text, body text);
 	SELECT tributary.create_stream('posts', 'posts', 'local', '{"format": "json"}');
+	CREATE TABLE events (id bigint, doc jsonb NOT NULL);
+	SELECT tributary.create_stream('events', 'events', 'local', '{"format": "json"}');
+	CREATE TABLE rows_csv (id bigint, note varchar);
+	SELECT tributary.create_stream('rows_csv', 'rows_csv', 'local', '{"format": "csv", "columns": ["id", "note"]}');
 });
 
 # The peak resident memory a fresh backend gains while running $sql, in bytes.
@@ -90,6 +94,35 @@ cmp_ok($cost, '<=', 3 * 100 * $MB + $SLACK,
 	'an accepted json message with a 100 MiB string costs at most three times its size');
 is($node->safe_psql('postgres', 'SELECT octet_length(body) = 100 * 1024 * 1024 FROM posts'),
 	't', 'the whole json string landed');
+
+# json: a 100 MiB object for a jsonb column (the column's input function makes the value)
+$cost = message_cost('events',
+	q{'{"id": 1, "doc": {"kind": "big", "data": "' || repeat((SELECT b FROM block), 100) || '"}}'}, $set);
+diag('json, 100 MiB object for a jsonb column accepted: ' . fmt_mb($cost) . ' beyond holding the message');
+cmp_ok($cost, '<=', 3 * 100 * $MB + $SLACK,
+	'an accepted json message with a 100 MiB jsonb value costs at most three times its size');
+is( $node->safe_psql('postgres',
+		q{SELECT doc ->> 'kind' || ' ' || (octet_length(doc ->> 'data') = 100 * 1024 * 1024) FROM events}),
+	'big true', 'the whole jsonb value landed');
+
+# csv: a 100 MiB field for a varchar column
+$cost = message_cost('rows_csv', q{'1,' || repeat((SELECT b FROM block), 100)}, $set);
+diag('csv, 100 MiB field accepted: ' . fmt_mb($cost) . ' beyond holding the message');
+cmp_ok($cost, '<=', 3 * 100 * $MB + $SLACK,
+	'an accepted csv message with a 100 MiB field costs at most three times its size');
+is($node->safe_psql('postgres', 'SELECT id || \' \' || (octet_length(note) = 100 * 1024 * 1024) FROM rows_csv'),
+	'1 true', 'the whole csv field landed');
+
+# a large value its column's input function refuses is the message's fault, as through COPY
+is( $node->safe_psql('postgres', q{
+		SELECT accepted || '/' || dead_lettered FROM tributary.ingest('events', ARRAY[
+			'{"id": 2, "doc": "' || repeat('x', 2 * 1024 * 1024) || '"}',
+			'{"id": 3, "doc": {"ok": true}}'])}),
+	'2/0', 'a large json string is a valid jsonb value');
+is( $node->safe_psql('postgres', q{
+		SELECT accepted || '/' || dead_lettered FROM tributary.ingest('rows_csv', ARRAY[
+			'2,"' || repeat('y', 2 * 1024 * 1024) || '"', 'x' || repeat('9', 2 * 1024 * 1024) || ',z'])}),
+	'1/1', 'a large csv field lands; a large id that is no integer is a dead letter');
 
 # json strings of 1 MiB and more go to COPY as values, not COPY text: escapes decoded,
 # constraints checked, and a failing row isolated from its batch as for any other value
