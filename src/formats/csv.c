@@ -88,7 +88,9 @@ TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, TribMessag
 			appendStringInfoChar(line, '\t');
 		if (!quoted && value.len == 0)
 			appendStringInfoString(line, "\\N");
-		else if (!TribFormatDirect(t, msg, t->csv_map[field], value.data, value.len))
+		else if (TribFormatDirect(t, msg, t->csv_map[field], value.data, value.len, true))
+			initStringInfo(&value); /* the large field's buffer is gone with it */
+		else
 			TribCopyAppendEscaped(line, value.data, value.len);
 		field++;
 

@@ -10,6 +10,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "datatype/timestamp.h"
@@ -159,7 +160,7 @@ TribTargetForgetDirect(TribTarget *t, int keep)
 	{
 		TribDirectValue *d = llast(t->direct);
 
-		pfree(DatumGetPointer(d->value));
+		MemoryContextDelete(d->cxt);
 		pfree(d);
 		t->direct = list_delete_last(t->direct);
 	}
@@ -170,35 +171,53 @@ TribTargetForgetDirect(TribTarget *t, int keep)
  * (its field stays empty): the line, COPY's line and attribute buffers and the input
  * function's text would each hold it once more. The value is what the column's input
  * function makes of the text, as COPY would call it; an error it raises is the message's,
- * as any error while formatting. Returns false (the caller writes COPY text) for values
- * below TRIB_DIRECT_VALUE_BYTES and for columns of fixed-length types.
+ * as any error while formatting. With owned, text is a palloc'd, NUL-terminated string the
+ * caller gives up (freed here as soon as it is read). Returns false (the caller writes COPY
+ * text) for values below TRIB_DIRECT_VALUE_BYTES and for columns of fixed-length types.
  */
 bool
-TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, const char *text, int len)
+TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, char *text, int len, bool owned)
 {
 	TribColumn *c = &t->cols[col];
 	TribDirectValue *d;
+	MemoryContext old;
+	Oid			typinput;
 
 	if (len < TRIB_DIRECT_VALUE_BYTES || c->typlen != -1)
 		return false;
+	if (c->infunc == NULL)
+	{
+		c->infunc = palloc(sizeof(FmgrInfo));
+		getTypeInputInfo(c->typid, &typinput, &c->typioparam);
+		fmgr_info(typinput, c->infunc);
+	}
 	d = palloc(sizeof(TribDirectValue));
 	d->msg = msg;
 	d->col = col;
+	/* the value lives in a context of its own, with whatever its input function left */
+	d->cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary direct value",
+								   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(d->cxt);
 	if (c->is_text)
 		d->value = PointerGetDatum(cstring_to_text_with_len(text, len));
 	else
-	{
-		char	   *cstr = pnstrdup(text, len);
-		Oid			typinput;
+		d->value = InputFunctionCall(c->infunc, owned ? text : pnstrdup(text, len),
+									 c->typioparam, c->typmod);
+	MemoryContextSwitchTo(old);
+	if (owned)
+		pfree(text);
 
-		if (c->infunc == NULL)
-		{
-			c->infunc = palloc(sizeof(FmgrInfo));
-			getTypeInputInfo(c->typid, &typinput, &c->typioparam);
-			fmgr_info(typinput, c->infunc);
-		}
-		d->value = InputFunctionCall(c->infunc, cstr, c->typioparam, c->typmod);
-		pfree(cstr);
+	/* an input function that parses (jsonb_in) leaves copies as large as the value */
+	if (MemoryContextMemAllocated(d->cxt, false) > 2 * (Size) len + ALLOCSET_DEFAULT_INITSIZE)
+	{
+		MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary direct value",
+												  ALLOCSET_DEFAULT_SIZES);
+
+		old = MemoryContextSwitchTo(cxt);
+		d->value = PointerGetDatum(PG_DETOAST_DATUM_COPY(d->value));
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(d->cxt);
+		d->cxt = cxt;
 	}
 	t->direct = lappend(t->direct, d);
 	return true;

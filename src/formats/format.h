@@ -60,6 +60,7 @@ typedef struct TribDirectValue
 	const TribMessage *msg;
 	int			col;
 	Datum		value;
+	MemoryContext cxt;			/* holds the value */
 } TribDirectValue;
 
 /* json, csv: a value at least this large goes to COPY as a TribDirectValue */
@@ -103,8 +104,8 @@ extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
 extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error,
 						   const char *detail);
 extern void TribTargetForgetDirect(TribTarget *t, int keep);
-extern bool TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, const char *text,
-							 int len);
+extern bool TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, char *text, int len,
+							 bool owned);
 extern bool TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
 						   int *signature, TribMessageResult *res);
 extern bool TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line,

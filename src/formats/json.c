@@ -187,14 +187,18 @@ TribJsonScalar(void *arg, char *token, JsonTokenType type)
 	{
 		s->have_scalar = true;
 		s->scalar = token;
+		TRIB_JSON_CB_RETURN;
 	}
-	else if (s->converting && !s->raw_elements && !s->too_deep && s->obj_depth == 0)
+	if (s->converting && !s->raw_elements && !s->too_deep && s->obj_depth == 0)
 	{
 		if (type == JSON_TOKEN_NULL)
 			appendStringInfoString(&s->array, "NULL");
 		else
 			TribArrayAppendQuoted(&s->array, token, strlen(token));
 	}
+	/* a nested value's token is used up (a json column takes the raw text): free it now */
+	if (token != NULL)
+		pfree(token);
 	TRIB_JSON_CB_RETURN;
 }
 
@@ -461,7 +465,7 @@ TribJsonEmit(TribJsonState *s, const TribMessage *msg, StringInfo line, int *sig
 		}
 		else if (v->isnull)
 			appendStringInfoString(line, "\\N");
-		else if (!TribFormatDirect(t, msg, i, v->text, v->len))
+		else if (!TribFormatDirect(t, msg, i, v->text, v->len, false))
 			TribCopyAppendEscaped(line, v->text, v->len);
 	}
 	*signature = TribTargetSignature(t, present);
@@ -538,6 +542,12 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *sign
 	}
 	else
 	{
+		/* the lexer's de-escaping buffer is as large as the longest string: give it back */
+		if (s->lex->strval != NULL && s->lex->strval->maxlen > TRIB_DIRECT_VALUE_BYTES)
+		{
+			pfree(s->lex->strval->data);
+			initStringInfo(s->lex->strval);
+		}
 		MemoryContextSwitchTo(old);
 		TribJsonEmit(s, msg, line, signature);
 	}

@@ -95,12 +95,18 @@ cmp_ok($cost, '<=', 3 * 100 * $MB + $SLACK,
 is($node->safe_psql('postgres', 'SELECT octet_length(body) = 100 * 1024 * 1024 FROM posts'),
 	't', 'the whole json string landed');
 
-# json: a 100 MiB object for a jsonb column (the column's input function makes the value)
+# json: a 100 MiB object for a jsonb column. jsonb's input function parses the value, and
+# PostgreSQL's own INSERT of it costs more than three times its size; what tributary adds
+# is measured against that INSERT of the same value.
 $cost = message_cost('events',
 	q{'{"id": 1, "doc": {"kind": "big", "data": "' || repeat((SELECT b FROM block), 100) || '"}}'}, $set);
 diag('json, 100 MiB object for a jsonb column accepted: ' . fmt_mb($cost) . ' beyond holding the message');
-cmp_ok($cost, '<=', 3 * 100 * $MB + $SLACK,
-	'an accepted json message with a 100 MiB jsonb value costs at most three times its size');
+my $plain = peak_gain(q{INSERT INTO events (id, doc) SELECT 0, ('{"kind": "big", "data": "' || repeat((SELECT b FROM block), 100) || '"}')::jsonb})
+  - peak_gain(q{SELECT octet_length('{"kind": "big", "data": "' || repeat((SELECT b FROM block), 100) || '"}')});
+diag('a plain INSERT of the same jsonb value: ' . fmt_mb($plain) . ' beyond holding its text');
+cmp_ok($cost, '<=', ($plain > 3 * 100 * $MB ? $plain : 3 * 100 * $MB) + $SLACK,
+	'an accepted json message with a 100 MiB jsonb value costs at most three times its size, or what INSERT of the value costs');
+$node->safe_psql('postgres', 'DELETE FROM events WHERE id = 0');
 is( $node->safe_psql('postgres',
 		q{SELECT doc ->> 'kind' || ' ' || (octet_length(doc ->> 'data') = 100 * 1024 * 1024) FROM events}),
 	'big true', 'the whole jsonb value landed');
