@@ -16,7 +16,7 @@
  * are shown in clear; every other value is masked. The password of a Redis URL is masked
  * too.
  *
- * The table follows librdkafka 2.0's CONFIGURATION.md; docs/security-librdkafka.md lists
+ * The table follows librdkafka 2.0's CONFIGURATION.md; docs/security.md lists
  * it by class. A property added by a later librdkafka is for superusers until classified.
  */
 #include "postgres.h"
@@ -203,7 +203,7 @@ static const TribKafkaClassText class_texts[] = {
 	[TRIB_PROP_UNLISTED] = {
 		"not allow-listed",
 		"it is not on tributary's list of librdkafka properties that other roles may set",
-		"Only superusers may set it; docs/security-librdkafka.md lists what other roles may set."
+		"Only superusers may set it; docs/security.md lists what other roles may set."
 	},
 	[TRIB_PROP_RESERVED] = {"reserved", "", ""},
 };
