@@ -18,6 +18,13 @@ ALTER TABLE @extschema@.stream_catalog
     ADD COLUMN failed boolean NOT NULL DEFAULT false,
     ADD COLUMN waiting boolean NOT NULL DEFAULT false;
 
+-- Redis Streams has no consumer yet: 0.2.0 accepted such streams and ran an idle worker
+-- that showed "running". They fail now, saying why; create_stream refuses new ones.
+UPDATE @extschema@.stream_catalog
+SET failed = true, last_error_at = pg_catalog.now(),
+    last_error = 'source "redis" is not available yet: this version of tributary has no Redis Streams consumer'
+WHERE source = 'redis';
+
 -- True when the current user may manage a stream owned by owner and see its options,
 -- errors and dead letters: an admin, or a member of the owner role (not when that role
 -- was dropped).

@@ -47,8 +47,6 @@ SELECT tributary.create_stream('err_bytes', 'err_t', 'local', '{"format": "bytes
 SELECT tributary.create_stream('err_stopped', 'err_t', enabled => false);
 SELECT tributary.create_stream('err_kafka', 'err_t', 'kafka', '{"brokers": "localhost:9092", "topic": "t"}',
                                enabled => false);
-SELECT tributary.create_stream('err_redis', 'err_t', 'redis', '{"url": "redis://localhost", "stream_key": "k"}',
-                               enabled => false);
 SELECT err_rebase();
 
 --
@@ -336,10 +334,6 @@ SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t", "url
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t", "stream_key": "k"}');
 SELECT err_unchanged();
-SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x", "topic": "t"}');
-SELECT err_unchanged();
-SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x", "librdkafka": {}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"columns": ["id"]}');
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"delimiter": ";"}');
@@ -413,8 +407,6 @@ SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": null}');
 SELECT err_unchanged();
-SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x", "group": null}');
-SELECT err_unchanged();
 
 --
 -- Options that are not a JSON object.
@@ -458,8 +450,6 @@ SELECT err_unchanged();
 SELECT tributary.alter_stream('err_bytes', '{"column": null}');
 SELECT err_unchanged();
 SELECT tributary.alter_stream('err_kafka', '{"url": "redis://x"}');
-SELECT err_unchanged();
-SELECT tributary.alter_stream('err_redis', '{"brokers": "b:9092"}');
 SELECT err_unchanged();
 -- the first bad key in the merged options is reported, all or nothing
 SELECT tributary.alter_stream('err_json', '{"batch_ms": 10, "batch_size": -5}');

@@ -178,14 +178,7 @@ SELECT options -> 'librdkafka' ->> 'sasl.password' AS superuser_sees FROM tribut
 -- masking changes only what is shown
 SELECT options -> 'librdkafka' ->> 'sasl.password' AS stored FROM tributary.stream_catalog WHERE name = 'priv_kafka';
 -- the password in a Redis URL is masked the same way
-SELECT tributary.create_stream('priv_redis', 'priv_t', 'redis',
-    '{"url": "redis://app:hunter2@cache:6379/0?password=again&db=1", "stream_key": "events"}', enabled => false);
-SET ROLE regress_trib_admin;
-SELECT options ->> 'url' AS admin_sees_url FROM tributary.streams WHERE name = 'priv_redis';
-RESET ROLE;
-SELECT tributary._redact_options(options) ->> 'url' AS masked_url FROM tributary.stream_catalog WHERE name = 'priv_redis';
-SELECT options ->> 'url' AS superuser_sees_url FROM tributary.streams WHERE name = 'priv_redis';
-SELECT tributary.drop_stream('priv_redis');
+SELECT tributary._redact_options('{"url": "redis://app:hunter2@cache:6379/0?password=again&db=1"}') ->> 'url' AS masked_url;
 
 --
 -- Dead letters are visible (and deletable) only for the streams one may manage.

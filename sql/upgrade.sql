@@ -204,6 +204,29 @@ SELECT stream, messages, rows, dead_letters, bytes, batches, last_commit IS NULL
 FROM tributary.stream_stats;
 SELECT tributary.drop_stream('upgrade_probe_2');
 
+--
+-- Data carried over the update from 0.2.0: offsets and dead letters stay; a redis stream,
+-- which 0.2.0 accepted and ran as an idle worker that showed "running", fails with the
+-- reason (one transaction, so the launcher never sees it started on 0.2.0).
+--
+DROP EXTENSION tributary;
+CREATE EXTENSION tributary VERSION '0.2.0';
+BEGIN;
+INSERT INTO tributary.stream_catalog (name, target, source, options, owner, enabled) VALUES
+    ('up_redis', 'upgrade_probe', 'redis', '{"url": "redis://x", "stream_key": "k"}', current_user::regrole, true),
+    ('up_kafka', 'upgrade_probe', 'kafka', '{"brokers": "b:9092", "topic": "t"}', current_user::regrole, false);
+INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES ('up_kafka', 't', 0, 42);
+INSERT INTO tributary.dead_letters (stream, topic, partition, source_offset, payload, error, sqlstate)
+VALUES ('up_kafka', 't', 0, 41, '\xff00', 'message is not valid JSON', '22P02');
+ALTER EXTENSION tributary UPDATE;
+COMMIT;
+SELECT name, source, state, last_error FROM tributary.streams ORDER BY name;
+SELECT stream, topic, partition, next_offset FROM tributary.offsets;
+SELECT stream, topic, partition, source_offset, payload, error, sqlstate FROM tributary.dead_letters;
+SELECT tributary.start('up_redis');
+SELECT tributary.drop_stream('up_redis');
+SELECT tributary.drop_stream('up_kafka');
+
 -- Clean up; the extension stays installed.
 DROP TABLE upgrade_probe;
 DROP VIEW upgrade_diffs;

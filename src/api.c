@@ -65,6 +65,22 @@ TribParseSource(const char *source)
 }
 
 /*
+ * A source that can be declared must consume: Redis Streams has no consumer yet, and a
+ * stream that idled as "running" would look done. Refused until it exists.
+ */
+static void
+TribCheckSourceAvailable(TribSource source, const char *stream)
+{
+	if (source == TRIB_SOURCE_REDIS)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source \"redis\" is not available yet"),
+				 errdetail("Stream \"%s\" would never consume: this version of tributary has no Redis Streams consumer.",
+						   stream),
+				 errhint("Use source \"kafka\", or \"local\" with tributary.ingest().")));
+}
+
+/*
  * Load a stream for a lifecycle change: locked, and only for those allowed to manage it
  * (with target_owner_too, the target table's owner as well: stop and drop).
  */
@@ -102,6 +118,7 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 				 errhint("Pass the target table, for example 'public.events'::regclass.")));
 	source_name = TribArgText(fcinfo, 2, "source");
 	PreventCommandIfReadOnly("tributary.create_stream");
+	TribCheckSourceAvailable(TribParseSource(source_name), name);
 
 	def.name = name;
 	def.target = PG_GETARG_OID(1);
@@ -186,6 +203,7 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 				 errhint("Pass a JSON object with the options to change; a key set to null removes it.")));
 	def = TribStreamForChange(name, "alter_stream", "alter", false, false);
 	TribRequireCatalogStates();
+	TribCheckSourceAvailable(def->source, name);
 	if (!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(1)) || JB_ROOT_IS_SCALAR(PG_GETARG_JSONB_P(1)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -218,6 +236,7 @@ TribSetEnabled(FunctionCallInfo fcinfo, bool enabled)
 	if (enabled)
 	{
 		TribRequireCatalogStates();
+		TribCheckSourceAvailable(def->source, name);
 		TribStreamResolveOptions(def);
 	}
 	TribCatalogExecute(enabled ?

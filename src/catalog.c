@@ -265,9 +265,9 @@ TribCheckMayInsert(StreamDef *def, Oid userid)
 }
 
 /*
- * Why a broker stream's worker cannot go on, whatever it retries: its target is gone or
- * no longer a table, its owner role was dropped, or row-level security now applies to
- * its rows. NULL when none of these holds. The worker marks such a stream failed and
+ * Why a broker stream's worker cannot go on, whatever it retries: its source has no
+ * consumer (redis, declared before it was refused), its target is gone or no longer a
+ * table, its owner role was dropped, or row-level security now applies to its rows. NULL when none of these holds. The worker marks such a stream failed and
  * stops until it is altered, started or dropped.
  */
 char *
@@ -276,6 +276,8 @@ TribStreamUnrunnable(StreamDef *def)
 	char		relkind = get_rel_relkind(def->target);
 	Oid			relowner;
 
+	if (def->source == TRIB_SOURCE_REDIS)
+		return pstrdup("source \"redis\" is not available yet: this version of tributary has no Redis Streams consumer");
 	if (relkind == '\0')
 		return psprintf("target table with OID %u does not exist", def->target);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)

@@ -12,8 +12,8 @@
  * on its latch: SIGTERM ends it, postmaster death ends it, SIGHUP makes it reload the
  * stream's definition, which is how alter_stream reaches it.
  *
- * A kafka stream's worker consumes in sources/kafka.c; a redis stream's worker idles until
- * that source exists.
+ * A kafka stream's worker consumes in sources/kafka.c. A redis stream (declared with 0.2.0,
+ * before that source was refused) fails: it has no consumer yet.
  */
 #include "postgres.h"
 
@@ -156,6 +156,12 @@ TribWorkerConsume(StreamDef *def)
 
 	PG_TRY();
 	{
+		/* a redis stream declared before that source was refused fails here, for good */
+		if (def->source != TRIB_SOURCE_KAFKA)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("source \"%s\" has no consumer in this version of tributary",
+							TribSourceName(def->source))));
 		TribKafkaRun(def, worker_index);
 	}
 	PG_CATCH();
@@ -216,14 +222,7 @@ TribStreamWorkerMain(Datum arg)
 	for (;;)
 	{
 		pgstat_report_activity(STATE_IDLE, NULL);
-		if (def->source == TRIB_SOURCE_KAFKA)
-			TribWorkerConsume(def);
-		else
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 tributary_naptime_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+		TribWorkerConsume(def);
 		CHECK_FOR_INTERRUPTS();
 
 		if (ConfigReloadPending)

@@ -37,9 +37,10 @@ SELECT lives_ok($$ SELECT tributary.create_stream('tap_local', 'public.tap_t') $
 SELECT lives_ok($$ SELECT tributary.create_stream('tap_kafka', 'public.tap_t', 'kafka',
                                                   '{"brokers": "localhost:9092", "topic": "t"}', enabled => false) $$,
                 'create_stream for kafka');
-SELECT lives_ok($$ SELECT tributary.create_stream('tap_redis', 'public.tap_t', 'redis',
+SELECT throws_ok($$ SELECT tributary.create_stream('tap_redis', 'public.tap_t', 'redis',
                                                   '{"url": "redis://localhost", "stream_key": "k"}', enabled => false) $$,
-                'create_stream for redis');
+                 '0A000', 'source "redis" is not available yet',
+                 'create_stream refuses redis until it has a consumer');
 SELECT lives_ok($$ SELECT tributary.create_stream(name => 'tap_named', target => 'public.tap_t',
                                                   key => 'id', event_time => 'at', options => '{"overflow": "doc"}') $$,
                 'create_stream with named parameters');
@@ -58,7 +59,6 @@ SELECT results_eq(
               ('tap_kafka', 'kafka', 'json', NULL, NULL, false, 1),
               ('tap_local', 'local', 'json', NULL, NULL, true, 1),
               ('tap_named', 'local', 'json', 'id', 'at', true, 1),
-              ('tap_redis', 'redis', 'json', NULL, NULL, false, 1),
               ('tap_stopped', 'local', 'json', NULL, NULL, false, 1),
               ('tap_text', 'local', 'text', NULL, NULL, true, 1) $$,
     'tributary.streams lists the declared streams');
@@ -137,7 +137,7 @@ SELECT throws_ok($$ SELECT tributary.create_stream('tap_x', 'public.tap_t', 'loc
                  '22023', 'stream "tap_x" needs option "columns"', 'csv without columns');
 SELECT throws_ok($$ SELECT tributary.create_stream('tap_x', 'public.tap_t', 'local', '{"format": "text"}') $$,
                  '22023', 'stream "tap_x" needs option "column"', 'text on a multi-column table without column');
-SELECT is((SELECT count(*)::integer FROM tributary.streams), 7, 'no failed call declared a stream');
+SELECT is((SELECT count(*)::integer FROM tributary.streams), 6, 'no failed call declared a stream');
 
 --
 -- Unknown streams.
