@@ -14,6 +14,7 @@ OBJS = \
 	src/options.o \
 	src/api.o \
 	src/ingest.o \
+	src/batch.o \
 	src/deadletter.o \
 	src/formats/format.o \
 	src/formats/json.o \

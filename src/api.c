@@ -22,6 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
+#include "batch.h"
 #include "catalog.h"
 #include "deadletter.h"
 #include "ingest.h"
@@ -360,6 +361,7 @@ tributary_ingest(PG_FUNCTION_ARGS)
 	TribMessage *msgs;
 	TribMessageResult *results;
 	TribBatchCounts counts;
+	TribBatchRequest request = {0};
 	int			nmsgs;
 
 	if (PG_ARGISNULL(1))
@@ -376,7 +378,6 @@ tributary_ingest(PG_FUNCTION_ARGS)
 				 errhint("Start it with SELECT tributary.start('%s').", name)));
 	TribStreamResolveOptions(def);
 	TribCheckPayloadType(def, OidIsValid(elemtype) ? elemtype : argtype);
-	TribCheckMayInsert(def, GetUserId());
 
 	if (OidIsValid(elemtype))
 	{
@@ -407,9 +408,13 @@ tributary_ingest(PG_FUNCTION_ARGS)
 	}
 
 	results = palloc0(sizeof(TribMessageResult) * Max(nmsgs, 1));
-	TribIngestBatch(def, msgs, nmsgs, results, &counts);
-	TribDeadLettersWrite(def, msgs, results, nmsgs);
-	TribStatsAddAtCommit(&def->key, counts.messages, counts.rows, counts.dead, counts.bytes);
+	request.def = def;
+	request.msgs = msgs;
+	request.nmsgs = nmsgs;
+	request.identity = TRIB_BATCH_AS_CALLER;
+	request.write_dead_letters = true;
+	request.count_stats = true;
+	TribBatchCommit(&request, results, &counts);
 	PG_RETURN_DATUM(TribIngestResult(fcinfo, &counts));
 }
 

@@ -1,7 +1,7 @@
 /*
  * deadletter.c
  *		Writes rejected messages to tributary.dead_letters with their raw bytes, source
- *		position and error, and replays them through the insert path on request.
+ *		position and error, and replays them through the batch path (batch.c) on request.
  *
  * Both run as the extension's owner on tributary's table (users cannot write it), in
  * the caller's transaction: a batch's dead letters commit or roll back with its rows.
@@ -16,6 +16,7 @@
 #include "utils/elog.h"
 #include "utils/memutils.h"
 
+#include "batch.h"
 #include "catalog.h"
 #include "deadletter.h"
 
@@ -200,10 +201,14 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 	return n;
 }
 
-/* Remove the dead letters that landed; record the new error of those that did not. */
+/*
+ * Replay's settle step, inside the batch's transaction (TribBatchCommit): remove the dead
+ * letters that landed; record the new error of those that did not.
+ */
 static void
-TribDeadLettersSettle(int64 *ids, TribMessageResult *results, int n)
+TribDeadLettersSettle(void *arg, TribMessage *msgs, TribMessageResult *results, int n)
 {
+	int64	   *ids = arg;
 	TribOwnerContext owner;
 
 	TribBecomeExtensionOwner(&owner);
@@ -257,8 +262,10 @@ TribDeadLettersReplay(StreamDef *def, TribBatchCounts *counts)
 
 		if (n > 0)
 		{
-			TribIngestBatch(def, msgs, n, results, &batch);
-			TribDeadLettersSettle(ids, results, n);
+			TribBatchRequest request = {def, msgs, n, TRIB_BATCH_AS_CALLER, false, false,
+			TribDeadLettersSettle, ids};
+
+			TribBatchCommit(&request, results, &batch);
 			counts->messages += batch.messages;
 			counts->rows += batch.rows;
 			counts->dead += batch.dead;

@@ -52,9 +52,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "batch.h"
 #include "catalog.h"
-#include "deadletter.h"
-#include "ingest.h"
 #include "shmem.h"
 #include "sources/kafka.h"
 #include "sources/kafka_policy.h"
@@ -1369,7 +1368,27 @@ TribKafkaPartitionStats(TribKafka *k, TribKafkaTally *t)
 	}
 }
 
-/* One batch in one transaction: rows (as the target's owner), dead letters, offsets. */
+/* What the batch path hands back to the Kafka source: the batch's share per partition. */
+typedef struct TribKafkaSettle
+{
+	TribKafka  *k;
+	TribKafkaTally tally;
+} TribKafkaSettle;
+
+/* The batch path's settle step (batch.c): tally the batch and store its next offsets. */
+static void
+TribKafkaSettleBatch(void *arg, TribMessage *msgs, TribMessageResult *results, int n)
+{
+	TribKafkaSettle *settle = arg;
+
+	TribKafkaTallyBatch(&settle->tally, settle->k->batch, results, n);
+	TribKafkaStoreOffsets(settle->k, settle->tally.next);
+}
+
+/*
+ * One batch in one transaction through the batch path (batch.c): rows as the target's
+ * owner, dead letters, offsets, counters.
+ */
 static void
 TribKafkaProcess(TribKafka *k)
 {
@@ -1382,9 +1401,8 @@ TribKafkaProcess(TribKafka *k)
 	TribMessage *msgs;
 	TribMessageResult *results;
 	TribBatchCounts counts;
-	TribKafkaTally tally;
-	TribOwnerContext table_owner;
-	char	   *unrunnable;
+	TribKafkaSettle settle = {k};
+	TribBatchRequest request = {0};
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -1419,31 +1437,24 @@ TribKafkaProcess(TribKafka *k)
 		msgs[i].headers = TribKafkaHeadersJson(batch[i]);
 	}
 
-	/* per batch: the target, the owner and its right to insert, and no row-level security */
-	unrunnable = TribStreamUnrunnable(def);
-	if (unrunnable != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s", unrunnable),
-				 errhint("Fix it, then run tributary.start('%s'); or drop the stream.", def->name)));
-	TribCheckMayInsert(def, def->owner);
-	TribBecomeTableOwner(def, &table_owner);
-	TribIngestBatch(def, msgs, n, results, &counts);
-	TribRestoreUser(&table_owner);
-
-	TribDeadLettersWrite(def, msgs, results, n);
-	TribKafkaTallyBatch(&tally, batch, results, n);
-	TribKafkaStoreOffsets(k, tally.next);
-	TribStatsAddAtCommit(&def->key, counts.messages, counts.rows, counts.dead, counts.bytes);
+	request.def = def;
+	request.msgs = msgs;
+	request.nmsgs = n;
+	request.identity = TRIB_BATCH_AS_TABLE_OWNER;
+	request.write_dead_letters = true;
+	request.count_stats = true;
+	request.settle = TribKafkaSettleBatch;
+	request.settle_arg = &settle;
+	TribBatchCommit(&request, results, &counts);
 	MemoryContextSwitchTo(old);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	TribKafkaPartitionStats(k, &tally);
+	TribKafkaPartitionStats(k, &settle.tally);
 	/* for external lag tools only: PostgreSQL holds the positions that count */
-	(void) rd_kafka_commit(k->rk, tally.next, 1);
-	rd_kafka_topic_partition_list_destroy(tally.next);
+	(void) rd_kafka_commit(k->rk, settle.tally.next, 1);
+	rd_kafka_topic_partition_list_destroy(settle.tally.next);
 	TribKafkaReleaseHeld(k);
 	MemoryContextDelete(cxt);
 	TribKafkaReport(k, NULL);

@@ -1,0 +1,73 @@
+/*
+ * batch.c
+ *		The one batch path: tributary.ingest, replay_dead_letters and every stream worker
+ *		put a batch of messages into the stream's target through TribBatchCommit, in the
+ *		caller's transaction:
+ *
+ *		1. checks and identity: the role that may insert (the caller, or for a worker the
+ *		   stream's owner, which must still exist and hold INSERT, with no row-level
+ *		   security on the rows), and the insert's identity (the caller, or the target
+ *		   table's owner inside a security-restricted operation);
+ *		2. the insert (ingest.c), every message ending inserted or dead;
+ *		3. dead letters (deadletter.c);
+ *		4. the source's positions, or replay's settling, through its settle callback;
+ *		5. the live counters, applied when the transaction commits (shmem.c; replay counts
+ *		   its rows once per call instead).
+ *
+ * The caller owns the transaction bracket, the consume loop and last_error: nothing here
+ * starts or commits a transaction.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "batch.h"
+#include "catalog.h"
+#include "deadletter.h"
+#include "shmem.h"
+
+/* Step 1 for a worker: everything that can make a stream unable to store a row. */
+static void
+TribBatchCheckStream(StreamDef *def)
+{
+	char	   *unrunnable = TribStreamUnrunnable(def);
+
+	if (unrunnable != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s", unrunnable),
+				 errhint("Fix it, then run tributary.start('%s'); or drop the stream.", def->name)));
+	TribCheckMayInsert(def, def->owner);
+}
+
+/*
+ * Put req's messages into the target: results gets each message's outcome (error texts
+ * in the caller's memory context), counts the totals.
+ */
+void
+TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCounts *counts)
+{
+	StreamDef  *def = req->def;
+
+	if (req->identity == TRIB_BATCH_AS_TABLE_OWNER)
+	{
+		TribOwnerContext table_owner;
+
+		TribBatchCheckStream(def);
+		TribBecomeTableOwner(def, &table_owner);
+		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts);
+		TribRestoreUser(&table_owner);
+	}
+	else
+	{
+		TribCheckMayInsert(def, GetUserId());
+		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts);
+	}
+
+	if (req->write_dead_letters)
+		TribDeadLettersWrite(def, req->msgs, results, req->nmsgs);
+	if (req->settle != NULL)
+		req->settle(req->settle_arg, req->msgs, results, req->nmsgs);
+	if (req->count_stats)
+		TribStatsAddAtCommit(&def->key, counts->messages, counts->rows, counts->dead, counts->bytes);
+}
