@@ -12,6 +12,7 @@ OBJS = \
 	src/shmem.o \
 	src/catalog.o \
 	src/options.o \
+	src/optvalue.o \
 	src/api.o \
 	src/ingest.o \
 	src/batch.o \
@@ -19,6 +20,9 @@ OBJS = \
 	src/formats/format.o \
 	src/formats/json.o \
 	src/formats/csv.o \
+	src/sources/registry.o \
+	src/sources/local.o \
+	src/sources/redis.o \
 	src/sources/kafka.o \
 	src/sources/kafka_policy.o \
 	src/launcher.o \

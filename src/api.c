@@ -27,7 +27,7 @@
 #include "deadletter.h"
 #include "ingest.h"
 #include "shmem.h"
-#include "sources/kafka_policy.h"
+#include "sources/source.h"
 
 PG_FUNCTION_INFO_V1(tributary_create_stream);
 PG_FUNCTION_INFO_V1(tributary_alter_stream);
@@ -49,36 +49,42 @@ TribArgText(FunctionCallInfo fcinfo, int arg, const char *what)
 	return text_to_cstring(PG_GETARG_TEXT_PP(arg));
 }
 
-static TribSource
-TribParseSource(const char *source)
+/* The source called name; an unknown name is an error. */
+static const TribSourceRoutine *
+TribParseSource(const char *name)
 {
-	if (strcmp(source, "local") == 0)
-		return TRIB_SOURCE_LOCAL;
-	if (strcmp(source, "kafka") == 0)
-		return TRIB_SOURCE_KAFKA;
-	if (strcmp(source, "redis") == 0)
-		return TRIB_SOURCE_REDIS;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown source \"%s\"", source),
-			 errhint("Use one of: kafka, redis, local.")));
-	return TRIB_SOURCE_LOCAL;	/* keep compiler quiet */
+	const TribSourceRoutine *source = TribSourceLookup(name);
+
+	if (source == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown source \"%s\"", name),
+				 errhint("Use one of: %s.", TribSourceNameList())));
+	return source;
 }
 
 /*
- * A source that can be declared must consume: Redis Streams has no consumer yet, and a
- * stream that idled as "running" would look done. Refused until it exists.
+ * A source that can be declared must consume: one without a consumer yet (redis) would
+ * idle as "running" and look done. Refused until it exists.
  */
 static void
-TribCheckSourceAvailable(TribSource source, const char *stream)
+TribCheckSourceAvailable(const TribSourceRoutine *source, const char *stream)
 {
-	if (source == TRIB_SOURCE_REDIS)
+	if (!source->available)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("source \"redis\" is not available yet"),
-				 errdetail("Stream \"%s\" would never consume: this version of tributary has no Redis Streams consumer.",
-						   stream),
+				 errmsg("source \"%s\" is not available yet", source->name),
+				 errdetail("Stream \"%s\" would never consume: this version of tributary has no consumer for source \"%s\".",
+						   stream, source->name),
 				 errhint("Use source \"kafka\", or \"local\" with tributary.ingest().")));
+}
+
+/* The source decides who may store which of its options (Kafka: librdkafka properties). */
+static void
+TribCheckOptionRights(StreamDef *def)
+{
+	if (def->source->check_rights != NULL)
+		def->source->check_rights(def, GetUserId());
 }
 
 /*
@@ -119,11 +125,11 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 				 errhint("Pass the target table, for example 'public.events'::regclass.")));
 	source_name = TribArgText(fcinfo, 2, "source");
 	PreventCommandIfReadOnly("tributary.create_stream");
-	TribCheckSourceAvailable(TribParseSource(source_name), name);
+	def.source = TribParseSource(source_name);
+	TribCheckSourceAvailable(def.source, name);
 
 	def.name = name;
 	def.target = PG_GETARG_OID(1);
-	def.source = TribParseSource(source_name);
 	def.options = PG_ARGISNULL(3) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
 		: PG_GETARG_JSONB_P(3);
 	def.key_column = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
@@ -138,8 +144,8 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("stream \"%s\" already exists", name),
 				 errhint("Choose another name, or change the existing stream with tributary.alter_stream().")));
-	/* before librdkafka sees the options (TribStreamResolveOptions) */
-	TribKafkaCheckPropertyRights(&def, GetUserId());
+	/* before the source's own checks see the options (TribStreamResolveOptions) */
+	TribCheckOptionRights(&def);
 	TribStreamResolveOptions(&def);
 
 	values[0] = CStringGetTextDatum(name);
@@ -212,8 +218,8 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 				 errhint("For example '{\"batch_size\": 500}'.")));
 	merged = TribMergeOptions(def->options, PG_GETARG_JSONB_P(1));
 	def->options = DatumGetJsonbP(merged);
-	/* the merged options, before librdkafka sees them (TribStreamResolveOptions) */
-	TribKafkaCheckPropertyRights(def, GetUserId());
+	/* the merged options, before the source's own checks see them */
+	TribCheckOptionRights(def);
 	TribStreamResolveOptions(def);
 
 	values[0] = Int32GetDatum(def->id);

@@ -31,6 +31,7 @@
 
 #include "catalog.h"
 #include "compat.h"
+#include "sources/source.h"
 
 /*
  * The extension's owner: the role tributary acts as on its own tables. Looked up every
@@ -276,8 +277,9 @@ TribStreamUnrunnable(StreamDef *def)
 	char		relkind = get_rel_relkind(def->target);
 	Oid			relowner;
 
-	if (def->source == TRIB_SOURCE_REDIS)
-		return pstrdup("source \"redis\" is not available yet: this version of tributary has no Redis Streams consumer");
+	if (!def->source->available)
+		return psprintf("source \"%s\" is not available yet: this version of tributary has no consumer for it",
+						def->source->name);
 	if (relkind == '\0')
 		return psprintf("target table with OID %u does not exist", def->target);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
@@ -336,8 +338,9 @@ TribStreamFromSpi(MemoryContext cxt)
 	def->name = TribSpiText(2, &isnull);
 	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	source = TribSpiText(4, &isnull);
-	def->source = strcmp(source, "kafka") == 0 ? TRIB_SOURCE_KAFKA :
-		strcmp(source, "redis") == 0 ? TRIB_SOURCE_REDIS : TRIB_SOURCE_LOCAL;
+	def->source = TribSourceLookup(source);
+	if (def->source == NULL)	/* the catalog's CHECK constraint names the sources */
+		elog(ERROR, "tributary: stream \"%s\" has unknown source \"%s\"", def->name, source);
 	def->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
 	def->key_column = TribSpiText(6, &isnull);
 	def->event_time_column = TribSpiText(7, &isnull);

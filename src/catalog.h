@@ -31,8 +31,6 @@ extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum 
 extern StreamDef *TribStreamLoad(const char *name, bool missing_ok, bool lock_row);
 extern StreamDef *TribStreamLoadById(int32 id);
 extern void TribStreamResolveOptions(StreamDef *def);
-extern bool TribJsonbInteger(JsonbValue *v, int64 *out);
-extern void TribBadOption(StreamDef *def, const char *key, const char *expected) pg_attribute_noreturn();
 
 extern void TribCheckStreamName(const char *name);
 extern bool TribIsAdmin(Oid userid);

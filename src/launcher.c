@@ -44,6 +44,7 @@
 #include "catalog.h"
 #include "launcher.h"
 #include "shmem.h"
+#include "sources/source.h"
 #include "tributary.h"
 
 #define TRIB_BACKOFF_MIN_MS 1000
@@ -174,12 +175,11 @@ TribReadWantedStreams(Oid *owner)
 		/* before ALTER EXTENSION UPDATE to 0.3.0 there is no failed or waiting column */
 		catalog_has_states = TribCatalogHasStates();
 		SPI_execute(catalog_has_states ?
-					"SELECT id, config_version, name, "
-					"enabled AND NOT failed AND source OPERATOR(pg_catalog.<>) 'local', "
-					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting "
+					"SELECT id, config_version, name, enabled AND NOT failed, "
+					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting, source "
 					"FROM tributary.stream_catalog ORDER BY id" :
-					"SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
-					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, true "
+					"SELECT id, config_version, name, enabled, "
+					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, true, source "
 					"FROM tributary.stream_catalog ORDER BY id", true, 0);
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -189,8 +189,12 @@ TribReadWantedStreams(Oid *owner)
 			TribWantedStream *w;
 			MemoryContext old;
 
+			const TribSourceRoutine *source = TribSourceLookup(SPI_getvalue(tup, desc, 8));
+
 			ids[i] = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+			/* started, and of a source that workers consume */
+			if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)) || source == NULL ||
+				!source->needs_worker || !source->available)
 				continue;
 			old = MemoryContextSwitchTo(cxt);
 			w = palloc0(sizeof(TribWantedStream));

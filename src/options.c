@@ -2,7 +2,9 @@
  * options.c
  *		Validates a stream's options (the jsonb given to create_stream and alter_stream)
  *		against its source, its format and its target table, and resolves them into the
- *		StreamDef fields the ingest path uses.
+ *		StreamDef fields the ingest path uses. The options every stream takes are listed
+ *		here; each source lists its own in its routine (sources/source.h) and checks their
+ *		values itself (its validate callback).
  *
  * Every check runs before anything is written, so a bad call changes nothing. The same
  * code runs again when a stream is loaded, so a target altered since (a column dropped)
@@ -20,52 +22,41 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
-#include "sources/kafka.h"
+#include "optvalue.h"
+#include "sources/source.h"
 #include "tributary.h"
 
-#define SRC(s) (1u << (s))
 #define FMT(f) (1u << (f))
-#define ALL_SOURCES (SRC(TRIB_SOURCE_LOCAL) | SRC(TRIB_SOURCE_KAFKA) | SRC(TRIB_SOURCE_REDIS))
 #define ALL_FORMATS (FMT(TRIB_FORMAT_JSON) | FMT(TRIB_FORMAT_CSV) | FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES))
 
-/* Which option applies to which sources and formats. */
+/* The options every source takes, and the formats each applies to; sources add their own. */
 typedef struct TribOptionSpec
 {
 	const char *name;
-	uint32		sources;
 	uint32		formats;
 } TribOptionSpec;
 
 static const TribOptionSpec option_specs[] = {
-	{"format", ALL_SOURCES, ALL_FORMATS},
-	{"batch_size", ALL_SOURCES, ALL_FORMATS},
-	{"batch_ms", ALL_SOURCES, ALL_FORMATS},
-	{"overflow", ALL_SOURCES, FMT(TRIB_FORMAT_JSON)},
-	{"columns", ALL_SOURCES, FMT(TRIB_FORMAT_CSV)},
-	{"delimiter", ALL_SOURCES, FMT(TRIB_FORMAT_CSV)},
-	{"column", ALL_SOURCES, FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES)},
-	{"brokers", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"topic", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"group", SRC(TRIB_SOURCE_KAFKA) | SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
-	{"start", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"librdkafka", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"partitions", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"parallelism", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"metadata", SRC(TRIB_SOURCE_KAFKA), ALL_FORMATS},
-	{"url", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
-	{"stream_key", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
-	{"consumer", SRC(TRIB_SOURCE_REDIS), ALL_FORMATS},
+	{"format", ALL_FORMATS},
+	{"batch_size", ALL_FORMATS},
+	{"batch_ms", ALL_FORMATS},
+	{"overflow", FMT(TRIB_FORMAT_JSON)},
+	{"columns", FMT(TRIB_FORMAT_CSV)},
+	{"delimiter", FMT(TRIB_FORMAT_CSV)},
+	{"column", FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES)},
 };
 
 static const char *
-TribValidOptionList(TribSource source, TribFormat format)
+TribValidOptionList(StreamDef *def)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	for (int i = 0; i < lengthof(option_specs); i++)
-		if ((option_specs[i].sources & SRC(source)) && (option_specs[i].formats & FMT(format)))
+		if (option_specs[i].formats & FMT(def->format))
 			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", option_specs[i].name);
+	for (const TribSourceOption *o = def->source->options; o->name != NULL; o++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", o->name);
 	return buf.data;
 }
 
@@ -73,26 +64,17 @@ static void
 TribCheckOptionKnown(StreamDef *def, const char *key)
 {
 	for (int i = 0; i < lengthof(option_specs); i++)
-		if (strcmp(option_specs[i].name, key) == 0 &&
-			(option_specs[i].sources & SRC(def->source)) &&
-			(option_specs[i].formats & FMT(def->format)))
+		if (strcmp(option_specs[i].name, key) == 0 && (option_specs[i].formats & FMT(def->format)))
+			return;
+	for (const TribSourceOption *o = def->source->options; o->name != NULL; o++)
+		if (strcmp(o->name, key) == 0)
 			return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown option \"%s\" for stream \"%s\"", key, def->name),
 			 errdetail("The stream has source %s and format %s.",
-					   TribSourceName(def->source), TribFormatName(def->format)),
-			 errhint("Valid options are: %s.", TribValidOptionList(def->source, def->format))));
-}
-
-/* The one error for an option whose value does not fit; sources use it too. */
-void
-TribBadOption(StreamDef *def, const char *key, const char *expected)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid value for option \"%s\" of stream \"%s\"", key, def->name),
-			 errhint("\"%s\" must be %s.", key, expected)));
+					   def->source->name, TribFormatName(def->format)),
+			 errhint("Valid options are: %s.", TribValidOptionList(def))));
 }
 
 static char *
@@ -101,33 +83,6 @@ TribOptionString(StreamDef *def, const char *key, JsonbValue *v)
 	if (v->type != jbvString || v->val.string.len == 0)
 		TribBadOption(def, key, "a non-empty string");
 	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
-/*
- * Whether v is a JSON number with an integral value that fits an int64: the one integer check
- * for options. jsonb keeps 1e6 as 1000000 but 1000.0 as 1000.0, so a fractional part of zeros
- * is accepted too, or the spelling would decide. numeric_out writes [-]digits[.digits].
- */
-bool
-TribJsonbInteger(JsonbValue *v, int64 *out)
-{
-	char	   *text;
-	char	   *point;
-	char	   *end;
-
-	if (v->type != jbvNumeric)
-		return false;
-	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-	point = strchr(text, '.');
-	if (point != NULL)
-	{
-		if (point[1 + strspn(point + 1, "0")] != '\0')
-			return false;
-		*point = '\0';
-	}
-	errno = 0;
-	*out = strtoll(text, &end, 10);
-	return errno != ERANGE && *end == '\0' && end != text;
 }
 
 static int
@@ -366,29 +321,18 @@ TribCheckColumnType(StreamDef *def, const char *column, const char *role, int nt
 			 errhint("The %s must be of type %s.", role, expected)));
 }
 
-/* A broker source cannot run without knowing where to read. */
-static void
-TribRequireOption(StreamDef *def, const char *key, const char *example)
-{
-	if (getKeyJsonValueFromContainer(&def->options->root, key, strlen(key), NULL) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream \"%s\" needs option \"%s\"", def->name, key),
-				 errdetail("A %s stream reads from the place its options name.",
-						   TribSourceName(def->source)),
-				 errhint("Add %s to the options.", example)));
-}
-
+/* A broker source cannot run without knowing where to read: its required options. */
 static void
 TribCheckSourceOptions(StreamDef *def)
 {
-	if (def->source == TRIB_SOURCE_KAFKA)
-	{
-		TribRequireOption(def, "brokers", "{\"brokers\": \"host:9092\"}");
-		TribRequireOption(def, "topic", "{\"topic\": \"name\"}");
-	}
-	else if (def->source == TRIB_SOURCE_REDIS)
-		TribRequireOption(def, "stream_key", "{\"stream_key\": \"key\"}");
+	for (const TribSourceOption *o = def->source->options; o->name != NULL; o++)
+		if (o->required_example != NULL &&
+			getKeyJsonValueFromContainer(&def->options->root, o->name, strlen(o->name), NULL) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stream \"%s\" needs option \"%s\"", def->name, o->name),
+					 errdetail("A %s stream reads from the place its options name.", def->source->name),
+					 errhint("Add %s to the options.", o->required_example)));
 }
 
 /*
@@ -464,8 +408,8 @@ TribStreamResolveOptions(StreamDef *def)
 	}
 
 	TribCheckSourceOptions(def);
-	if (def->source == TRIB_SOURCE_KAFKA)
-		TribKafkaValidateOptions(def);
+	if (def->source->validate != NULL)
+		def->source->validate(def);
 	if (def->format == TRIB_FORMAT_CSV && def->csv_columns == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

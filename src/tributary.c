@@ -158,21 +158,6 @@ const char *const TribMetaFieldNames[TRIB_META_COUNT] = {
 };
 
 const char *
-TribSourceName(TribSource source)
-{
-	switch (source)
-	{
-		case TRIB_SOURCE_LOCAL:
-			return "local";
-		case TRIB_SOURCE_KAFKA:
-			return "kafka";
-		case TRIB_SOURCE_REDIS:
-			return "redis";
-	}
-	return "?";
-}
-
-const char *
 TribFormatName(TribFormat format)
 {
 	switch (format)

@@ -34,13 +34,6 @@ extern int	tributary_max_streams;
 extern int	tributary_max_partitions;
 extern int	tributary_naptime_ms;
 
-typedef enum TribSource
-{
-	TRIB_SOURCE_LOCAL,
-	TRIB_SOURCE_KAFKA,
-	TRIB_SOURCE_REDIS
-} TribSource;
-
 typedef enum TribFormat
 {
 	TRIB_FORMAT_JSON,
@@ -79,7 +72,7 @@ typedef struct StreamDef
 	TribStreamKey key;
 	char	   *name;
 	Oid			target;
-	TribSource	source;
+	const struct TribSourceRoutine *source; /* sources/source.h */
 	TribFormat	format;
 	Oid			owner;			/* role that created the stream */
 	bool		enabled;
@@ -138,7 +131,6 @@ typedef struct TribMessageResult
 	char	   *detail;
 } TribMessageResult;
 
-extern const char *TribSourceName(TribSource source);
 extern const char *TribFormatName(TribFormat format);
 
 #endif							/* TRIBUTARY_H */

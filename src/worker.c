@@ -34,7 +34,7 @@
 #include "catalog.h"
 #include "launcher.h"
 #include "shmem.h"
-#include "sources/kafka.h"
+#include "sources/source.h"
 #include "tributary.h"
 
 static int32 worker_stream_id = 0;
@@ -157,12 +157,12 @@ TribWorkerConsume(StreamDef *def)
 	PG_TRY();
 	{
 		/* a redis stream declared before that source was refused fails here, for good */
-		if (def->source != TRIB_SOURCE_KAFKA)
+		if (def->source->run == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("source \"%s\" has no consumer in this version of tributary",
-							TribSourceName(def->source))));
-		TribKafkaRun(def, worker_index);
+							def->source->name)));
+		def->source->run(def, worker_index);
 	}
 	PG_CATCH();
 	{
@@ -217,7 +217,7 @@ TribStreamWorkerMain(Datum arg)
 	before_shmem_exit(TribWorkerOnExit, (Datum) 0);
 	TribWorkerReportName(def);
 	ereport(LOG, (errmsg("tributary worker #%d of %d for stream \"%s\" started (source %s)",
-						 worker_index + 1, def->parallelism, def->name, TribSourceName(def->source))));
+						 worker_index + 1, def->parallelism, def->name, def->source->name)));
 
 	for (;;)
 	{

@@ -54,9 +54,11 @@
 
 #include "batch.h"
 #include "catalog.h"
+#include "optvalue.h"
 #include "shmem.h"
 #include "sources/kafka.h"
 #include "sources/kafka_policy.h"
+#include "sources/source.h"
 
 #define TRIB_KAFKA_POLL_MS 100
 #define TRIB_KAFKA_CLOSE_MS 5000
@@ -1547,3 +1549,25 @@ TribKafkaRun(StreamDef *def, int index)
 	}
 	/* the consumer stays: the reload decides whether the next definition can use it */
 }
+
+static const TribSourceOption kafka_options[] = {
+	{"brokers", "{\"brokers\": \"host:9092\"}"},
+	{"topic", "{\"topic\": \"name\"}"},
+	{"group"},
+	{"start"},
+	{"librdkafka"},
+	{"partitions"},
+	{"parallelism"},
+	{"metadata"},
+	{NULL}
+};
+
+const TribSourceRoutine TribKafkaSource = {
+	.name = "kafka",
+	.available = true,
+	.needs_worker = true,
+	.options = kafka_options,
+	.validate = TribKafkaValidateOptions,
+	.check_rights = TribKafkaCheckPropertyRights,
+	.run = TribKafkaRun,
+};

@@ -318,7 +318,7 @@ TribKafkaCheckPropertyRights(StreamDef *def, Oid roleid)
 	char	   *protocol = NULL;
 	bool		mechanism = false;
 
-	if (def->source != TRIB_SOURCE_KAFKA || superuser_arg(roleid) ||
+	if (superuser_arg(roleid) ||
 		!JB_ROOT_IS_OBJECT(def->options) || JB_ROOT_IS_SCALAR(def->options))
 		return;
 	v = getKeyJsonValueFromContainer(&def->options->root, "librdkafka", 10, NULL);
