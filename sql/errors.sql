@@ -1,7 +1,16 @@
 --
--- errors: every bad call, with its message, detail and hint, and proof that it changed
--- nothing (err_unchanged() compares the catalog, the dead letters, the target's rows and
--- the counters with the snapshot taken by the last err_rebase()).
+-- errors: every bad call, with its message, detail and hint.
+--
+-- The ERROR lines in expected/errors.out are the assertions: a call that succeeded, or
+-- failed with other words, where it should have failed, shows up as a diff. pg_regress
+-- runs each statement in its own transaction, so a failed call cannot leave rows behind
+-- (PostgreSQL rolls them back) and no catalog check follows each one. err_unchanged()
+-- compares the catalog, the dead letters, the offsets, the targets' rows and the counters
+-- with the snapshot taken by the last err_rebase(), and is called only where it can fail:
+--   * after failed ingest and replay calls: stream_stats counters live in shared memory,
+--     outside the transaction, and must only move when a batch commits;
+--   * after statements that succeed and must leave everything as it was (a create
+--     followed by its drop, drop_stream with if_exists on a missing stream).
 --
 CREATE TABLE err_t (
     id      integer PRIMARY KEY,
@@ -53,84 +62,55 @@ SELECT err_rebase();
 -- Unknown streams, for every function that takes a stream name.
 --
 SELECT tributary.alter_stream('err_nope', '{}');
-SELECT err_unchanged();
 SELECT tributary.start('err_nope');
-SELECT err_unchanged();
 SELECT tributary.stop('err_nope');
-SELECT err_unchanged();
 SELECT tributary.drop_stream('err_nope');
-SELECT err_unchanged();
 SELECT tributary.drop_stream('err_nope', false);
-SELECT err_unchanged();
 SELECT tributary.drop_stream('err_nope', NULL);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_nope', '{"id": 1}');
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_nope', ARRAY['{"id": 1}']);
-SELECT err_unchanged();
 SELECT * FROM tributary.replay_dead_letters('err_nope');
+-- ... and a missing stream with if_exists is a quiet no-op
+SELECT tributary.drop_stream('err_nope', true);
 SELECT err_unchanged();
 
 --
 -- Null arguments.
 --
 SELECT tributary.create_stream(NULL, 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', NULL);
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', NULL);
-SELECT err_unchanged();
 SELECT tributary.alter_stream(NULL, '{}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', NULL);
-SELECT err_unchanged();
 SELECT tributary.start(NULL);
-SELECT err_unchanged();
 SELECT tributary.stop(NULL);
-SELECT err_unchanged();
 SELECT tributary.drop_stream(NULL);
-SELECT err_unchanged();
 SELECT tributary.drop_stream(NULL, true);
-SELECT err_unchanged();
 SELECT * FROM tributary.replay_dead_letters(NULL);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest(NULL, '{"id": 1}'::text);
-SELECT err_unchanged();
 
 -- NULL payloads, of every payload type, and NULL elements of payload arrays.
 SELECT * FROM tributary.ingest('err_json', NULL::text);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_json', NULL::bytea);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_json', NULL::jsonb);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_json', NULL::text[]);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_json', ARRAY['{"id": 1}', NULL, '{"id": 3}']);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_json', ARRAY[NULL]::bytea[]);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_json', ARRAY['{"id": 1}'::jsonb, NULL]);
+-- (elements before a NULL one may be parsed first: their counters must not outlive the error)
 SELECT err_unchanged();
 
 --
 -- Stream names.
 --
 SELECT tributary.create_stream('', 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('Orders', 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('orders-v2', 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('1orders', 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('orders v2', 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('örders', 'err_t');
-SELECT err_unchanged();
 -- 49 characters is one too many; 48 is fine
 SELECT tributary.create_stream(repeat('x', 49), 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream(repeat('x', 48), 'err_t');
 SELECT tributary.drop_stream(repeat('x', 48));
 SELECT tributary.create_stream('_under_score_9', 'err_t');
@@ -139,65 +119,44 @@ SELECT err_unchanged();
 
 -- A duplicate name, whatever the other arguments.
 SELECT tributary.create_stream('err_json', 'err_t');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_json', 'err_one', 'kafka', '{"topic": "x"}');
-SELECT err_unchanged();
 
 --
 -- Sources.
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'kinesis');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'Kafka');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', '');
-SELECT err_unchanged();
 
 --
 -- Targets.
 --
 SELECT tributary.create_stream('err_new', 'err_view');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_matview');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_seq');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t_pkey');
-SELECT err_unchanged();
 -- an OID that names no relation
 SELECT tributary.create_stream('err_new', 4294967295::oid::regclass);
-SELECT err_unchanged();
 -- (a name that does not exist fails in the regclass cast, before tributary is called)
 SELECT tributary.create_stream('err_new', 'err_no_such_table');
-SELECT err_unchanged();
 
 --
 -- Columns named by the stream that the target does not have.
 --
 SELECT tributary.create_stream('err_new', 'err_t', key => 'nokey');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', event_time => 'nots');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", "nocol"]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": "noflow"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": "notext"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "bytes", "column": "nobytes"}');
-SELECT err_unchanged();
 -- system columns are not columns a stream can use
 SELECT tributary.create_stream('err_new', 'err_t', key => 'ctid');
-SELECT err_unchanged();
 -- column names are case-sensitive identifiers, not folded
 SELECT tributary.create_stream('err_new', 'err_t', key => 'ID');
-SELECT err_unchanged();
 
 -- Generated columns cannot be written ...
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", "twice"]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": "twice"}');
-SELECT err_unchanged();
 -- ... but a generated column may be the key (it is only read).
 SELECT tributary.create_stream('err_genkey', 'err_t', key => 'twice');
 SELECT tributary.drop_stream('err_genkey');
@@ -207,15 +166,10 @@ SELECT err_unchanged();
 -- Columns of the wrong type.
 --
 SELECT tributary.create_stream('err_new', 'err_t', event_time => 'n');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', event_time => 'body');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "bytes", "column": "body"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": "body"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": "raw"}');
-SELECT err_unchanged();
 -- json (not only jsonb) is a valid overflow column
 SELECT tributary.create_stream('err_jsonflow', 'err_t', 'local', '{"overflow": "doc_j"}');
 SELECT tributary.drop_stream('err_jsonflow');
@@ -225,33 +179,22 @@ SELECT err_unchanged();
 -- Formats.
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "xml"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "JSON"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": ""}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": 1}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": null}');
-SELECT err_unchanged();
 -- csv needs "columns"
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv"}');
-SELECT err_unchanged();
 -- text and bytes need "column" when the target has more than one writable column
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"format": "bytes", "topic": "t", "brokers": "b:9092"}');
-SELECT err_unchanged();
 
 --
 -- Broker sources need to know where to read.
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'redis', '{"url": "redis://x"}');
-SELECT err_unchanged();
 
 --
 -- librdkafka checks its own properties when the stream is declared, in its own words;
@@ -259,52 +202,31 @@ SELECT err_unchanged();
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t", "librdkafka": {"no.such.property": "1"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t", "librdkafka": {"fetch.wait.max.ms": "soon"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t", "librdkafka": {"enable.auto.commit": true}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka',
     '{"brokers": "b:9092", "topic": "t", "librdkafka": {"fetch.wait.max.ms": {"x": 1}}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": ["a", ""]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "someday"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": {"0": -5}}');
-SELECT err_unchanged();
 -- metadata columns: known fields, existing columns, fitting types, no clash with the payload
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"partition": "nope"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"leader": "n"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"timestamp": "n"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"headers": "body"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "metadata": {"key": "body", "topic": "body"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "format": "csv", "columns": ["id", "body"], "metadata": {"key": "body"}}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"metadata": {"key": "body"}}');
-SELECT err_unchanged();
 -- "parallelism" is a whole number of workers from 1 to 32, and "partitions" must be a list
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 0}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 33}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": 1.5}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "parallelism": "4"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"parallelism": 2}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": 3}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": [1, 1]}');
-SELECT err_unchanged();
 -- and the same checks guard alter_stream
 SELECT tributary.create_stream('err_kafka_alter', 'err_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "format": "text", "column": "body"}', enabled => false);
 SELECT tributary.alter_stream('err_kafka_alter', '{"librdkafka": {"no.such.property": "1"}}');
@@ -316,154 +238,93 @@ SELECT tributary.drop_stream('err_kafka_alter');
 --
 CREATE TEMP TABLE err_temp (id int);
 SELECT tributary.create_stream('err_new', 'err_temp');
-SELECT err_unchanged();
 DROP TABLE err_temp;
 
 --
 -- Options that do not apply to the stream's source or format.
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"topic": "t"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"brokers": "b:9092"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"url": "redis://x"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"group": "g"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t", "url": "redis://x"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": "t", "stream_key": "k"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"columns": ["id"]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"delimiter": ";"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"column": "body"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "overflow": "doc"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_one', 'local', '{"format": "text", "delimiter": ","}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batchsize": 10}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"": 1}');
-SELECT err_unchanged();
 
 --
 -- Invalid option values.
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 0}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": -1}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 1.5}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": "x"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": "10"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 1000001}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": 99999999999999999999}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": true}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": null}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_size": [10]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_ms": 0}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"batch_ms": 3600001}');
-SELECT err_unchanged();
 -- the bounds themselves are valid
 SELECT tributary.create_stream('err_bounds', 'err_t', 'local', '{"batch_size": 1000000, "batch_ms": 3600000}');
 SELECT tributary.alter_stream('err_bounds', '{"batch_size": 1, "batch_ms": 1}');
 SELECT tributary.drop_stream('err_bounds');
 SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": ""}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"overflow": 5}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": ""}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "text", "column": ["body"]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": "id"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": []}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", 2]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id", "id"]}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": ";;"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": "\""}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": "\n"}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '{"format": "csv", "columns": ["id"], "delimiter": ""}');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'kafka', '{"topic": null}');
-SELECT err_unchanged();
 
 --
 -- Options that are not a JSON object.
 --
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '[]');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '["format", "json"]');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '"json"');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', '1');
-SELECT err_unchanged();
 SELECT tributary.create_stream('err_new', 'err_t', 'local', 'null');
-SELECT err_unchanged();
 
 --
--- alter_stream validates the merged options exactly like create_stream, and a failed
--- call leaves the options and config_version as they were.
+-- alter_stream validates the merged options exactly like create_stream.
 --
 SELECT tributary.alter_stream('err_json', '[]');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '"x"');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', 'null');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '{"batch_size": 0}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '{"topic": "t"}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '{"format": "csv"}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '{"format": "text"}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '{"format": "xml"}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_json', '{"overflow": "nope"}');
-SELECT err_unchanged();
 -- removing a key the format needs
 SELECT tributary.alter_stream('err_csv', '{"columns": null}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_bytes', '{"column": null}');
-SELECT err_unchanged();
 SELECT tributary.alter_stream('err_kafka', '{"url": "redis://x"}');
-SELECT err_unchanged();
 -- the first bad key in the merged options is reported, all or nothing
 SELECT tributary.alter_stream('err_json', '{"batch_ms": 10, "batch_size": -5}');
-SELECT err_unchanged();
 
 --
 -- Payloads of a type the stream's format does not take (jsonb is for json streams).
 --
 SELECT * FROM tributary.ingest('err_csv', '{"id": 1}'::jsonb);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_csv', ARRAY['{"id": 1}'::jsonb]);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_text', '"a line"'::jsonb);
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_bytes', '{}'::jsonb);
 SELECT err_unchanged();
 
@@ -471,7 +332,6 @@ SELECT err_unchanged();
 -- A stopped stream takes no messages, and cannot replay.
 --
 SELECT * FROM tributary.ingest('err_stopped', '{"id": 1}');
-SELECT err_unchanged();
 SELECT * FROM tributary.ingest('err_stopped', ARRAY['{"id": 1}', '{"id": 2}']);
 SELECT err_unchanged();
 -- a stream that was running and is stopped
@@ -494,7 +354,6 @@ ALTER TABLE err_changing DROP COLUMN note;
 SELECT * FROM tributary.ingest('err_changing', '1,x');
 SELECT err_unchanged();
 SELECT tributary.alter_stream('err_changing', '{"batch_size": 5}');
-SELECT err_unchanged();
 SELECT tributary.stop('err_changing');
 SELECT tributary.start('err_changing');
 SELECT tributary.alter_stream('err_changing', '{"columns": ["id"]}');
@@ -522,7 +381,8 @@ $$;
 SELECT tributary.drop_stream('err_changing');
 SELECT err_rebase();
 
--- The error of a failed ingest inside a transaction aborts it: nothing is written.
+-- The error of a failed ingest inside a transaction aborts it: nothing is written, and
+-- the counters of the ingest that succeeded before it are not applied either.
 BEGIN;
 SELECT * FROM tributary.ingest('err_json', '{"id": 100}');
 SELECT * FROM tributary.ingest('err_csv', '{"id": 1}'::jsonb);

@@ -22,8 +22,7 @@ $node->safe_psql('postgres', q{
 	SELECT tributary.create_stream('pushed', 'events', 'local');
 });
 
-my $workers_sql = q{SELECT string_agg(application_name, ',' ORDER BY application_name)
-	FROM pg_stat_activity WHERE backend_type = 'tributary stream worker'};
+my $workers_sql = workers_sql();    # every stream's workers
 
 ok(defined launcher_pid($node), 'the launcher runs');
 ok(wait_for($node, $workers_sql, 'tributary: orders'),

@@ -26,24 +26,6 @@ my $bs = $kafka->bootstrap;
 
 my $node = tributary_node('parallel', conf => "restart_after_crash = on\nlog_min_messages = info");
 
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-# The application_names of a stream's workers, sorted.
-sub worker_names
-{
-	my ($stream) = @_;
-	return sql(qq{SELECT string_agg(application_name, ',' ORDER BY application_name)
-		FROM pg_stat_activity WHERE backend_type = 'tributary stream worker'
-		  AND application_name LIKE 'tributary: $stream%'});
-}
-
-# Produce ids [from, to] to a topic, id % partitions picking the partition.
-sub produce
-{
-	my ($topic, $partitions, $from, $to) = @_;
-	kcat_produce_dealt($bs, $topic, $partitions, [ $from .. $to ], sub { qq({"id": $_[0]}) });
-}
-
 # Whether the process named $appname comes to wait for an advisory lock matching $cond
 # (objid = 4242: the test's gate; objsubid = 21586: a partition fence).
 sub waits_for_advisory_lock
@@ -55,25 +37,10 @@ sub waits_for_advisory_lock
 		  AND l.$cond AND NOT l.granted}, '1', 60);
 }
 
-# Every id of @ids in $table exactly once, nothing else, no dead letter.
-sub check_exactly_once
-{
-	my ($table, $stream, $ids, $what) = @_;
-	my $n = scalar @$ids;
-	my $list = join(',', @$ids);
-	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows arrived");
-	is( sql(qq{SELECT (SELECT count(*) - count(DISTINCT id) FROM $table) || '/' ||
-		              (SELECT count(*) FROM unnest('{$list}'::bigint[]) w(id)
-		               WHERE id NOT IN (SELECT id FROM $table)) || '/' ||
-		              (SELECT count(*) FROM $table WHERE id <> ALL ('{$list}'::bigint[])) || '/' ||
-		              (SELECT count(*) FROM tributary.dead_letters WHERE stream = '$stream')}),
-		'0/0/0/0', "$what: none twice, none missing, none extra, no dead letter");
-}
-
 # ---------------------------------------------------------------------------------------
 # A consumer group of two workers.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE par_rows (id bigint PRIMARY KEY);
 	-- 20 ms per batch: slow enough to crash a worker mid-stream
 	CREATE FUNCTION par_slow() RETURNS trigger LANGUAGE plpgsql AS
@@ -84,33 +51,33 @@ sql(qq{
 });
 ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '2', 60),
 	'tributary.streams counts 2 workers');
-is(worker_names('par'), 'tributary: par #1,tributary: par #2', 'each worker is named with its number');
+is(worker_names($node, 'par'), 'tributary: par #1,tributary: par #2', 'each worker is named with its number');
 
-produce('par', 4, 1, 4000);
-check_exactly_once('par_rows', 'par', [ 1 .. 4000 ], 'two workers in one group');
+kcat_produce_ids($bs, 'par', 1, 4000, partitions => 4);
+check_ids($node, 'par_rows', 'par', [ 1 .. 4000 ], 'two workers in one group');
 ok( wait_for(
 		$node, q{
 		SELECT count(DISTINCT worker_pid) || '/' || count(*)
 		FROM tributary.stream_stats WHERE stream = 'par' AND partition IS NOT NULL},
 		'2/4', 60),
 	'stream_stats: the 4 partitions are split between the 2 workers');
-is( sql(q{SELECT bool_and(worker_pid IN (SELECT pid FROM pg_stat_activity
+is( sql($node, q{SELECT bool_and(worker_pid IN (SELECT pid FROM pg_stat_activity
 		                                     WHERE application_name LIKE 'tributary: par #%'))
 		FROM tributary.stream_stats WHERE stream = 'par' AND partition IS NOT NULL}),
 	't', 'stream_stats: each partition row names a running worker of the stream');
 
 # kill -9 of one worker mid-stream (the server restarts all its processes)
-produce('par', 4, 4001, 8000);
+kcat_produce_ids($bs, 'par', 4001, 8000, partitions => 4);
 ok(wait_for($node, 'SELECT count(*) BETWEEN 4100 AND 7500 FROM par_rows', 't', 60), 'mid-stream');
-my $victim = sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: par #2'});
+my $victim = sql($node, q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: par #2'});
 ok($victim, 'worker #2 runs');
 kill 'KILL', $victim;
-check_exactly_once('par_rows', 'par', [ 1 .. 8000 ], 'after kill -9 of one worker');
+check_ids($node, 'par_rows', 'par', [ 1 .. 8000 ], 'after kill -9 of one worker');
 ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '2', 60),
 	'both workers run again');
 
 # fewer workers, then more, while messages keep coming
-sql(q{SELECT tributary.alter_stream('par', '{"parallelism": 1}')});
+sql($node, q{SELECT tributary.alter_stream('par', '{"parallelism": 1}')});
 ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '1', 60),
 	'parallelism 1: one worker left');
 ok(wait_for($node, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tributary: par%'", '1', 60),
@@ -120,14 +87,14 @@ ok(wait_for($node, q{SELECT string_agg(application_name, ',') FROM pg_stat_activ
 	'parallelism 1: the one worker drops its number');
 ok($node->log_contains('stream "par" worker #1 keeps its consumer'),
 	'parallelism 1: in a consumer group the remaining worker keeps its consumer');
-produce('par', 4, 8001, 9000);
-check_exactly_once('par_rows', 'par', [ 1 .. 9000 ], 'with one worker');
-sql(q{SELECT tributary.alter_stream('par', '{"parallelism": 3}')});
+kcat_produce_ids($bs, 'par', 8001, 9000, partitions => 4);
+check_ids($node, 'par_rows', 'par', [ 1 .. 9000 ], 'with one worker');
+sql($node, q{SELECT tributary.alter_stream('par', '{"parallelism": 3}')});
 ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, '3', 60),
 	'parallelism 3: three workers');
-produce('par', 4, 9001, 12000);
-check_exactly_once('par_rows', 'par', [ 1 .. 12000 ], 'with three workers');
-is( sql(q{SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
+kcat_produce_ids($bs, 'par', 9001, 12000, partitions => 4);
+check_ids($node, 'par_rows', 'par', [ 1 .. 12000 ], 'with three workers');
+is( sql($node, q{SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
 		FROM tributary.offsets WHERE stream = 'par'}),
 	'0:3000,1:3000,2:3000,3:3000', 'stored offsets are the end of every partition');
 
@@ -138,7 +105,7 @@ is( sql(q{SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partit
 # worker #2. Had #2 read the position at once, it would start at the end and skip 101..150;
 # it waits at the fence for #1's commit and starts at the offset #1 stored.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE gap_rows (id bigint PRIMARY KEY);
 	CREATE FUNCTION gap_gate() RETURNS trigger LANGUAGE plpgsql AS
 	  \$\$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END \$\$;
@@ -153,17 +120,17 @@ ok( wait_for(
 
 my $gate = $node->background_psql('postgres');
 $gate->query_safe('SELECT pg_advisory_lock(4242)');
-produce('gap', 1, 1, 100);    # all to partition 0
+kcat_produce_ids($bs, 'gap', 1, 100, partitions => 1);    # all to partition 0
 ok(waits_for_advisory_lock('tributary: gap', 'objid = 4242'),
 	'gap: worker #1 is stuck in its first batch');
-produce('gap', 1, 101, 150);
-sql(q{SELECT tributary.alter_stream('gap', '{"partitions": [1, 0], "parallelism": 2}')});
+kcat_produce_ids($bs, 'gap', 101, 150, partitions => 1);
+sql($node, q{SELECT tributary.alter_stream('gap', '{"partitions": [1, 0], "parallelism": 2}')});
 ok(waits_for_advisory_lock('tributary: gap #2', 'objsubid = 21586'),
 	'gap: worker #2 got partition 0 and waits at its fence before positioning it');
-is(sql('SELECT count(*) FROM gap_rows'), '0', 'gap: nothing committed yet');
+is(sql($node, 'SELECT count(*) FROM gap_rows'), '0', 'gap: nothing committed yet');
 $gate->query_safe('SELECT pg_advisory_unlock(4242)');
 $gate->quit;
-check_exactly_once('gap_rows', 'gap', [ 1 .. 150 ], 'gap: after the stuck batch commits');
+check_ids($node, 'gap_rows', 'gap', [ 1 .. 150 ], 'gap: after the stuck batch commits');
 
 # The partition fence, in a batch. Batches of stream "fence" wait 10 s to fill. Worker #1
 # is collecting 101..200 from partition 0 when alter_stream deals the partition to a new
@@ -171,30 +138,30 @@ check_exactly_once('gap_rows', 'gap', [ 1 .. 150 ], 'gap: after the stuck batch 
 # collects the same messages. #1's batch began first, so it commits first; #2's batch
 # then finds offset 200 stored and skips what #1 stored.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE fence_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('fence', 'fence_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "fence", "partitions": [0], "batch_ms": 10000}');
 });
-produce('fence', 1, 1, 100);    # all to partition 0
-check_exactly_once('fence_rows', 'fence', [ 1 .. 100 ], 'fence: partition 0 alone');
+kcat_produce_ids($bs, 'fence', 1, 100, partitions => 1);    # all to partition 0
+check_ids($node, 'fence_rows', 'fence', [ 1 .. 100 ], 'fence: partition 0 alone');
 my $first = worker_pid($node, 'fence');
-produce('fence', 1, 101, 200);
+kcat_produce_ids($bs, 'fence', 101, 200, partitions => 1);
 sleep 1;    # worker #1 has them (fetched within milliseconds)
-sql(q{SELECT tributary.alter_stream('fence', '{"partitions": [1, 0], "parallelism": 2}')});
-check_exactly_once('fence_rows', 'fence', [ 1 .. 200 ], 'fence: both workers held partition 0');
+sql($node, q{SELECT tributary.alter_stream('fence', '{"partitions": [1, 0], "parallelism": 2}')});
+check_ids($node, 'fence_rows', 'fence', [ 1 .. 200 ], 'fence: both workers held partition 0');
 ok($node->wait_for_log(
 		qr/worker #2 skipped 100 messages of partition 0 of topic "fence" stored by another worker/),
 	'fence: worker #2 skipped the 100 messages worker #1 stored');
 ok( wait_for(
 		$node, q{SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
 	'fence: worker #1 reloads as #1 of 2');
-is($first, sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
+is($first, sql($node, q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: fence #1'}),
 	'fence: worker #1 is the same process (it committed its batch, then reloaded)');
 
 # both go on: partition 0 with worker #2, partition 1 with worker #1
-produce('fence', 2, 201, 400);
-check_exactly_once('fence_rows', 'fence', [ 1 .. 400 ], 'fence: after the move');
+kcat_produce_ids($bs, 'fence', 201, 400, partitions => 2);
+check_ids($node, 'fence_rows', 'fence', [ 1 .. 400 ], 'fence: after the move');
 ok( wait_for(
 		$node, q{
 		SELECT string_agg(s.partition || ':' || a.application_name, ',' ORDER BY s.partition)
@@ -209,7 +176,7 @@ ok( wait_for(
 # (terminated alone, no server restart) and comes back, and parallelism changes, while
 # messages flow.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE coop_rows (id bigint PRIMARY KEY);
 	CREATE TRIGGER coop_slow AFTER INSERT ON coop_rows FOR EACH STATEMENT EXECUTE FUNCTION par_slow();
 	SELECT tributary.stop('par');
@@ -219,30 +186,30 @@ sql(qq{
 });
 ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'coop'}, '2', 60),
 	'cooperative: two workers');
-check_exactly_once('coop_rows', 'coop', [ 1 .. 12000 ], 'cooperative: the topic so far');
-produce('par', 4, 12001, 16000);
+check_ids($node, 'coop_rows', 'coop', [ 1 .. 12000 ], 'cooperative: the topic so far');
+kcat_produce_ids($bs, 'par', 12001, 16000, partitions => 4);
 ok(wait_for($node, 'SELECT count(*) > 12100 FROM coop_rows', 't', 60), 'cooperative: mid-stream');
-my $coop2 = sql(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: coop #2'});
+my $coop2 = sql($node, q{SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: coop #2'});
 my $coop_log = -s $node->logfile;
-sql("SELECT pg_terminate_backend($coop2)");
-check_exactly_once('coop_rows', 'coop', [ 1 .. 16000 ], 'cooperative: a worker terminated alone');
+sql($node, "SELECT pg_terminate_backend($coop2)");
+check_ids($node, 'coop_rows', 'coop', [ 1 .. 16000 ], 'cooperative: a worker terminated alone');
 ok($node->log_contains('worker #2 of stream "coop" exited', $coop_log),
 	'cooperative: the terminated worker was restarted by the launcher');
-sql(q{SELECT tributary.alter_stream('coop', '{"parallelism": 3}')});
-produce('par', 4, 16001, 18000);
-check_exactly_once('coop_rows', 'coop', [ 1 .. 18000 ], 'cooperative: parallelism 3');
+sql($node, q{SELECT tributary.alter_stream('coop', '{"parallelism": 3}')});
+kcat_produce_ids($bs, 'par', 16001, 18000, partitions => 4);
+check_ids($node, 'coop_rows', 'coop', [ 1 .. 18000 ], 'cooperative: parallelism 3');
 ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'coop'}, '3', 60),
 	'cooperative: three workers');
 ok($node->log_contains('stream "coop" worker #\d: assigned \d+ partitions \(cooperative rebalance\)'),
 	'cooperative: assignments are incremental');
 ok(!$node->log_contains('stream "coop" worker #\d: \w+ \d+ partitions \(eager rebalance\)'),
 	'cooperative: no eager rebalance');
-sql(q{SELECT tributary.stop('coop')});
+sql($node, q{SELECT tributary.stop('coop')});
 
 # An incremental revocation: stream coop_x holds all 4 partitions of its group; stream
 # coop_y joins the same group, and coop_x gives partitions up (dropping only their held
 # messages). coop_x stores nothing twice; together they store every id.
-sql(qq{
+sql($node, qq{
 	CREATE TABLE coop_x (id bigint PRIMARY KEY);
 	CREATE TABLE coop_y (id bigint PRIMARY KEY);
 	CREATE TRIGGER coop_x_slow AFTER INSERT ON coop_x FOR EACH STATEMENT EXECUTE FUNCTION par_slow();
@@ -252,7 +219,7 @@ sql(qq{
 });
 ok(wait_for($node, 'SELECT count(*) > 1000 FROM coop_x', 't', 60), 'cooperative: coop_x consumes');
 $coop_log = -s $node->logfile;
-sql(qq{
+sql($node, qq{
 	SELECT tributary.create_stream('coop_y', 'coop_y', 'kafka',
 		'{"brokers": "$bs", "topic": "par", "group": "coop-shared", "batch_size": 50, "batch_ms": 20,
 		  "librdkafka": {"partition.assignment.strategy": "cooperative-sticky"}}');
@@ -264,56 +231,56 @@ ok($node->wait_for_log(qr/stream "coop_x" worker #1: revoked [24] partitions \(c
 ok( wait_for(
 		$node, q{SELECT count(*) FROM (SELECT id FROM coop_x UNION SELECT id FROM coop_y) u}, '18000', 120),
 	'cooperative: coop_x and coop_y together store every id');
-is( sql(q{SELECT count(*) FROM tributary.dead_letters WHERE stream IN ('coop_x', 'coop_y')}), '0',
+is( sql($node, q{SELECT count(*) FROM tributary.dead_letters WHERE stream IN ('coop_x', 'coop_y')}), '0',
 	'cooperative: no dead letter (nothing stored twice in one table)');
-sql(q{SELECT tributary.stop('coop_x'); SELECT tributary.stop('coop_y')});
+sql($node, q{SELECT tributary.stop('coop_x'); SELECT tributary.stop('coop_y')});
 
 # ---------------------------------------------------------------------------------------
 # (fewer workers from here on: tributary.max_workers is 8)
-sql(q{SELECT tributary.stop('gap')});
+sql($node, q{SELECT tributary.stop('gap')});
 ok(wait_for($node, q{SELECT sum(workers) FROM tributary.streams}, '2', 60), 'par and gap stopped');
 
 # ---------------------------------------------------------------------------------------
 # A group given by option: a stream new to it starts at the group's committed offsets.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE shared_a (id bigint PRIMARY KEY);
 	CREATE TABLE shared_b (id bigint PRIMARY KEY);
 	CREATE TABLE shared_c (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('shared_a', 'shared_a', 'kafka',
 		'{"brokers": "$bs", "topic": "shared", "group": "shared-group"}');
 });
-produce('shared', 2, 1, 100);
-check_exactly_once('shared_a', 'shared_a', [ 1 .. 100 ], 'group: the first stream of the group');
+kcat_produce_ids($bs, 'shared', 1, 100, partitions => 2);
+check_ids($node, 'shared_a', 'shared_a', [ 1 .. 100 ], 'group: the first stream of the group');
 # Kafka's committed offsets follow each PostgreSQL commit; stopping leaves the group
 sleep 1;
-sql(q{SELECT tributary.stop('shared_a')});
+sql($node, q{SELECT tributary.stop('shared_a')});
 ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tributary: shared_a'}, '0', 60),
 	'group: the first stream stopped');
-produce('shared', 2, 101, 150);
-sql(qq{
+kcat_produce_ids($bs, 'shared', 101, 150, partitions => 2);
+sql($node, qq{
 	SELECT tributary.create_stream('shared_b', 'shared_b', 'kafka',
 		'{"brokers": "$bs", "topic": "shared", "group": "shared-group"}');
 	SELECT tributary.create_stream('shared_c', 'shared_c', 'kafka',
 		'{"brokers": "$bs", "topic": "shared"}');
 });
-check_exactly_once('shared_b', 'shared_b', [ 101 .. 150 ],
+check_ids($node, 'shared_b', 'shared_b', [ 101 .. 150 ],
 	'group: a new stream in the group goes on from its committed offsets');
-check_exactly_once('shared_c', 'shared_c', [ 1 .. 150 ],
+check_ids($node, 'shared_c', 'shared_c', [ 1 .. 150 ],
 	'group: a stream with its own group starts at "start" (earliest)');
 
 # ---------------------------------------------------------------------------------------
 # Static group membership: worker n joins with group.instance.id "<id>-<n>" (two members
 # sharing one instance id would fence each other), and the workers split the partitions.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE statmem_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('statmem', 'statmem_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "statmem", "parallelism": 2,
 		  "librdkafka": {"group.instance.id": "statmem-host1"}}');
 });
-produce('statmem', 4, 1, 200);
-check_exactly_once('statmem_rows', 'statmem', [ 1 .. 200 ], 'static membership: two workers');
+kcat_produce_ids($bs, 'statmem', 1, 200, partitions => 4);
+check_ids($node, 'statmem_rows', 'statmem', [ 1 .. 200 ], 'static membership: two workers');
 ok( wait_for(
 		$node, q{SELECT count(DISTINCT worker_pid) FROM tributary.stream_stats
 		         WHERE stream = 'statmem' AND partition IS NOT NULL}, '2', 60),
@@ -326,10 +293,10 @@ ok($node->log_contains('worker #1 consuming from [^ ]+ as group "[^"]+", instanc
 # Short of workers (tributary.max_workers 3): worker #1 of every stream comes before
 # worker #2 of any, so a stream declared next to one with a high parallelism still runs.
 
-sql(q{SELECT tributary.stop(name) FROM tributary.streams WHERE enabled});
+sql($node, q{SELECT tributary.stop(name) FROM tributary.streams WHERE enabled});
 $node->append_conf('postgresql.conf', 'tributary.max_workers = 3');
 $node->restart;
-sql(qq{
+sql($node, qq{
 	CREATE TABLE wide_rows (id bigint);
 	CREATE TABLE narrow_rows (id bigint);
 	BEGIN;

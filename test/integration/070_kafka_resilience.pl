@@ -21,8 +21,6 @@ my $bs = $kafka->bootstrap;
 
 my $node = tributary_node('resilience', conf => 'log_min_messages = info');
 
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
 # The worker keeps its pid for a while: no exit, no restart by the launcher.
 sub stays_up
 {
@@ -31,24 +29,8 @@ sub stays_up
 	ok(defined $pid, "$what: the worker runs");
 	sleep 3;
 	is(worker_pid($node, $stream), $pid, "$what: the same worker runs 3 s later");
-	is(sql(qq{SELECT state FROM tributary.streams WHERE name = '$stream'}), 'running',
+	is(sql($node, qq{SELECT state FROM tributary.streams WHERE name = '$stream'}), 'running',
 		"$what: the stream is running");
-}
-
-# Exactly the ids [1, $n] in $table, and no dead letter.
-sub check_rows
-{
-	my ($table, $stream, $n, $what) = @_;
-	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows");
-	is( sql(qq{SELECT (SELECT count(DISTINCT id) FROM $table WHERE id BETWEEN 1 AND $n) || '/' ||
-		              (SELECT count(*) FROM tributary.dead_letters WHERE stream = '$stream')}),
-		"$n/0", "$what: each id once, no dead letter");
-}
-
-sub produce
-{
-	my ($topic, $from, $to) = @_;
-	kcat_produce($bs, $topic, [ map { qq({"id": $_}) } $from .. $to ]);
 }
 
 my $log_offset = -s $node->logfile;
@@ -58,7 +40,7 @@ my $log_offset = -s $node->logfile;
 # so the test does not wait that long for the topic to appear.)
 
 ok($kafka->control('topic-error ghost UNKNOWN_TOPIC_OR_PART'), 'topic ghost does not exist');
-sql(qq{
+sql($node, qq{
 	CREATE TABLE ghost_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('ghost', 'ghost_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "ghost",
@@ -72,22 +54,22 @@ ok( wait_for(
 stays_up('ghost', 'missing topic');
 
 ok($kafka->control('topic-error ghost NO_ERROR'), 'topic ghost appears');
-produce('ghost', 1, 100);
-check_rows('ghost_rows', 'ghost', 100, 'missing topic, then created');
+kcat_produce_ids($bs, 'ghost', 1, 100);
+check_ids($node, 'ghost_rows', 'ghost', [ 1 .. 100 ], 'missing topic, then created');
 ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name = 'ghost'}),
 	'missing topic: last_error is cleared once batches commit');
 
 # ---------------------------------------------------------------------------------------
 # A topic that disappears while consumed, and comes back.
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE gone_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('gone', 'gone_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "gone",
 		  "librdkafka": {"topic.metadata.refresh.interval.ms": 1000}}');
 });
-produce('gone', 1, 100);
-check_rows('gone_rows', 'gone', 100, 'topic consumed');
+kcat_produce_ids($bs, 'gone', 1, 100);
+check_ids($node, 'gone_rows', 'gone', [ 1 .. 100 ], 'topic consumed');
 ok($kafka->control('topic-error gone UNKNOWN_TOPIC_OR_PART'), 'topic gone disappears');
 ok( wait_for(
 		$node, q{SELECT last_error ~ 'gone.*(Unknown topic or partition|no longer available)'
@@ -96,15 +78,15 @@ ok( wait_for(
 	'deleted topic: reported in last_error');
 stays_up('gone', 'deleted topic');
 ok($kafka->control('topic-error gone NO_ERROR'), 'topic gone is back');
-produce('gone', 101, 200);
-check_rows('gone_rows', 'gone', 200, 'deleted topic, then back');
+kcat_produce_ids($bs, 'gone', 101, 200);
+check_ids($node, 'gone_rows', 'gone', [ 1 .. 200 ], 'deleted topic, then back');
 
 # ---------------------------------------------------------------------------------------
 # A stored offset past the partition's end (as after the topic is deleted and re-created):
 # a warning, the position stored anew, and the partition read from its start.
 
 my $p0 = kcat_count($bs, 'gone', 0);
-sql(qq{
+sql($node, qq{
 	CREATE TABLE reset_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('reset', 'reset_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "gone", "partitions": [0]}', enabled => false);
@@ -119,7 +101,7 @@ ok($node->wait_for_log(
 	'offset out of range: a warning says so');
 ok(wait_for($node, q{SELECT next_offset FROM tributary.offsets WHERE stream = 'reset'}, $p0, 60),
 	'offset out of range: the stored offset is the partition end again');
-is(sql(q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'reset'}), '0',
+is(sql($node, q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'reset'}), '0',
 	'offset out of range: no dead letter');
 
 # ---------------------------------------------------------------------------------------
@@ -127,7 +109,7 @@ is(sql(q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'reset'}), '
 
 my $password = 'Sekr3t-never-logged';
 # (the test's own statement is kept out of the log: log_statement = all would show it)
-sql(qq{
+sql($node, qq{
 	SET log_statement = 'none';
 	CREATE TABLE auth_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('auth', 'auth_rows', 'kafka',
@@ -139,20 +121,20 @@ ok( wait_for(
 		$node, q{SELECT last_error LIKE '%SASL authentication%' FROM tributary.streams WHERE name = 'auth'},
 		't', 60),
 	'authentication failure: reported in last_error')
-  or diag(sql(q{SELECT last_error FROM tributary.streams WHERE name = 'auth'}));
+  or diag(sql($node, q{SELECT last_error FROM tributary.streams WHERE name = 'auth'}));
 stays_up('auth', 'authentication failure');
-is(sql('SELECT count(*) FROM auth_rows'), '0', 'authentication failure: nothing consumed');
+is(sql($node, 'SELECT count(*) FROM auth_rows'), '0', 'authentication failure: nothing consumed');
 
 # with two workers, last_error says which one
-sql(q{SELECT tributary.alter_stream('auth', '{"parallelism": 2}')});
+sql($node, q{SELECT tributary.alter_stream('auth', '{"parallelism": 2}')});
 ok( wait_for(
 		$node, q{SELECT last_error ~ '^worker #[12]: _AUTHENTICATION: .*SASL authentication'
 		         FROM tributary.streams WHERE name = 'auth'}, 't', 60),
 	'authentication failure, two workers: last_error names the worker')
-  or diag(sql(q{SELECT last_error FROM tributary.streams WHERE name = 'auth'}));
+  or diag(sql($node, q{SELECT last_error FROM tributary.streams WHERE name = 'auth'}));
 
-sql(q{SELECT tributary.alter_stream('auth', '{"librdkafka": null}')});
-check_rows('auth_rows', 'auth', 200, 'credentials fixed');
+sql($node, q{SELECT tributary.alter_stream('auth', '{"librdkafka": null}')});
+check_ids($node, 'auth_rows', 'auth', [ 1 .. 200 ], 'credentials fixed');
 ok(wait_for($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name = 'auth'}),
 	'authentication failure: last_error is cleared');
 
@@ -180,7 +162,7 @@ sub produce_slow
 	kcat_produce_dealt($bs, 'slow', 4, [ $from .. $to ], sub { qq({"id": $_[0], "pad": "$pad"}) });
 }
 
-sql(qq{
+sql($node, qq{
 	CREATE TABLE slow_rows (id bigint PRIMARY KEY, pad text);
 	SELECT tributary.create_stream('slow', 'slow_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "slow", "batch_size": 100,
@@ -188,7 +170,7 @@ sql(qq{
 		                 "max.partition.fetch.bytes": 262144}}');
 });
 produce_slow(1, 100);
-check_rows('slow_rows', 'slow', 100, 'slow target: before the lock');
+check_ids($node, 'slow_rows', 'slow', [ 1 .. 100 ], 'slow target: before the lock');
 
 my $lock = $node->background_psql('postgres');
 $lock->query_safe('BEGIN');
@@ -216,11 +198,11 @@ note("slow target: worker RssAnon $before_kb kB while blocked, at most $peak_kb 
 cmp_ok($grew_kb, '<', 8 * 1024,
 	'slow target: the worker buffered less than half of the 16 MB it did not read');
 is(worker_pid($node, 'slow'), $slow_pid, 'slow target: the same worker waits');
-is(sql('SELECT count(*) FROM slow_rows'), '100', 'slow target: nothing new committed while locked');
+is(sql($node, 'SELECT count(*) FROM slow_rows'), '100', 'slow target: nothing new committed while locked');
 
 $lock->query_safe('COMMIT');
 $lock->quit;
-check_rows('slow_rows', 'slow', 16100, 'slow target: after the lock');
+check_ids($node, 'slow_rows', 'slow', [ 1 .. 16100 ], 'slow target: after the lock');
 
 # ---------------------------------------------------------------------------------------
 # No crash loops in the log, and no password.

@@ -52,6 +52,9 @@
 #   kcat_produce_dealt($bootstrap, $topic, $partitions, \@ids, $make)
 #       the message $make->($id) of each id to partition $id % $partitions, in the order
 #       of @ids within a partition; one kcat_produce per partition.
+#   kcat_produce_ids($bootstrap, $topic, $from, $to, %opts)
+#       the messages {"id": N} for N in [$from, $to]: with partitions => P, dealt as
+#       kcat_produce_dealt does (N % P); without, in one kcat_produce (kcat's partitioner).
 #   kcat_count($bootstrap, $topic, $partition)
 #       number of messages currently in the partition (consumed from the log start).
 #   kcat_consume($bootstrap, $topic, $partition, %opts)
@@ -79,8 +82,8 @@ use JSON::PP ();
 use Scalar::Util qw(weaken refaddr);
 use Time::HiRes ();
 
-our @EXPORT = qw(kafka_mock_start kafka_mock_binary kcat_produce kcat_produce_dealt kcat_count
-  kcat_consume kcat_metadata kcat_run);
+our @EXPORT = qw(kafka_mock_start kafka_mock_binary kcat_produce kcat_produce_dealt
+  kcat_produce_ids kcat_count kcat_consume kcat_metadata kcat_run);
 
 my $MSG_SEP = "\x1e";    # between messages (-D)
 my $KEY_SEP = "\x1f";    # between key and value (-K)
@@ -324,6 +327,15 @@ sub kcat_produce_dealt
 	my %per;
 	push @{ $per{ $_ % $partitions } }, $make->($_) for @$ids;
 	kcat_produce($bootstrap, $topic, $per{$_}, partition => $_) for sort keys %per;
+}
+
+sub kcat_produce_ids
+{
+	my ($bootstrap, $topic, $from, $to, %opts) = @_;
+	my $make = sub { qq({"id": $_[0]}) };
+	return kcat_produce_dealt($bootstrap, $topic, $opts{partitions}, [ $from .. $to ], $make)
+	  if defined $opts{partitions};
+	return kcat_produce($bootstrap, $topic, [ map { $make->($_) } $from .. $to ]);
 }
 
 sub kcat_count

@@ -34,6 +34,18 @@
 #   launcher_pid($node)            pid of the launcher (backend_type 'tributary launcher'),
 #       or undef.
 #   sql_literal($string)           $string as a quoted SQL literal.
+#   sql($node, $sql)               $node->safe_psql in database postgres: its output, or
+#       die on an error.
+#   sql_fails($node, $sql)         run $sql in database postgres expecting an error: its
+#       stderr, or undef when it succeeded.
+#   workers_sql($stream)           SQL giving the application_names of the stream workers,
+#       sorted and comma-separated ("tributary: s" for one worker, "tributary: s #1,..."
+#       for several); of every stream when $stream is undef. For wait_for.
+#   worker_names($node, $stream)   the output of workers_sql($stream), now.
+#   check_ids($node, $table, $stream, \@ids, $what)
+#       two tests: $table comes to hold as many rows as @ids (waits up to 120 s), then
+#       every id of @ids is in its id column exactly once, nothing else is, and $stream
+#       has no dead letter.
 
 package TributaryTest;
 
@@ -45,7 +57,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(tributary_node wait_for worker_pid launcher_pid sql_literal);
+our @EXPORT = qw(tributary_node wait_for worker_pid launcher_pid sql_literal sql sql_fails
+  workers_sql worker_names check_ids);
 
 sub tributary_node
 {
@@ -88,6 +101,52 @@ sub sql_literal
 	my ($s) = @_;
 	$s =~ s/'/''/g;
 	return "'$s'";
+}
+
+sub sql
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+sub sql_fails
+{
+	my ($node, $sql) = @_;
+	my ($out, $err) = ('', '');
+	my $rc = $node->psql('postgres', $sql, stdout => \$out, stderr => \$err);
+	return $rc != 0 ? $err : undef;
+}
+
+sub workers_sql
+{
+	my ($stream) = @_;
+	my $sql = q{SELECT string_agg(application_name, ',' ORDER BY application_name)
+		FROM pg_stat_activity WHERE backend_type = 'tributary stream worker'};
+	return $sql unless defined $stream;
+	my $name = sql_literal("tributary: $stream");
+	return "$sql AND (application_name = $name OR starts_with(application_name, $name || ' #'))";
+}
+
+sub worker_names
+{
+	my ($node, $stream) = @_;
+	return sql($node, workers_sql($stream));
+}
+
+sub check_ids
+{
+	my ($node, $table, $stream, $ids, $what) = @_;
+	my $n = scalar @$ids;
+	my $list = join(',', @$ids);
+	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows arrived");
+	is( sql($node, qq{SELECT (SELECT count(*) - count(DISTINCT id) FROM $table) || '/' ||
+		              (SELECT count(*) FROM unnest('{$list}'::bigint[]) w(id)
+		               WHERE id NOT IN (SELECT id FROM $table)) || '/' ||
+		              (SELECT count(*) FROM $table WHERE id <> ALL ('{$list}'::bigint[])) || '/' ||
+		              (SELECT count(*) FROM tributary.dead_letters WHERE stream = }
+		  . sql_literal($stream) . ')'),
+		'0/0/0/0', "$what: none twice, none missing, none extra, no dead letter");
+	return;
 }
 
 # First pid (lowest) of the processes matching $where in pg_stat_activity, or undef.

@@ -3,6 +3,8 @@
 -- SQLSTATE and message, and what ingest returns.
 --
 -- Runs in one transaction that is rolled back (roles included): nothing is left behind.
+-- throws_ok runs its statement in a subtransaction that the error rolls back, so no check
+-- that "a failed call changed nothing" follows it: that would test PostgreSQL.
 -- Live counters only count committed work, so inside this transaction they stay at 0.
 --
 \set ON_ERROR_STOP 1
@@ -16,7 +18,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(85);
+SELECT plan(83);
 
 CREATE TABLE public.tap_t (id integer PRIMARY KEY, v integer CHECK (v > 0), at timestamptz,
                            doc jsonb, raw bytea, body text);
@@ -89,8 +91,6 @@ SELECT is((SELECT config_version FROM tributary.streams WHERE name = 'tap_local'
 SELECT throws_ok($$ SELECT tributary.alter_stream('tap_local', '{"batch_size": 0}') $$,
                  '22023', 'invalid value for option "batch_size" of stream "tap_local"',
                  'alter_stream validates the merged options');
-SELECT is((SELECT config_version FROM tributary.streams WHERE name = 'tap_local'), 4,
-          'a failed alter_stream changes nothing');
 
 --
 -- start and stop.
@@ -137,7 +137,6 @@ SELECT throws_ok($$ SELECT tributary.create_stream('tap_x', 'public.tap_t', 'loc
                  '22023', 'stream "tap_x" needs option "columns"', 'csv without columns');
 SELECT throws_ok($$ SELECT tributary.create_stream('tap_x', 'public.tap_t', 'local', '{"format": "text"}') $$,
                  '22023', 'stream "tap_x" needs option "column"', 'text on a multi-column table without column');
-SELECT is((SELECT count(*)::integer FROM tributary.streams), 6, 'no failed call declared a stream');
 
 --
 -- Unknown streams.
@@ -275,8 +274,6 @@ SELECT is((SELECT options FROM tributary.streams WHERE name = 'tap_kafka'), NULL
 RESET ROLE;
 SELECT is((SELECT tributary._redact_options(options) -> 'librdkafka' FROM tributary.stream_catalog WHERE name = 'tap_kafka'),
           '{"client.id": "x", "sasl.password": "********"}'::jsonb, 'secrets are masked for those who are not admins');
-SET ROLE tap_plain;
-RESET ROLE;
 SELECT is((SELECT options -> 'librdkafka' ->> 'sasl.password' FROM tributary.streams WHERE name = 'tap_kafka'),
           's3cret', 'a superuser sees them');
 
