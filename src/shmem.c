@@ -1,11 +1,36 @@
 /*
  * shmem.c
- *		tributary's shared memory: the launcher's pid and one slot per stream.
+ *		tributary's shared memory: the launcher's pid, one slot per stream (its workers
+ *		and live counters) and a pool of partition slots (per-partition counters of broker
+ *		streams), read by tributary.streams and tributary.stream_stats.
  *
- * A slot holds the stream's workers (one per index up to its parallelism: pid, the config
- * version it runs with) and its live counters. Counters are pg_atomic_uint64 and are added without a lock. The LWLock
- * protects slot allocation and the worker fields: shared to look a slot up, exclusive to
- * claim or free one.
+ * Locking protocol
+ * ----------------
+ * One LWLock, TribState->lock (tranche "tributary"), guards everything below except the
+ * stream counters and the fields fixed at startup.
+ *
+ * - Fixed at startup (lock, nslots, npartitions, partitions): written once in
+ *   TribShmemStartup under AddinShmemInitLock, read without a lock afterwards.
+ * - Slot ownership (TribStreamSlot.key, dropped, sweep_mark; TribPartitionSlot.key):
+ *   a slot is claimed or freed only under the exclusive lock (by a committing backend,
+ *   a worker attaching or detaching, or the launcher's sweep). Holding the lock in any
+ *   mode therefore pins every slot to its stream: whoever found a slot keeps the lock
+ *   until it is done with it.
+ * - Worker entries (TribStreamSlot.workers[]): written under the exclusive lock, each
+ *   entry only by its own worker (attach, config version, detach) or, for an entry whose
+ *   process is gone, by the next worker at that index; read under the shared lock.
+ * - Launcher (launcher_pid): written under the exclusive lock by the
+ *   launcher at start and exit; read under the shared lock.
+ * - Partition slots (every field of TribPartitionSlot): plain integers, written under the
+ *   exclusive lock by the worker that consumes the partition, read under the shared lock,
+ *   so a reader sees one batch's figures of a partition entirely or not at all.
+ * - Stream counters (TribStreamSlot.messages ... last_commit): pg_atomic_uint64, added
+ *   lock-free with respect to each other by committing backends that hold the lock in
+ *   shared mode only (to pin the slot), so concurrent commits do not queue behind one
+ *   another; reset only when the slot is claimed, under the exclusive lock. A reader
+ *   (shared lock) gets every counter whole and never decreasing while the slot keeps
+ *   its stream, but a row read while a commit is being applied may already show that
+ *   commit's messages and not yet its rows.
  *
  * A backend never touches counters in the middle of a transaction: TribStatsAddAtCommit
  * queues the deltas in TopTransactionContext, and the transaction callback applies them
@@ -100,6 +125,7 @@ static TribShared *TribState = NULL;
 static List *pending = NIL;		/* of TribPending, in TopTransactionContext */
 static bool wake_launcher = false;
 
+/* Stream slots, then the partition pool: both sized by PGC_POSTMASTER settings. */
 static Size
 TribShmemSize(void)
 {
@@ -168,6 +194,7 @@ TribCheckResultColumns(ReturnSetInfo *rsinfo, int expected, const char *function
 				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
 }
 
+/* SQL functions give a hint, not a crash, when the library was not preloaded. */
 static void
 TribCheckShmem(void)
 {
@@ -178,6 +205,7 @@ TribCheckShmem(void)
 				 errhint("Add tributary to shared_preload_libraries and restart the server.")));
 }
 
+/* Stream ids repeat across databases and re-created extensions: compare the whole key. */
 static bool
 TribKeyEquals(const TribStreamKey *a, const TribStreamKey *b)
 {
@@ -198,6 +226,7 @@ TribFindSlot(const TribStreamKey *key)
 	return NULL;
 }
 
+/* A slot with workers outlives its dropped stream until the last one detaches. */
 static bool
 TribSlotHasWorkers(TribStreamSlot *slot)
 {
@@ -207,6 +236,7 @@ TribSlotHasWorkers(TribStreamSlot *slot)
 	return false;
 }
 
+/* Give a stream's slot and its partition slots back to the pool; exclusive lock held. */
 static void
 TribFreeSlot(TribStreamSlot *slot)
 {
@@ -241,6 +271,7 @@ TribClaimSlot(const TribStreamKey *key)
 	return slot;
 }
 
+/* Counters that find no slot are lost: say so, with the setting that fixes it. */
 static void
 TribWarnNoSlot(const TribStreamKey *key)
 {
@@ -292,6 +323,7 @@ TribWakeLauncherAtCommit(void)
 	wake_launcher = true;
 }
 
+/* The launcher announces itself (and its exit) so commits can wake it. */
 void
 TribSetLauncherPid(pid_t pid)
 {
@@ -301,10 +333,23 @@ TribSetLauncherPid(pid_t pid)
 	LWLockRelease(TribState->lock);
 }
 
+/* Add one pending delta to its slot's counters; caller holds the lock (shared is enough). */
+static void
+TribAddCounters(TribStreamSlot *slot, TribPending *p, TimestampTz now)
+{
+	pg_atomic_fetch_add_u64(&slot->messages, p->messages);
+	pg_atomic_fetch_add_u64(&slot->rows, p->rows);
+	pg_atomic_fetch_add_u64(&slot->dead_letters, p->dead_letters);
+	pg_atomic_fetch_add_u64(&slot->bytes, p->bytes);
+	pg_atomic_fetch_add_u64(&slot->batches, p->batches);
+	pg_atomic_write_u64(&slot->last_commit, (uint64) now);
+}
+
 /*
- * Apply the committed transaction's counters. Slots are looked up and claimed under the
- * exclusive lock, and counters added before it is released, so a slot cannot be freed
- * and reused for another stream in between.
+ * Apply the committed transaction's counters. Deltas for streams that have a slot are
+ * added under the shared lock (it pins the slot; the counters are atomic), so commits
+ * of different backends do not serialize; only claiming a slot for a new stream and
+ * releasing a dropped stream's slot take the exclusive lock.
  */
 static void
 TribApplyPending(void)
@@ -312,9 +357,25 @@ TribApplyPending(void)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	TribStreamKey unslotted = {0};
+	List	   *rest = NIL;
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	foreach(lc, pending)
+	{
+		TribPending *p = lfirst(lc);
+		TribStreamSlot *slot = p->forget ? NULL : TribFindSlot(&p->key);
+
+		if (slot != NULL)
+			TribAddCounters(slot, p, now);
+		else
+			rest = lappend(rest, p);
+	}
+	LWLockRelease(TribState->lock);
+	if (rest == NIL)
+		return;
 
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	foreach(lc, pending)
+	foreach(lc, rest)
 	{
 		TribPending *p = lfirst(lc);
 		TribStreamSlot *slot = TribFindSlot(&p->key);
@@ -334,14 +395,10 @@ TribApplyPending(void)
 			unslotted = p->key;
 			continue;
 		}
-		pg_atomic_fetch_add_u64(&slot->messages, p->messages);
-		pg_atomic_fetch_add_u64(&slot->rows, p->rows);
-		pg_atomic_fetch_add_u64(&slot->dead_letters, p->dead_letters);
-		pg_atomic_fetch_add_u64(&slot->bytes, p->bytes);
-		pg_atomic_fetch_add_u64(&slot->batches, p->batches);
-		pg_atomic_write_u64(&slot->last_commit, (uint64) now);
+		TribAddCounters(slot, p, now);
 	}
 	LWLockRelease(TribState->lock);
+	list_free(rest);
 	if (unslotted.id != 0)
 		TribWarnNoSlot(&unslotted);
 }
@@ -378,6 +435,20 @@ TribSweepSlots(Oid catalog, const int32 *ids, int nids)
 	LWLockRelease(TribState->lock);
 }
 
+/* Wake the launcher, if one runs; its pid is read under the lock like every writer's. */
+static void
+TribWakeLauncher(void)
+{
+	pid_t		pid;
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	pid = TribState->launcher_pid;
+	LWLockRelease(TribState->lock);
+	if (pid != 0)
+		kill(pid, SIGUSR1);
+}
+
+/* Counters reach shared memory at commit and never on abort. */
 static void
 TribXactCallback(XactEvent event, void *arg)
 {
@@ -387,8 +458,8 @@ TribXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (pending != NIL && TribState != NULL)
 				TribApplyPending();
-			if (wake_launcher && TribState != NULL && TribState->launcher_pid != 0)
-				kill(TribState->launcher_pid, SIGUSR1);
+			if (wake_launcher && TribState != NULL)
+				TribWakeLauncher();
 			pending = NIL;
 			wake_launcher = false;
 			break;
@@ -433,6 +504,7 @@ TribSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/* Counters follow transactions: registered once per backend from _PG_init. */
 void
 TribShmemInitXactHooks(void)
 {
@@ -489,6 +561,7 @@ TribMyWorkerSlot(const TribStreamKey *key, int index)
 	return &slot->workers[index];
 }
 
+/* After a reload, tributary.streams shows the config version the worker now runs. */
 void
 TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_version)
 {
@@ -501,6 +574,7 @@ TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_ver
 	LWLockRelease(TribState->lock);
 }
 
+/* A worker's exit frees its index (and its dropped stream's slot when it was the last). */
 void
 TribWorkerDetach(const TribStreamKey *key, int index)
 {
