@@ -77,11 +77,18 @@ typedef struct TribStreamSlot
 	pg_atomic_uint64 last_commit;	/* TimestampTz, 0 when never */
 } TribStreamSlot;
 
+/*
+ * Kafka's longest topic name. Partition slots hold the whole name (two topics that share
+ * a long prefix are two slots), which makes a slot about 370 bytes: the default
+ * tributary.max_partitions = 1024 takes about 370 kB of shared memory.
+ */
+#define TRIB_MAX_TOPIC_LEN 249
+
 /* Live position and counters of one partition of a broker stream; written by its worker. */
 typedef struct TribPartitionSlot
 {
 	TribStreamKey key;			/* key.id is 0 when the slot is free */
-	char		topic[NAMEDATALEN];
+	char		topic[TRIB_MAX_TOPIC_LEN + 1];
 	int32		partition;
 	pid_t		worker_pid;		/* the worker that last reported on it */
 	int64		messages;
@@ -698,15 +705,16 @@ TribPartitionSlotFor(const TribStreamKey *key, const char *topic, int32 partitio
 				free_slot = p;
 			continue;
 		}
+		/* the whole name: a name Kafka cannot have (longer still) matches its stored prefix */
 		if (p->partition == partition && TribKeyEquals(&p->key, key) &&
-			strncmp(p->topic, topic, NAMEDATALEN) == 0)
+			strncmp(p->topic, topic, TRIB_MAX_TOPIC_LEN) == 0)
 			return p;
 	}
 	if (free_slot != NULL)
 	{
 		memset(free_slot, 0, sizeof(*free_slot));
 		free_slot->key = *key;
-		strlcpy(free_slot->topic, topic, NAMEDATALEN);
+		strlcpy(free_slot->topic, topic, sizeof(free_slot->topic));
 		free_slot->partition = partition;
 		free_slot->next_offset = -1;
 		free_slot->high_watermark = -1;
