@@ -15,8 +15,9 @@
  *
  * Workers are BGW_NEVER_RESTART: the launcher decides. If the launcher itself dies, the
  * postmaster restarts it after a few seconds, and it first terminates the workers its
- * predecessor left behind (their pids are in shared memory), so no stream ever has two
- * workers at one index.
+ * predecessor left behind (found in shared memory and confirmed against the postmaster's
+ * worker registry, see shmem.c TribWorkerAlive), so no stream ever has two workers at one
+ * index.
  */
 #include "postgres.h"
 
@@ -121,25 +122,26 @@ TribLauncherRegister(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* Terminate the workers a previous launcher left running, and wait for them to go. */
+/*
+ * Terminate the workers a previous launcher left running, and wait for them to go. Which
+ * of them still run is decided in shared memory against PostgreSQL's own records, not by
+ * pid alone (TribOrphanWorkers), so a pid reused since then is never signalled.
+ */
 static void
 TribTerminateOrphans(void)
 {
 	pid_t		pids[1024];
-	int			n = TribListWorkerPids(pids, lengthof(pids));
+	int			n = TribOrphanWorkers(SIGTERM, pids, lengthof(pids));
 
-	for (int i = 0; i < n; i++)
-	{
+	for (int i = 0; i < Min(n, (int) lengthof(pids)); i++)
 		ereport(LOG, (errmsg("tributary launcher: terminating stream worker %d left by a previous launcher", (int) pids[i])));
-		kill(pids[i], SIGTERM);
-	}
 	for (int waited = 0; n > 0 && waited < 300; waited++)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		n = TribListWorkerPids(pids, lengthof(pids));
+		n = TribOrphanWorkers(0, pids, lengthof(pids));
 	}
 }
 
@@ -240,7 +242,7 @@ TribStartWorker(TribWantedStream *w, TribLaunchEntry *e, Oid owner)
 	else
 		snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary stream worker \"%s\" #%d",
 				 w->name, e->key.index + 1);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "tributary stream worker");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", TRIB_STREAM_WORKER_TYPE);
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
@@ -504,7 +506,7 @@ TribReconcile(void)
 static void
 TribLauncherOnExit(int code, Datum arg)
 {
-	TribSetLauncherPid(0);
+	TribSetLauncher(false);
 }
 
 void
@@ -524,7 +526,7 @@ TribLauncherMain(Datum arg)
 	launch_entries = hash_create("tributary launcher streams", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 
 	TribTerminateOrphans();
-	TribSetLauncherPid(MyProcPid);
+	TribSetLauncher(true);
 	before_shmem_exit(TribLauncherOnExit, (Datum) 0);
 	ereport(LOG, (errmsg("tributary launcher started for database \"%s\"", tributary_database)));
 

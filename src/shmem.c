@@ -1,6 +1,6 @@
 /*
  * shmem.c
- *		tributary's shared memory: the launcher's pid, one slot per stream (its workers
+ *		tributary's shared memory: the launcher's latch, one slot per stream (its workers
  *		and live counters) and a pool of partition slots (per-partition counters of broker
  *		streams), read by tributary.streams and tributary.stream_stats.
  *
@@ -18,9 +18,10 @@
  *   until it is done with it.
  * - Worker entries (TribStreamSlot.workers[]): written under the exclusive lock, each
  *   entry only by its own worker (attach, config version, detach) or, for an entry whose
- *   process is gone, by the next worker at that index; read under the shared lock.
- * - Launcher (launcher_pid): written under the exclusive lock by the
- *   launcher at start and exit; read under the shared lock.
+ *   process is gone (TribWorkerAlive), by the next worker at that index or the launcher;
+ *   read under the shared lock.
+ * - Launcher (launcher_procno): written under the exclusive lock by the launcher at
+ *   start and exit; read under the shared lock.
  * - Partition slots (every field of TribPartitionSlot): plain integers, written under the
  *   exclusive lock by the worker that consumes the partition, read under the shared lock,
  *   so a reader sees one batch's figures of a partition entirely or not at all.
@@ -44,14 +45,18 @@
 #include "access/xact.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "launcher.h"
 #include "shmem.h"
 #include "tributary.h"
 
@@ -59,6 +64,7 @@
 typedef struct TribWorkerSlot
 {
 	pid_t		pid;			/* 0 when no worker runs at this index */
+	int			procno;			/* the worker's PGPROC: with pid, who it is */
 	int32		config_version; /* catalog version the worker has loaded */
 	TimestampTz started_at;
 } TribWorkerSlot;
@@ -108,7 +114,7 @@ typedef struct TribPartitionSlot
 typedef struct TribShared
 {
 	LWLock	   *lock;
-	pid_t		launcher_pid;
+	int			launcher_procno;	/* the launcher's PGPROC, or -1 when none runs */
 	int			nslots;
 	int			npartitions;
 	TribPartitionSlot *partitions;	/* npartitions of them, after the stream slots */
@@ -162,7 +168,7 @@ TribShmemStartup(void)
 	if (!found)
 	{
 		TribState->lock = &(GetNamedLWLockTranche("tributary"))->lock;
-		TribState->launcher_pid = 0;
+		TribState->launcher_procno = -1;
 		TribState->nslots = tributary_max_streams;
 		TribState->npartitions = tributary_max_partitions;
 		TribState->partitions = (TribPartitionSlot *)
@@ -330,13 +336,13 @@ TribWakeLauncherAtCommit(void)
 	wake_launcher = true;
 }
 
-/* The launcher announces itself (and its exit) so commits can wake it. */
+/* The launcher announces itself (running) and its exit, so commits can wake it. */
 void
-TribSetLauncherPid(pid_t pid)
+TribSetLauncher(bool running)
 {
 	TribCheckShmem();
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	TribState->launcher_pid = pid;
+	TribState->launcher_procno = running ? MyProc->pgprocno : -1;
 	LWLockRelease(TribState->lock);
 }
 
@@ -442,17 +448,20 @@ TribSweepSlots(Oid catalog, const int32 *ids, int nids)
 	LWLockRelease(TribState->lock);
 }
 
-/* Wake the launcher, if one runs; its pid is read under the lock like every writer's. */
+/*
+ * Wake the launcher, if one runs, by setting its latch. Not kill(pid, SIGUSR1): a pid
+ * read from shared memory may by now belong to another process of our OS user, for which
+ * SIGUSR1 is fatal; a latch set after the launcher left is at worst a spurious wakeup of
+ * the next owner of its PGPROC, which latches allow. Set under the lock, so the launcher
+ * cannot leave in between.
+ */
 static void
 TribWakeLauncher(void)
 {
-	pid_t		pid;
-
 	LWLockAcquire(TribState->lock, LW_SHARED);
-	pid = TribState->launcher_pid;
+	if (TribState->launcher_procno >= 0)
+		SetLatch(&GetPGProcByNumber(TribState->launcher_procno)->procLatch);
 	LWLockRelease(TribState->lock);
-	if (pid != 0)
-		kill(pid, SIGUSR1);
 }
 
 /* Counters reach shared memory at commit and never on abort. */
@@ -520,6 +529,36 @@ TribShmemInitXactHooks(void)
 }
 
 /*
+ * Is the worker recorded in an entry still running? Not kill(pid, 0): it succeeds for any
+ * process of our OS user that reuses the pid (another backend, or any program the server's
+ * user runs), and a stale entry would then block its index for good and have the launcher
+ * SIGTERM a stranger.
+ *
+ * An entry should never be stale: its worker clears it in a before_shmem_exit callback
+ * (run by proc_exit, and by PostgreSQL's atexit hook even on a bare exit()), and a process
+ * that dies without running it is a crash, after which the postmaster reinitializes shared
+ * memory. Where an entry is judged anyway, PostgreSQL is asked instead of the kernel: the
+ * pid must be a running background worker of our type in the postmaster's registry
+ * (GetBackgroundWorkerTypeByPid), and run in the PGPROC the entry recorded at attach
+ * (BackendPidGetProc). A stranger reusing the pid fails the first; another backend or
+ * worker fails one or the other unless it took over both the pid and the PGPROC. Caller
+ * holds the lock exclusively, so the answer holds until it is released: a live worker
+ * cannot detach, and so cannot exit, in between.
+ */
+static bool
+TribWorkerAlive(const TribWorkerSlot *w)
+{
+	const char *type;
+
+	if (w->pid == 0)
+		return false;
+	type = GetBackgroundWorkerTypeByPid(w->pid);
+	if (type == NULL || strcmp(type, TRIB_STREAM_WORKER_TYPE) != 0)
+		return false;
+	return BackendPidGetProc(w->pid) == GetPGProcByNumber(w->procno);
+}
+
+/*
  * Claim the stream's slot for this worker at its index; false when another live worker
  * holds that index.
  */
@@ -545,11 +584,12 @@ TribWorkerAttach(const TribStreamKey *key, int index, int32 config_version)
 				 errhint("Raise tributary.max_streams and restart the server.")));
 	}
 	w = &slot->workers[index];
-	if (w->pid != 0 && w->pid != MyProcPid && kill(w->pid, 0) == 0)
+	if (w->pid != 0 && w->pid != MyProcPid && TribWorkerAlive(w))
 		ok = false;
 	else
 	{
 		w->pid = MyProcPid;
+		w->procno = MyProc->pgprocno;
 		w->config_version = config_version;
 		w->started_at = GetCurrentTimestamp();
 	}
@@ -607,22 +647,43 @@ TribWorkerDetach(const TribStreamKey *key, int index)
 	LWLockRelease(TribState->lock);
 }
 
-/* The pids of every worker registered in shared memory: the launcher's orphans at start. */
+/*
+ * The launcher's look at the workers a previous launcher left: entries whose process is
+ * gone (see TribWorkerAlive) are cleared, live ones are sent signo (0: none) while the
+ * lock keeps them from exiting, so no signal can reach a process that reused a pid.
+ * Returns how many live workers there are, with their pids in pids (up to max).
+ */
 int
-TribListWorkerPids(pid_t *pids, int max)
+TribOrphanWorkers(int signo, pid_t *pids, int max)
 {
 	int			n = 0;
 
-	LWLockAcquire(TribState->lock, LW_SHARED);
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < TribState->nslots; i++)
 	{
 		TribStreamSlot *slot = &TribState->slots[i];
 
 		if (slot->key.id == 0)
 			continue;
-		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM && n < max; w++)
-			if (slot->workers[w].pid != 0)
-				pids[n++] = slot->workers[w].pid;
+		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM; w++)
+		{
+			TribWorkerSlot *ws = &slot->workers[w];
+
+			if (ws->pid == 0)
+				continue;
+			if (!TribWorkerAlive(ws))
+			{
+				memset(ws, 0, sizeof(*ws));
+				continue;
+			}
+			if (signo != 0)
+				kill(ws->pid, signo);
+			if (n < max)
+				pids[n] = ws->pid;
+			n++;
+		}
+		if (slot->dropped && !TribSlotHasWorkers(slot))
+			TribFreeSlot(slot);
 	}
 	LWLockRelease(TribState->lock);
 	return n;
