@@ -359,12 +359,18 @@ TribStreamQuery(const char *sql, Oid argtype, Datum arg)
 	TribOwnerContext owner;
 	StreamDef  *def = NULL;
 
+	int			rc;
+
 	TribBecomeExtensionOwner(&owner);
-	SPI_connect();
-	SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 1);
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
+	rc = SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "tributary: reading the stream catalog failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 		def = TribStreamFromSpi(cxt);
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
 	return def;
 }
@@ -406,10 +412,12 @@ TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, con
 	int			rc;
 
 	TribBecomeExtensionOwner(&owner);
-	SPI_connect();
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "tributary: catalog statement failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
 }

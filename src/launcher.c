@@ -156,10 +156,12 @@ TribReadWantedStreams(Oid *owner)
 	List	   *wanted = NIL;
 	MemoryContext cxt = CurrentMemoryContext;
 	Oid			nsp;
+	int			rc;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary launcher: SPI_connect failed: %s", SPI_result_code_string(rc));
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "reading tributary.stream_catalog");
 
@@ -175,7 +177,7 @@ TribReadWantedStreams(Oid *owner)
 		*owner = TribExtensionOwner();
 		/* before ALTER EXTENSION UPDATE to 0.3.0 there is no failed or waiting column */
 		catalog_has_states = TribCatalogHasStates();
-		SPI_execute(catalog_has_states ?
+		rc = SPI_execute(catalog_has_states ?
 					"SELECT id, config_version, name, "
 					"enabled AND NOT failed AND source OPERATOR(pg_catalog.<>) 'local', "
 					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting "
@@ -183,6 +185,9 @@ TribReadWantedStreams(Oid *owner)
 					"SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
 					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, true "
 					"FROM tributary.stream_catalog ORDER BY id", true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "tributary launcher: reading the stream catalog failed: %s",
+				 SPI_result_code_string(rc));
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
@@ -223,7 +228,8 @@ TribReadWantedStreams(Oid *owner)
 	else
 		TribSweepSlots(InvalidOid, NULL, 0);
 
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary launcher: SPI_finish failed: %s", SPI_result_code_string(rc));
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
