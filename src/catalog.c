@@ -30,6 +30,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "catalog_columns.h"
 #include "compat.h"
 
 /*
@@ -329,29 +330,28 @@ TribStreamFromSpi(MemoryContext cxt)
 	bool		isnull;
 	char	   *source;
 
-	def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	Assert(desc->natts == Natts_trib_stream);
+	def->id = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_stream_id, &isnull));
 	def->key.database = MyDatabaseId;
 	def->key.catalog = TribCatalogRelid();
 	def->key.id = def->id;
-	def->name = TribSpiText(2, &isnull);
-	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-	source = TribSpiText(4, &isnull);
+	def->name = TribSpiText(Anum_trib_stream_name, &isnull);
+	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_trib_stream_target, &isnull));
+	source = TribSpiText(Anum_trib_stream_source, &isnull);
 	def->source = strcmp(source, "kafka") == 0 ? TRIB_SOURCE_KAFKA :
 		strcmp(source, "redis") == 0 ? TRIB_SOURCE_REDIS : TRIB_SOURCE_LOCAL;
-	def->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
-	def->key_column = TribSpiText(6, &isnull);
-	def->event_time_column = TribSpiText(7, &isnull);
-	def->enabled = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
-	def->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
+	def->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, Anum_trib_stream_options, &isnull));
+	def->key_column = TribSpiText(Anum_trib_stream_key_column, &isnull);
+	def->event_time_column = TribSpiText(Anum_trib_stream_event_time_column, &isnull);
+	def->enabled = DatumGetBool(SPI_getbinval(tup, desc, Anum_trib_stream_enabled, &isnull));
+	def->config_version = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_stream_config_version,
+													  &isnull));
+	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_trib_stream_owner, &isnull));
 	MemoryContextSwitchTo(old);
 	return def;
 }
 
-#define TRIB_STREAM_COLUMNS \
-	"id, name, target::pg_catalog.oid, source, options, key_column, event_time_column, " \
-	"enabled, config_version, owner::pg_catalog.oid"
-
+/* Run a one-row query of TRIB_STREAM_COLUMNS (catalog_columns.h) as the extension's owner. */
 static StreamDef *
 TribStreamQuery(const char *sql, Oid argtype, Datum arg)
 {

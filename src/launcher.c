@@ -43,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "catalog_columns.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "tributary.h"
@@ -178,13 +179,9 @@ TribReadWantedStreams(Oid *owner)
 		/* before ALTER EXTENSION UPDATE to 0.3.0 there is no failed or waiting column */
 		catalog_has_states = TribCatalogHasStates();
 		rc = SPI_execute(catalog_has_states ?
-					"SELECT id, config_version, name, "
-					"enabled AND NOT failed AND source OPERATOR(pg_catalog.<>) 'local', "
-					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting "
-					"FROM tributary.stream_catalog ORDER BY id" :
-					"SELECT id, config_version, name, enabled AND source OPERATOR(pg_catalog.<>) 'local', "
-					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, true "
-					"FROM tributary.stream_catalog ORDER BY id", true, 0);
+						 "SELECT " TRIB_LAUNCHER_COLUMNS " FROM tributary.stream_catalog ORDER BY id" :
+						 "SELECT " TRIB_LAUNCHER_COLUMNS_0_2 " FROM tributary.stream_catalog ORDER BY id",
+						 true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "tributary launcher: reading the stream catalog failed: %s",
 				 SPI_result_code_string(rc));
@@ -196,25 +193,28 @@ TribReadWantedStreams(Oid *owner)
 			TribWantedStream *w;
 			MemoryContext old;
 
-			ids[i] = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+			Assert(desc->natts == Natts_trib_launcher);
+			ids[i] = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_launcher_id, &isnull));
+			if (!DatumGetBool(SPI_getbinval(tup, desc, Anum_trib_launcher_wanted, &isnull)))
 				continue;
 			old = MemoryContextSwitchTo(cxt);
 			w = palloc0(sizeof(TribWantedStream));
 			w->key.catalog = catalog;
 			w->key.id = ids[i];
-			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_launcher_config_version,
+															&isnull));
 			/* validated when stored; a catalog edited by hand must not stop the launcher */
 			{
-				char	   *p = SPI_getvalue(tup, desc, 5);
+				char	   *p = SPI_getvalue(tup, desc, Anum_trib_launcher_parallelism);
 
 				w->parallelism = p != NULL ? atoi(p) : 1;
 				w->parallelism = Max(1, Min(w->parallelism, TRIBUTARY_MAX_PARALLELISM));
 			}
-			strlcpy(w->name, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
-			w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+			strlcpy(w->name, SPI_getvalue(tup, desc, Anum_trib_launcher_name), NAMEDATALEN);
+			w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_trib_launcher_owner, &isnull));
 			w->owner_exempt = superuser_arg(w->owner);
-			w->waiting_stored = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+			w->waiting_stored = DatumGetBool(SPI_getbinval(tup, desc, Anum_trib_launcher_waiting,
+														   &isnull));
 			strlcpy(w->owner_name, TribRoleName(w->owner), NAMEDATALEN);
 			/* superusers' streams first: plain roles' streams cannot keep them waiting */
 			if (w->owner_exempt)
