@@ -192,19 +192,37 @@ TribShmemStartup(void)
 }
 
 /*
- * The SQL declaration of a counters function must match this library's: after the library
- * is replaced and before ALTER EXTENSION UPDATE, say so instead of misreading columns.
+ * Result shapes of the counters functions, in columns. 0.1.0 and 0.2.0 declare them with
+ * the same C symbol, so unlike pg_stat_statements_1_10 and its siblings the version cannot
+ * be told by entry point; it is told by the declared column count, which 0.2.0 changed
+ * (_stream_counters gained "workers", third; _partition_counters "worker_pid", last).
+ * So a database still at 0.1.0 keeps its views working with this library until ALTER
+ * EXTENSION UPDATE. The next change of shape gets a versioned symbol of its own
+ * (tributary_stream_counters_0_N, declared by that version's upgrade script), and these
+ * entry points keep serving the shapes that name them.
  */
-static void
-TribCheckResultColumns(ReturnSetInfo *rsinfo, int expected, const char *function)
+#define TRIB_STREAM_COUNTERS_COLS_0_1 10
+#define TRIB_STREAM_COUNTERS_COLS 11	/* 0.2.0 and later */
+#define TRIB_PARTITION_COUNTERS_COLS_0_1 13
+#define TRIB_PARTITION_COUNTERS_COLS 14 /* 0.2.0 and later */
+
+/*
+ * Which shape the SQL declaration of a counters function asks for (its column count):
+ * the current one or 0.1.0's; anything else is refused with a hint instead of misread.
+ */
+static int
+TribCheckResultColumns(ReturnSetInfo *rsinfo, int current, int old, const char *function)
 {
-	if (rsinfo->setDesc->natts != expected)
+	int			natts = rsinfo->setDesc->natts;
+
+	if (natts != current && natts != old)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("tributary.%s() is declared with %d columns, but the tributary library returns %d",
-						function, rsinfo->setDesc->natts, expected),
+						function, natts, current),
 				 errdetail("The extension's SQL objects are from another version than its shared library."),
 				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
+	return natts;
 }
 
 /* SQL functions give a hint, not a crash, when the library was not preloaded. */
@@ -697,17 +715,19 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			catalog = TribCatalogRelid();
+	int			natts;
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
-	TribCheckResultColumns(rsinfo, 11, "_stream_counters");
+	natts = TribCheckResultColumns(rsinfo, TRIB_STREAM_COUNTERS_COLS,
+								   TRIB_STREAM_COUNTERS_COLS_0_1, "_stream_counters");
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->nslots; i++)
 	{
 		TribStreamSlot *slot = &TribState->slots[i];
-		Datum		values[11];
-		bool		nulls[11] = {0};
+		Datum		values[TRIB_STREAM_COUNTERS_COLS];
+		bool		nulls[TRIB_STREAM_COUNTERS_COLS] = {0};
 		uint64		last_commit;
 		TribWorkerSlot *first = NULL;
 		int			workers = 0;
@@ -744,6 +764,12 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 		last_commit = pg_atomic_read_u64(&slot->last_commit);
 		values[10] = TimestampTzGetDatum((TimestampTz) last_commit);
 		nulls[10] = last_commit == 0;
+		if (natts == TRIB_STREAM_COUNTERS_COLS_0_1)
+		{
+			/* 0.1.0 has no "workers" column */
+			memmove(&values[2], &values[3], sizeof(Datum) * (TRIB_STREAM_COUNTERS_COLS - 3));
+			memmove(&nulls[2], &nulls[3], sizeof(bool) * (TRIB_STREAM_COUNTERS_COLS - 3));
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(TribState->lock);
@@ -860,14 +886,16 @@ tributary_partition_counters(PG_FUNCTION_ARGS)
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
-	TribCheckResultColumns(rsinfo, 14, "_partition_counters");
+	/* 0.1.0's shape is the current one without its last column: the tuple omits it */
+	(void) TribCheckResultColumns(rsinfo, TRIB_PARTITION_COUNTERS_COLS,
+								  TRIB_PARTITION_COUNTERS_COLS_0_1, "_partition_counters");
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->npartitions; i++)
 	{
 		TribPartitionSlot *p = &TribState->partitions[i];
-		Datum		values[14];
-		bool		nulls[14] = {0};
+		Datum		values[TRIB_PARTITION_COUNTERS_COLS];
+		bool		nulls[TRIB_PARTITION_COUNTERS_COLS] = {0};
 
 		if (p->key.id == 0 || p->key.database != MyDatabaseId || p->key.catalog != catalog)
 			continue;
