@@ -9,7 +9,7 @@
  * parallelism, sends SIGHUP to a worker whose
  * stream's config_version changed, and restarts a worker that died, with exponential
  * backoff (1 s doubling to 60 s, reset after a minute of running). It is woken at the
- * commit of every start/stop/alter_stream/drop_stream (SIGUSR1 sets its latch), by the
+ * commit of every start/stop/alter_stream/drop_stream (its latch, set through shmem.c), by the
  * postmaster when one of its workers starts or stops (bgw_notify_pid), and otherwise
  * every tributary.naptime.
  *
