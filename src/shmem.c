@@ -13,7 +13,7 @@
  *   TribShmemStartup under AddinShmemInitLock, read without a lock afterwards.
  * - Slot ownership (TribStreamSlot.key, dropped, sweep_mark; TribPartitionSlot.key):
  *   a slot is claimed or freed only under the exclusive lock (by a committing backend,
- *   a worker attaching or detaching, or the launcher's sweep). Holding the lock in any
+ *   a worker attaching or detaching, or the launcher: its sweep and its orphan check). Holding the lock in any
  *   mode therefore pins every slot to its stream: whoever found a slot keeps the lock
  *   until it is done with it.
  * - Worker entries (TribStreamSlot.workers[]): written under the exclusive lock, each
@@ -22,7 +22,7 @@
  *   read under the shared lock.
  * - Launcher (launcher_procno): written under the exclusive lock by the launcher at
  *   start and exit; read under the shared lock.
- * - Partition slots (every field of TribPartitionSlot): plain integers, written under the
+ * - Partition slots (every field of TribPartitionSlot): plain fields, written under the
  *   exclusive lock by the worker that consumes the partition, read under the shared lock,
  *   so a reader sees one batch's figures of a partition entirely or not at all.
  * - Stream counters (TribStreamSlot.messages ... last_commit): pg_atomic_uint64, added
@@ -32,6 +32,9 @@
  *   (shared lock) gets every counter whole and never decreasing while the slot keeps
  *   its stream, but a row read while a commit is being applied may already show that
  *   commit's messages and not yet its rows.
+ *
+ * Lock order: TribWorkerAlive asks BackgroundWorkerLock and ProcArrayLock (shared) while
+ * our lock is held exclusively; no code takes ours while holding either of them.
  *
  * A backend never touches counters in the middle of a transaction: TribStatsAddAtCommit
  * queues the deltas in TopTransactionContext, and the transaction callback applies them
