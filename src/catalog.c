@@ -30,6 +30,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "catalog_columns.h"
 #include "compat.h"
 #include "sources/source.h"
 
@@ -331,30 +332,29 @@ TribStreamFromSpi(MemoryContext cxt)
 	bool		isnull;
 	char	   *source;
 
-	def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	Assert(desc->natts == Natts_trib_stream);
+	def->id = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_stream_id, &isnull));
 	def->key.database = MyDatabaseId;
 	def->key.catalog = TribCatalogRelid();
 	def->key.id = def->id;
-	def->name = TribSpiText(2, &isnull);
-	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-	source = TribSpiText(4, &isnull);
+	def->name = TribSpiText(Anum_trib_stream_name, &isnull);
+	def->target = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_trib_stream_target, &isnull));
+	source = TribSpiText(Anum_trib_stream_source, &isnull);
 	def->source = TribSourceLookup(source);
 	if (def->source == NULL)	/* the catalog's CHECK constraint names the sources */
 		elog(ERROR, "tributary: stream \"%s\" has unknown source \"%s\"", def->name, source);
-	def->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
-	def->key_column = TribSpiText(6, &isnull);
-	def->event_time_column = TribSpiText(7, &isnull);
-	def->enabled = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
-	def->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
+	def->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, Anum_trib_stream_options, &isnull));
+	def->key_column = TribSpiText(Anum_trib_stream_key_column, &isnull);
+	def->event_time_column = TribSpiText(Anum_trib_stream_event_time_column, &isnull);
+	def->enabled = DatumGetBool(SPI_getbinval(tup, desc, Anum_trib_stream_enabled, &isnull));
+	def->config_version = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_stream_config_version,
+													  &isnull));
+	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_trib_stream_owner, &isnull));
 	MemoryContextSwitchTo(old);
 	return def;
 }
 
-#define TRIB_STREAM_COLUMNS \
-	"id, name, target::pg_catalog.oid, source, options, key_column, event_time_column, " \
-	"enabled, config_version, owner::pg_catalog.oid"
-
+/* Run a one-row query of TRIB_STREAM_COLUMNS (catalog_columns.h) as the extension's owner. */
 static StreamDef *
 TribStreamQuery(const char *sql, Oid argtype, Datum arg)
 {
@@ -362,12 +362,18 @@ TribStreamQuery(const char *sql, Oid argtype, Datum arg)
 	TribOwnerContext owner;
 	StreamDef  *def = NULL;
 
+	int			rc;
+
 	TribBecomeExtensionOwner(&owner);
-	SPI_connect();
-	SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 1);
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
+	rc = SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "tributary: reading the stream catalog failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 		def = TribStreamFromSpi(cxt);
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
 	return def;
 }
@@ -409,10 +415,12 @@ TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, con
 	int			rc;
 
 	TribBecomeExtensionOwner(&owner);
-	SPI_connect();
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "tributary: catalog statement failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
 }

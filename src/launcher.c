@@ -9,14 +9,15 @@
  * parallelism, sends SIGHUP to a worker whose
  * stream's config_version changed, and restarts a worker that died, with exponential
  * backoff (1 s doubling to 60 s, reset after a minute of running). It is woken at the
- * commit of every start/stop/alter_stream/drop_stream (SIGUSR1 sets its latch), by the
+ * commit of every start/stop/alter_stream/drop_stream (its latch, set through shmem.c), by the
  * postmaster when one of its workers starts or stops (bgw_notify_pid), and otherwise
  * every tributary.naptime.
  *
  * Workers are BGW_NEVER_RESTART: the launcher decides. If the launcher itself dies, the
  * postmaster restarts it after a few seconds, and it first terminates the workers its
- * predecessor left behind (their pids are in shared memory), so no stream ever has two
- * workers at one index.
+ * predecessor left behind (found in shared memory and confirmed against the postmaster's
+ * worker registry, see shmem.c TribWorkerAlive), so no stream ever has two workers at one
+ * index.
  */
 #include "postgres.h"
 
@@ -42,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "catalog_columns.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "sources/source.h"
@@ -122,25 +124,26 @@ TribLauncherRegister(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* Terminate the workers a previous launcher left running, and wait for them to go. */
+/*
+ * Terminate the workers a previous launcher left running, and wait for them to go. Which
+ * of them still run is decided in shared memory against PostgreSQL's own records, not by
+ * pid alone (TribOrphanWorkers), so a pid reused since then is never signalled.
+ */
 static void
 TribTerminateOrphans(void)
 {
 	pid_t		pids[1024];
-	int			n = TribListWorkerPids(pids, lengthof(pids));
+	int			n = TribOrphanWorkers(SIGTERM, pids, lengthof(pids));
 
-	for (int i = 0; i < n; i++)
-	{
+	for (int i = 0; i < Min(n, (int) lengthof(pids)); i++)
 		ereport(LOG, (errmsg("tributary launcher: terminating stream worker %d left by a previous launcher", (int) pids[i])));
-		kill(pids[i], SIGTERM);
-	}
 	for (int waited = 0; n > 0 && waited < 300; waited++)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		n = TribListWorkerPids(pids, lengthof(pids));
+		n = TribOrphanWorkers(0, pids, lengthof(pids));
 	}
 }
 
@@ -155,10 +158,12 @@ TribReadWantedStreams(Oid *owner)
 	List	   *wanted = NIL;
 	MemoryContext cxt = CurrentMemoryContext;
 	Oid			nsp;
+	int			rc;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary launcher: SPI_connect failed: %s", SPI_result_code_string(rc));
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "reading tributary.stream_catalog");
 
@@ -174,13 +179,13 @@ TribReadWantedStreams(Oid *owner)
 		*owner = TribExtensionOwner();
 		/* before ALTER EXTENSION UPDATE to 0.3.0 there is no failed or waiting column */
 		catalog_has_states = TribCatalogHasStates();
-		SPI_execute(catalog_has_states ?
-					"SELECT id, config_version, name, enabled AND NOT failed, "
-					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, waiting, source "
-					"FROM tributary.stream_catalog ORDER BY id" :
-					"SELECT id, config_version, name, enabled, "
-					"options OPERATOR(pg_catalog.->>) 'parallelism', owner::pg_catalog.oid, true, source "
-					"FROM tributary.stream_catalog ORDER BY id", true, 0);
+		rc = SPI_execute(catalog_has_states ?
+						 "SELECT " TRIB_LAUNCHER_COLUMNS " FROM tributary.stream_catalog ORDER BY id" :
+						 "SELECT " TRIB_LAUNCHER_COLUMNS_0_2 " FROM tributary.stream_catalog ORDER BY id",
+						 true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "tributary launcher: reading the stream catalog failed: %s",
+				 SPI_result_code_string(rc));
 		ids = palloc(sizeof(int32) * (SPI_processed + 1));
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
@@ -188,30 +193,33 @@ TribReadWantedStreams(Oid *owner)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			TribWantedStream *w;
 			MemoryContext old;
+			const TribSourceRoutine *source;
 
-			const TribSourceRoutine *source = TribSourceLookup(SPI_getvalue(tup, desc, 8));
-
-			ids[i] = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+			Assert(desc->natts == Natts_trib_launcher);
+			ids[i] = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_launcher_id, &isnull));
+			source = TribSourceLookup(SPI_getvalue(tup, desc, Anum_trib_launcher_source));
 			/* started, and of a source that workers consume */
-			if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)) || source == NULL ||
-				!source->needs_worker || !source->available)
+			if (!DatumGetBool(SPI_getbinval(tup, desc, Anum_trib_launcher_started, &isnull)) ||
+				source == NULL || !source->needs_worker || !source->available)
 				continue;
 			old = MemoryContextSwitchTo(cxt);
 			w = palloc0(sizeof(TribWantedStream));
 			w->key.catalog = catalog;
 			w->key.id = ids[i];
-			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			w->config_version = DatumGetInt32(SPI_getbinval(tup, desc, Anum_trib_launcher_config_version,
+															&isnull));
 			/* validated when stored; a catalog edited by hand must not stop the launcher */
 			{
-				char	   *p = SPI_getvalue(tup, desc, 5);
+				char	   *p = SPI_getvalue(tup, desc, Anum_trib_launcher_parallelism);
 
 				w->parallelism = p != NULL ? atoi(p) : 1;
 				w->parallelism = Max(1, Min(w->parallelism, TRIBUTARY_MAX_PARALLELISM));
 			}
-			strlcpy(w->name, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
-			w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+			strlcpy(w->name, SPI_getvalue(tup, desc, Anum_trib_launcher_name), NAMEDATALEN);
+			w->owner = DatumGetObjectId(SPI_getbinval(tup, desc, Anum_trib_launcher_owner, &isnull));
 			w->owner_exempt = superuser_arg(w->owner);
-			w->waiting_stored = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+			w->waiting_stored = DatumGetBool(SPI_getbinval(tup, desc, Anum_trib_launcher_waiting,
+														   &isnull));
 			strlcpy(w->owner_name, TribRoleName(w->owner), NAMEDATALEN);
 			/* superusers' streams first: plain roles' streams cannot keep them waiting */
 			if (w->owner_exempt)
@@ -225,7 +233,8 @@ TribReadWantedStreams(Oid *owner)
 	else
 		TribSweepSlots(InvalidOid, NULL, 0);
 
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary launcher: SPI_finish failed: %s", SPI_result_code_string(rc));
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
@@ -244,7 +253,7 @@ TribStartWorker(TribWantedStream *w, TribLaunchEntry *e, Oid owner)
 	else
 		snprintf(bgw.bgw_name, BGW_MAXLEN, "tributary stream worker \"%s\" #%d",
 				 w->name, e->key.index + 1);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "tributary stream worker");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", TRIB_STREAM_WORKER_TYPE);
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
@@ -508,7 +517,7 @@ TribReconcile(void)
 static void
 TribLauncherOnExit(int code, Datum arg)
 {
-	TribSetLauncherPid(0);
+	TribSetLauncher(false);
 }
 
 void
@@ -528,7 +537,7 @@ TribLauncherMain(Datum arg)
 	launch_entries = hash_create("tributary launcher streams", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 
 	TribTerminateOrphans();
-	TribSetLauncherPid(MyProcPid);
+	TribSetLauncher(true);
 	before_shmem_exit(TribLauncherOnExit, (Datum) 0);
 	ereport(LOG, (errmsg("tributary launcher started for database \"%s\"", tributary_database)));
 

@@ -15,6 +15,9 @@ typedef struct TribWorkerArgs
 	int32		index;			/* which of the stream's workers, from 0 to parallelism - 1 */
 } TribWorkerArgs;
 
+/* bgw_type of stream workers: pg_stat_activity.backend_type, and how shmem.c knows them */
+#define TRIB_STREAM_WORKER_TYPE "tributary stream worker"
+
 extern void TribLauncherRegister(void);
 extern void TribPinSessionSettings(void);
 extern PGDLLEXPORT void TribLauncherMain(Datum arg);

@@ -73,14 +73,17 @@ TribStreamsOwnedBy(Datum roles)
 	Oid			argtype = OIDARRAYOID;
 	char	   *names = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
+	int			rc;
 
 	TribBecomeExtensionOwner(&owner);
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) "
-							  "FROM tributary.stream_catalog "
-							  "WHERE owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
-							  1, &argtype, &roles, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "tributary: could not read the stream catalog");
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
+	rc = SPI_execute_with_args("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) "
+							   "FROM tributary.stream_catalog "
+							   "WHERE owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)",
+							   1, &argtype, &roles, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "tributary: could not read the stream catalog: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 	{
 		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -88,7 +91,8 @@ TribStreamsOwnedBy(Datum roles)
 		if (v != NULL)
 			names = MemoryContextStrdup(cxt, v);
 	}
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
 	return names;
 }
@@ -147,16 +151,20 @@ TribDropOwnedStreams(DropOwnedStmt *stmt)
 	Oid			argtype = OIDARRAYOID;
 	TribOwnerContext owner;
 	TribStreamKey key = {MyDatabaseId, InvalidOid, 0};
+	int			rc;
 
 	if (n == 0 || TribStreamsOwnedBy(roles) == NULL)
 		return;
 	key.catalog = TribCatalogRelid();
 	TribBecomeExtensionOwner(&owner);
-	SPI_connect();
-	if (SPI_execute_with_args("DELETE FROM tributary.stream_catalog "
-							  "WHERE owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) RETURNING id",
-							  1, &argtype, &roles, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "tributary: could not drop the streams of the dropped roles");
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
+	rc = SPI_execute_with_args("DELETE FROM tributary.stream_catalog "
+							   "WHERE owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) RETURNING id",
+							   1, &argtype, &roles, NULL, false, 0);
+	if (rc != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "tributary: could not drop the streams of the dropped roles: %s",
+			 SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -164,7 +172,8 @@ TribDropOwnedStreams(DropOwnedStmt *stmt)
 		key.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		TribStatsForgetAtCommit(&key);
 	}
-	SPI_finish();
+	if ((rc = SPI_finish()) != SPI_OK_FINISH)
+		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
 	TribWakeLauncherAtCommit();
 }

@@ -1,11 +1,40 @@
 /*
  * shmem.c
- *		tributary's shared memory: the launcher's pid and one slot per stream.
+ *		tributary's shared memory: the launcher's latch, one slot per stream (its workers
+ *		and live counters) and a pool of partition slots (per-partition counters of broker
+ *		streams), read by tributary.streams and tributary.stream_stats.
  *
- * A slot holds the stream's workers (one per index up to its parallelism: pid, the config
- * version it runs with) and its live counters. Counters are pg_atomic_uint64 and are added without a lock. The LWLock
- * protects slot allocation and the worker fields: shared to look a slot up, exclusive to
- * claim or free one.
+ * Locking protocol
+ * ----------------
+ * One LWLock, TribState->lock (tranche "tributary"), guards everything below except the
+ * stream counters and the fields fixed at startup.
+ *
+ * - Fixed at startup (lock, nslots, npartitions, partitions): written once in
+ *   TribShmemStartup under AddinShmemInitLock, read without a lock afterwards.
+ * - Slot ownership (TribStreamSlot.key, dropped, sweep_mark; TribPartitionSlot.key):
+ *   a slot is claimed or freed only under the exclusive lock (by a committing backend,
+ *   a worker attaching or detaching, or the launcher: its sweep and its orphan check). Holding the lock in any
+ *   mode therefore pins every slot to its stream: whoever found a slot keeps the lock
+ *   until it is done with it.
+ * - Worker entries (TribStreamSlot.workers[]): written under the exclusive lock, each
+ *   entry only by its own worker (attach, config version, detach) or, for an entry whose
+ *   process is gone (TribWorkerAlive), by the next worker at that index or the launcher;
+ *   read under the shared lock.
+ * - Launcher (launcher_procno): written under the exclusive lock by the launcher at
+ *   start and exit; read under the shared lock.
+ * - Partition slots (every field of TribPartitionSlot): plain fields, written under the
+ *   exclusive lock by the worker that consumes the partition, read under the shared lock,
+ *   so a reader sees one batch's figures of a partition entirely or not at all.
+ * - Stream counters (TribStreamSlot.messages ... last_commit): pg_atomic_uint64, added
+ *   lock-free with respect to each other by committing backends that hold the lock in
+ *   shared mode only (to pin the slot), so concurrent commits do not queue behind one
+ *   another; reset only when the slot is claimed, under the exclusive lock. A reader
+ *   (shared lock) gets every counter whole and never decreasing while the slot keeps
+ *   its stream, but a row read while a commit is being applied may already show that
+ *   commit's messages and not yet its rows.
+ *
+ * Lock order: TribWorkerAlive asks BackgroundWorkerLock and ProcArrayLock (shared) while
+ * our lock is held exclusively; no code takes ours while holding either of them.
  *
  * A backend never touches counters in the middle of a transaction: TribStatsAddAtCommit
  * queues the deltas in TopTransactionContext, and the transaction callback applies them
@@ -19,14 +48,18 @@
 #include "access/xact.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "launcher.h"
 #include "shmem.h"
 #include "tributary.h"
 
@@ -34,6 +67,7 @@
 typedef struct TribWorkerSlot
 {
 	pid_t		pid;			/* 0 when no worker runs at this index */
+	int			procno;			/* the worker's PGPROC: with pid, who it is */
 	int32		config_version; /* catalog version the worker has loaded */
 	TimestampTz started_at;
 } TribWorkerSlot;
@@ -52,11 +86,18 @@ typedef struct TribStreamSlot
 	pg_atomic_uint64 last_commit;	/* TimestampTz, 0 when never */
 } TribStreamSlot;
 
+/*
+ * Kafka's longest topic name. Partition slots hold the whole name (two topics that share
+ * a long prefix are two slots), which makes a slot about 370 bytes: the default
+ * tributary.max_partitions = 1024 takes about 370 kB of shared memory.
+ */
+#define TRIB_MAX_TOPIC_LEN 249
+
 /* Live position and counters of one partition of a broker stream; written by its worker. */
 typedef struct TribPartitionSlot
 {
 	TribStreamKey key;			/* key.id is 0 when the slot is free */
-	char		topic[NAMEDATALEN];
+	char		topic[TRIB_MAX_TOPIC_LEN + 1];
 	int32		partition;
 	pid_t		worker_pid;		/* the worker that last reported on it */
 	int64		messages;
@@ -76,7 +117,7 @@ typedef struct TribPartitionSlot
 typedef struct TribShared
 {
 	LWLock	   *lock;
-	pid_t		launcher_pid;
+	int			launcher_procno;	/* the launcher's PGPROC, or -1 when none runs */
 	int			nslots;
 	int			npartitions;
 	TribPartitionSlot *partitions;	/* npartitions of them, after the stream slots */
@@ -100,6 +141,7 @@ static TribShared *TribState = NULL;
 static List *pending = NIL;		/* of TribPending, in TopTransactionContext */
 static bool wake_launcher = false;
 
+/* Stream slots, then the partition pool: both sized by PGC_POSTMASTER settings. */
 static Size
 TribShmemSize(void)
 {
@@ -129,7 +171,7 @@ TribShmemStartup(void)
 	if (!found)
 	{
 		TribState->lock = &(GetNamedLWLockTranche("tributary"))->lock;
-		TribState->launcher_pid = 0;
+		TribState->launcher_procno = -1;
 		TribState->nslots = tributary_max_streams;
 		TribState->npartitions = tributary_max_partitions;
 		TribState->partitions = (TribPartitionSlot *)
@@ -153,21 +195,40 @@ TribShmemStartup(void)
 }
 
 /*
- * The SQL declaration of a counters function must match this library's: after the library
- * is replaced and before ALTER EXTENSION UPDATE, say so instead of misreading columns.
+ * Result shapes of the counters functions, in columns. 0.1.0 and 0.2.0 declare them with
+ * the same C symbol, so unlike pg_stat_statements_1_10 and its siblings the version cannot
+ * be told by entry point; it is told by the declared column count, which 0.2.0 changed
+ * (_stream_counters gained "workers", third; _partition_counters "worker_pid", last).
+ * So a database still at 0.1.0 keeps its views working with this library until ALTER
+ * EXTENSION UPDATE. The next change of shape gets a versioned symbol of its own
+ * (tributary_stream_counters_0_N, declared by that version's upgrade script), and these
+ * entry points keep serving the shapes that name them.
  */
-static void
-TribCheckResultColumns(ReturnSetInfo *rsinfo, int expected, const char *function)
+#define TRIB_STREAM_COUNTERS_COLS_0_1 10
+#define TRIB_STREAM_COUNTERS_COLS 11	/* 0.2.0 and later */
+#define TRIB_PARTITION_COUNTERS_COLS_0_1 13
+#define TRIB_PARTITION_COUNTERS_COLS 14 /* 0.2.0 and later */
+
+/*
+ * Which shape the SQL declaration of a counters function asks for (its column count):
+ * the current one or 0.1.0's; anything else is refused with a hint instead of misread.
+ */
+static int
+TribCheckResultColumns(ReturnSetInfo *rsinfo, int current, int old, const char *function)
 {
-	if (rsinfo->setDesc->natts != expected)
+	int			natts = rsinfo->setDesc->natts;
+
+	if (natts != current && natts != old)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("tributary.%s() is declared with %d columns, but the tributary library returns %d",
-						function, rsinfo->setDesc->natts, expected),
+						function, natts, current),
 				 errdetail("The extension's SQL objects are from another version than its shared library."),
 				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
+	return natts;
 }
 
+/* SQL functions give a hint, not a crash, when the library was not preloaded. */
 static void
 TribCheckShmem(void)
 {
@@ -178,6 +239,7 @@ TribCheckShmem(void)
 				 errhint("Add tributary to shared_preload_libraries and restart the server.")));
 }
 
+/* Stream ids repeat across databases and re-created extensions: compare the whole key. */
 static bool
 TribKeyEquals(const TribStreamKey *a, const TribStreamKey *b)
 {
@@ -198,6 +260,7 @@ TribFindSlot(const TribStreamKey *key)
 	return NULL;
 }
 
+/* A slot with workers outlives its dropped stream until the last one detaches. */
 static bool
 TribSlotHasWorkers(TribStreamSlot *slot)
 {
@@ -207,6 +270,7 @@ TribSlotHasWorkers(TribStreamSlot *slot)
 	return false;
 }
 
+/* Give a stream's slot and its partition slots back to the pool; exclusive lock held. */
 static void
 TribFreeSlot(TribStreamSlot *slot)
 {
@@ -241,6 +305,7 @@ TribClaimSlot(const TribStreamKey *key)
 	return slot;
 }
 
+/* Counters that find no slot are lost: say so, with the setting that fixes it. */
 static void
 TribWarnNoSlot(const TribStreamKey *key)
 {
@@ -292,19 +357,33 @@ TribWakeLauncherAtCommit(void)
 	wake_launcher = true;
 }
 
+/* The launcher announces itself (running) and its exit, so commits can wake it. */
 void
-TribSetLauncherPid(pid_t pid)
+TribSetLauncher(bool running)
 {
 	TribCheckShmem();
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	TribState->launcher_pid = pid;
+	TribState->launcher_procno = running ? MyProc->pgprocno : -1;
 	LWLockRelease(TribState->lock);
 }
 
+/* Add one pending delta to its slot's counters; caller holds the lock (shared is enough). */
+static void
+TribAddCounters(TribStreamSlot *slot, TribPending *p, TimestampTz now)
+{
+	pg_atomic_fetch_add_u64(&slot->messages, p->messages);
+	pg_atomic_fetch_add_u64(&slot->rows, p->rows);
+	pg_atomic_fetch_add_u64(&slot->dead_letters, p->dead_letters);
+	pg_atomic_fetch_add_u64(&slot->bytes, p->bytes);
+	pg_atomic_fetch_add_u64(&slot->batches, p->batches);
+	pg_atomic_write_u64(&slot->last_commit, (uint64) now);
+}
+
 /*
- * Apply the committed transaction's counters. Slots are looked up and claimed under the
- * exclusive lock, and counters added before it is released, so a slot cannot be freed
- * and reused for another stream in between.
+ * Apply the committed transaction's counters. Deltas for streams that have a slot are
+ * added under the shared lock (it pins the slot; the counters are atomic), so commits
+ * of different backends do not serialize; only claiming a slot for a new stream and
+ * releasing a dropped stream's slot take the exclusive lock.
  */
 static void
 TribApplyPending(void)
@@ -312,9 +391,25 @@ TribApplyPending(void)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	TribStreamKey unslotted = {0};
+	List	   *rest = NIL;
+
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	foreach(lc, pending)
+	{
+		TribPending *p = lfirst(lc);
+		TribStreamSlot *slot = p->forget ? NULL : TribFindSlot(&p->key);
+
+		if (slot != NULL)
+			TribAddCounters(slot, p, now);
+		else
+			rest = lappend(rest, p);
+	}
+	LWLockRelease(TribState->lock);
+	if (rest == NIL)
+		return;
 
 	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
-	foreach(lc, pending)
+	foreach(lc, rest)
 	{
 		TribPending *p = lfirst(lc);
 		TribStreamSlot *slot = TribFindSlot(&p->key);
@@ -334,14 +429,10 @@ TribApplyPending(void)
 			unslotted = p->key;
 			continue;
 		}
-		pg_atomic_fetch_add_u64(&slot->messages, p->messages);
-		pg_atomic_fetch_add_u64(&slot->rows, p->rows);
-		pg_atomic_fetch_add_u64(&slot->dead_letters, p->dead_letters);
-		pg_atomic_fetch_add_u64(&slot->bytes, p->bytes);
-		pg_atomic_fetch_add_u64(&slot->batches, p->batches);
-		pg_atomic_write_u64(&slot->last_commit, (uint64) now);
+		TribAddCounters(slot, p, now);
 	}
 	LWLockRelease(TribState->lock);
+	list_free(rest);
 	if (unslotted.id != 0)
 		TribWarnNoSlot(&unslotted);
 }
@@ -378,6 +469,23 @@ TribSweepSlots(Oid catalog, const int32 *ids, int nids)
 	LWLockRelease(TribState->lock);
 }
 
+/*
+ * Wake the launcher, if one runs, by setting its latch. Not kill(pid, SIGUSR1): a pid
+ * read from shared memory may by now belong to another process of our OS user, for which
+ * SIGUSR1 is fatal; a latch set after the launcher left is at worst a spurious wakeup of
+ * the next owner of its PGPROC, which latches allow. Set under the lock, so the launcher
+ * cannot leave in between.
+ */
+static void
+TribWakeLauncher(void)
+{
+	LWLockAcquire(TribState->lock, LW_SHARED);
+	if (TribState->launcher_procno >= 0)
+		SetLatch(&GetPGProcByNumber(TribState->launcher_procno)->procLatch);
+	LWLockRelease(TribState->lock);
+}
+
+/* Counters reach shared memory at commit and never on abort. */
 static void
 TribXactCallback(XactEvent event, void *arg)
 {
@@ -387,8 +495,8 @@ TribXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (pending != NIL && TribState != NULL)
 				TribApplyPending();
-			if (wake_launcher && TribState != NULL && TribState->launcher_pid != 0)
-				kill(TribState->launcher_pid, SIGUSR1);
+			if (wake_launcher && TribState != NULL)
+				TribWakeLauncher();
 			pending = NIL;
 			wake_launcher = false;
 			break;
@@ -433,11 +541,42 @@ TribSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/* Counters follow transactions: registered once per backend from _PG_init. */
 void
 TribShmemInitXactHooks(void)
 {
 	RegisterXactCallback(TribXactCallback, NULL);
 	RegisterSubXactCallback(TribSubXactCallback, NULL);
+}
+
+/*
+ * Is the worker recorded in an entry still running? Not kill(pid, 0): it succeeds for any
+ * process of our OS user that reuses the pid (another backend, or any program the server's
+ * user runs), and a stale entry would then block its index for good and have the launcher
+ * SIGTERM a stranger.
+ *
+ * An entry should never be stale: its worker clears it in a before_shmem_exit callback
+ * (run by proc_exit, and by PostgreSQL's atexit hook even on a bare exit()), and a process
+ * that dies without running it is a crash, after which the postmaster reinitializes shared
+ * memory. Where an entry is judged anyway, PostgreSQL is asked instead of the kernel: the
+ * pid must be a running background worker of our type in the postmaster's registry
+ * (GetBackgroundWorkerTypeByPid), and run in the PGPROC the entry recorded at attach
+ * (BackendPidGetProc). A stranger reusing the pid fails the first; another backend or
+ * worker fails one or the other unless it took over both the pid and the PGPROC. Caller
+ * holds the lock exclusively, so the answer holds until it is released: a live worker
+ * cannot detach, and so cannot exit, in between.
+ */
+static bool
+TribWorkerAlive(const TribWorkerSlot *w)
+{
+	const char *type;
+
+	if (w->pid == 0)
+		return false;
+	type = GetBackgroundWorkerTypeByPid(w->pid);
+	if (type == NULL || strcmp(type, TRIB_STREAM_WORKER_TYPE) != 0)
+		return false;
+	return BackendPidGetProc(w->pid) == GetPGProcByNumber(w->procno);
 }
 
 /*
@@ -466,11 +605,12 @@ TribWorkerAttach(const TribStreamKey *key, int index, int32 config_version)
 				 errhint("Raise tributary.max_streams and restart the server.")));
 	}
 	w = &slot->workers[index];
-	if (w->pid != 0 && w->pid != MyProcPid && kill(w->pid, 0) == 0)
+	if (w->pid != 0 && w->pid != MyProcPid && TribWorkerAlive(w))
 		ok = false;
 	else
 	{
 		w->pid = MyProcPid;
+		w->procno = MyProc->pgprocno;
 		w->config_version = config_version;
 		w->started_at = GetCurrentTimestamp();
 	}
@@ -489,6 +629,7 @@ TribMyWorkerSlot(const TribStreamKey *key, int index)
 	return &slot->workers[index];
 }
 
+/* After a reload, tributary.streams shows the config version the worker now runs. */
 void
 TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_version)
 {
@@ -501,6 +642,7 @@ TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_ver
 	LWLockRelease(TribState->lock);
 }
 
+/* A worker's exit frees its index (and its dropped stream's slot when it was the last). */
 void
 TribWorkerDetach(const TribStreamKey *key, int index)
 {
@@ -526,22 +668,43 @@ TribWorkerDetach(const TribStreamKey *key, int index)
 	LWLockRelease(TribState->lock);
 }
 
-/* The pids of every worker registered in shared memory: the launcher's orphans at start. */
+/*
+ * The launcher's look at the workers a previous launcher left: entries whose process is
+ * gone (see TribWorkerAlive) are cleared, live ones are sent signo (0: none) while the
+ * lock keeps them from exiting, so no signal can reach a process that reused a pid.
+ * Returns how many live workers there are, with their pids in pids (up to max).
+ */
 int
-TribListWorkerPids(pid_t *pids, int max)
+TribOrphanWorkers(int signo, pid_t *pids, int max)
 {
 	int			n = 0;
 
-	LWLockAcquire(TribState->lock, LW_SHARED);
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < TribState->nslots; i++)
 	{
 		TribStreamSlot *slot = &TribState->slots[i];
 
 		if (slot->key.id == 0)
 			continue;
-		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM && n < max; w++)
-			if (slot->workers[w].pid != 0)
-				pids[n++] = slot->workers[w].pid;
+		for (int w = 0; w < TRIBUTARY_MAX_PARALLELISM; w++)
+		{
+			TribWorkerSlot *ws = &slot->workers[w];
+
+			if (ws->pid == 0)
+				continue;
+			if (!TribWorkerAlive(ws))
+			{
+				memset(ws, 0, sizeof(*ws));
+				continue;
+			}
+			if (signo != 0)
+				kill(ws->pid, signo);
+			if (n < max)
+				pids[n] = ws->pid;
+			n++;
+		}
+		if (slot->dropped && !TribSlotHasWorkers(slot))
+			TribFreeSlot(slot);
 	}
 	LWLockRelease(TribState->lock);
 	return n;
@@ -555,17 +718,19 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			catalog = TribCatalogRelid();
+	int			natts;
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
-	TribCheckResultColumns(rsinfo, 11, "_stream_counters");
+	natts = TribCheckResultColumns(rsinfo, TRIB_STREAM_COUNTERS_COLS,
+								   TRIB_STREAM_COUNTERS_COLS_0_1, "_stream_counters");
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->nslots; i++)
 	{
 		TribStreamSlot *slot = &TribState->slots[i];
-		Datum		values[11];
-		bool		nulls[11] = {0};
+		Datum		values[TRIB_STREAM_COUNTERS_COLS];
+		bool		nulls[TRIB_STREAM_COUNTERS_COLS] = {0};
 		uint64		last_commit;
 		TribWorkerSlot *first = NULL;
 		int			workers = 0;
@@ -602,6 +767,12 @@ tributary_stream_counters(PG_FUNCTION_ARGS)
 		last_commit = pg_atomic_read_u64(&slot->last_commit);
 		values[10] = TimestampTzGetDatum((TimestampTz) last_commit);
 		nulls[10] = last_commit == 0;
+		if (natts == TRIB_STREAM_COUNTERS_COLS_0_1)
+		{
+			/* 0.1.0 has no "workers" column */
+			memmove(&values[2], &values[3], sizeof(Datum) * (TRIB_STREAM_COUNTERS_COLS - 3));
+			memmove(&nulls[2], &nulls[3], sizeof(bool) * (TRIB_STREAM_COUNTERS_COLS - 3));
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(TribState->lock);
@@ -624,15 +795,16 @@ TribPartitionSlotFor(const TribStreamKey *key, const char *topic, int32 partitio
 				free_slot = p;
 			continue;
 		}
+		/* the whole name: a name Kafka cannot have (longer still) matches its stored prefix */
 		if (p->partition == partition && TribKeyEquals(&p->key, key) &&
-			strncmp(p->topic, topic, NAMEDATALEN) == 0)
+			strncmp(p->topic, topic, TRIB_MAX_TOPIC_LEN) == 0)
 			return p;
 	}
 	if (free_slot != NULL)
 	{
 		memset(free_slot, 0, sizeof(*free_slot));
 		free_slot->key = *key;
-		strlcpy(free_slot->topic, topic, NAMEDATALEN);
+		strlcpy(free_slot->topic, topic, sizeof(free_slot->topic));
 		free_slot->partition = partition;
 		free_slot->next_offset = -1;
 		free_slot->high_watermark = -1;
@@ -717,14 +889,16 @@ tributary_partition_counters(PG_FUNCTION_ARGS)
 
 	TribCheckShmem();
 	InitMaterializedSRF(fcinfo, 0);
-	TribCheckResultColumns(rsinfo, 14, "_partition_counters");
+	/* 0.1.0's shape is the current one without its last column: the tuple omits it */
+	(void) TribCheckResultColumns(rsinfo, TRIB_PARTITION_COUNTERS_COLS,
+								  TRIB_PARTITION_COUNTERS_COLS_0_1, "_partition_counters");
 
 	LWLockAcquire(TribState->lock, LW_SHARED);
 	for (int i = 0; i < TribState->npartitions; i++)
 	{
 		TribPartitionSlot *p = &TribState->partitions[i];
-		Datum		values[14];
-		bool		nulls[14] = {0};
+		Datum		values[TRIB_PARTITION_COUNTERS_COLS];
+		bool		nulls[TRIB_PARTITION_COUNTERS_COLS] = {0};
 
 		if (p->key.id == 0 || p->key.database != MyDatabaseId || p->key.catalog != catalog)
 			continue;

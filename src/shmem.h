@@ -1,6 +1,6 @@
 /*
  * shmem.h
- *		Shared memory of tributary: the launcher's pid and one slot per stream with its
+ *		Shared memory of tributary: the launcher's latch and one slot per stream with its
  *		workers and live counters. Counters of a transaction are applied when it commits.
  */
 #ifndef TRIBUTARY_SHMEM_H
@@ -28,13 +28,13 @@ extern void TribPartitionSetWatermark(const TribStreamKey *key, const char *topi
 
 /* launcher */
 extern void TribWakeLauncherAtCommit(void);
-extern void TribSetLauncherPid(pid_t pid);
+extern void TribSetLauncher(bool running);
 
 /* workers */
 extern bool TribWorkerAttach(const TribStreamKey *key, int index, int32 config_version);
 extern void TribWorkerSetConfigVersion(const TribStreamKey *key, int index, int32 config_version);
 extern void TribWorkerDetach(const TribStreamKey *key, int index);
-extern int	TribListWorkerPids(pid_t *pids, int max);
+extern int	TribOrphanWorkers(int signo, pid_t *pids, int max);
 extern void TribSweepSlots(Oid catalog, const int32 *ids, int nids);
 
 #endif							/* TRIBUTARY_SHMEM_H */
