@@ -20,6 +20,9 @@ OBJS = \
 	src/formats/format.o \
 	src/formats/json.o \
 	src/formats/csv.o \
+	src/formats/text.o \
+	src/formats/bytes.o \
+	src/formats/registry.o \
 	src/sources/registry.o \
 	src/sources/local.o \
 	src/sources/redis.o \

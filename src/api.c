@@ -24,6 +24,7 @@
 
 #include "batch.h"
 #include "catalog.h"
+#include "formats/format.h"
 #include "deadletter.h"
 #include "ingest.h"
 #include "shmem.h"
@@ -297,14 +298,14 @@ TribCheckPayloadType(StreamDef *def, Oid type)
 {
 	if (type == TEXTOID || type == BYTEAOID)
 		return;
-	if (type == JSONBOID && def->format == TRIB_FORMAT_JSON)
+	if (type == JSONBOID && def->format->takes_jsonb)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
 			 errmsg("stream \"%s\" with format %s cannot take a %s payload",
-					def->name, TribFormatName(def->format), format_type_be(type)),
+					def->name, def->format->name, format_type_be(type)),
 			 errhint("Pass the payload as text or bytea%s.",
-					 def->format == TRIB_FORMAT_JSON ? " or jsonb" : "")));
+					 def->format->takes_jsonb ? " or jsonb" : "")));
 }
 
 /*

@@ -23,28 +23,29 @@
 
 #include "catalog.h"
 #include "optvalue.h"
+#include "formats/format.h"
 #include "sources/source.h"
 #include "tributary.h"
 
-#define FMT(f) (1u << (f))
-#define ALL_FORMATS (FMT(TRIB_FORMAT_JSON) | FMT(TRIB_FORMAT_CSV) | FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES))
+/* The options every stream takes; its format and its source add their own. */
+static const char *const common_options[] = {"format", "batch_size", "batch_ms"};
 
-/* The options every source takes, and the formats each applies to; sources add their own. */
-typedef struct TribOptionSpec
+/* Whether decls (ended by {NULL}) declare the option called key. */
+static bool
+TribOptionDeclared(const TribOptionDecl *decls, const char *key)
 {
-	const char *name;
-	uint32		formats;
-} TribOptionSpec;
+	for (const TribOptionDecl *o = decls; o->name != NULL; o++)
+		if (strcmp(o->name, key) == 0)
+			return true;
+	return false;
+}
 
-static const TribOptionSpec option_specs[] = {
-	{"format", ALL_FORMATS},
-	{"batch_size", ALL_FORMATS},
-	{"batch_ms", ALL_FORMATS},
-	{"overflow", FMT(TRIB_FORMAT_JSON)},
-	{"columns", FMT(TRIB_FORMAT_CSV)},
-	{"delimiter", FMT(TRIB_FORMAT_CSV)},
-	{"column", FMT(TRIB_FORMAT_TEXT) | FMT(TRIB_FORMAT_BYTES)},
-};
+static void
+TribAppendOptionNames(StringInfo buf, const TribOptionDecl *decls)
+{
+	for (const TribOptionDecl *o = decls; o->name != NULL; o++)
+		appendStringInfo(buf, "%s%s", buf->len ? ", " : "", o->name);
+}
 
 static const char *
 TribValidOptionList(StreamDef *def)
@@ -52,29 +53,42 @@ TribValidOptionList(StreamDef *def)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	for (int i = 0; i < lengthof(option_specs); i++)
-		if (option_specs[i].formats & FMT(def->format))
-			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", option_specs[i].name);
-	for (const TribSourceOption *o = def->source->options; o->name != NULL; o++)
-		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", o->name);
+	for (int i = 0; i < lengthof(common_options); i++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", common_options[i]);
+	TribAppendOptionNames(&buf, def->format->options);
+	TribAppendOptionNames(&buf, def->source->options);
 	return buf.data;
 }
 
 static void
 TribCheckOptionKnown(StreamDef *def, const char *key)
 {
-	for (int i = 0; i < lengthof(option_specs); i++)
-		if (strcmp(option_specs[i].name, key) == 0 && (option_specs[i].formats & FMT(def->format)))
+	for (int i = 0; i < lengthof(common_options); i++)
+		if (strcmp(common_options[i], key) == 0)
 			return;
-	for (const TribSourceOption *o = def->source->options; o->name != NULL; o++)
-		if (strcmp(o->name, key) == 0)
-			return;
+	if (TribOptionDeclared(def->format->options, key) || TribOptionDeclared(def->source->options, key))
+		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown option \"%s\" for stream \"%s\"", key, def->name),
 			 errdetail("The stream has source %s and format %s.",
-					   def->source->name, TribFormatName(def->format)),
+					   def->source->name, def->format->name),
 			 errhint("Valid options are: %s.", TribValidOptionList(def))));
+}
+
+/* The required options of decls (a source's or a format's) that def->options lacks. */
+static void
+TribCheckRequiredOptions(StreamDef *def, const TribOptionDecl *decls, const char *kind)
+{
+	for (const TribOptionDecl *o = decls; o->name != NULL; o++)
+		if (o->required_example != NULL &&
+			getKeyJsonValueFromContainer(&def->options->root, o->name, strlen(o->name), NULL) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stream \"%s\" needs option \"%s\"", def->name, o->name),
+					 o->required_detail != NULL ? errdetail("%s", o->required_detail) :
+					 errdetail("A %s stream reads from the place its options name.", kind),
+					 errhint("Add %s to the options.", o->required_example)));
 }
 
 static char *
@@ -279,29 +293,23 @@ TribOnlyWritableColumn(StreamDef *def)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("stream \"%s\" needs option \"column\"", def->name),
 				 errdetail("Format %s puts the whole payload into one column, and table \"%s\" has %d writable columns.",
-						   TribFormatName(def->format), get_rel_name(def->target), count),
+						   def->format->name, get_rel_name(def->target), count),
 				 errhint("Add {\"column\": \"name\"} to the options.")));
 	return found;
 }
 
-static TribFormat
+static const TribFormatRoutine *
 TribParseFormat(StreamDef *def, JsonbValue *v)
 {
 	char	   *name = TribOptionString(def, "format", v);
+	const TribFormatRoutine *format = TribFormatLookup(name);
 
-	if (strcmp(name, "json") == 0)
-		return TRIB_FORMAT_JSON;
-	if (strcmp(name, "csv") == 0)
-		return TRIB_FORMAT_CSV;
-	if (strcmp(name, "text") == 0)
-		return TRIB_FORMAT_TEXT;
-	if (strcmp(name, "bytes") == 0)
-		return TRIB_FORMAT_BYTES;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown format \"%s\" for stream \"%s\"", name, def->name),
-			 errhint("Use one of: json, csv, text, bytes.")));
-	return TRIB_FORMAT_JSON;	/* keep compiler quiet */
+	if (format == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown format \"%s\" for stream \"%s\"", name, def->name),
+				 errhint("Use one of: %s.", TribFormatNameList())));
+	return format;
 }
 
 static void
@@ -319,20 +327,6 @@ TribCheckColumnType(StreamDef *def, const char *column, const char *role, int nt
 					get_rel_name(def->target), format_type_be(type)),
 			 errdetail("Stream \"%s\" uses it as its %s.", def->name, role),
 			 errhint("The %s must be of type %s.", role, expected)));
-}
-
-/* A broker source cannot run without knowing where to read: its required options. */
-static void
-TribCheckSourceOptions(StreamDef *def)
-{
-	for (const TribSourceOption *o = def->source->options; o->name != NULL; o++)
-		if (o->required_example != NULL &&
-			getKeyJsonValueFromContainer(&def->options->root, o->name, strlen(o->name), NULL) == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("stream \"%s\" needs option \"%s\"", def->name, o->name),
-					 errdetail("A %s stream reads from the place its options name.", def->source->name),
-					 errhint("Add %s to the options.", o->required_example)));
 }
 
 /*
@@ -355,7 +349,7 @@ TribStreamResolveOptions(StreamDef *def)
 				 errmsg("options of stream \"%s\" must be a JSON object", def->name),
 				 errhint("For example '{\"format\": \"json\"}'.")));
 
-	def->format = TRIB_FORMAT_JSON;
+	def->format = TribFormatLookup("json");
 	def->batch_size = 1000;
 	def->batch_ms = 100;
 	def->parallelism = 1;
@@ -407,26 +401,21 @@ TribStreamResolveOptions(StreamDef *def)
 			TribBadOption(def, name, "set, not null");
 	}
 
-	TribCheckSourceOptions(def);
+	TribCheckRequiredOptions(def, def->source->options, def->source->name);
 	if (def->source->validate != NULL)
 		def->source->validate(def);
-	if (def->format == TRIB_FORMAT_CSV && def->csv_columns == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream \"%s\" needs option \"columns\"", def->name),
-				 errdetail("A csv message's fields are mapped to target columns in the order \"columns\" gives."),
-				 errhint("Add {\"columns\": [\"id\", \"name\", ...]} to the options.")));
-	if ((def->format == TRIB_FORMAT_TEXT || def->format == TRIB_FORMAT_BYTES) && def->column == NULL)
+	TribCheckRequiredOptions(def, def->format->options, def->format->name);
+	if (def->format->single_column && def->column == NULL)
 		def->column = TribOnlyWritableColumn(def);
 	TribCheckMetadataApart(def);
 	if (def->column != NULL)
 	{
 		TribCheckColumn(def, def->column, "payload column");
-		if (def->format == TRIB_FORMAT_BYTES)
+		if (OidIsValid(def->format->single_column_type))
 		{
-			Oid			bytea_type = BYTEAOID;
+			Oid			type = def->format->single_column_type;
 
-			TribCheckColumnType(def, def->column, "payload column", 1, &bytea_type, "bytea");
+			TribCheckColumnType(def, def->column, "payload column", 1, &type, format_type_be(type));
 		}
 	}
 	if (def->overflow_column != NULL)

@@ -156,20 +156,3 @@ _PG_init(void)
 const char *const TribMetaFieldNames[TRIB_META_COUNT] = {
 	"topic", "partition", "offset", "key", "timestamp", "headers"
 };
-
-const char *
-TribFormatName(TribFormat format)
-{
-	switch (format)
-	{
-		case TRIB_FORMAT_JSON:
-			return "json";
-		case TRIB_FORMAT_CSV:
-			return "csv";
-		case TRIB_FORMAT_TEXT:
-			return "text";
-		case TRIB_FORMAT_BYTES:
-			return "bytes";
-	}
-	return "?";
-}

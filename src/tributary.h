@@ -34,13 +34,13 @@ extern int	tributary_max_streams;
 extern int	tributary_max_partitions;
 extern int	tributary_naptime_ms;
 
-typedef enum TribFormat
+/* An option a source or a format takes; required ones come with an example for the hint. */
+typedef struct TribOptionDecl
 {
-	TRIB_FORMAT_JSON,
-	TRIB_FORMAT_CSV,
-	TRIB_FORMAT_TEXT,
-	TRIB_FORMAT_BYTES
-} TribFormat;
+	const char *name;
+	const char *required_example;	/* NULL when optional */
+	const char *required_detail;	/* why it is required, or NULL for the source's words */
+} TribOptionDecl;
 
 /*
  * What identifies a stream across the cluster: ids restart when the extension is
@@ -73,7 +73,7 @@ typedef struct StreamDef
 	char	   *name;
 	Oid			target;
 	const struct TribSourceRoutine *source; /* sources/source.h */
-	TribFormat	format;
+	const struct TribFormatRoutine *format; /* formats/format.h */
 	Oid			owner;			/* role that created the stream */
 	bool		enabled;
 	int32		config_version;
@@ -131,6 +131,5 @@ typedef struct TribMessageResult
 	char	   *detail;
 } TribMessageResult;
 
-extern const char *TribFormatName(TribFormat format);
 
 #endif							/* TRIBUTARY_H */

@@ -18,8 +18,29 @@ TribCsvFail(TribMessageResult *res, const char *error, const char *detail)
 	return false;
 }
 
-bool
-TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, TribMessageResult *res)
+/* The field map: field i of a record goes to the column "columns" names i-th. */
+static void
+TribCsvOpen(TribTarget *t)
+{
+	Bitmapset  *set = NULL;
+	ListCell   *lc;
+
+	t->ncsv = list_length(t->def->csv_columns);
+	t->csv_map = palloc(sizeof(int) * t->ncsv);
+	foreach(lc, t->def->csv_columns)
+	{
+		int			col = TribTargetColumnIndex(t, lfirst(lc));
+
+		t->csv_map[foreach_current_index(lc)] = col;
+		set = bms_add_member(set, col);
+	}
+	t->csv_signature = TribTargetSignature(t, set);
+}
+
+/* One CSV record as the fields of its COPY line, in the field map's order. */
+static bool
+TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
+			  TribMessageResult *res)
 {
 	const char *data = msg->data;
 	int			len = msg->len;
@@ -28,6 +49,9 @@ TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, TribMessag
 	const char *end = data + len;
 	int			field = 0;
 	StringInfoData value;
+
+	if (!TribCheckEncoding(data, len, res))
+		return false;
 
 	/* one trailing line break belongs to the transport, not the record */
 	if (end > p && end[-1] == '\n')
@@ -105,3 +129,17 @@ TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, TribMessag
 										field == 1 ? "" : "s", t->ncsv));
 	return true;
 }
+
+static const TribOptionDecl csv_options[] = {
+	{"columns", "{\"columns\": [\"id\", \"name\", ...]}",
+	"A csv message's fields are mapped to target columns in the order \"columns\" gives."},
+	{"delimiter"},
+	{NULL}
+};
+
+const TribFormatRoutine TribCsvFormatRoutine = {
+	.name = "csv",
+	.options = csv_options,
+	.open = TribCsvOpen,
+	.format = TribCsvFormat,
+};

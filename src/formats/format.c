@@ -17,8 +17,9 @@
 
 #include "formats/format.h"
 
-static int
-TribColumnIndex(TribTarget *t, const char *name)
+/* Index of a column the stream's options name; it was checked when they were resolved. */
+int
+TribTargetColumnIndex(TribTarget *t, const char *name)
 {
 	int			i = TribTargetFindColumn(t, name, strlen(name));
 
@@ -69,33 +70,19 @@ TribTargetOpen(StreamDef *def, Relation rel)
 	}
 	for (int f = 0; f < TRIB_META_COUNT; f++)
 	{
-		t->meta_cols[f] = def->meta_columns[f] ? TribColumnIndex(t, def->meta_columns[f]) : -1;
+		t->meta_cols[f] = def->meta_columns[f] ? TribTargetColumnIndex(t, def->meta_columns[f]) : -1;
 		if (t->meta_cols[f] >= 0)
 			t->cols[t->meta_cols[f]].is_meta = true;
 	}
-	t->overflow = def->overflow_column ? TribColumnIndex(t, def->overflow_column) : -1;
-	t->single = def->column ? TribColumnIndex(t, def->column) : -1;
-	if (def->format == TRIB_FORMAT_CSV)
-	{
-		Bitmapset  *set = NULL;
-		ListCell   *lc;
-
-		t->ncsv = list_length(def->csv_columns);
-		t->csv_map = palloc(sizeof(int) * t->ncsv);
-		foreach(lc, def->csv_columns)
-		{
-			int			col = TribColumnIndex(t, lfirst(lc));
-
-			t->csv_map[foreach_current_index(lc)] = col;
-			set = bms_add_member(set, col);
-		}
-		t->csv_signature = TribTargetSignature(t, set);
-	}
-	else if (t->single >= 0)
+	t->overflow = def->overflow_column ? TribTargetColumnIndex(t, def->overflow_column) : -1;
+	t->single = def->column ? TribTargetColumnIndex(t, def->column) : -1;
+	if (t->single >= 0)
 	{
 		t->csv_signature = TribTargetSignature(t, bms_make_singleton(t->single));
-		t->payload_value = def->format == TRIB_FORMAT_TEXT || def->format == TRIB_FORMAT_BYTES;
+		t->payload_value = def->format->single_column;
 	}
+	if (def->format->open != NULL)
+		def->format->open(t);
 	return t;
 }
 
@@ -124,8 +111,8 @@ TribTargetSignature(TribTarget *t, Bitmapset *columns)
 }
 
 /*
- * COPY's column list for a signature. csv keeps the field order of its "columns" option;
- * every other format writes columns in table order. Metadata columns come last, in
+ * COPY's column list for a signature. A format with a field map (csv) keeps the field
+ * order of its "columns" option; every other format writes columns in table order. Metadata columns come last, in
  * TribMetaField order.
  */
 List *
@@ -133,7 +120,7 @@ TribTargetColumnNames(TribTarget *t, int signature)
 {
 	List	   *names = NIL;
 
-	if (t->def->format == TRIB_FORMAT_CSV)
+	if (t->csv_map != NULL)
 	{
 		for (int i = 0; i < t->ncsv; i++)
 			names = lappend(names, makeString(t->cols[t->csv_map[i]].name));
@@ -271,7 +258,8 @@ TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error, const 
 }
 
 /* Text payloads must be valid in the server encoding (and so free of NUL bytes). */
-static bool
+/* Whether a text payload is valid in the database encoding; fills res when not. */
+bool
 TribCheckEncoding(const char *data, int len, TribMessageResult *res)
 {
 	if (pg_verify_mbstr(GetDatabaseEncoding(), data, len, true))
@@ -394,23 +382,7 @@ TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *s
 	bool		ok = true;
 
 	*signature = t->csv_signature;
-	switch (t->def->format)
-	{
-		case TRIB_FORMAT_BYTES:
-			/* the payload column's field stays empty: TribFormatPayloadValue fills it */
-			break;
-		case TRIB_FORMAT_TEXT:
-			ok = TribCheckEncoding(msg->data, msg->len, res);
-			break;
-		case TRIB_FORMAT_CSV:
-			ok = TribCheckEncoding(msg->data, msg->len, res) &&
-				TribCsvFormat(t, msg, line, res);
-			break;
-		case TRIB_FORMAT_JSON:
-			ok = TribCheckEncoding(msg->data, msg->len, res) &&
-				TribJsonFormat(t, msg, line, signature, res);
-			break;
-	}
+	ok = t->def->format->format(t, msg, line, signature, res);
 	if (ok)
 		ok = TribAppendMetadata(t, msg, line, start, res);
 	if (!ok)
@@ -435,11 +407,11 @@ Datum
 TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrInfo *infunc,
 					   Oid typioparam, int32 typmod)
 {
-	bool		bytes = t->def->format == TRIB_FORMAT_BYTES;
+	bool		bytes = t->def->format->binary;
 	Oid			type = TupleDescAttr(RelationGetDescr(t->rel), t->single)->atttypid;
 	StringInfoData str;
 
-	Assert(t->def->format == TRIB_FORMAT_TEXT || bytes);
+	Assert(t->def->format->single_column);
 	if (type == (bytes ? BYTEAOID : TEXTOID))
 	{
 		if (msg->varlena != NULL)

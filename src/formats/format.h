@@ -66,6 +66,50 @@ typedef struct TribDirectValue
 /* json, csv: a value at least this large goes to COPY as a TribDirectValue */
 #define TRIB_DIRECT_VALUE_BYTES (1024 * 1024)
 
+struct TribTarget;
+
+/*
+ * A format is a routine struct, as PostgreSQL 18's CopyFromRoutine is: what the core needs
+ * of a kind of message, filled by the format's own file and found by name in the one
+ * registry (formats/registry.c). Nothing outside a format's file chooses behaviour by
+ * comparing format names.
+ */
+typedef struct TribFormatRoutine
+{
+	const char *name;
+
+	/* the format's own options, ended by {NULL} (the common ones are in options.c) */
+	const TribOptionDecl *options;
+
+	/* ingest may pass the payload as jsonb (it is written out as JSON text) */
+	bool		takes_jsonb;
+
+	/*
+	 * The whole payload is one column's value ("column", or the target's only writable
+	 * column), made by TribFormatPayloadValue; single_column_type is the type that column
+	 * must have, or InvalidOid for any.
+	 */
+	bool		single_column;
+	Oid			single_column_type;
+
+	/* the payload is bytes: hex for COPY, no check of the database encoding */
+	bool		binary;
+
+	/* set up the target for this format (csv: its field map), or NULL */
+	void		(*open) (struct TribTarget *t);
+
+	/*
+	 * Append the message's fields to its COPY line (in the target's column order, or the
+	 * format's own with a field map) and set *signature when the format decides it; false,
+	 * with res filled, when the message cannot be parsed. Never raises for bad input.
+	 */
+	bool		(*format) (struct TribTarget *t, const TribMessage *msg, StringInfo line,
+						   int *signature, TribMessageResult *res);
+} TribFormatRoutine;
+
+extern const TribFormatRoutine *TribFormatLookup(const char *name);
+extern const char *TribFormatNameList(void);
+
 /* The target table as the formats see it, built once per batch. */
 typedef struct TribTarget
 {
@@ -88,6 +132,7 @@ typedef struct TribTarget
 
 extern TribTarget *TribTargetOpen(StreamDef *def, Relation rel);
 extern int	TribTargetFindColumn(TribTarget *t, const char *name, int len);
+extern int	TribTargetColumnIndex(TribTarget *t, const char *name);
 extern int	TribTargetSignature(TribTarget *t, Bitmapset *columns);
 extern List *TribTargetColumnNames(TribTarget *t, int signature);
 
@@ -106,9 +151,6 @@ extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *e
 extern void TribTargetForgetDirect(TribTarget *t, int keep);
 extern bool TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, char *text, int len,
 							 bool owned);
-extern bool TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
-						   int *signature, TribMessageResult *res);
-extern bool TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line,
-						  TribMessageResult *res);
+extern bool TribCheckEncoding(const char *data, int len, TribMessageResult *res);
 
 #endif							/* TRIBUTARY_FORMAT_H */

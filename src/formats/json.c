@@ -472,7 +472,8 @@ TribJsonEmit(TribJsonState *s, const TribMessage *msg, StringInfo line, int *sig
 	bms_free(present);
 }
 
-bool
+/* One JSON object as the fields of its COPY line, its keys deciding the signature. */
+static bool
 TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
 			   TribMessageResult *res)
 {
@@ -484,6 +485,8 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *sign
 	JsonParseErrorType err;
 	bool		ok = true;
 
+	if (!TribCheckEncoding(data, len, res))
+		return false;
 	if (t->json == NULL)
 		t->json = TribJsonStateCreate(t);
 	s = t->json;
@@ -554,3 +557,15 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *sign
 	MemoryContextReset(s->cxt);
 	return ok;
 }
+
+static const TribOptionDecl json_options[] = {
+	{"overflow"},
+	{NULL}
+};
+
+const TribFormatRoutine TribJsonFormatRoutine = {
+	.name = "json",
+	.options = json_options,
+	.takes_jsonb = true,
+	.format = TribJsonFormat,
+};

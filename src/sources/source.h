@@ -12,12 +12,8 @@
 
 #include "tributary.h"
 
-/* An option of a source; required ones come with an example for the error's hint. */
-typedef struct TribSourceOption
-{
-	const char *name;
-	const char *required_example;	/* NULL when optional */
-} TribSourceOption;
+/* An option of a source (tributary.h) */
+typedef TribOptionDecl TribSourceOption;
 
 typedef struct TribSourceRoutine
 {
