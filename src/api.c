@@ -147,7 +147,7 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 				 errhint("Choose another name, or change the existing stream with tributary.alter_stream().")));
 	/* before the source's own checks see the options (TribStreamResolveOptions) */
 	TribCheckOptionRights(&def);
-	TribStreamResolveOptions(&def);
+	TribStreamResolveOptions(&def, true);
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(def.target);
@@ -221,7 +221,7 @@ tributary_alter_stream(PG_FUNCTION_ARGS)
 	def->options = DatumGetJsonbP(merged);
 	/* the merged options, before the source's own checks see them */
 	TribCheckOptionRights(def);
-	TribStreamResolveOptions(def);
+	TribStreamResolveOptions(def, true);
 
 	values[0] = Int32GetDatum(def->id);
 	values[1] = merged;
@@ -245,7 +245,7 @@ TribSetEnabled(FunctionCallInfo fcinfo, bool enabled)
 	{
 		TribRequireCatalogStates();
 		TribCheckSourceAvailable(def->source, name);
-		TribStreamResolveOptions(def);
+		TribStreamResolveOptions(def, true);
 	}
 	TribCatalogExecute(enabled ?
 					   "UPDATE tributary.stream_catalog SET enabled = $2, failed = false, "
@@ -383,7 +383,7 @@ tributary_ingest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stream \"%s\" is stopped", name),
 				 errhint("Start it with SELECT tributary.start('%s').", name)));
-	TribStreamResolveOptions(def);
+	TribStreamResolveOptions(def, false);
 	TribCheckPayloadType(def, OidIsValid(elemtype) ? elemtype : argtype);
 
 	if (OidIsValid(elemtype))
@@ -434,7 +434,7 @@ tributary_replay_dead_letters(PG_FUNCTION_ARGS)
 										   "replay dead letters of", false, false);
 	TribBatchCounts counts;
 
-	TribStreamResolveOptions(def);
+	TribStreamResolveOptions(def, false);
 	TribCheckMayInsert(def, GetUserId());
 	TribDeadLettersReplay(def, &counts);
 	if (counts.messages > 0)

@@ -30,7 +30,7 @@ extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum 
 
 extern StreamDef *TribStreamLoad(const char *name, bool missing_ok, bool lock_row);
 extern StreamDef *TribStreamLoadById(int32 id);
-extern void TribStreamResolveOptions(StreamDef *def);
+extern void TribStreamResolveOptions(StreamDef *def, bool check_source);
 
 extern void TribCheckStreamName(const char *name);
 extern bool TribIsAdmin(Oid userid);

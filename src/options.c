@@ -331,10 +331,13 @@ TribCheckColumnType(StreamDef *def, const char *column, const char *role, int nt
 
 /*
  * Validate def->options for def's source and target, and fill the resolved fields.
- * Raises an error on the first problem; changes nothing else.
+ * Raises an error on the first problem; changes nothing else. check_source runs the
+ * source's own checks too (Kafka builds a librdkafka configuration): where options are
+ * stored or a worker loads them, not for every ingest or replay call, which only need the
+ * target's side checked again.
  */
 void
-TribStreamResolveOptions(StreamDef *def)
+TribStreamResolveOptions(StreamDef *def, bool check_source)
 {
 	JsonbIterator *it;
 	JsonbValue	key;
@@ -402,7 +405,7 @@ TribStreamResolveOptions(StreamDef *def)
 	}
 
 	TribCheckRequiredOptions(def, def->source->options, def->source->name);
-	if (def->source->validate != NULL)
+	if (check_source && def->source->validate != NULL)
 		def->source->validate(def);
 	TribCheckRequiredOptions(def, def->format->options, def->format->name);
 	if (def->format->single_column && def->column == NULL)

@@ -118,7 +118,7 @@ TribWorkerLoadStream(MemoryContext cxt)
 		MemoryContextSwitchTo(cxt);
 		def = TribStreamLoadById(worker_stream_id);
 		if (def != NULL)
-			TribStreamResolveOptions(def);
+			TribStreamResolveOptions(def, true);
 		MemoryContextSwitchTo(old);
 	}
 	PG_CATCH();
