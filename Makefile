@@ -27,6 +27,9 @@ OBJS = \
 	src/sources/local.o \
 	src/sources/redis.o \
 	src/sources/kafka.o \
+	src/sources/kafka_options.o \
+	src/sources/kafka_consumer.o \
+	src/sources/kafka_positions.o \
 	src/sources/kafka_policy.o \
 	src/launcher.o \
 	src/worker.o \
