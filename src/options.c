@@ -353,7 +353,7 @@ TribStreamResolveOptions(StreamDef *def, bool check_source)
 				 errhint("For example '{\"format\": \"json\"}'.")));
 
 	def->format = TribFormatLookup("json");
-	def->batch_size = 1000;
+	def->batch_size = def->source->default_batch_size > 0 ? def->source->default_batch_size : 1000;
 	def->batch_ms = 100;
 	def->parallelism = 1;
 	def->csv_delimiter = ',';

@@ -62,8 +62,10 @@ static int
 TribKafkaCollect(TribKafka *k)
 {
 	TimestampTz deadline = 0;
+	int64		bytes = 0;
 
-	while (k->held < k->def->batch_size)
+	/* at most batch_size messages, and tributary.max_message_size bytes (or one message) */
+	while (k->held < k->def->batch_size && bytes < tributary_max_message_size)
 	{
 		rd_kafka_message_t *msg = NULL;
 		long		wait_ms = TRIB_KAFKA_POLL_MS;
@@ -106,6 +108,7 @@ TribKafkaCollect(TribKafka *k)
 			if (k->held == 0)
 				deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), k->def->batch_ms);
 			k->batch[k->held++] = msg;
+			bytes += msg->len;
 		}
 		TribKafkaCheckCallbacks(k);
 		if (msg == NULL)
@@ -381,6 +384,8 @@ const TribSourceRoutine TribKafkaSource = {
 	.name = "kafka",
 	.available = true,
 	.needs_worker = true,
+	/* bench/RESULTS.md, 2026-12-02: 1000 -> 10000 nearly halves a static stream's time */
+	.default_batch_size = 10000,
 	.options = kafka_options,
 	.validate = TribKafkaValidateOptions,
 	.check_rights = TribKafkaCheckPropertyRights,

@@ -265,6 +265,11 @@ TribKafkaConf(StreamDef *def, TribKafkaOptions *o, bool vetting)
 	TribKafkaSet(conf, "session.timeout.ms", "10000", def);
 	/* a topic created after its stream is seen within 30 s, not 5 minutes */
 	TribKafkaSet(conf, "topic.metadata.refresh.interval.ms", "30000", def);
+	/*
+	 * prefetch deep enough for a 10000-message batch; memory stays bounded by
+	 * queued.max.messages.kbytes (64 MiB by default); librdkafka options may override
+	 */
+	TribKafkaSet(conf, "queued.min.messages", "1000000", def);
 	if (o->librdkafka != NULL)
 	{
 		JsonbIterator *it = JsonbIteratorInit(o->librdkafka);

@@ -25,6 +25,9 @@ typedef struct TribSourceRoutine
 	/* consumed by background workers that the launcher starts (every source but local) */
 	bool		needs_worker;
 
+	/* batch_size when the stream sets none (0: tributary's own default, 1000) */
+	int			default_batch_size;
+
 	/* the source's own options, ended by {NULL} */
 	const TribSourceOption *options;
 
