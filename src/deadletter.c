@@ -262,8 +262,16 @@ TribDeadLettersReplay(StreamDef *def, TribBatchCounts *counts)
 
 		if (n > 0)
 		{
-			TribBatchRequest request = {def, msgs, n, TRIB_BATCH_AS_CALLER, false, false,
-			TribDeadLettersSettle, ids};
+			TribBatchRequest request = {
+				.def = def,
+				.msgs = msgs,
+				.nmsgs = n,
+				.identity = TRIB_BATCH_AS_CALLER,
+				.write_dead_letters = false,	/* they are dead letters already */
+				.count_stats = false,	/* counted once per call, in api.c */
+				.settle = TribDeadLettersSettle,
+				.settle_arg = ids,
+			};
 
 			TribBatchCommit(&request, results, &batch);
 			counts->messages += batch.messages;

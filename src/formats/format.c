@@ -274,16 +274,10 @@ TribCheckEncoding(const char *data, int len, TribMessageResult *res)
 static void
 TribAppendHex(StringInfo buf, const char *backslash, const char *data, int len)
 {
-	static const char hex[] = "0123456789abcdef";
-
 	enlargeStringInfo(buf, len * 2 + 4);
 	appendStringInfoString(buf, backslash);
 	appendStringInfoChar(buf, 'x');
-	for (int i = 0; i < len; i++)
-	{
-		buf->data[buf->len++] = hex[((unsigned char) data[i]) >> 4];
-		buf->data[buf->len++] = hex[((unsigned char) data[i]) & 0x0f];
-	}
+	buf->len += (int) hex_encode(data, len, buf->data + buf->len);
 	buf->data[buf->len] = '\0';
 }
 

@@ -35,6 +35,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
+#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -138,13 +139,12 @@ TribKafkaAppendHeaderText(StringInfo buf, const char *data, size_t size)
 		escape_json(buf, pnstrdup(data, size));
 	else
 	{
-		StringInfoData hex;
+		char	   *hex = palloc(size * 2 + 3);
 
-		initStringInfo(&hex);
-		appendStringInfoString(&hex, "\\x");
-		for (size_t b = 0; b < size; b++)
-			appendStringInfo(&hex, "%02x", ((const unsigned char *) data)[b]);
-		escape_json(buf, hex.data);
+		hex[0] = '\\';
+		hex[1] = 'x';
+		hex[2 + hex_encode(data, size, hex + 2)] = '\0';
+		escape_json(buf, hex);
 	}
 }
 
