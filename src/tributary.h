@@ -121,11 +121,23 @@ typedef enum TribOutcome
 	TRIB_DEAD
 } TribOutcome;
 
-/* What happened to one message; error fields are set for TRIB_DEAD. */
+/* Why a message was dead-lettered, for the counters stages see (stage.h). */
+typedef enum TribDeadReason
+{
+	TRIB_DEAD_NONE = 0,
+	TRIB_DEAD_TOO_LARGE,		/* over tributary.max_message_size */
+	TRIB_DEAD_MALFORMED,		/* the format could not read it: not JSON, bad CSV, bad encoding */
+	TRIB_DEAD_BAD_VALUE,		/* a value its column's type does not accept */
+	TRIB_DEAD_REJECTED,			/* the table refused the row: constraint, trigger, unique index */
+	TRIB_DEAD_REASONS
+} TribDeadReason;
+
+/* What happened to one message; reason and the error fields are set for TRIB_DEAD. */
 typedef struct TribMessageResult
 {
 	TribOutcome outcome;
-	bool		at_insert;		/* TRIB_DEAD: the insert failed (not the parse) */
+	TribDeadReason reason;
+	bool		at_insert;		/* TRIB_DEAD: a value or the insert failed (not the parse) */
 	int			sqlerrcode;
 	char	   *error;
 	char	   *detail;
