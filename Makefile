@@ -40,7 +40,7 @@ OBJS = \
 MODULEDIR = extension
 DATA = control/tributary.control $(wildcard control/tributary--*.sql)
 
-REGRESS = setup api errors ingest formats json_fuzz dead_letters privileges poison kafka_policy upgrade
+REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 
 PG_CONFIG ?= pg_config

@@ -1,5 +1,5 @@
 --
--- ingest: the json path in depth. Rows land through COPY, so defaults, constraints,
+-- ingest: the json path in depth. Rows land through tributary's insert loop, so defaults, constraints,
 -- triggers, partition routing, domains and generated columns behave as for COPY; a
 -- message that cannot land becomes a dead letter and the others land.
 --

@@ -55,13 +55,13 @@ TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCoun
 
 		TribBatchCheckStream(def);
 		TribBecomeTableOwner(def, &table_owner);
-		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts);
+		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts, NULL);
 		TribRestoreUser(&table_owner);
 	}
 	else
 	{
 		TribCheckMayInsert(def, GetUserId());
-		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts);
+		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts, NULL);
 	}
 
 	if (req->write_dead_letters)

@@ -35,4 +35,27 @@
 	makeJsonLexContextCstringLen((json), (len), GetDatabaseEncoding(), (need_escapes))
 #endif
 
+/*
+ * The executor calls of the insert loop (ingest.c, derived from copyfrom.c's CopyFrom):
+ * 16 added the permission infos to the range table and the summarizing-only flag to index
+ * insertion, and made the root-to-partition map lazily built.
+ */
+#if PG_VERSION_NUM >= 160000
+#define TribExecInitRangeTable(estate, rtable) ExecInitRangeTable((estate), (rtable), NIL)
+#define TribExecInsertIndexTuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#define TribRootToChildMap(rri, estate) ExecGetRootToChildMap((rri), (estate))
+#else
+#define TribExecInitRangeTable(estate, rtable) ExecInitRangeTable((estate), (rtable))
+#define TribExecInsertIndexTuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#define TribRootToChildMap(rri, estate) ((rri)->ri_RootToPartitionMap)
+#endif
+
+#if PG_VERSION_NUM >= 170000
+#define TribCheckValidInsertRel(rri) CheckValidResultRel((rri), CMD_INSERT, NIL)
+#else
+#define TribCheckValidInsertRel(rri) CheckValidResultRel((rri), CMD_INSERT)
+#endif
+
 #endif							/* TRIBUTARY_COMPAT_H */

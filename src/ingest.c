@@ -1,34 +1,38 @@
 /*
  * ingest.c
- *		The insert path shared by every source.
+ *		The insert path shared by every source: a batch of messages becomes typed rows of
+ *		the target table, and every message that cannot land is reported as dead.
  *
- * A batch of messages is formatted into COPY text rows (formats/), grouped into runs of
- * consecutive rows that supply the same columns, and each run goes into the target table
- * with PostgreSQL's own COPY FROM machinery (BeginCopyFrom/CopyFrom), so defaults,
- * constraints, triggers, partition routing and multi-insert buffering behave exactly as
- * they do for COPY. A batch is cut into chunks of at most TRIB_CHUNK_BYTES of COPY text,
- * and a message larger than tributary.max_message_size is a dead letter before it is
- * formatted, so no buffer nears 1 GB.
+ * The formats (formats/) turn each message straight into its row's values; no COPY text
+ * is made. The rows go into the target through tributary's own insert loop, derived from
+ * the executor path of CopyFrom() in PostgreSQL's src/backend/commands/copyfrom.c, as
+ * TimescaleDB's copy.c is (COPY cannot take rows that are already values): one result
+ * relation, partition routing, BEFORE, AFTER and INSTEAD OF row triggers, statement
+ * triggers and their transition tables, stored generated columns, constraints, and
+ * multi-insert buffering under the conditions CopyFrom uses. What differs from COPY: a
+ * row lists only the columns its message supplies, and the others get their defaults per
+ * row (as INSERT naming those columns would); there is no WHERE, FREEZE or foreign
+ * target (targets are tables or partitioned tables; a foreign partition takes one row at
+ * a time); and the loop knows which row an error belongs to. The calls that differ
+ * between PostgreSQL versions are in compat.h.
  *
- * Memory per message: the text and bytes formats hand COPY the payload column's value
- * directly (TribFormatPayloadValue, through the column's input function slot), so their
- * payload is never escaped nor held in COPY's line and attribute buffers; a payload that
- * already is a varlena (ingest's text and bytea arguments, replayed dead letters) goes
- * into the row without a copy. json hands over its large strings for text columns the
- * same way (TribDirectValue). What remains is the tuple COPY forms and TOAST's
- * compression buffer. Every other value still passes through COPY text.
+ * A batch is cut into chunks of at most TRIB_CHUNK_BYTES of messages, and a message larger
+ * than tributary.max_message_size is a dead letter before it is read, so no buffer nears
+ * 1 GB.
  *
  * Errors are contained with subtransactions, so that one bad message can neither stop a
  * batch nor be lost:
- *   - Formatting a chunk runs in one subtransaction (it writes nothing, so it costs no
- *     transaction id). If the parser raises an error (stack depth on absurd nesting, an
- *     escape the database encoding cannot hold), the chunk is formatted again one message
- *     per subtransaction, and the messages that raise are dead letters.
- *   - Inserting a chunk first tries all its runs in one subtransaction. When that fails,
- *     each run is tried alone and split around the row COPY was reading when it failed
- *     (or halved when that is unknown), until the failing rows stand alone; those are
- *     dead letters with the error they raised, and every other row lands, in order, so
- *     the first of two conflicting rows wins.
+ *   - Reading a chunk's messages into rows runs in one subtransaction (it writes
+ *     nothing, so it costs no transaction id). Formats report bad messages without
+ *     raising; a column's input function raises on 15 (on 16+ its soft error is
+ *     returned). When something raises, the chunk is read again one message per
+ *     subtransaction, and the messages that raise are dead letters, blamed on the column
+ *     being converted.
+ *   - Inserting a chunk first tries all its rows in one subtransaction. When that fails,
+ *     it is split around the row the error belongs to (or halved when no one row is to
+ *     blame: a deferred check at the end of the statement), until the failing rows stand
+ *     alone; those are dead letters with the error they raised, and every other row
+ *     lands, in order, so the first of two conflicting rows wins.
  * Whatever its SQLSTATE, an error that one message raises is that message's fault: it
  * becomes a dead letter and the batch goes on. Only errors that cannot be a message's
  * fault abort the batch, as they would any statement (lost connections, serialization
@@ -36,42 +40,47 @@
  * internal errors: TribErrorStopsBatch), and so does an environmental error that every
  * message of the batch hits alike (TribRaiseIfEveryMessageFailed).
  *
+ * When the stream has stages, the rows as they landed are kept for them (stage.h).
+ *
  * The caller owns the transaction; nothing here commits.
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/tupconvert.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/copy.h"
-#include "commands/copyfrom_internal.h"
-#include "executor/spi.h"
-#include "mb/pg_wchar.h"
+#include "commands/trigger.h"
+#include "executor/execPartition.h"
+#include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
+#include "foreign/fdwapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "parser/parse_relation.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 
+#include "compat.h"
 #include "formats/format.h"
 #include "ingest.h"
 
-/* COPY text per chunk; a message's COPY text is at most about twice its size. */
-#define TRIB_CHUNK_BYTES (64 * 1024 * 1024)
+/* Messages per chunk, by size; a chunk's rows are held as values until inserted. */
+#define TRIB_CHUNK_BYTES (32 * 1024 * 1024)
 
-/* One formatted row: where its COPY line sits in the chunk buffer. */
-typedef struct TribRow
-{
-	int			msg;
-	int			start;
-	int			len;
-	int			signature;
-} TribRow;
+/* Multi-insert buffering, as CopyFrom's: flush at this many rows or bytes, keep this many partitions. */
+#define TRIB_MAX_BUFFERED_TUPLES 1000
+#define TRIB_MAX_BUFFERED_BYTES 65535
+#define TRIB_MAX_PARTITION_BUFFERS 32
 
-/* A run of rows [lo, hi) to try in one COPY. */
+/* A run of rows [lo, hi) to try in one subtransaction. */
 typedef struct TribSegment
 {
 	int			lo;
@@ -84,37 +93,44 @@ typedef struct TribBatch
 	TribTarget *target;
 	TribMessage *msgs;
 	TribMessageResult *results;
-	MemoryContext result_cxt;	/* where dead letters' error texts must live */
-	StringInfoData lines;		/* COPY text of the chunk's rows */
-	TribRow    *rows;
+	MemoryContext result_cxt;	/* where dead letters' error texts and landed rows live */
+	TribRow    *rows;			/* the chunk's rows, in message order */
 	int			nrows;
-	/* the COPY that is running, for the error handler */
-	CopyFromState cstate;
-	int			copy_lo;
+	ExprState **defaults;		/* per column: its default, or NULL */
+	bool		volatile_defaults;	/* a default a message may need is volatile */
+	int			cur_row;		/* the row an error belongs to, or -1 */
+	HeapTuple  *landed;			/* per chunk row: as stored, for stages; or NULL */
 } TribBatch;
 
-/* What a column's input function slot holds while COPY takes values from tributary. */
-typedef struct TribColumnInputState
+/* Rows waiting for table_multi_insert into one relation (CopyFrom's CopyMultiInsertBuffer). */
+typedef struct TribInsertBuffer
 {
-	TribBatch  *batch;
-	int			col;
-	FmgrInfo	infunc;			/* the column type's own input function */
-} TribColumnInputState;
+	ResultRelInfo *rri;
+	TupleTableSlot *slots[TRIB_MAX_BUFFERED_TUPLES];
+	int			rows[TRIB_MAX_BUFFERED_TUPLES];
+	int			nused;
+	BulkInsertState bistate;
+} TribInsertBuffer;
 
-/* What COPY reads from: a slice of the chunk buffer. Saved and restored around each COPY. */
-static const char *copy_src = NULL;
-static int	copy_src_len = 0;
-static int	copy_src_pos = 0;
-
-static int
-TribCopyRead(void *outbuf, int minread, int maxread)
+/* One attempt at inserting a run of rows: the executor state CopyFrom sets up. */
+typedef struct TribInsert
 {
-	int			n = Min(maxread, copy_src_len - copy_src_pos);
-
-	memcpy(outbuf, copy_src + copy_src_pos, n);
-	copy_src_pos += n;
-	return n;
-}
+	TribBatch  *b;
+	EState	   *estate;
+	ModifyTableState *mtstate;
+	ResultRelInfo *root;
+	PartitionTupleRouting *proute;
+	TransitionCaptureState *transition_capture;
+	CommandId	mycid;
+	bool		multi;			/* rows may be buffered (CIM_MULTI, CIM_MULTI_CONDITIONAL) */
+	TupleTableSlot *singleslot; /* rows inserted one at a time, and routing's root form */
+	BulkInsertState bistate;	/* for those */
+	ResultRelInfo *prev_part;
+	List	   *buffers;		/* of TribInsertBuffer */
+	int			buffered_tuples;
+	Size		buffered_bytes;
+	int64		stored;
+} TribInsert;
 
 /*
  * Whether an error can never be the fault of the message being processed: the server,
@@ -186,7 +202,7 @@ typedef void (*TribGuardedFn) (TribBatch *b, int lo, int hi, int64 *count);
 /*
  * Run fn(b, lo, hi) in a subtransaction. Returns NULL when it succeeds. When it raises an
  * error that may be a message's fault, rolls back and returns the error, with *failed set
- * to the row a running COPY was on (or -1) and *column to the column it was reading;
+ * to the row it belongs to (or -1) and *column to the column being converted (or NULL);
  * other errors are raised again.
  */
 static ErrorData *
@@ -199,7 +215,8 @@ TribRunGuarded(TribGuardedFn fn, TribBatch *b, int lo, int hi, int64 *count, int
 
 	*failed = -1;
 	*column = NULL;
-	b->cstate = NULL;
+	b->cur_row = -1;
+	b->target->cur_col = -1;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
@@ -211,18 +228,13 @@ TribRunGuarded(TribGuardedFn fn, TribBatch *b, int lo, int hi, int64 *count, int
 	}
 	PG_CATCH();
 	{
-		CopyFromState cstate = b->cstate;
-
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		if (cstate != NULL && cstate->cur_lineno >= 1 &&
-			b->copy_lo + (int64) cstate->cur_lineno - 1 < hi)
-		{
-			*failed = b->copy_lo + (int) cstate->cur_lineno - 1;
-			if (cstate->cur_attname != NULL)
-				*column = pstrdup(cstate->cur_attname);
-		}
+		if (b->cur_row >= lo && b->cur_row < hi)
+			*failed = b->cur_row;
+		if (b->target->cur_col >= 0)
+			*column = pstrdup(b->target->cols[b->target->cur_col].name);
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -230,17 +242,20 @@ TribRunGuarded(TribGuardedFn fn, TribBatch *b, int lo, int hi, int64 *count, int
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
-	b->cstate = NULL;
+	b->cur_row = -1;
+	b->target->cur_col = -1;
 	return edata;
 }
 
 static void
-TribMarkDead(TribBatch *b, int msg, ErrorData *edata, const char *column)
+TribMarkDead(TribBatch *b, int msg, ErrorData *edata, const char *column, TribDeadReason reason)
 {
 	TribMessageResult *res = &b->results[msg];
 	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
 
 	res->outcome = TRIB_DEAD;
+	res->reason = reason;
+	res->at_insert = reason != TRIB_DEAD_MALFORMED;
 	res->sqlerrcode = edata->sqlerrcode;
 	res->error = pstrdup(edata->message);
 	if (column != NULL)
@@ -252,20 +267,27 @@ TribMarkDead(TribBatch *b, int msg, ErrorData *edata, const char *column)
 	MemoryContextSwitchTo(old);
 }
 
-/* Format messages [lo, hi) into the chunk; parse failures are marked dead, not raised. */
+/* Read messages [lo, hi) into the chunk's rows; messages that cannot be read are marked dead. */
 static void
 TribFormatRange(TribBatch *b, int lo, int hi, int64 *count)
 {
+	int			natts = b->target->natts;
+
 	for (int i = lo; i < hi; i++)
 	{
 		TribMessageResult *res = &b->results[i];
-		int			start = b->lines.len;
-		int			signature;
+		TribRow    *row = &b->rows[b->nrows];
+		char	   *space;
 
 		if (res->outcome == TRIB_DEAD)
-			continue;			/* rejected before formatting */
-		if (TribFormatMessage(b->target, &b->msgs[i], &b->lines, &signature, res))
-			b->rows[b->nrows++] = (TribRow) {i, start, b->lines.len - start, signature};
+			continue;			/* rejected before reading */
+		space = palloc0((sizeof(Datum) + 2 * sizeof(bool)) * natts);
+		row->msg = i;
+		row->values = (Datum *) space;
+		row->nulls = (bool *) (space + sizeof(Datum) * natts);
+		row->given = row->nulls + natts;
+		if (TribFormatMessage(b->target, &b->msgs[i], row, res))
+			b->nrows++;
 		else
 		{
 			MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
@@ -278,13 +300,10 @@ TribFormatRange(TribBatch *b, int lo, int hi, int64 *count)
 	}
 }
 
-/* Format a chunk in one subtransaction; if the parser raises, one per message. */
+/* Read a chunk in one subtransaction; if anything raises, one per message. */
 static void
 TribFormatChunk(TribBatch *b, int lo, int hi)
 {
-	int			rows_before = b->nrows;
-	int			len_before = b->lines.len;
-	int			direct_before = list_length(b->target->direct);
 	int			failed;
 	char	   *column;
 	ErrorData  *edata;
@@ -296,171 +315,455 @@ TribFormatChunk(TribBatch *b, int lo, int hi)
 
 	/*
 	 * Start the chunk over, one message at a time. Messages the first pass found bad stay
-	 * dead (formatting is deterministic) and are skipped; the one that raised raises again.
+	 * dead (reading is deterministic) and are skipped; the one that raised raises again.
 	 */
-	b->nrows = rows_before;
-	b->lines.len = len_before;
-	b->lines.data[len_before] = '\0';
-	TribTargetForgetDirect(b->target, direct_before);
+	b->nrows = 0;
 	for (int i = lo; i < hi; i++)
 	{
-		rows_before = b->nrows;
-		len_before = b->lines.len;
-		direct_before = list_length(b->target->direct);
+		int			rows_before = b->nrows;
+
 		edata = TribRunGuarded(TribFormatRange, b, i, i + 1, NULL, &failed, &column);
 		if (edata != NULL)
 		{
 			b->nrows = rows_before;
-			b->lines.len = len_before;
-			b->lines.data[len_before] = '\0';
-			TribTargetForgetDirect(b->target, direct_before);
-			TribMarkDead(b, i, edata, NULL);
+			TribMarkDead(b, i, edata, column,
+						 column != NULL ? TRIB_DEAD_BAD_VALUE : TRIB_DEAD_MALFORMED);
 			FreeErrorData(edata);
 		}
 	}
 }
 
 /*
- * Rows that supply no column at all (a json message with no known key) are rows of
- * defaults, as INSERT ... DEFAULT VALUES; COPY cannot name zero columns, so INSERT them.
+ * The defaults of the target's columns, ready to evaluate for rows that do not supply
+ * them (CopyFrom's defexprs), and whether one a message may need is volatile (nextval
+ * aside), which rules out multi-insert buffering: it may look at the table.
  */
-static uint64
-TribInsertDefaultRows(Relation rel, int nrows)
-{
-	char	   *sql = psprintf("INSERT INTO %s SELECT FROM pg_catalog.generate_series(1, $1)",
-							   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-														  RelationGetRelationName(rel)));
-	Oid			argtype = INT4OID;
-	Datum		arg = Int32GetDatum(nrows);
-	uint64		processed;
-
-	SPI_connect();
-	if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "tributary: could not insert default rows into \"%s\"", RelationGetRelationName(rel));
-	processed = SPI_processed;
-	SPI_finish();
-	return processed;
-}
-
-/*
- * Stands in for a column's input function: the value of the row COPY is reading comes
- * from its message (text and bytes formats) or from a format's direct value (json's large
- * strings) rather than from the (empty) field of the COPY line; other fields of the
- * column go to its own input function.
- */
-static Datum
-TribColumnInput(PG_FUNCTION_ARGS)
-{
-	TribColumnInputState *st = (TribColumnInputState *) fcinfo->flinfo->fn_extra;
-	TribBatch  *b = st->batch;
-	const TribMessage *msg = &b->msgs[b->rows[b->copy_lo + (int) b->cstate->cur_lineno - 1].msg];
-	ListCell   *lc;
-
-	if (b->target->payload_value)
-		return TribFormatPayloadValue(b->target, msg, &st->infunc,
-									  PG_GETARG_OID(1), PG_GETARG_INT32(2));
-	foreach(lc, b->target->direct)
-	{
-		TribDirectValue *d = lfirst(lc);
-
-		if (d->msg == msg && d->col == st->col)
-			return d->value;
-	}
-	return InputFunctionCall(&st->infunc, PG_GETARG_CSTRING(0), PG_GETARG_OID(1),
-							 PG_GETARG_INT32(2));
-}
-
-/* Route column col of the COPY that was just begun through TribColumnInput. */
 static void
-TribCopyTakeColumn(TribBatch *b, int col)
-{
-	FmgrInfo   *f = &b->cstate->in_functions[col];
-	TribColumnInputState *st;
-
-	if (f->fn_addr == TribColumnInput)
-		return;
-	st = palloc(sizeof(TribColumnInputState));
-	st->batch = b;
-	st->col = col;
-	fmgr_info_copy(&st->infunc, f, CurrentMemoryContext);
-	MemSet(f, 0, sizeof(FmgrInfo));
-	f->fn_addr = TribColumnInput;
-	f->fn_oid = InvalidOid;
-	f->fn_nargs = 3;
-	f->fn_strict = true;
-	f->fn_mcxt = CurrentMemoryContext;
-	f->fn_extra = st;
-}
-
-/* COPY rows [lo, hi), which share one signature, into the target. */
-static void
-TribCopyRows(TribBatch *b, int lo, int hi, int64 *count)
+TribPrepareDefaults(TribBatch *b)
 {
 	TribTarget *t = b->target;
-	MemoryContext runcxt = AllocSetContextCreate(CurrentMemoryContext, "tributary copy",
-												 ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(runcxt);
-	List	   *columns = TribTargetColumnNames(t, b->rows[lo].signature);
-	const char *saved_src = copy_src;
-	int			saved_len = copy_src_len;
-	int			saved_pos = copy_src_pos;
+	TupleDesc	desc = RelationGetDescr(t->rel);
 
-	if (columns == NIL)
-		*count += TribInsertDefaultRows(t->rel, hi - lo);
+	b->defaults = palloc0(sizeof(ExprState *) * t->natts);
+	for (int i = 0; i < t->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Expr	   *expr;
+
+		if (att->attisdropped || att->attgenerated != '\0' || t->always_given[i])
+			continue;
+		expr = (Expr *) build_column_default(t->rel, i + 1);
+		if (expr == NULL)
+			continue;
+		expr = expression_planner(expr);
+		b->defaults[i] = ExecInitExpr(expr, NULL);
+		if (contain_volatile_functions_not_nextval((Node *) expr))
+			b->volatile_defaults = true;
+	}
+}
+
+/* A row's values: what its message supplied, defaults for the rest (NextCopyFrom). */
+static void
+TribRowValues(TribBatch *b, TribRow *row, ExprContext *econtext, Datum *values, bool *nulls)
+{
+	for (int i = 0; i < b->target->natts; i++)
+	{
+		if (row->given[i])
+		{
+			values[i] = row->values[i];
+			nulls[i] = row->nulls[i];
+		}
+		else if (b->defaults[i] != NULL)
+			values[i] = ExecEvalExpr(b->defaults[i], econtext, &nulls[i]);
+		else
+		{
+			values[i] = (Datum) 0;
+			nulls[i] = true;
+		}
+	}
+}
+
+/* Keep row r as it was stored, in the target's row type, for the stages. */
+static void
+TribKeepLanded(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, int r)
+{
+	TribBatch  *b = ins->b;
+	MemoryContext old;
+	HeapTuple	tuple;
+
+	if (b->landed == NULL)
+		return;
+	old = MemoryContextSwitchTo(b->result_cxt);
+	tuple = ExecCopySlotHeapTuple(slot);
+	if (rri != ins->root)
+	{
+		TupleConversionMap *map = ExecGetChildToRootMap(rri);
+
+		if (map != NULL)
+		{
+			HeapTuple	converted = execute_attr_map_tuple(tuple, map);
+
+			heap_freetuple(tuple);
+			tuple = converted;
+		}
+	}
+	b->landed[r] = tuple;
+	MemoryContextSwitchTo(old);
+}
+
+static TribInsertBuffer *
+TribBufferCreate(TribInsert *ins, ResultRelInfo *rri)
+{
+	TribInsertBuffer *buf = palloc0(sizeof(TribInsertBuffer));
+
+	buf->rri = rri;
+	buf->bistate = GetBulkInsertState();
+	ins->buffers = lappend(ins->buffers, buf);
+	return buf;
+}
+
+/* The buffer of a relation, made on its first row. */
+static TribInsertBuffer *
+TribBufferFor(TribInsert *ins, ResultRelInfo *rri)
+{
+	ListCell   *lc;
+
+	foreach(lc, ins->buffers)
+	{
+		TribInsertBuffer *buf = lfirst(lc);
+
+		if (buf->rri == rri)
+			return buf;
+	}
+	return TribBufferCreate(ins, rri);
+}
+
+static TupleTableSlot *
+TribBufferNextSlot(TribInsertBuffer *buf)
+{
+	if (buf->slots[buf->nused] == NULL)
+		buf->slots[buf->nused] = table_slot_create(buf->rri->ri_RelationDesc, NULL);
+	return buf->slots[buf->nused];
+}
+
+/* Write a buffer's rows out: table_multi_insert, then their index entries and AFTER ROW triggers. */
+static void
+TribBufferFlush(TribInsert *ins, TribInsertBuffer *buf)
+{
+	ResultRelInfo *rri = buf->rri;
+	EState	   *estate = ins->estate;
+	MemoryContext old;
+
+	if (buf->nused == 0)
+		return;
+	ins->b->cur_row = -1;
+	/* table_multi_insert may leak memory: the per-tuple context takes it */
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	table_multi_insert(rri->ri_RelationDesc, buf->slots, buf->nused, ins->mycid, 0,
+					   buf->bistate);
+	MemoryContextSwitchTo(old);
+	for (int i = 0; i < buf->nused; i++)
+	{
+		List	   *recheck = NIL;
+
+		ins->b->cur_row = buf->rows[i];
+		if (rri->ri_NumIndices > 0)
+			recheck = TribExecInsertIndexTuples(rri, buf->slots[i], estate);
+		ExecARInsertTriggers(estate, rri, buf->slots[i], recheck, ins->transition_capture);
+		list_free(recheck);
+		TribKeepLanded(ins, rri, buf->slots[i], buf->rows[i]);
+		ExecClearTuple(buf->slots[i]);
+	}
+	ins->stored += buf->nused;
+	buf->nused = 0;
+	ins->b->cur_row = -1;
+}
+
+static void
+TribBufferCleanup(TribInsertBuffer *buf)
+{
+	Assert(buf->nused == 0);
+	FreeBulkInsertState(buf->bistate);
+	for (int i = 0; i < TRIB_MAX_BUFFERED_TUPLES && buf->slots[i] != NULL; i++)
+		ExecDropSingleTupleTableSlot(buf->slots[i]);
+	table_finish_bulk_insert(buf->rri->ri_RelationDesc, 0);
+	pfree(buf);
+}
+
+/* Flush every buffer; keep at most TRIB_MAX_PARTITION_BUFFERS, never curr's. */
+static void
+TribInsertFlushAll(TribInsert *ins, ResultRelInfo *curr)
+{
+	ListCell   *lc;
+
+	foreach(lc, ins->buffers)
+		TribBufferFlush(ins, lfirst(lc));
+	ins->buffered_tuples = 0;
+	ins->buffered_bytes = 0;
+	while (list_length(ins->buffers) > TRIB_MAX_PARTITION_BUFFERS)
+	{
+		TribInsertBuffer *buf = linitial(ins->buffers);
+
+		ins->buffers = list_delete_first(ins->buffers);
+		if (buf->rri == curr)
+		{
+			ins->buffers = lappend(ins->buffers, buf);
+			continue;
+		}
+		TribBufferCleanup(buf);
+	}
+}
+
+/* Set up the executor state for inserting into the target (CopyFrom's preamble). */
+static void
+TribInsertBegin(TribInsert *ins, TribBatch *b)
+{
+	Relation	rel = b->target->rel;
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	TriggerDesc *trig;
+
+	memset(ins, 0, sizeof(*ins));
+	ins->b = b;
+	ins->estate = CreateExecutorState();
+	ins->mycid = GetCurrentCommandId(true);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	TribExecInitRangeTable(ins->estate, list_make1(rte));
+	ins->root = makeNode(ResultRelInfo);
+	ExecInitResultRelation(ins->estate, ins->root, 1);
+	TribCheckValidInsertRel(ins->root);
+	ExecOpenIndices(ins->root, false);
+
+	ins->mtstate = makeNode(ModifyTableState);
+	ins->mtstate->ps.plan = NULL;
+	ins->mtstate->ps.state = ins->estate;
+	ins->mtstate->operation = CMD_INSERT;
+	ins->mtstate->mt_nrels = 1;
+	ins->mtstate->resultRelInfo = ins->root;
+	ins->mtstate->rootResultRelInfo = ins->root;
+
+	AfterTriggerBeginQuery();
+	ins->transition_capture = ins->mtstate->mt_transition_capture =
+		MakeTransitionCaptureState(rel->trigdesc, RelationGetRelid(rel), CMD_INSERT);
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+		ins->proute = ExecSetupPartitionTupleRouting(ins->estate, rel);
+
+	/* CopyFrom's reasons not to buffer rows */
+	trig = ins->root->ri_TrigDesc;
+	if (trig != NULL && (trig->trig_insert_before_row || trig->trig_insert_instead_row))
+		ins->multi = false;		/* they may look at the rows already inserted */
+	else if (ins->proute != NULL && trig != NULL && trig->trig_insert_new_table)
+		ins->multi = false;		/* transition tables must be on the buffered relation */
+	else
+		ins->multi = !b->volatile_defaults;
+
+	if (ins->multi && ins->proute == NULL)
+		(void) TribBufferCreate(ins, ins->root);
 	else
 	{
-		ParseState *pstate = make_parsestate(NULL);
-		ListCell   *lc;
-		List	   *options = list_make1(makeDefElem("encoding",
-													 (Node *) makeString((char *) GetDatabaseEncodingName()),
-													 -1));
-
-		(void) addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
-		b->cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, TribCopyRead, columns, options);
-		b->copy_lo = lo;
-		if (t->payload_value)
-			TribCopyTakeColumn(b, t->single);
-		foreach(lc, t->direct)
-			TribCopyTakeColumn(b, ((TribDirectValue *) lfirst(lc))->col);
-		copy_src = b->lines.data + b->rows[lo].start;
-		copy_src_len = b->rows[hi - 1].start + b->rows[hi - 1].len - b->rows[lo].start;
-		copy_src_pos = 0;
-		PG_TRY();
-		{
-			*count += CopyFrom(b->cstate);
-		}
-		PG_FINALLY();
-		{
-			copy_src = saved_src;
-			copy_src_len = saved_len;
-			copy_src_pos = saved_pos;
-		}
-		PG_END_TRY();
-		EndCopyFrom(b->cstate);
-		b->cstate = NULL;
+		ins->singleslot = table_slot_create(rel, &ins->estate->es_tupleTable);
+		ins->bistate = GetBulkInsertState();
 	}
+	ExecBSInsertTriggers(ins->estate, ins->root);
+}
+
+/* Insert row r: values, partition, BEFORE triggers, generated columns, constraints, store. */
+static void
+TribInsertRow(TribInsert *ins, int r)
+{
+	TribBatch  *b = ins->b;
+	EState	   *estate = ins->estate;
+	ResultRelInfo *rri = ins->root;
+	TribInsertBuffer *buf = NULL;
+	TupleTableSlot *myslot;
+	MemoryContext old;
+	bool		has_before;
+	bool		has_instead;
+
+	b->cur_row = r;
+	ResetPerTupleExprContext(estate);
+	if (ins->multi && ins->proute == NULL)
+	{
+		buf = linitial(ins->buffers);
+		myslot = TribBufferNextSlot(buf);
+	}
+	else
+		myslot = ins->singleslot;
+
+	/* defaults are evaluated in the per-tuple context, as NextCopyFrom does */
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	ExecClearTuple(myslot);
+	TribRowValues(b, &b->rows[r], GetPerTupleExprContext(estate), myslot->tts_values,
+				  myslot->tts_isnull);
+	ExecStoreVirtualTuple(myslot);
+	myslot->tts_tableOid = RelationGetRelid(rri->ri_RelationDesc);
+	MemoryContextSwitchTo(old);
+
+	has_before = rri->ri_TrigDesc != NULL && rri->ri_TrigDesc->trig_insert_before_row;
+	has_instead = rri->ri_TrigDesc != NULL && rri->ri_TrigDesc->trig_insert_instead_row;
+
+	if (ins->proute != NULL)
+	{
+		ResultRelInfo *part = ExecFindPartition(ins->mtstate, ins->root, ins->proute, myslot,
+												estate);
+		TupleConversionMap *map;
+		bool		buffered;
+
+		has_before = part->ri_TrigDesc != NULL && part->ri_TrigDesc->trig_insert_before_row;
+		has_instead = part->ri_TrigDesc != NULL && part->ri_TrigDesc->trig_insert_instead_row;
+		buffered = ins->multi && !has_before && !has_instead && part->ri_FdwRoutine == NULL;
+		if (part != ins->prev_part)
+		{
+			/* rows bound elsewhere go first, so this partition's triggers see them */
+			if (!buffered && ins->buffered_tuples > 0)
+				TribInsertFlushAll(ins, part);
+			if (ins->bistate != NULL)
+				ReleaseBulkInsertStatePin(ins->bistate);
+			ins->prev_part = part;
+		}
+		if (ins->transition_capture != NULL)
+			ins->transition_capture->tcs_original_insert_tuple = !has_before ? myslot : NULL;
+		map = TribRootToChildMap(part, estate);
+		if (!buffered)
+		{
+			if (map != NULL)
+				myslot = execute_attr_map_slot(map->attrMap, myslot, part->ri_PartitionTupleSlot);
+		}
+		else
+		{
+			TupleTableSlot *batchslot;
+
+			buf = TribBufferFor(ins, part);
+			batchslot = TribBufferNextSlot(buf);
+			if (map != NULL)
+				myslot = execute_attr_map_slot(map->attrMap, myslot, batchslot);
+			else
+			{
+				ExecCopySlot(batchslot, myslot);
+				myslot = batchslot;
+			}
+		}
+		myslot->tts_tableOid = RelationGetRelid(part->ri_RelationDesc);
+		rri = part;
+	}
+
+	if (has_before && !ExecBRInsertTriggers(estate, rri, myslot))
+		return;					/* the trigger said "do nothing" */
+	if (has_instead)
+	{
+		ExecIRInsertTriggers(estate, rri, myslot);
+		ins->stored++;
+		return;
+	}
+	if (rri->ri_RelationDesc->rd_att->constr &&
+		rri->ri_RelationDesc->rd_att->constr->has_generated_stored)
+		ExecComputeStoredGenerated(rri, estate, myslot, CMD_INSERT);
+	if (rri->ri_FdwRoutine == NULL && rri->ri_RelationDesc->rd_att->constr)
+		ExecConstraints(rri, myslot, estate);
+	if (rri->ri_RelationDesc->rd_rel->relispartition && (ins->proute == NULL || has_before))
+		ExecPartitionCheck(rri, myslot, estate, true);
+
+	if (buf != NULL)
+	{
+		/* the values may point into the per-tuple context: the buffer needs its own copy */
+		ExecMaterializeSlot(myslot);
+		buf->rows[buf->nused++] = r;
+		ins->buffered_tuples++;
+		ins->buffered_bytes += b->msgs[b->rows[r].msg].len;
+		if (ins->buffered_tuples >= TRIB_MAX_BUFFERED_TUPLES ||
+			ins->buffered_bytes >= TRIB_MAX_BUFFERED_BYTES)
+			TribInsertFlushAll(ins, rri);
+		return;
+	}
+	else
+	{
+		List	   *recheck = NIL;
+
+		if (rri->ri_FdwRoutine != NULL)
+		{
+			myslot = rri->ri_FdwRoutine->ExecForeignInsert(estate, rri, myslot, NULL);
+			if (myslot == NULL)
+				return;			/* the foreign server said "do nothing" */
+			myslot->tts_tableOid = RelationGetRelid(rri->ri_RelationDesc);
+		}
+		else
+		{
+			table_tuple_insert(rri->ri_RelationDesc, myslot, ins->mycid, 0, ins->bistate);
+			if (rri->ri_NumIndices > 0)
+				recheck = TribExecInsertIndexTuples(rri, myslot, estate);
+		}
+		ExecARInsertTriggers(estate, rri, myslot, recheck, ins->transition_capture);
+		list_free(recheck);
+		TribKeepLanded(ins, rri, myslot, r);
+		ins->stored++;
+	}
+}
+
+/* Flush, fire the statement's AFTER triggers, and take the executor state down. */
+static void
+TribInsertEnd(TribInsert *ins)
+{
+	ListCell   *lc;
+
+	if (ins->buffered_tuples > 0)
+		TribInsertFlushAll(ins, NULL);
+	if (ins->bistate != NULL)
+		FreeBulkInsertState(ins->bistate);
+	ins->b->cur_row = -1;		/* from here on, no one row is to blame */
+	ExecASInsertTriggers(ins->estate, ins->root, ins->transition_capture);
+	AfterTriggerEndQuery(ins->estate);
+	ExecResetTupleTable(ins->estate->es_tupleTable, false);
+	foreach(lc, ins->buffers)
+		TribBufferCleanup(lfirst(lc));
+	list_free(ins->buffers);
+	if (ins->proute != NULL)
+		ExecCleanupTupleRouting(ins->mtstate, ins->proute);
+	ExecCloseResultRelations(ins->estate);
+	ExecCloseRangeTableRelations(ins->estate);
+	FreeExecutorState(ins->estate);
+}
+
+/* Insert rows [lo, hi) as one statement would. */
+static void
+TribInsertRows(TribBatch *b, int lo, int hi, int64 *count)
+{
+	MemoryContext runcxt = AllocSetContextCreate(CurrentMemoryContext, "tributary insert",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(runcxt);
+	TribInsert	ins;
+
+	TribInsertBegin(&ins, b);
+	for (int r = lo; r < hi; r++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		TribInsertRow(&ins, r);
+	}
+	TribInsertEnd(&ins);
+	*count += ins.stored;
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(runcxt);
 }
 
-/* The runs of rows [lo, hi) that share a signature, one COPY each. */
+/* Forget what rows [lo, hi) left for the stages in an attempt that was rolled back. */
 static void
-TribCopyAllRuns(TribBatch *b, int lo, int hi, int64 *count)
+TribForgetLanded(TribBatch *b, int lo, int hi)
 {
-	while (lo < hi)
-	{
-		int			end = lo + 1;
-
-		while (end < hi && b->rows[end].signature == b->rows[lo].signature)
-			end++;
-		TribCopyRows(b, lo, end, count);
-		lo = end;
-	}
+	if (b->landed == NULL)
+		return;
+	for (int r = lo; r < hi; r++)
+		if (b->landed[r] != NULL)
+		{
+			heap_freetuple(b->landed[r]);
+			b->landed[r] = NULL;
+		}
 }
 
 /*
- * Insert rows [lo, hi) of one signature, isolating the rows that fail. Segments are kept
- * on a stack and tried in row order, so the first of two conflicting rows wins.
+ * Insert rows [lo, hi), isolating the rows that fail. Segments are kept on a stack and
+ * tried in row order, so the first of two conflicting rows wins.
  */
 static int64
 TribInsertIsolating(TribBatch *b, int lo, int hi)
@@ -479,7 +782,7 @@ TribInsertIsolating(TribBatch *b, int lo, int hi)
 		ErrorData  *edata;
 
 		CHECK_FOR_INTERRUPTS();
-		edata = TribRunGuarded(TribCopyRows, b, seg.lo, seg.hi, &processed, &failed, &column);
+		edata = TribRunGuarded(TribInsertRows, b, seg.lo, seg.hi, &processed, &failed, &column);
 		if (edata == NULL)
 		{
 			stored += processed;
@@ -487,11 +790,9 @@ TribInsertIsolating(TribBatch *b, int lo, int hi)
 				b->results[b->rows[i].msg].outcome = TRIB_INSERTED;
 			continue;
 		}
+		TribForgetLanded(b, seg.lo, seg.hi);
 		if (seg.hi - seg.lo == 1)
-		{
-			TribMarkDead(b, b->rows[seg.lo].msg, edata, column);
-			b->results[b->rows[seg.lo].msg].at_insert = true;
-		}
+			TribMarkDead(b, b->rows[seg.lo].msg, edata, column, TRIB_DEAD_REJECTED);
 		else if (failed >= seg.lo && failed < seg.hi)
 		{
 			/* push the later parts first so the earlier rows are tried first */
@@ -514,7 +815,7 @@ TribInsertIsolating(TribBatch *b, int lo, int hi)
 	return stored;
 }
 
-/* Insert the chunk's rows: all in one subtransaction, or run by run isolating failures. */
+/* Insert the chunk's rows: all in one subtransaction, or isolating failures. */
 static int64
 TribInsertChunk(TribBatch *b)
 {
@@ -525,7 +826,7 @@ TribInsertChunk(TribBatch *b)
 
 	if (b->nrows == 0)
 		return 0;
-	edata = TribRunGuarded(TribCopyAllRuns, b, 0, b->nrows, &stored, &failed, &column);
+	edata = TribRunGuarded(TribInsertRows, b, 0, b->nrows, &stored, &failed, &column);
 	if (edata == NULL)
 	{
 		for (int i = 0; i < b->nrows; i++)
@@ -533,48 +834,109 @@ TribInsertChunk(TribBatch *b)
 		return stored;
 	}
 	FreeErrorData(edata);
-
-	stored = 0;
-	for (int lo = 0; lo < b->nrows;)
-	{
-		int			hi = lo + 1;
-
-		while (hi < b->nrows && b->rows[hi].signature == b->rows[lo].signature)
-			hi++;
-		stored += TribInsertIsolating(b, lo, hi);
-		lo = hi;
-	}
-	return stored;
+	TribForgetLanded(b, 0, b->nrows);
+	return TribInsertIsolating(b, 0, b->nrows);
 }
 
 /*
- * A message over tributary.max_message_size is a dead letter before it is formatted or
- * copied: storing it costs no more than holding it.
+ * A message over tributary.max_message_size is a dead letter before it is read: storing
+ * it costs no more than holding it.
  */
 static void
 TribRejectOversized(TribBatch *b, int i)
 {
-	TribFormatFail(&b->results[i], ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+	TribMessageResult *res = &b->results[i];
+
+	TribFormatFail(res, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
 				   "message is too large",
 				   psprintf("The message has %d bytes; tributary.max_message_size is %d bytes.",
 							b->msgs[i].len, tributary_max_message_size));
+	res->reason = TRIB_DEAD_TOO_LARGE;
+}
+
+/* The number of the column called name (any column, not only writable ones), or -1. */
+static int
+TribDescColumn(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* The chunk's landed rows, with their key and event time, appended to the stage batch. */
+static void
+TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, int time_col)
+{
+	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
+	TupleDesc	desc = stage->desc;
+
+	for (int r = 0; r < b->nrows; r++)
+	{
+		TribStageRow *row;
+		HeapTuple	tuple = b->landed[r];
+		bool		isnull;
+		Datum		value;
+
+		if (tuple == NULL)
+			continue;			/* not stored: a BEFORE trigger skipped it */
+		row = &stage->rows[stage->nrows++];
+		row->msg = b->rows[r].msg;
+		row->tuple = tuple;
+		row->key = NULL;
+		row->has_event_time = false;
+		if (key_col >= 0)
+		{
+			value = heap_getattr(tuple, key_col + 1, desc, &isnull);
+			if (!isnull)
+			{
+				Oid			typoutput;
+				bool		varlena;
+
+				getTypeOutputInfo(TupleDescAttr(desc, key_col)->atttypid, &typoutput, &varlena);
+				row->key = OidOutputFunctionCall(typoutput, value);
+			}
+		}
+		if (time_col >= 0)
+		{
+			value = heap_getattr(tuple, time_col + 1, desc, &isnull);
+			if (!isnull)
+			{
+				if (TupleDescAttr(desc, time_col)->atttypid == TIMESTAMPOID)
+					value = DirectFunctionCall1(timestamp_timestamptz, value);
+				row->event_time = DatumGetTimestampTz(value);
+				row->has_event_time = true;
+			}
+		}
+		b->landed[r] = NULL;
+	}
+	MemoryContextSwitchTo(old);
 }
 
 /*
  * Put a batch of messages into def's target. Every message ends TRIB_INSERTED or
  * TRIB_DEAD in results (error texts allocated in the caller's context); counts sums
- * them up. The caller checks privileges first, holds the transaction, and writes the
- * dead letters.
+ * them up. With stage, the rows as they landed are collected there for the stream's
+ * stages (in the caller's context). The caller checks privileges first, holds the
+ * transaction, and writes the dead letters.
  */
 void
 TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult *results,
-				TribBatchCounts *counts)
+				TribBatchCounts *counts, TribStageBatch *stage)
 {
 	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext, "tributary batch",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext chunkcxt = AllocSetContextCreate(batchcxt, "tributary chunk",
 												   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(batchcxt);
 	Relation	rel = table_open(def->target, RowExclusiveLock);
 	TribBatch	b = {0};
+	int			key_col = -1;
+	int			time_col = -1;
 	int			lo = 0;
 
 	memset(counts, 0, sizeof(*counts));
@@ -584,7 +946,20 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	b.results = results;
 	b.result_cxt = old;
 	b.rows = palloc(sizeof(TribRow) * Max(nmsgs, 1));
-	initStringInfo(&b.lines);
+	TribPrepareDefaults(&b);
+	if (stage != NULL)
+	{
+		b.landed = palloc0(sizeof(HeapTuple) * Max(nmsgs, 1));
+		MemoryContextSwitchTo(old);
+		stage->desc = CreateTupleDescCopy(RelationGetDescr(rel));
+		stage->rows = palloc(sizeof(TribStageRow) * Max(nmsgs, 1));
+		stage->nrows = 0;
+		MemoryContextSwitchTo(batchcxt);
+		if (def->key_column != NULL)
+			key_col = TribDescColumn(stage->desc, def->key_column);
+		if (def->event_time_column != NULL)
+			time_col = TribDescColumn(stage->desc, def->event_time_column);
+	}
 
 	while (lo < nmsgs)
 	{
@@ -592,7 +967,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		int64		chunk_bytes = 0;
 
 		/* a chunk: messages until their size reaches TRIB_CHUNK_BYTES */
-		while (hi < nmsgs && (hi == lo || chunk_bytes + msgs[hi].len <= TRIB_CHUNK_BYTES / 2))
+		while (hi < nmsgs && (hi == lo || chunk_bytes + msgs[hi].len <= TRIB_CHUNK_BYTES))
 		{
 			counts->messages++;
 			counts->bytes += msgs[hi].len;
@@ -606,16 +981,23 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 			hi++;
 		}
 		b.nrows = 0;
-		resetStringInfo(&b.lines);
+		MemoryContextSwitchTo(chunkcxt);
 		TribFormatChunk(&b, lo, hi);
 		counts->rows += TribInsertChunk(&b);
-		TribTargetForgetDirect(b.target, 0);
+		MemoryContextSwitchTo(batchcxt);
+		if (stage != NULL)
+			TribStageCollect(&b, stage, key_col, time_col);
+		MemoryContextReset(chunkcxt);
 		lo = hi;
 	}
 
 	for (int i = 0; i < nmsgs; i++)
 		if (results[i].outcome == TRIB_DEAD)
+		{
 			counts->dead++;
+			if (stage != NULL)
+				stage->dead[results[i].reason]++;
+		}
 	TribRaiseIfEveryMessageFailed(results, nmsgs);
 
 	table_close(rel, NoLock);

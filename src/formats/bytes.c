@@ -1,7 +1,7 @@
 /*
  * bytes.c
  *		The bytes format: the whole payload, any bytes, is one bytea column's value
- *		(TribFormatPayloadValue makes it; the COPY field stays empty).
+ *		(TribRowSetPayload makes it).
  */
 #include "postgres.h"
 
@@ -11,10 +11,10 @@
 
 /* Any bytes are a value: nothing to check. */
 static bool
-TribBytesFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
+TribBytesFormatMessage(TribTarget *t, const TribMessage *msg, TribRow *row,
 					   TribMessageResult *res)
 {
-	return true;
+	return TribRowSetPayload(t, msg, row, res);
 }
 
 static const TribOptionDecl bytes_options[] = {

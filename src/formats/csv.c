@@ -22,7 +22,6 @@ TribCsvFail(TribMessageResult *res, const char *error, const char *detail)
 static void
 TribCsvOpen(TribTarget *t)
 {
-	Bitmapset  *set = NULL;
 	ListCell   *lc;
 
 	t->ncsv = list_length(t->def->csv_columns);
@@ -32,15 +31,13 @@ TribCsvOpen(TribTarget *t)
 		int			col = TribTargetColumnIndex(t, lfirst(lc));
 
 		t->csv_map[foreach_current_index(lc)] = col;
-		set = bms_add_member(set, col);
+		t->always_given[col] = true;
 	}
-	t->csv_signature = TribTargetSignature(t, set);
 }
 
-/* One CSV record as the fields of its COPY line, in the field map's order. */
+/* One CSV record's fields as the values of the columns of the field map. */
 static bool
-TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
-			  TribMessageResult *res)
+TribCsvFormat(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageResult *res)
 {
 	const char *data = msg->data;
 	int			len = msg->len;
@@ -108,14 +105,16 @@ TribCsvFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signa
 		if (field >= t->ncsv)
 			return TribCsvFail(res, "too many fields in CSV message",
 							   psprintf("The stream maps %d fields.", t->ncsv));
-		if (field > 0)
-			appendStringInfoChar(line, '\t');
 		if (!quoted && value.len == 0)
-			appendStringInfoString(line, "\\N");
-		else if (TribFormatDirect(t, msg, t->csv_map[field], value.data, value.len, true))
-			initStringInfo(&value); /* the large field's buffer is gone with it */
-		else
-			TribCopyAppendEscaped(line, value.data, value.len);
+			TribRowSetNull(t, row, t->csv_map[field]);
+		else if (!TribRowSetText(t, row, t->csv_map[field], value.data, value.len,
+								 TRIB_TEXT_TERMINATED, res))
+			return false;
+		if (value.maxlen > TRIB_LARGE_VALUE_BYTES)
+		{
+			pfree(value.data);
+			initStringInfo(&value);
+		}
 		field++;
 
 		if (p >= end)

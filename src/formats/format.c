@@ -1,14 +1,18 @@
 /*
  * format.c
- *		The target table as the formats see it, COPY text escaping, and the text and bytes
- *		formats; dispatches json and csv to their own files.
+ *		The target table as the formats see it, a row's values made from text, metadata
+ *		columns, and the payload column of the text and bytes formats.
  */
 #include "postgres.h"
 
 #include "access/tupdesc.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#if PG_VERSION_NUM >= 160000
+#include "nodes/miscnodes.h"
+#endif
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -28,6 +32,32 @@ TribTargetColumnIndex(TribTarget *t, const char *name)
 	return i;
 }
 
+/* How the column's values are made, and its input function for the others. */
+static void
+TribColumnSetUp(TribColumn *c, Form_pg_attribute att)
+{
+	Oid			typinput;
+	Oid			elem;
+
+	c->typid = att->atttypid;
+	c->typmod = att->atttypmod;
+	c->basetypid = getBaseType(att->atttypid);
+	if (c->basetypid == JSONOID || c->basetypid == JSONBOID)
+		c->cls = TRIB_COL_JSON;
+	else if (OidIsValid(elem = get_element_type(c->basetypid)))
+	{
+		elem = getBaseType(elem);
+		c->cls = (elem == JSONOID || elem == JSONBOID) ? TRIB_COL_JSON_ARRAY : TRIB_COL_ARRAY;
+	}
+	/* text and json themselves (not domains, which check constraints) skip the input function */
+	if (c->typid == TEXTOID)
+		c->conv = TRIB_CONV_TEXT;
+	else if (c->typid == JSONOID)
+		c->conv = TRIB_CONV_JSON;
+	getTypeInputInfo(c->typid, &typinput, &c->typioparam);
+	fmgr_info(typinput, &c->infunc);
+}
+
 /* Describe the target's columns for one batch; the relation stays open by the caller. */
 TribTarget *
 TribTargetOpen(StreamDef *def, Relation rel)
@@ -39,48 +69,36 @@ TribTargetOpen(StreamDef *def, Relation rel)
 	t->rel = rel;
 	t->natts = desc->natts;
 	t->cols = palloc0(sizeof(TribColumn) * desc->natts);
+	t->always_given = palloc0(sizeof(bool) * desc->natts);
+	t->cur_col = -1;
+	initStringInfo(&t->scratch);
+	t->value_cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary large value",
+										 ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Oid			base;
 
 		t->cols[i].name = NameStr(att->attname);
 		t->cols[i].name_len = (int) strlen(t->cols[i].name);
-		/* COPY would write an identity ALWAYS column as if OVERRIDING SYSTEM VALUE; INSERT would not */
+		/* an identity ALWAYS column is not written, as INSERT without OVERRIDING would not */
 		t->cols[i].writable = !att->attisdropped && att->attgenerated == '\0' &&
 			att->attidentity != ATTRIBUTE_IDENTITY_ALWAYS;
-		t->cols[i].cls = TRIB_COL_SCALAR;
-		if (att->attisdropped)
-			continue;			/* its type is gone */
-		base = getBaseType(att->atttypid);
-		t->cols[i].is_bytea = base == BYTEAOID;
-		t->cols[i].is_text = att->atttypid == TEXTOID;
-		t->cols[i].typid = att->atttypid;
-		t->cols[i].typmod = att->atttypmod;
-		t->cols[i].typlen = att->attlen;
-		if (base == JSONOID || base == JSONBOID)
-			t->cols[i].cls = TRIB_COL_JSON;
-		else if (OidIsValid(get_element_type(base)))
-		{
-			Oid			elem = getBaseType(get_element_type(base));
-
-			t->cols[i].cls = (elem == JSONOID || elem == JSONBOID) ? TRIB_COL_JSON_ARRAY :
-				TRIB_COL_ARRAY;
-		}
+		if (t->cols[i].writable)
+			TribColumnSetUp(&t->cols[i], att);
 	}
 	for (int f = 0; f < TRIB_META_COUNT; f++)
 	{
 		t->meta_cols[f] = def->meta_columns[f] ? TribTargetColumnIndex(t, def->meta_columns[f]) : -1;
 		if (t->meta_cols[f] >= 0)
+		{
 			t->cols[t->meta_cols[f]].is_meta = true;
+			t->always_given[t->meta_cols[f]] = true;
+		}
 	}
 	t->overflow = def->overflow_column ? TribTargetColumnIndex(t, def->overflow_column) : -1;
 	t->single = def->column ? TribTargetColumnIndex(t, def->column) : -1;
-	if (t->single >= 0)
-	{
-		t->csv_signature = TribTargetSignature(t, bms_make_singleton(t->single));
-		t->payload_value = def->format->single_column;
-	}
+	if (t->single >= 0 && def->format->single_column)
+		t->always_given[t->single] = true;
 	if (def->format->open != NULL)
 		def->format->open(t);
 	return t;
@@ -97,168 +115,122 @@ TribTargetFindColumn(TribTarget *t, const char *name, int len)
 	return -1;
 }
 
-/* The number of a column set within this batch, adding it when new. */
-int
-TribTargetSignature(TribTarget *t, Bitmapset *columns)
-{
-	ListCell   *lc;
-
-	foreach(lc, t->signatures)
-		if (bms_equal(lfirst(lc), columns))
-			return foreach_current_index(lc);
-	t->signatures = lappend(t->signatures, bms_copy(columns));
-	return list_length(t->signatures) - 1;
-}
-
-/*
- * COPY's column list for a signature. A format with a field map (csv) keeps the field
- * order of its "columns" option; every other format writes columns in table order. Metadata columns come last, in
- * TribMetaField order.
- */
-List *
-TribTargetColumnNames(TribTarget *t, int signature)
-{
-	List	   *names = NIL;
-
-	if (t->csv_map != NULL)
-	{
-		for (int i = 0; i < t->ncsv; i++)
-			names = lappend(names, makeString(t->cols[t->csv_map[i]].name));
-	}
-	else
-	{
-		Bitmapset  *set = list_nth(t->signatures, signature);
-		int			col = -1;
-
-		while ((col = bms_next_member(set, col)) >= 0)
-			names = lappend(names, makeString(t->cols[col].name));
-	}
-	for (int f = 0; f < TRIB_META_COUNT; f++)
-		if (t->meta_cols[f] >= 0)
-			names = lappend(names, makeString(t->cols[t->meta_cols[f]].name));
-	return names;
-}
-
-/* Free the direct values after the first keep, when their rows are stored or formatted again. */
 void
-TribTargetForgetDirect(TribTarget *t, int keep)
+TribRowSetNull(TribTarget *t, TribRow *row, int col)
 {
-	while (list_length(t->direct) > keep)
-	{
-		TribDirectValue *d = llast(t->direct);
-
-		MemoryContextDelete(d->cxt);
-		pfree(d);
-		t->direct = list_delete_last(t->direct);
-	}
+	row->given[col] = true;
+	row->nulls[col] = true;
+	row->values[col] = (Datum) 0;
 }
 
+void
+TribRowSetDatum(TribTarget *t, TribRow *row, int col, Datum value)
+{
+	row->given[col] = true;
+	row->nulls[col] = false;
+	row->values[col] = value;
+}
+
+#if PG_VERSION_NUM >= 160000
+/* A value its column's input function refused softly (16+): the message's error. */
+static void
+TribFormatFailValue(TribMessageResult *res, TribColumn *c, ErrorData *edata)
+{
+	TribFormatFail(res, edata->sqlerrcode, edata->message,
+				   edata->detail ? psprintf("Column \"%s\": %s", c->name, edata->detail) :
+				   psprintf("Column \"%s\".", c->name));
+	res->reason = TRIB_DEAD_BAD_VALUE;
+	res->at_insert = true;
+}
+#endif
+
 /*
- * Hand COPY a large value of column col directly instead of escaping it into the line
- * (its field stays empty): the line, COPY's line and attribute buffers and the input
- * function's text would each hold it once more. The value is what the column's input
- * function makes of the text, as COPY would call it; an error it raises is the message's,
- * as any error while formatting. With owned, text is a palloc'd, NUL-terminated string the
- * caller gives up (freed here as soon as it is read). Returns false (the caller writes COPY
- * text) for values below TRIB_DIRECT_VALUE_BYTES and for columns of fixed-length types.
+ * Set column col of the row from len bytes of text, as COPY would read that field: the
+ * column's input function with its typmod, or the text itself for text (and for json when
+ * the json format parsed it). A large value is converted in a context of its own and
+ * copied out, so what an input function leaves behind (jsonb_in's parse) is freed at
+ * once. Returns false with res filled when (16+) the input function refuses the value;
+ * on 15 it raises, and ingest.c blames t->cur_col.
  */
 bool
-TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, char *text, int len, bool owned)
+TribRowSetText(TribTarget *t, TribRow *row, int col, const char *text, int len, int flags,
+			   TribMessageResult *res)
 {
 	TribColumn *c = &t->cols[col];
-	TribDirectValue *d;
-	MemoryContext old;
-	Oid			typinput;
+	char	   *str = (char *) text;
+	bool		large = len >= TRIB_LARGE_VALUE_BYTES;
+	MemoryContext old = CurrentMemoryContext;
+	Datum		value;
 
-	if (len < TRIB_DIRECT_VALUE_BYTES || c->typlen != -1)
-		return false;
-	if (c->infunc == NULL)
+	if (c->conv == TRIB_CONV_TEXT ||
+		(c->conv == TRIB_CONV_JSON && (flags & TRIB_TEXT_PARSED_JSON)))
 	{
-		c->infunc = palloc(sizeof(FmgrInfo));
-		getTypeInputInfo(c->typid, &typinput, &c->typioparam);
-		fmgr_info(typinput, c->infunc);
+		TribRowSetDatum(t, row, col, PointerGetDatum(cstring_to_text_with_len(text, len)));
+		return true;
 	}
-	d = palloc(sizeof(TribDirectValue));
-	d->msg = msg;
-	d->col = col;
-	/* the value lives in a context of its own, with whatever its input function left */
-	d->cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary direct value",
-								   ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(d->cxt);
-	if (c->is_text)
-		d->value = PointerGetDatum(cstring_to_text_with_len(text, len));
-	else
-		d->value = InputFunctionCall(c->infunc, owned ? text : pnstrdup(text, len),
-									 c->typioparam, c->typmod);
-	MemoryContextSwitchTo(old);
-	if (owned)
-		pfree(text);
-
-	/* an input function that parses (jsonb_in) leaves copies as large as the value */
-	if (MemoryContextMemAllocated(d->cxt, false) > 2 * (Size) len + ALLOCSET_DEFAULT_INITSIZE)
+	if (large)
+		MemoryContextSwitchTo(t->value_cxt);
+	if (!(flags & TRIB_TEXT_TERMINATED))
 	{
-		MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary direct value",
-												  ALLOCSET_DEFAULT_SIZES);
-
-		old = MemoryContextSwitchTo(cxt);
-		d->value = PointerGetDatum(PG_DETOAST_DATUM_COPY(d->value));
-		MemoryContextSwitchTo(old);
-		MemoryContextDelete(d->cxt);
-		d->cxt = cxt;
-	}
-	t->direct = lappend(t->direct, d);
-	return true;
-}
-
-/* Append a value escaped for COPY's text format. */
-void
-TribCopyAppendEscaped(StringInfo buf, const char *s, int len)
-{
-	const char *start = s;
-	const char *end = s + len;
-
-	enlargeStringInfo(buf, len);
-	for (const char *p = s; p < end; p++)
-	{
-		char		c = *p;
-		char		esc;
-
-		switch (c)
+		if (large)
+			str = pnstrdup(text, len);
+		else
 		{
-			case '\\':
-				esc = '\\';
-				break;
-			case '\t':
-				esc = 't';
-				break;
-			case '\n':
-				esc = 'n';
-				break;
-			case '\r':
-				esc = 'r';
-				break;
-			default:
-				continue;
+			resetStringInfo(&t->scratch);
+			appendBinaryStringInfo(&t->scratch, text, len);
+			str = t->scratch.data;
 		}
-		appendBinaryStringInfo(buf, start, p - start);
-		appendStringInfoChar(buf, '\\');
-		appendStringInfoChar(buf, esc);
-		start = p + 1;
 	}
-	appendBinaryStringInfo(buf, start, end - start);
+	t->cur_col = col;
+#if PG_VERSION_NUM >= 160000
+	{
+		ErrorSaveContext escontext = {T_ErrorSaveContext};
+
+		escontext.details_wanted = true;
+		if (!InputFunctionCallSafe(&c->infunc, str, c->typioparam, c->typmod,
+								   (Node *) &escontext, &value))
+		{
+			MemoryContextSwitchTo(old);
+			TribFormatFailValue(res, c, escontext.error_data);
+			MemoryContextReset(t->value_cxt);
+			t->cur_col = -1;
+			return false;
+		}
+	}
+#else
+	value = InputFunctionCall(&c->infunc, str, c->typioparam, c->typmod);
+#endif
+	t->cur_col = -1;
+	if (large)
+	{
+		int16		typlen;
+		bool		typbyval;
+
+		MemoryContextSwitchTo(old);
+		get_typlenbyval(c->typid, &typlen, &typbyval);
+		value = datumCopy(value, typbyval, typlen);
+		MemoryContextReset(t->value_cxt);
+	}
+	if (t->scratch.maxlen > TRIB_LARGE_VALUE_BYTES)
+	{
+		pfree(t->scratch.data);
+		initStringInfo(&t->scratch);
+	}
+	TribRowSetDatum(t, row, col, value);
+	return true;
 }
 
 void
 TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error, const char *detail)
 {
 	res->outcome = TRIB_DEAD;
+	res->reason = TRIB_DEAD_MALFORMED;
 	res->sqlerrcode = sqlerrcode;
 	res->error = pstrdup(error);
 	res->detail = detail ? pstrdup(detail) : NULL;
 }
 
-/* Text payloads must be valid in the server encoding (and so free of NUL bytes). */
-/* Whether a text payload is valid in the database encoding; fills res when not. */
+/* Whether a text payload is valid in the database encoding (and so free of NUL bytes); fills res when not. */
 bool
 TribCheckEncoding(const char *data, int len, TribMessageResult *res)
 {
@@ -270,154 +242,165 @@ TribCheckEncoding(const char *data, int len, TribMessageResult *res)
 	return false;
 }
 
-/* Append bytea's hex input form, \x and two digits a byte, with the backslash as given. */
-static void
-TribAppendHex(StringInfo buf, const char *backslash, const char *data, int len)
+/* Bytes as bytea's hex input form, \x and two digits a byte. */
+static char *
+TribHexText(const char *data, int len)
 {
-	enlargeStringInfo(buf, len * 2 + 4);
-	appendStringInfoString(buf, backslash);
-	appendStringInfoChar(buf, 'x');
-	buf->len += (int) hex_encode(data, len, buf->data + buf->len);
-	buf->data[buf->len] = '\0';
+	char	   *hex = palloc((Size) len * 2 + 3);
+	uint64		n;
+
+	hex[0] = '\\';
+	hex[1] = 'x';
+	n = hex_encode(data, len, hex + 2);
+	hex[2 + n] = '\0';
+	return hex;
 }
 
-/* Bytes as a bytea value in COPY text (the backslash escaped). */
-static void
-TribBytesFormat(const char *data, int len, StringInfo line)
+/* Bytes as a bytea datum, without a detour through text. */
+static Datum
+TribByteaDatum(const char *data, int len)
 {
-	TribAppendHex(line, "\\\\", data, len);
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return PointerGetDatum(b);
 }
 
-static void
-TribAppendNull(StringInfo line)
-{
-	appendStringInfoString(line, "\\N");
-}
-
-/* Append the message's metadata fields the stream maps, after its payload columns. */
+/*
+ * A metadata field given as text: through the column's input function, as for a payload
+ * field (an integer field into a text column, a timestamp into a date).
+ */
 static bool
-TribAppendMetadata(TribTarget *t, const TribMessage *msg, StringInfo line, int start,
+TribRowSetMetaText(TribTarget *t, TribRow *row, int col, const char *text,
 				   TribMessageResult *res)
 {
+	return TribRowSetText(t, row, col, text, strlen(text), TRIB_TEXT_TERMINATED, res);
+}
+
+/* Set the message's metadata fields the stream maps; each is the column's natural type or text. */
+static bool
+TribRowSetMetadata(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageResult *res)
+{
+	char		buf[32];
+
 	for (int f = 0; f < TRIB_META_COUNT; f++)
 	{
 		int			col = t->meta_cols[f];
+		TribColumn *c;
+		bool		ok = true;
 
 		if (col < 0)
 			continue;
-		if (line->len > start)
-			appendStringInfoChar(line, '\t');
+		c = &t->cols[col];
 		switch ((TribMetaField) f)
 		{
 			case TRIB_META_TOPIC:
 				if (msg->topic == NULL)
-					TribAppendNull(line);
+					TribRowSetNull(t, row, col);
 				else
-					TribCopyAppendEscaped(line, msg->topic, strlen(msg->topic));
+					ok = TribRowSetMetaText(t, row, col, msg->topic, res);
 				break;
 			case TRIB_META_PARTITION:
 				if (msg->partition < 0)
-					TribAppendNull(line);
+					TribRowSetNull(t, row, col);
+				else if (c->typid == INT4OID)
+					TribRowSetDatum(t, row, col, Int32GetDatum(msg->partition));
 				else
-					appendStringInfo(line, "%d", msg->partition);
+				{
+					snprintf(buf, sizeof(buf), "%d", msg->partition);
+					ok = TribRowSetMetaText(t, row, col, buf, res);
+				}
 				break;
 			case TRIB_META_OFFSET:
 				if (msg->offset < 0)
-					TribAppendNull(line);
+					TribRowSetNull(t, row, col);
+				else if (c->typid == INT8OID)
+					TribRowSetDatum(t, row, col, Int64GetDatum(msg->offset));
 				else
-					appendStringInfo(line, INT64_FORMAT, msg->offset);
+				{
+					snprintf(buf, sizeof(buf), INT64_FORMAT, msg->offset);
+					ok = TribRowSetMetaText(t, row, col, buf, res);
+				}
 				break;
 			case TRIB_META_KEY:
 				if (msg->key == NULL)
-					TribAppendNull(line);
-				else if (t->cols[col].is_bytea)
-					TribBytesFormat(msg->key, msg->key_len, line);
+					TribRowSetNull(t, row, col);
+				else if (c->typid == BYTEAOID)
+					TribRowSetDatum(t, row, col, TribByteaDatum(msg->key, msg->key_len));
+				else if (c->basetypid == BYTEAOID)
+					ok = TribRowSetMetaText(t, row, col, TribHexText(msg->key, msg->key_len), res);
 				else if (!pg_verify_mbstr(GetDatabaseEncoding(), msg->key, msg->key_len, true))
 				{
 					TribFormatFail(res, ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
 								   psprintf("message key is not valid %s text", GetDatabaseEncodingName()),
 								   "Map the key to a bytea column to keep any bytes.");
-					return false;
+					ok = false;
 				}
 				else
-					TribCopyAppendEscaped(line, msg->key, msg->key_len);
+					ok = TribRowSetText(t, row, col, msg->key, msg->key_len, 0, res);
 				break;
 			case TRIB_META_TIMESTAMP:
 				if (msg->timestamp_ms < 0)
-					TribAppendNull(line);
+					TribRowSetNull(t, row, col);
 				else
 				{
-					TimestampTz ts = msg->timestamp_ms * 1000 +
-						((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * -1;
-					char	   *text = DatumGetCString(DirectFunctionCall1(timestamptz_out,
-																		   TimestampTzGetDatum(ts)));
+					TimestampTz ts = msg->timestamp_ms * 1000 -
+						(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
 
-					TribCopyAppendEscaped(line, text, strlen(text));
+					if (c->typid == TIMESTAMPTZOID)
+						TribRowSetDatum(t, row, col, TimestampTzGetDatum(ts));
+					else
+						ok = TribRowSetMetaText(t, row, col,
+												DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																					TimestampTzGetDatum(ts))),
+												res);
 				}
 				break;
 			case TRIB_META_HEADERS:
 				if (msg->headers == NULL)
-					TribAppendNull(line);
+					TribRowSetNull(t, row, col);
 				else
-					TribCopyAppendEscaped(line, msg->headers, strlen(msg->headers));
+					ok = TribRowSetText(t, row, col, msg->headers, strlen(msg->headers),
+										TRIB_TEXT_TERMINATED | TRIB_TEXT_PARSED_JSON, res);
 				break;
 			case TRIB_META_COUNT:
 				break;
 		}
+		if (!ok)
+			return false;
 	}
 	return true;
 }
 
 bool
-TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
-				  TribMessageResult *res)
+TribFormatMessage(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageResult *res)
 {
-	int			start = line->len;
-	bool		ok = true;
-
-	*signature = t->csv_signature;
-	ok = t->def->format->format(t, msg, line, signature, res);
-	if (ok)
-		ok = TribAppendMetadata(t, msg, line, start, res);
-	if (!ok)
-	{
-		line->len = start;
-		line->data[start] = '\0';
-		return false;
-	}
-	appendStringInfoChar(line, '\n');
-	return true;
+	return t->def->format->format(t, msg, row, res) && TribRowSetMetadata(t, msg, row, res);
 }
 
 /*
- * The value of the text or bytes format's one column, made straight from the payload
- * when COPY reads the row's (empty) field for it: through COPY text, a large payload
- * would be held four more times (escaped line, COPY's line and attribute buffers, the
- * input function's result). A text column (text format) or bytea column (bytes format)
- * takes the payload's own varlena when the message has one, else one copy; other types
- * get what their input function makes of the text COPY would have given it.
+ * The text and bytes formats' one column, made straight from the payload: a text column
+ * (text format) or bytea column (bytes format) takes the payload's own varlena when the
+ * message has one, else one copy; other types get what their input function makes of
+ * the text (for bytes, bytea's hex form).
  */
-Datum
-TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrInfo *infunc,
-					   Oid typioparam, int32 typmod)
+bool
+TribRowSetPayload(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageResult *res)
 {
 	bool		bytes = t->def->format->binary;
-	Oid			type = TupleDescAttr(RelationGetDescr(t->rel), t->single)->atttypid;
-	StringInfoData str;
+	TribColumn *c = &t->cols[t->single];
 
 	Assert(t->def->format->single_column);
-	if (type == (bytes ? BYTEAOID : TEXTOID))
+	if (c->typid == (bytes ? BYTEAOID : TEXTOID))
 	{
-		if (msg->varlena != NULL)
-			return PointerGetDatum(msg->varlena);
-		return PointerGetDatum(cstring_to_text_with_len(msg->data, msg->len));
+		TribRowSetDatum(t, row, t->single,
+						msg->varlena != NULL ? PointerGetDatum(msg->varlena) :
+						TribByteaDatum(msg->data, msg->len));
+		return true;
 	}
 	if (bytes)
-	{
-		initStringInfo(&str);
-		TribAppendHex(&str, "\\", msg->data, msg->len);
-	}
-	else
-		str.data = pnstrdup(msg->data, msg->len);
-	return InputFunctionCall(infunc, str.data, typioparam, typmod);
+		return TribRowSetText(t, row, t->single, TribHexText(msg->data, msg->len),
+							  msg->len * 2 + 2, TRIB_TEXT_TERMINATED, res);
+	return TribRowSetText(t, row, t->single, msg->data, msg->len, 0, res);
 }

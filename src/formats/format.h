@@ -1,17 +1,17 @@
 /*
  * format.h
- *		Turns one message into one row of COPY text for the target table. Shared by every
- *		source: json, csv, text and bytes.
+ *		Turns one message into one typed row of the target table: json, csv, text, bytes.
  *
- * A row is written as a line of COPY's text format (tab-separated, backslash-escaped,
- * \N for NULL) listing only the columns the message supplies; the others get their
- * defaults, exactly as an INSERT that names those columns. Rows that supply the same
- * columns share a "signature" and go into the same COPY. The text and bytes formats
- * leave their payload column's field empty: COPY gets that value from
- * TribFormatPayloadValue, made straight from the message.
+ * A format fills a row's values straight from the message (TribRowSet* below): each value
+ * goes through its column's input function, or is built directly for text, json, bytea
+ * and metadata columns of their natural types. A row lists only the columns the message
+ * supplies (TribRow.given); the insert (ingest.c) gives the others their defaults, as an
+ * INSERT naming those columns would.
  *
- * Parsing never raises an error for bad input: it returns false and fills the message's
- * result, so one bad message cannot stop a batch.
+ * Parsing never raises an error for bad input: the format returns false and fills the
+ * message's result, so one bad message cannot stop a batch. A column's input function
+ * may raise (on 15; on 16 and later its soft errors come back as false); the insert path
+ * contains that in a subtransaction and blames the column in TribTarget.cur_col.
  */
 #ifndef TRIBUTARY_FORMAT_H
 #define TRIBUTARY_FORMAT_H
@@ -20,7 +20,6 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "nodes/bitmapset.h"
 #include "utils/relcache.h"
 
 #include "tributary.h"
@@ -33,38 +32,37 @@ typedef enum TribColumnClass
 	TRIB_COL_JSON_ARRAY			/* json[] or jsonb[]: each element keeps its JSON text */
 } TribColumnClass;
 
+/* How a column's value is made from text. */
+typedef enum TribColumnConversion
+{
+	TRIB_CONV_INPUT,			/* the type's input function, with the column's typmod */
+	TRIB_CONV_TEXT,				/* type text: the characters as they are */
+	TRIB_CONV_JSON				/* type json: text the json format has already parsed */
+} TribColumnConversion;
+
 typedef struct TribColumn
 {
 	char	   *name;
 	int			name_len;
 	TribColumnClass cls;
+	TribColumnConversion conv;
 	bool		writable;		/* not dropped, generated, or GENERATED ALWAYS AS IDENTITY */
 	bool		is_meta;		/* receives message metadata, not payload */
-	bool		is_bytea;
-	bool		is_text;		/* of type text itself (not a domain): takes a text datum */
 	Oid			typid;
+	Oid			basetypid;		/* the type under any domain */
 	int32		typmod;
-	int16		typlen;
-	FmgrInfo   *infunc;			/* its input function, looked up on first use */
+	FmgrInfo	infunc;			/* its input function (writable columns) */
 	Oid			typioparam;
 } TribColumn;
 
-/*
- * A value a format hands COPY directly, in place of its (empty) field in the COPY line:
- * json's and csv's values of TRIB_DIRECT_VALUE_BYTES and more for varlena columns (made
- * by the column's input function, as COPY would, or a text datum for text). Freed with
- * TribTargetForgetDirect.
- */
-typedef struct TribDirectValue
+/* One message's row: the values of the columns it supplies. */
+typedef struct TribRow
 {
-	const TribMessage *msg;
-	int			col;
-	Datum		value;
-	MemoryContext cxt;			/* holds the value */
-} TribDirectValue;
-
-/* json, csv: a value at least this large goes to COPY as a TribDirectValue */
-#define TRIB_DIRECT_VALUE_BYTES (1024 * 1024)
+	int			msg;			/* index of the message in the batch */
+	Datum	   *values;			/* by column index */
+	bool	   *nulls;
+	bool	   *given;			/* the message supplies this column */
+} TribRow;
 
 struct TribTarget;
 
@@ -86,25 +84,24 @@ typedef struct TribFormatRoutine
 
 	/*
 	 * The whole payload is one column's value ("column", or the target's only writable
-	 * column), made by TribFormatPayloadValue; single_column_type is the type that column
-	 * must have, or InvalidOid for any.
+	 * column), made by TribRowSetPayload; single_column_type is the type that column must
+	 * have, or InvalidOid for any.
 	 */
 	bool		single_column;
 	Oid			single_column_type;
 
-	/* the payload is bytes: hex for COPY, no check of the database encoding */
+	/* the payload is bytes: no check of the database encoding */
 	bool		binary;
 
 	/* set up the target for this format (csv: its field map), or NULL */
 	void		(*open) (struct TribTarget *t);
 
 	/*
-	 * Append the message's fields to its COPY line (in the target's column order, or the
-	 * format's own with a field map) and set *signature when the format decides it; false,
-	 * with res filled, when the message cannot be parsed. Never raises for bad input.
+	 * Fill the row's values from the message; false, with res filled, when the message
+	 * cannot be read or (16+) a value is refused. Never raises for bad input.
 	 */
-	bool		(*format) (struct TribTarget *t, const TribMessage *msg, StringInfo line,
-						   int *signature, TribMessageResult *res);
+	bool		(*format) (struct TribTarget *t, const TribMessage *msg, TribRow *row,
+						   TribMessageResult *res);
 } TribFormatRoutine;
 
 extern const TribFormatRoutine *TribFormatLookup(const char *name);
@@ -121,36 +118,39 @@ typedef struct TribTarget
 	int			single;			/* text, bytes: index of the payload column */
 	int			ncsv;
 	int		   *csv_map;		/* csv: field number -> column index */
-	List	   *signatures;		/* of Bitmapset: column sets seen in this batch */
-	int			csv_signature;	/* csv, text, bytes: the one signature */
-	bool		payload_value;	/* text, bytes: COPY takes the single column's value
-								 * from TribFormatPayloadValue */
+	bool	   *always_given;	/* columns every message supplies (payload map, metadata) */
 	int			meta_cols[TRIB_META_COUNT]; /* column index per metadata field, or -1 */
 	struct TribJsonState *json; /* json parser scratch, reused across messages */
-	List	   *direct;			/* of TribDirectValue, for the chunk being formatted */
+	StringInfoData scratch;		/* a value's text, NUL-terminated for its input function */
+	MemoryContext value_cxt;	/* scratch for converting one large value */
+	int			cur_col;		/* the column being converted, for an error's detail; or -1 */
 } TribTarget;
 
 extern TribTarget *TribTargetOpen(StreamDef *def, Relation rel);
 extern int	TribTargetFindColumn(TribTarget *t, const char *name, int len);
 extern int	TribTargetColumnIndex(TribTarget *t, const char *name);
-extern int	TribTargetSignature(TribTarget *t, Bitmapset *columns);
-extern List *TribTargetColumnNames(TribTarget *t, int signature);
 
-/* Append one COPY line for the message; false (with res filled) when it cannot be parsed. */
-extern bool TribFormatMessage(TribTarget *t, const TribMessage *msg, StringInfo line,
-							  int *signature, TribMessageResult *res);
+/* Fill the row for the message, metadata included; false (with res filled) when it cannot. */
+extern bool TribFormatMessage(TribTarget *t, const TribMessage *msg, TribRow *row,
+							  TribMessageResult *res);
 
-/* text, bytes: the payload column's value, given to COPY in place of its field (ingest.c) */
-extern Datum TribFormatPayloadValue(TribTarget *t, const TribMessage *msg, FmgrInfo *infunc,
-									Oid typioparam, int32 typmod);
+/* Setting a row's values (formats). TribRowSetText's flags: */
+#define TRIB_TEXT_TERMINATED	0x01	/* text[len] is a NUL the input function may rely on */
+#define TRIB_TEXT_PARSED_JSON	0x02	/* text is one JSON value the json format parsed */
+
+extern bool TribRowSetText(TribTarget *t, TribRow *row, int col, const char *text, int len,
+						   int flags, TribMessageResult *res);
+extern void TribRowSetNull(TribTarget *t, TribRow *row, int col);
+extern void TribRowSetDatum(TribTarget *t, TribRow *row, int col, Datum value);
+extern bool TribRowSetPayload(TribTarget *t, const TribMessage *msg, TribRow *row,
+							  TribMessageResult *res);
 
 /* helpers shared by the format modules */
-extern void TribCopyAppendEscaped(StringInfo buf, const char *s, int len);
 extern void TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error,
 						   const char *detail);
-extern void TribTargetForgetDirect(TribTarget *t, int keep);
-extern bool TribFormatDirect(TribTarget *t, const TribMessage *msg, int col, char *text, int len,
-							 bool owned);
 extern bool TribCheckEncoding(const char *data, int len, TribMessageResult *res);
+
+/* a value at least this large is converted in a context of its own, then copied out */
+#define TRIB_LARGE_VALUE_BYTES (1024 * 1024)
 
 #endif							/* TRIBUTARY_FORMAT_H */

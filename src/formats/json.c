@@ -34,6 +34,7 @@ typedef struct TribJsonValue
 {
 	uint32		generation;		/* equals the state's generation when set */
 	bool		isnull;
+	bool		terminated;		/* text[len] is a NUL (a token or a converted array) */
 	char	   *text;
 	int			len;
 } TribJsonValue;
@@ -236,6 +237,7 @@ TribJsonFieldEnd(void *arg, char *fname, bool isnull)
 
 		v->generation = s->generation;
 		v->isnull = isnull;
+		v->terminated = false;
 		if (isnull)
 			v->text = NULL;
 		else if (s->target->cols[s->col].cls == TRIB_COL_JSON)
@@ -247,6 +249,7 @@ TribJsonFieldEnd(void *arg, char *fname, bool isnull)
 		{
 			v->text = s->scalar;
 			v->len = strlen(s->scalar);
+			v->terminated = true;
 		}
 		else if (s->converting)
 		{
@@ -254,6 +257,7 @@ TribJsonFieldEnd(void *arg, char *fname, bool isnull)
 				s->too_deep_column = s->target->cols[s->col].name;
 			v->text = pnstrdup(s->array.data, s->array.len);
 			v->len = s->array.len;
+			v->terminated = true;
 		}
 		else
 		{
@@ -408,6 +412,7 @@ TribJsonFlat(TribJsonState *s, const char *data, int len)
 
 			v->generation = s->generation;
 			v->isnull = isnull;
+			v->terminated = false;
 			if (isnull)
 				v->text = NULL;
 			else if (s->target->cols[col].cls == TRIB_COL_JSON || *value != '"')
@@ -434,48 +439,48 @@ TribJsonFlat(TribJsonState *s, const char *data, int len)
 	}
 }
 
-/*
- * Write the row's present columns in table order, and compute its signature. A large
- * value is not escaped into the line: its field stays empty and COPY takes it as a
- * TribDirectValue (TribFormatDirect).
- */
-static void
-TribJsonEmit(TribJsonState *s, const TribMessage *msg, StringInfo line, int *signature)
+/* Set the row's values from the fields the message had, and the overflow column. */
+static bool
+TribJsonEmit(TribJsonState *s, TribRow *row, TribMessageResult *res)
 {
 	TribTarget *t = s->target;
-	Bitmapset  *present = NULL;
-	bool		first = true;
 
 	for (int i = 0; i < t->natts; i++)
 	{
 		TribJsonValue *v = &s->values[i];
-		bool		is_overflow = i == t->overflow && s->overflow.len > 0;
+		bool		ok = true;
 
-		if (!is_overflow && v->generation != s->generation)
-			continue;
-		present = bms_add_member(present, i);
-		if (!first)
-			appendStringInfoChar(line, '\t');
-		first = false;
-		if (is_overflow)
+		if (i == t->overflow && s->overflow.len > 0)
 		{
-			appendStringInfoChar(line, '{');
-			TribCopyAppendEscaped(line, s->overflow.data, s->overflow.len);
-			appendStringInfoChar(line, '}');
+			/* keys escaped by escape_json, values as parsed: one valid JSON object */
+			StringInfoData obj;
+
+			initStringInfo(&obj);
+			appendStringInfoChar(&obj, '{');
+			appendBinaryStringInfo(&obj, s->overflow.data, s->overflow.len);
+			appendStringInfoChar(&obj, '}');
+			ok = TribRowSetText(t, row, i, obj.data, obj.len,
+								TRIB_TEXT_TERMINATED | TRIB_TEXT_PARSED_JSON, res);
+			pfree(obj.data);
 		}
+		else if (v->generation != s->generation)
+			continue;
 		else if (v->isnull)
-			appendStringInfoString(line, "\\N");
-		else if (!TribFormatDirect(t, msg, i, v->text, v->len, false))
-			TribCopyAppendEscaped(line, v->text, v->len);
+			TribRowSetNull(t, row, i);
+		else
+			ok = TribRowSetText(t, row, i, v->text, v->len,
+								(v->terminated ? TRIB_TEXT_TERMINATED : 0) |
+								(t->cols[i].cls == TRIB_COL_JSON ? TRIB_TEXT_PARSED_JSON : 0),
+								res);
+		if (!ok)
+			return false;
 	}
-	*signature = TribTargetSignature(t, present);
-	bms_free(present);
+	return true;
 }
 
-/* One JSON object as the fields of its COPY line, its keys deciding the signature. */
+/* One JSON object's keys as the row's columns. */
 static bool
-TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
-			   TribMessageResult *res)
+TribJsonFormat(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageResult *res)
 {
 	const char *data = msg->data;
 	int			len = msg->len;
@@ -492,10 +497,7 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *sign
 	s = t->json;
 	s->generation++;
 	if (t->overflow < 0 && TribJsonFlat(s, data, len))
-	{
-		TribJsonEmit(s, msg, line, signature);
-		return true;
-	}
+		return TribJsonEmit(s, row, res);
 	/* not the fast path's kind of message: forget what it stored, parse for real */
 	s->generation++;
 	old = MemoryContextSwitchTo(s->cxt);
@@ -546,13 +548,13 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *sign
 	else
 	{
 		/* the lexer's de-escaping buffer is as large as the longest string: give it back */
-		if (s->lex->strval != NULL && s->lex->strval->maxlen > TRIB_DIRECT_VALUE_BYTES)
+		if (s->lex->strval != NULL && s->lex->strval->maxlen > TRIB_LARGE_VALUE_BYTES)
 		{
 			pfree(s->lex->strval->data);
 			initStringInfo(s->lex->strval);
 		}
 		MemoryContextSwitchTo(old);
-		TribJsonEmit(s, msg, line, signature);
+		ok = TribJsonEmit(s, row, res);
 	}
 	MemoryContextReset(s->cxt);
 	return ok;

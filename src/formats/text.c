@@ -1,18 +1,17 @@
 /*
  * text.c
  *		The text format: the whole payload, valid text in the database encoding, is one
- *		column's value (TribFormatPayloadValue makes it; the COPY field stays empty).
+ *		column's value (TribRowSetPayload makes it).
  */
 #include "postgres.h"
 
 #include "formats/format.h"
 
-/* Only the encoding is checked: the value itself goes to COPY directly. */
+/* The payload, once it is known to be text in the database encoding. */
 static bool
-TribTextFormat(TribTarget *t, const TribMessage *msg, StringInfo line, int *signature,
-			   TribMessageResult *res)
+TribTextFormat(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageResult *res)
 {
-	return TribCheckEncoding(msg->data, msg->len, res);
+	return TribCheckEncoding(msg->data, msg->len, res) && TribRowSetPayload(t, msg, row, res);
 }
 
 static const TribOptionDecl text_options[] = {
