@@ -39,6 +39,9 @@
 #   BATCH=10000     the stream's batch_size
 #   PARALLEL=2      the parallelism of tributary_parallel
 #   RDKAFKA='{...}' the stream's librdkafka object (default: the prefetch tuning below)
+#   DEFAULTS=1      streams as a user creates them: only brokers, topic and format (plus
+#                   partitions and parallelism for those contenders); BATCH, RDKAFKA and the
+#                   group name are not given, so tributary's defaults apply
 #   POLL=stats      how the end of a tributary run is seen, every 0.2 s: `stats` polls the
 #                   stream's committed row counter (tributary.stream_stats) and then checks
 #                   count(*) = N once; `count` runs count(*) on the target every 0.2 s, which
@@ -316,6 +319,10 @@ drop_stream() {	# stream: drop it and wait (at most 30 s) for its worker to exit
 }
 
 kafka_options() {	# topic, group[, extra options such as "partitions": [...],]
+	if [ "${DEFAULTS:-0}" = 1 ]; then
+		printf '{"brokers": "%s", "topic": "%s", %s"format": "json"}' "$bootstrap" "$1" "${3:-}"
+		return
+	fi
 	printf '{"brokers": "%s", "topic": "%s", "group": "%s", %s"format": "json", "batch_size": %d, "librdkafka": %s}' \
 		"$bootstrap" "$1" "$2" "${3:-}" "$batch" "$rdkafka"
 }
@@ -400,7 +407,7 @@ fresh t_jsonb
 for mode in group static parallel; do
 	echo
 	case "$mode" in
-	group) echo "== tributary: a kafka stream per run, consumer group (batch_size $batch, librdkafka $rdkafka, POLL=$poll)" ;;
+	group) if [ "${DEFAULTS:-0}" = 1 ]; then echo "== tributary: a kafka stream per run, consumer group, only brokers, topic and format (tributary's defaults), POLL=$poll"; else echo "== tributary: a kafka stream per run, consumer group (batch_size $batch, librdkafka $rdkafka, POLL=$poll)"; fi ;;
 	static) echo "== tributary_static: the same with \"partitions\": [0 .. $((partitions - 1))], no consumer group" ;;
 	parallel) echo "== tributary_parallel: tributary_static with \"parallelism\": $parallel" ;;
 	esac

@@ -215,7 +215,8 @@ SELECT tributary._redact_options('[1, 2]'), tributary._redact_options('"x"'),
 
 --
 -- Strict kafka options: "start" keys are partition numbers in one spelling, below
--- tributary.max_partitions; "partitions" likewise; a "start" time must be finite.
+-- tributary.max_partitions; "partitions" likewise; a "start" time must be finite and
+-- fixed (not "now" or "today", which would be read anew at each worker start).
 --
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": {"-0": 5}}', enabled => false);
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": {"99999999999999999999": 5}}', enabled => false);
@@ -225,6 +226,9 @@ SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:90
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": {"1024": 5}}', enabled => false);
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "infinity"}', enabled => false);
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "-infinity"}', enabled => false);
+SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "now"}', enabled => false);
+SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "Today 12:00"}', enabled => false);
+SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "start": "yesterday"}', enabled => false);
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": [0, 1024]}', enabled => false);
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": [-1]}', enabled => false);
 SELECT tributary.create_stream('kpol_opt', 'kpol_t', 'kafka', '{"brokers": "b:9092", "topic": "t", "partitions": [1.5]}', enabled => false);

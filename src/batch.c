@@ -26,7 +26,10 @@
 #include "deadletter.h"
 #include "shmem.h"
 
-/* Step 1 for a worker: everything that can make a stream unable to store a row. */
+/*
+ * Step 1 for a worker: everything that can make a stream unable to store a row (its
+ * target, its owner, row-level security as either role), then the owner's INSERT right.
+ */
 static void
 TribBatchCheckStream(StreamDef *def)
 {
@@ -37,7 +40,7 @@ TribBatchCheckStream(StreamDef *def)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s", unrunnable),
 				 errhint("Fix it, then run tributary.start('%s'); or drop the stream.", def->name)));
-	TribCheckMayInsert(def, def->owner);
+	TribCheckInsertPrivilege(def, def->owner);
 }
 
 /*

@@ -230,7 +230,8 @@ TribCheckTarget(Oid target)
 
 /*
  * Row-level security that would apply to userid's rows, checked as userid (an owner's
- * FORCE included). COPY FROM does not apply policies, so such a target is refused.
+ * FORCE included). The insert loop, like COPY FROM, does not apply policies, so such a
+ * target is refused.
  */
 static bool
 TribRlsApplies(Oid target, Oid userid)
@@ -246,15 +247,14 @@ TribCheckNoRls(Oid target, Oid userid)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("table \"%s\" has row-level security enabled for role %s",
 						get_rel_name(target), TribRoleName(userid)),
-				 errdetail("tributary inserts with PostgreSQL's COPY machinery, which does not apply row-level security."),
+				 errdetail("tributary's insert loop, like COPY FROM, does not apply row-level security policies."),
 				 errhint("Use a target without row-level security, or a role that bypasses it.")));
 }
 
-/* The role that puts rows into the target needs INSERT on it, and no RLS may apply. */
+/* The role that puts rows into the target needs INSERT on it. */
 void
-TribCheckMayInsert(StreamDef *def, Oid userid)
+TribCheckInsertPrivilege(StreamDef *def, Oid userid)
 {
-	TribCheckTarget(def->target);
 	if (pg_class_aclcheck(def->target, userid, ACL_INSERT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -263,6 +263,14 @@ TribCheckMayInsert(StreamDef *def, Oid userid)
 						   TribRoleName(userid), def->name),
 				 errhint("GRANT INSERT ON %s TO %s.",
 						 quote_identifier(get_rel_name(def->target)), TribRoleName(userid))));
+}
+
+/* The target is a table, the role may insert into it, and no RLS applies to its rows. */
+void
+TribCheckMayInsert(StreamDef *def, Oid userid)
+{
+	TribCheckTarget(def->target);
+	TribCheckInsertPrivilege(def, userid);
 	TribCheckNoRls(def->target, userid);
 }
 

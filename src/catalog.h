@@ -38,6 +38,7 @@ extern bool TribRoleExists(Oid roleid);
 extern const char *TribRoleName(Oid roleid);
 extern void TribCheckMayManage(StreamDef *def, const char *action, bool target_owner_too);
 extern void TribCheckTarget(Oid target);
+extern void TribCheckInsertPrivilege(StreamDef *def, Oid userid);
 extern void TribCheckMayInsert(StreamDef *def, Oid userid);
 extern char *TribStreamUnrunnable(StreamDef *def);
 extern void TribBecomeTableOwner(StreamDef *def, TribOwnerContext *ctx);

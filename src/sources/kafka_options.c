@@ -86,6 +86,33 @@ TribKafkaStartContext(void *arg)
 			   ((StreamDef *) arg)->name);
 }
 
+/*
+ * Whether a timestamp's text names a time relative to when it is read ("now", "today",
+ * "tomorrow", "yesterday", as timestamptz_in accepts them): a worker would read it anew on
+ * every start until its first offsets are stored, so the stream's start would drift.
+ */
+static bool
+TribKafkaRelativeTime(const char *text)
+{
+	static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
+	const char *p = text;
+
+	while (*p)
+	{
+		const char *start;
+
+		while (*p && !isalpha((unsigned char) *p))
+			p++;
+		start = p;
+		while (isalpha((unsigned char) *p))
+			p++;
+		for (int i = 0; i < lengthof(words); i++)
+			if (p - start == (int) strlen(words[i]) && pg_strncasecmp(start, words[i], p - start) == 0)
+				return true;
+	}
+	return false;
+}
+
 /* The "start" option: "earliest", "latest", {"partition": offset, ...} or a timestamp. */
 static void
 TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
@@ -133,6 +160,13 @@ TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
 		ErrorContextCallback context = {error_context_stack, TribKafkaStartContext, def};
 		TimestampTz ts;
 
+		if (TribKafkaRelativeTime(text))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"start\" of stream \"%s\" is a relative time", def->name),
+					 errdetail("\"start\" is \"%s\", which would be read anew each time a worker starts until the stream's first offsets are stored.",
+							   text),
+					 errhint("Give a fixed time such as \"2024-05-01 12:00:00+00\", or \"latest\" to start at the end of each partition.")));
 		error_context_stack = &context;
 		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(text),
 													 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
