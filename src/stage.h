@@ -95,7 +95,10 @@ extern PGDLLEXPORT void TribRegisterStage(const TribStageRoutine *stage);
 /* Whether any stage applies to the stream: the batch path then keeps its rows. */
 extern bool TribStreamHasStages(StreamDef *def);
 
-/* Run the stages that apply to batch->def over the batch (batch.c). */
+/*
+ * Run the stages that apply to batch->def over the batch (batch.c), for every batch, also
+ * one whose messages all died (nrows 0: its dead counts are what the stages learn).
+ */
 extern void TribStagesRun(TribStageBatch *batch);
 
 #endif							/* TRIBUTARY_STAGE_H */
