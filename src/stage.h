@@ -12,11 +12,16 @@
  * tributary.ingest and replay, the background worker for a stream worker), not as the
  * target's owner: it writes its own tables directly (heap or catalog routines), never
  * through SQL that a table's owner could redirect. An error a stage raises aborts the
- * batch, which is retried, as any other failure of the commit.
+ * batch, which is retried, as any other failure of the commit: the error is not caught
+ * (tributary.ingest fails with it; a worker records it in last_error and retries the batch),
+ * and its context names the stage and the stream.
  *
- * Stages register once per process, from _PG_init: tributary's own, and those of modules
- * loaded after tributary (shared_preload_libraries = 'tributary,module'), which is how
- * the tests watch the interface (test/modules/tributary_test_stage).
+ * Stages register once per process, from _PG_init while shared_preload_libraries are
+ * loaded (TribRegisterStage refuses anything else, so every session and every worker has
+ * the same stages): tributary's own, and those of modules preloaded after tributary
+ * (shared_preload_libraries = 'tributary,module'; PostgreSQL loads libraries with
+ * RTLD_GLOBAL, so the module links against TribRegisterStage), which is how the tests
+ * watch the interface (test/modules/tributary_test_stage).
  */
 #ifndef TRIBUTARY_STAGE_H
 #define TRIBUTARY_STAGE_H
@@ -41,11 +46,18 @@ typedef struct TribStageRow
 	bool		has_event_time; /* false when the stream has none or it is null */
 } TribStageRow;
 
-/* One committed batch, as the stages see it. */
+/*
+ * One committed batch, as the stages see it. It and everything it points to belong to the
+ * batch path: read it, never change it, and copy what must outlive the call.
+ */
 typedef struct TribStageBatch
 {
 	StreamDef  *def;
-	TupleDesc	desc;			/* the target's row type */
+	/*
+	 * the target's row type (the relation's descriptor, whose tdtypeid is the table's
+	 * composite type: heap_copy_tuple_as_datum(row->tuple, desc) is a value of it)
+	 */
+	TupleDesc	desc;
 	const TribMessage *msgs;	/* every message of the batch */
 	const TribMessageResult *results;	/* and what became of it */
 	int			nmsgs;
@@ -55,24 +67,38 @@ typedef struct TribStageBatch
 	TimestampTz arrived;		/* when the batch was committed (its transaction's start) */
 } TribStageBatch;
 
+/* A stage; the registry keeps a pointer to it, so it must be static (const) storage. */
 typedef struct TribStageRoutine
 {
-	const char *name;
+	const char *name;			/* unique; names the stage in error contexts */
 
-	/* whether the stream has this stage (a catalog look-up, cheap: called per batch) */
+	/*
+	 * whether the stream has this stage (a catalog look-up, cheap: called per batch, and
+	 * possibly more than once, so it must answer the same within a transaction)
+	 */
 	bool		(*applies) (StreamDef *def);
 
-	/* take the batch; runs in the batch's transaction, in a short-lived memory context */
+	/*
+	 * take the batch; runs in the batch's transaction, in a short-lived memory context
+	 * that is reset when it returns
+	 */
 	void		(*process) (const TribStageBatch *batch);
 } TribStageRoutine;
 
-/* Add a stage (from _PG_init); stages run in the order they were added. */
-extern void TribRegisterStage(const TribStageRoutine *stage);
+/*
+ * Add a stage, from _PG_init while shared_preload_libraries are loaded (an error
+ * otherwise, for a duplicate name, or when the registry is full); stages run in the order
+ * they were added.
+ */
+extern PGDLLEXPORT void TribRegisterStage(const TribStageRoutine *stage);
 
 /* Whether any stage applies to the stream: the batch path then keeps its rows. */
 extern bool TribStreamHasStages(StreamDef *def);
 
-/* Run the stages that apply to batch->def over the batch (batch.c). */
+/*
+ * Run the stages that apply to batch->def over the batch (batch.c), for every batch, also
+ * one whose messages all died (nrows 0: its dead counts are what the stages learn).
+ */
 extern void TribStagesRun(TribStageBatch *batch);
 
 #endif							/* TRIBUTARY_STAGE_H */

@@ -2,7 +2,8 @@
 #
 # test/run.sh: tributary's one test harness (`make test`, called by .ci/run).
 #
-# Bootstraps the machine (tools/bootstrap.sh), builds and installs the extension, copies
+# Bootstraps the machine (tools/bootstrap.sh), builds and installs the extension and the
+# test modules (test/modules/*: libraries integration tests preload after tributary), copies
 # sql/ expected/ test/ into a private temp dir owned by the PostgreSQL OS user (the clone
 # may live where that user cannot read, e.g. /root), then runs three suites:
 #
@@ -227,11 +228,21 @@ if ! bash tools/bootstrap.sh; then
 fi
 plan_suites
 
+# Libraries the integration tests can preload after tributary (TributaryTest.pm's
+# test_stage option); built against src/ and installed next to tributary.
+test_modules=(test/modules/tributary_test_stage)
+
 step "build"
 if ! make -s || ! make -s tools; then
 	not_run "build failed"
 	exit 1
 fi
+for m in "${test_modules[@]}"; do
+	if ! make -s -C "$m" PG_CONFIG="$PG_CONFIG"; then
+		not_run "build of $m failed"
+		exit 1
+	fi
+done
 # sudo only when needed: not root and the PostgreSQL install dirs are not writable.
 sudo=""
 if [ "$(id -u)" -ne 0 ] && ! { [ -w "$("$PG_CONFIG" --pkglibdir)" ] &&
@@ -242,6 +253,12 @@ if ! $sudo make -s install PG_CONFIG="$PG_CONFIG"; then
 	not_run "make install failed"
 	exit 1
 fi
+for m in "${test_modules[@]}"; do
+	if ! $sudo make -s -C "$m" install PG_CONFIG="$PG_CONFIG"; then
+		not_run "make install of $m failed"
+		exit 1
+	fi
+done
 
 bindir="$(trib_pg_bindir)"
 pgxs_dir="$(dirname "$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")")"

@@ -23,9 +23,15 @@
 #       create_extension => 0: do not run CREATE EXTENSION tributary
 #       start            => 0: only init and configure; the caller starts it (and then
 #                           creates the extension itself)
+#       test_stage       => 1: also preload test/modules/tributary_test_stage (after
+#                           tributary, whose TribRegisterStage it links against), the stage
+#                           that records what it sees; see test_stage_tables
 #     Defaults written: shared_preload_libraries = 'tributary',
 #     tributary.database = 'postgres', tributary.naptime = '1s',
 #     max_worker_processes = 32.
+#   test_stage_tables($node)       create, in database postgres, the tables the test stage
+#       records into (public.tributary_test_stage_seen and _batches), from
+#       test/modules/tributary_test_stage/tributary_test_stage.sql.
 #   wait_for($node, $sql, $expected = 't', $timeout = PG_TEST_TIMEOUT_DEFAULT)
 #       poll $sql in database postgres until its output (psql -At) equals $expected;
 #       returns 1, or 0 after the timeout (with the last output as a diag).
@@ -53,12 +59,14 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Spec;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(tributary_node wait_for worker_pid launcher_pid sql_literal sql sql_fails
-  workers_sql worker_names check_ids);
+our @EXPORT = qw(tributary_node test_stage_tables wait_for worker_pid launcher_pid sql_literal
+  sql sql_fails workers_sql worker_names check_ids);
 
 sub tributary_node
 {
@@ -66,12 +74,13 @@ sub tributary_node
 	my $preload = defined $opts{preload} ? $opts{preload} : 1;
 	my $create = defined $opts{create_extension} ? $opts{create_extension} : 1;
 	my $start = defined $opts{start} ? $opts{start} : 1;
+	my $libs = $opts{test_stage} ? 'tributary,tributary_test_stage' : 'tributary';
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
 
 	my $conf = "\n# Added by TributaryTest.pm\n";
-	$conf .= "shared_preload_libraries = 'tributary'\n" if $preload;
+	$conf .= "shared_preload_libraries = '$libs'\n" if $preload;
 	$conf .= "tributary.database = 'postgres'\n";
 	$conf .= "tributary.naptime = '1s'\n";
 	$conf .= "max_worker_processes = 32\n";
@@ -83,6 +92,19 @@ sub tributary_node
 	$node->safe_psql('postgres', 'CREATE EXTENSION tributary')
 	  if $preload && $create;
 	return $node;
+}
+
+sub test_stage_tables
+{
+	my ($node) = @_;
+	my $file = File::Spec->catfile(dirname(File::Spec->rel2abs(__FILE__)),
+		'..', 'modules', 'tributary_test_stage', 'tributary_test_stage.sql');
+	open(my $fh, '<', $file) or die "cannot read $file: $!";
+	local $/;
+	my $ddl = <$fh>;
+	close $fh;
+	$node->safe_psql('postgres', $ddl);
+	return;
 }
 
 sub wait_for
