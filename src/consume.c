@@ -144,6 +144,7 @@ TribConsumeBatch(void)
 	MemoryContextSwitchTo(batch_cxt);
 	if (source->after_commit != NULL)
 		source->after_commit(consumer);
+	MemoryContextSwitchTo(batch_cxt);
 	batch_in_flight = false;
 	source->release(consumer);
 	MemoryContextSwitchTo(old);

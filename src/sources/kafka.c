@@ -37,6 +37,7 @@
 #include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "shmem.h"
@@ -248,10 +249,13 @@ static int
 TribKafkaSourceCollect(void *consumer, TribMessage **msgs)
 {
 	TribKafka  *k = consumer;
+	MemoryContext batch_cxt = CurrentMemoryContext;
 	int			n = TribKafkaCollect(k);
 
 	if (n == 0)
 		return 0;
+	/* a rebalance or a report during the poll committed a transaction: back to the batch's memory */
+	MemoryContextSwitchTo(batch_cxt);
 	*msgs = palloc0(sizeof(TribMessage) * n);
 	for (int i = 0; i < n; i++)
 		TribKafkaMessage(&(*msgs)[i], k->batch[i]);

@@ -27,9 +27,10 @@
  * frees it). collect, fence, store_positions and after_commit run in the loop's batch
  * memory context, which is reset after release (and after a collect that handed nothing
  * over): what they allocate there, such as the TribMessage array and what its messages
- * point to, lives until then. Memory the source gets elsewhere (librdkafka's messages) is
- * the source's to free in release. No callback keeps a pointer into msgs or results past
- * release.
+ * point to, lives until then (a callback that commits a transaction of its own, which
+ * leaves CurrentMemoryContext at TopMemoryContext, switches back). Memory the source gets
+ * elsewhere (librdkafka's messages) is the source's to free in release. No callback keeps
+ * a pointer into msgs or results past release.
  *
  * Signals: collect returns within batch_ms of the batch's first message; while it has
  * nothing it waits, checking CHECK_FOR_INTERRUPTS() and postmaster death at least every
