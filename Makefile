@@ -34,6 +34,7 @@ OBJS = \
 	src/sources/kafka_policy.o \
 	src/launcher.o \
 	src/worker.o \
+	src/consume.o \
 	src/ownership.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR

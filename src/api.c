@@ -38,6 +38,7 @@ PG_FUNCTION_INFO_V1(tributary_drop_stream);
 PG_FUNCTION_INFO_V1(tributary_ingest);
 PG_FUNCTION_INFO_V1(tributary_replay_dead_letters);
 PG_FUNCTION_INFO_V1(tributary_alter_stream_owner);
+PG_FUNCTION_INFO_V1(tributary_redact_options);
 
 static char *
 TribArgText(FunctionCallInfo fcinfo, int arg, const char *what)
@@ -485,4 +486,15 @@ tributary_alter_stream_owner(PG_FUNCTION_ARGS)
 					   2, types, values, NULL);
 	TribWakeLauncherAtCommit();
 	PG_RETURN_VOID();
+}
+
+/*
+ * _redact_options(options jsonb): the options as tributary.streams shows them to roles
+ * that may not manage the stream, each source's secret options redacted by the source
+ * (TribSourceRedactOptions).
+ */
+Datum
+tributary_redact_options(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_JSONB_P(TribSourceRedactOptions(PG_GETARG_JSONB_P(0)));
 }

@@ -12,8 +12,9 @@
  * on its latch: SIGTERM ends it, postmaster death ends it, SIGHUP makes it reload the
  * stream's definition, which is how alter_stream reaches it.
  *
- * A kafka stream's worker consumes in sources/kafka.c. A redis stream (declared with 0.2.0,
- * before that source was refused) fails: it has no consumer yet.
+ * It consumes through the one consume loop (consume.c) with its source's consumer
+ * (sources/source.h), which it keeps across reloads when the source can. A redis stream
+ * (declared with 0.2.0, before that source was refused) fails: it has no consumer yet.
  */
 #include "postgres.h"
 
@@ -32,6 +33,7 @@
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
+#include "consume.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "sources/source.h"
@@ -145,24 +147,24 @@ TribWorkerLoadStream(MemoryContext cxt)
 }
 
 /*
- * Run the stream's source until a reload is asked for. An error (the target gone, a
- * privilege revoked, a partition that cannot be positioned) is written to last_error and
- * ends the worker; the launcher restarts it with backoff.
+ * Consume the stream until a reload is asked for: keep the consumer from before the
+ * reload, or open one, then run the consume loop. The previous definition's memory,
+ * retired, is freed once the consumer has let go of it. An error (the target gone, a
+ * privilege revoked, a partition that cannot be positioned) rolls back, gives the batch in
+ * flight back to the source, is written to last_error and ends the worker; the launcher
+ * restarts it with backoff.
  */
 static void
-TribWorkerConsume(StreamDef *def)
+TribWorkerConsume(StreamDef *def, MemoryContext retired)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		/* a redis stream declared before that source was refused fails here, for good */
-		if (def->source->run == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("source \"%s\" has no consumer in this version of tributary",
-							def->source->name)));
-		def->source->run(def, worker_index);
+		TribConsumeStart(def, worker_index);
+		if (retired != NULL)
+			MemoryContextDelete(retired);
+		TribConsumeUntilReload();
 	}
 	PG_CATCH();
 	{
@@ -174,6 +176,7 @@ TribWorkerConsume(StreamDef *def)
 			PG_RE_THROW();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		TribConsumeAbandonBatch();
 		if (TribWorkerRecordError(edata->message))
 			proc_exit(0);
 		ReThrowError(edata);
@@ -186,6 +189,7 @@ TribStreamWorkerMain(Datum arg)
 {
 	TribWorkerArgs args;
 	MemoryContext defcxt;
+	MemoryContext retired = NULL;
 	StreamDef  *def;
 
 	worker_stream_id = DatumGetInt32(arg);
@@ -222,21 +226,27 @@ TribStreamWorkerMain(Datum arg)
 	for (;;)
 	{
 		pgstat_report_activity(STATE_IDLE, NULL);
-		TribWorkerConsume(def);
+		TribWorkerConsume(def, retired);
+		retired = NULL;
 		CHECK_FOR_INTERRUPTS();
 
 		if (ConfigReloadPending)
 		{
+			MemoryContext freshcxt;
 			StreamDef  *fresh;
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			MemoryContextReset(defcxt);
-			fresh = TribWorkerLoadStream(defcxt);
+			/* the consumer may still use the old definition until it takes the new one */
+			freshcxt = AllocSetContextCreate(TopMemoryContext, "tributary stream definition",
+											 ALLOCSET_SMALL_SIZES);
+			fresh = TribWorkerLoadStream(freshcxt);
 			/* gone, stopped, parallelism lowered, or an id reused by a re-created extension */
 			if (fresh == NULL || !fresh->enabled || fresh->key.catalog != worker_key.catalog ||
 				worker_index >= fresh->parallelism)
 				proc_exit(0);
+			retired = defcxt;
+			defcxt = freshcxt;
 			def = fresh;
 			TribWorkerSetConfigVersion(&worker_key, worker_index, def->config_version);
 			TribWorkerReportName(def);

@@ -1,8 +1,10 @@
 /*
  * kafka.c
  *		The Kafka source: a librdkafka high-level consumer in the stream's worker. This file
- *		collects batches and commits them through the batch path; the source routine,
- *		TribKafkaSource, is at its end.
+ *		collects batches (headers as JSON), publishes watermarks and per-partition
+ *		statistics, and holds the source routine, TribKafkaSource, at its end: the one
+ *		consume loop (consume.c) drives the consumer through it and commits each batch
+ *		through the batch path.
  *
  * Exactly-once into PostgreSQL: a batch's rows, its dead letters and the next offset of
  * every partition it covers (tributary.offsets) commit in one transaction. Kafka's own
@@ -28,20 +30,16 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "access/xact.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "batch.h"
 #include "shmem.h"
 #include "sources/kafka.h"
 #include "sources/kafka_internal.h"
@@ -225,146 +223,132 @@ TribKafkaPartitionStats(TribKafka *k, TribKafkaTally *t)
 	}
 }
 
-/* What the batch path hands back to the Kafka source: the batch's share per partition. */
-typedef struct TribKafkaSettle
-{
-	TribKafka  *k;
-	TribKafkaTally tally;
-} TribKafkaSettle;
-
-/* The batch path's settle step (batch.c): tally the batch and store its next offsets. */
+/* A held message as the batch path reads it; its memory stays librdkafka's until release. */
 static void
-TribKafkaSettleBatch(void *arg, TribMessage *msgs, TribMessageResult *results, int n)
+TribKafkaMessage(TribMessage *m, rd_kafka_message_t *msg)
 {
-	TribKafkaSettle *settle = arg;
+	rd_kafka_timestamp_type_t tstype;
 
-	TribKafkaTallyBatch(&settle->tally, settle->k->batch, results, n);
-	TribKafkaStoreOffsets(settle->k, settle->tally.next);
+	m->data = msg->payload ? msg->payload : "";
+	m->len = (int) msg->len;
+	m->topic = rd_kafka_topic_name(msg->rkt);
+	m->partition = msg->partition;
+	m->offset = msg->offset;
+	m->key = msg->key;
+	m->key_len = (int) msg->key_len;
+	m->timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
+	m->headers = TribKafkaHeadersJson(msg);
 }
 
 /*
- * One batch in one transaction through the batch path (batch.c): rows as the target's
- * owner, dead letters, offsets, counters.
+ * The routine's collect: a batch (TribKafkaCollect) as TribMessages, in the consume
+ * loop's batch memory. The batch as collected is remembered, so the fence can tell which
+ * messages it kept.
+ */
+static int
+TribKafkaSourceCollect(void *consumer, TribMessage **msgs)
+{
+	TribKafka  *k = consumer;
+	MemoryContext batch_cxt = CurrentMemoryContext;
+	int			n = TribKafkaCollect(k);
+
+	if (n == 0)
+		return 0;
+	/* a rebalance or a report during the poll committed a transaction: back to the batch's memory */
+	MemoryContextSwitchTo(batch_cxt);
+	*msgs = palloc0(sizeof(TribMessage) * n);
+	for (int i = 0; i < n; i++)
+		TribKafkaMessage(&(*msgs)[i], k->batch[i]);
+	k->collected = palloc(sizeof(rd_kafka_message_t *) * n);
+	memcpy(k->collected, k->batch, sizeof(rd_kafka_message_t *) * n);
+	return n;
+}
+
+/*
+ * The routine's fence, first in the batch's transaction: the partition fence
+ * (TribKafkaFence) gives back the held messages another worker stored; msgs keeps the
+ * others, in order.
+ */
+static int
+TribKafkaSourceFence(void *consumer, TribMessage *msgs, int n)
+{
+	TribKafka  *k = consumer;
+	int			kept = 0;
+
+	Assert(n == k->held);
+	TribKafkaFence(k);
+	/* k->batch is now an ordered subsequence of the batch collected */
+	for (int i = 0; i < n && kept < k->held; i++)
+		if (k->collected[i] == k->batch[kept])
+			msgs[kept++] = msgs[i];
+	Assert(kept == k->held);
+	return kept;
+}
+
+/* The routine's store_positions (the batch path's settle step): tally, store next offsets. */
+static void
+TribKafkaSourceStorePositions(void *consumer, TribMessage *msgs, TribMessageResult *results, int n)
+{
+	TribKafka  *k = consumer;
+
+	Assert(n == k->held);
+	TribKafkaTallyBatch(&k->tally, k->batch, results, n);
+	TribKafkaStoreOffsets(k, k->tally.next);
+}
+
+/*
+ * The routine's after_commit: each partition's share and position in the shared
+ * statistics, the offsets committed to Kafka (for external lag tools only: PostgreSQL
+ * holds the positions that count), and the worker's last_error cleared.
  */
 static void
-TribKafkaProcess(TribKafka *k)
+TribKafkaSourceAfterCommit(void *consumer)
 {
-	rd_kafka_message_t **batch = k->batch;
-	int			n;
-	StreamDef  *def = k->def;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary kafka batch",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old;
-	TribMessage *msgs;
-	TribMessageResult *results;
-	TribBatchCounts counts;
-	TribKafkaSettle settle = {k};
-	TribBatchRequest request = {0};
+	TribKafka  *k = consumer;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	old = MemoryContextSwitchTo(cxt);
-	TribKafkaFence(k);
-	n = k->held;
-	if (n == 0)
+	if (k->tally.next != NULL)
 	{
-		MemoryContextSwitchTo(old);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextDelete(cxt);
-		TribKafkaReport(k, NULL);
-		return;
+		TribKafkaPartitionStats(k, &k->tally);
+		(void) rd_kafka_commit(k->rk, k->tally.next, 1);
+		rd_kafka_topic_partition_list_destroy(k->tally.next);
+		k->tally.next = NULL;
 	}
-	pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));
-	msgs = palloc0(sizeof(TribMessage) * n);
-	results = palloc0(sizeof(TribMessageResult) * n);
-	for (int i = 0; i < n; i++)
-	{
-		rd_kafka_timestamp_type_t tstype;
-
-		msgs[i].data = batch[i]->payload ? batch[i]->payload : "";
-		msgs[i].len = (int) batch[i]->len;
-		msgs[i].topic = rd_kafka_topic_name(batch[i]->rkt);
-		msgs[i].partition = batch[i]->partition;
-		msgs[i].offset = batch[i]->offset;
-		msgs[i].key = batch[i]->key;
-		msgs[i].key_len = (int) batch[i]->key_len;
-		msgs[i].timestamp_ms = rd_kafka_message_timestamp(batch[i], &tstype);
-		msgs[i].headers = TribKafkaHeadersJson(batch[i]);
-	}
-
-	request.def = def;
-	request.msgs = msgs;
-	request.nmsgs = n;
-	request.identity = TRIB_BATCH_AS_TABLE_OWNER;
-	request.write_dead_letters = true;
-	request.count_stats = true;
-	request.settle = TribKafkaSettleBatch;
-	request.settle_arg = &settle;
-	TribBatchCommit(&request, results, &counts);
-	MemoryContextSwitchTo(old);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	TribKafkaPartitionStats(k, &settle.tally);
-	/* for external lag tools only: PostgreSQL holds the positions that count */
-	(void) rd_kafka_commit(k->rk, settle.tally.next, 1);
-	rd_kafka_topic_partition_list_destroy(settle.tally.next);
-	TribKafkaReleaseHeld(k);
-	MemoryContextDelete(cxt);
 	TribKafkaReport(k, NULL);
 }
 
-/* The source routine's run (kafka.h): consume until a reload, keeping the consumer across it. */
-void
-TribKafkaRun(StreamDef *def, int index)
+/* The routine's release: give the held messages back to librdkafka, forget the batch. */
+static void
+TribKafkaSourceRelease(void *consumer)
 {
-	TribKafka  *k = TribKafkaCurrentConsumer();
-	char	   *signature = TribKafkaSignature(def, index);
-	static bool exit_registered = false;
+	TribKafka  *k = consumer;
 
-	if (!exit_registered)
-	{
-		before_shmem_exit(TribKafkaAtExit, (Datum) 0);
-		exit_registered = true;
-	}
+	TribKafkaReleaseHeld(k);
+	if (k->tally.next != NULL)
+		rd_kafka_topic_partition_list_destroy(k->tally.next);
+	k->tally.next = NULL;
+	k->tally.counts = NULL;
+	k->collected = NULL;
+}
 
-	/*
-	 * After a reload, keep the consumer (its partitions, its place in the group) when the
-	 * options it was built from did not change: changing batch_size, say, then costs no
-	 * rebalance. The old definition is gone; the consumer takes the new one.
-	 */
-	if (k != NULL && strcmp(k->signature, signature) == 0)
-	{
-		Assert(k->held == 0);
-		k->def = def;
-		pfree(k->batch);
-		k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
-		ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d keeps its consumer: the options it was built from did not change",
-							 def->name, index + 1)));
-	}
-	else
-	{
-		if (k != NULL)
-			TribKafkaDrop(k);
-		k = TribKafkaOpen(def, index);
-		k->signature = MemoryContextStrdup(k->cxt, signature);
-		k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
-		ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"%s",
-							 def->name, index + 1, k->opts.brokers, k->opts.group,
-							 k->instance == NULL ? "" :
-							 psprintf(", instance \"%s\"", k->instance))));
-	}
-	pfree(signature);
+/* The routine's open (kafka_consumer.c). */
+static void *
+TribKafkaSourceOpen(StreamDef *def, int index)
+{
+	return TribKafkaOpen(def, index);
+}
 
-	while (!ConfigReloadPending)
-	{
-		if (TribKafkaCollect(k) > 0)
-			TribKafkaProcess(k);
-	}
-	/* the consumer stays: the reload decides whether the next definition can use it */
+/* The routine's reuse (kafka_consumer.c). */
+static bool
+TribKafkaSourceReuse(void *consumer, StreamDef *def, int index)
+{
+	return TribKafkaReuse(consumer, def, index);
+}
+
+/* The routine's close (kafka_consumer.c). */
+static void
+TribKafkaSourceClose(void *consumer, bool at_exit)
+{
+	TribKafkaClose(consumer, at_exit);
 }
 
 /* The options a kafka stream takes, with examples for the required ones. */
@@ -380,6 +364,12 @@ static const TribSourceOption kafka_options[] = {
 	{NULL}
 };
 
+/* librdkafka's properties may hold passwords and keys (kafka_policy.c decides which). */
+static const TribSecretOption kafka_secret_options[] = {
+	{"librdkafka", TribKafkaRedactLibrdkafka},
+	{NULL}
+};
+
 const TribSourceRoutine TribKafkaSource = {
 	.name = "kafka",
 	.available = true,
@@ -387,7 +377,15 @@ const TribSourceRoutine TribKafkaSource = {
 	/* bench/RESULTS.md, 2026-12-02: 1000 -> 10000 nearly halves a static stream's time */
 	.default_batch_size = 10000,
 	.options = kafka_options,
+	.secret_options = kafka_secret_options,
 	.validate = TribKafkaValidateOptions,
 	.check_rights = TribKafkaCheckPropertyRights,
-	.run = TribKafkaRun,
+	.open = TribKafkaSourceOpen,
+	.reuse = TribKafkaSourceReuse,
+	.collect = TribKafkaSourceCollect,
+	.fence = TribKafkaSourceFence,
+	.store_positions = TribKafkaSourceStorePositions,
+	.after_commit = TribKafkaSourceAfterCommit,
+	.release = TribKafkaSourceRelease,
+	.close = TribKafkaSourceClose,
 };

@@ -1,6 +1,6 @@
 /*
  * kafka.h
- *		The Kafka source: options, and the consuming loop of a stream worker.
+ *		The Kafka source's functions its routine (kafka.c) names from its other files.
  */
 #ifndef TRIBUTARY_KAFKA_H
 #define TRIBUTARY_KAFKA_H
@@ -11,12 +11,5 @@
 
 /* Check a kafka stream's options (librdkafka's own checks included); raises on error. */
 extern void TribKafkaValidateOptions(StreamDef *def);
-
-/*
- * Consume the stream as its worker number index (from 0) until SIGHUP asks for a reload;
- * SIGTERM ends the process. The consumer outlives the call: the next call, with the
- * reloaded definition, keeps it when the options it was built from are unchanged.
- */
-extern void TribKafkaRun(StreamDef *def, int index);
 
 #endif							/* TRIBUTARY_KAFKA_H */

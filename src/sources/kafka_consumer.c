@@ -1,6 +1,6 @@
 /*
  * kafka_consumer.c
- *		The Kafka consumer's life in a stream worker (open, keep across reloads, close,
+ *		The Kafka consumer's life in a stream worker (open, reuse across reloads, close,
  *		leave the group at exit) and the callbacks librdkafka calls.
  *
  * librdkafka calls the rebalance callback from inside rd_kafka_consumer_poll; errors
@@ -9,8 +9,8 @@
  * (TribKafkaCheckCallbacks), and log lines come through the worker's own polls; the
  * consumer's trouble reaches the stream's last_error through TribKafkaReport.
  *
- * The worker's one consumer is current_consumer, defined here: TribKafkaRun finds it
- * through TribKafkaCurrentConsumer, and the at-exit callback leaves the group with it.
+ * The consume loop (consume.c) holds the consumer: it opens it, offers it the definition
+ * after a reload (TribKafkaReuse) and closes it when not reused and at process exit.
  */
 #include "postgres.h"
 
@@ -28,15 +28,6 @@
 
 #define TRIB_KAFKA_CLOSE_MS 5000
 #define TRIB_KAFKA_LEADERS_MS 1000	/* the wait for partition leaders before a static assign */
-
-static TribKafka *current_consumer = NULL;
-
-/* The worker's consumer, for TribKafkaRun: it outlives a reload. */
-TribKafka *
-TribKafkaCurrentConsumer(void)
-{
-	return current_consumer;
-}
 
 /*
  * librdkafka's incremental (un)assign returns an error object to free. Inside the
@@ -231,34 +222,54 @@ TribKafkaLeaveGroup(rd_kafka_t *rk)
 	rd_kafka_queue_destroy(queue);
 }
 
-/* At process exit: leave the group; the process ends, so librdkafka is not torn down. */
+/*
+ * Give up the consumer: give back the held messages and leave the group. When a reload
+ * replaces it, librdkafka is torn down and the consumer freed; at process exit (at_exit)
+ * the process ends anyway, and a teardown could wait on a dead broker.
+ */
 void
-TribKafkaAtExit(int code, Datum arg)
+TribKafkaClose(TribKafka *k, bool at_exit)
 {
-	if (current_consumer == NULL || current_consumer->rk == NULL)
+	if (k->rk == NULL)
 		return;
-	TribKafkaReleaseHeld(current_consumer);
-	TribKafkaLeaveGroup(current_consumer->rk);
-	current_consumer->rk = NULL;
-}
-
-/* Before a reload: leave the group and free the consumer. */
-static void
-TribKafkaClose(TribKafka *k)
-{
 	TribKafkaReleaseHeld(k);
+	if (k->tally.next != NULL)
+		rd_kafka_topic_partition_list_destroy(k->tally.next);
+	k->tally.next = NULL;
 	TribKafkaLeaveGroup(k->rk);
+	if (at_exit)
+	{
+		k->rk = NULL;
+		return;
+	}
 	rd_kafka_destroy_flags(k->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	k->rk = NULL;
+	if (k->reported_error != NULL)
+		pfree(k->reported_error);
+	MemoryContextDelete(k->cxt);
 }
 
-/* Give up the consumer: leave the group, free it. */
-void
-TribKafkaDrop(TribKafka *k)
+/*
+ * After a reload: keep the consumer (its partitions, its place in the group) when the
+ * options it was built from did not change, so changing batch_size, say, costs no
+ * rebalance. It then takes the new definition.
+ */
+bool
+TribKafkaReuse(TribKafka *k, StreamDef *def, int index)
 {
-	TribKafkaClose(k);
-	current_consumer = NULL;
-	MemoryContextDelete(k->cxt);
+	char	   *signature = TribKafkaSignature(def, index);
+	bool		same = strcmp(k->signature, signature) == 0;
+
+	pfree(signature);
+	if (!same)
+		return false;
+	Assert(k->held == 0);
+	k->def = def;
+	pfree(k->batch);
+	k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
+	ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d keeps its consumer: the options it was built from did not change",
+						 def->name, index + 1)));
+	return true;
 }
 
 /*
@@ -310,6 +321,10 @@ TribKafkaOpen(StreamDef *def, int index)
 	k->cxt = cxt;
 	k->def = def;
 	k->index = index;
+	old = MemoryContextSwitchTo(cxt);
+	k->signature = TribKafkaSignature(def, index);
+	MemoryContextSwitchTo(old);
+	k->batch = MemoryContextAlloc(cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
 	/* unknown: whatever an earlier worker left in last_error goes at the first good batch */
 	k->reported_error = MemoryContextStrdup(TopMemoryContext, "");
 	/* options name the database and parse timestamps: catalog access needs a transaction */
@@ -335,7 +350,6 @@ TribKafkaOpen(StreamDef *def, int index)
 				 errdetail("librdkafka: %s", errstr)));
 	(void) rd_kafka_set_log_queue(k->rk, NULL);	/* the main queue, served by our polls */
 	rd_kafka_poll_set_consumer(k->rk);
-	current_consumer = k;
 
 	if (k->opts.partitions != NIL)
 	{
@@ -375,6 +389,10 @@ TribKafkaOpen(StreamDef *def, int index)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not subscribe stream \"%s\" to its topics", def->name),
 				 errdetail("librdkafka: %s", rd_kafka_err2str(err))));
+	ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d consuming from %s as group \"%s\"%s",
+						 def->name, index + 1, k->opts.brokers, k->opts.group,
+						 k->instance == NULL ? "" :
+						 psprintf(", instance \"%s\"", k->instance))));
 	return k;
 }
 

@@ -4,9 +4,11 @@
  *		batch's tally, and the functions one of them calls in another.
  *
  * kafka_options.c resolves a stream's options and librdkafka's configuration;
- * kafka_consumer.c opens, keeps and closes the consumer and serves librdkafka's callbacks;
+ * kafka_consumer.c opens, reuses and closes the consumer and serves librdkafka's callbacks;
  * kafka_positions.c positions partitions, fences batches and stores their offsets;
- * kafka.c collects and commits batches. Only these files include this header.
+ * kafka.c collects batches, publishes statistics and holds the source routine, through
+ * which the consume loop (consume.c) drives the rest. Only these files include this
+ * header.
  */
 #ifndef TRIBUTARY_KAFKA_INTERNAL_H
 #define TRIBUTARY_KAFKA_INTERNAL_H
@@ -44,7 +46,16 @@ typedef struct TribKafkaOptions
 	List	   *partitions;		/* static assignment (int), or NIL for the consumer group */
 } TribKafkaOptions;
 
-/* One consumer. */
+/* A batch's share per partition: the next offset to read and what the batch did there. */
+typedef struct TribKafkaTally
+{
+	rd_kafka_topic_partition_list_t *next;	/* one element per partition, offset = next */
+	int64	   *counts;			/* per element: messages, rows, dead letters, bytes */
+} TribKafkaTally;
+
+#define TRIB_TALLY_FIELDS 4
+
+/* One consumer: the source routine's opaque consumer (sources/source.h). */
 typedef struct TribKafka
 {
 	MemoryContext cxt;			/* lives as long as the consumer */
@@ -55,21 +66,15 @@ typedef struct TribKafka
 	rd_kafka_t *rk;
 	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
 	int			held;
+	/* the batch as collect handed it over, before the fence (in the loop's batch memory) */
+	rd_kafka_message_t **collected;
+	TribKafkaTally tally;		/* what store_positions stored, for after_commit */
 	char	   *callback_error; /* an error reported inside a librdkafka callback */
 	char	   *position_error; /* assigned partitions could not be positioned */
 	char	   *reported_error; /* the last error written to last_error */
 	TimestampTz watermarks_at;	/* when the assigned partitions' watermarks were read */
 	char	   *instance;		/* group.instance.id of this worker, or NULL */
 } TribKafka;
-
-/* A batch's share per partition: the next offset to read and what the batch did there. */
-typedef struct TribKafkaTally
-{
-	rd_kafka_topic_partition_list_t *next;	/* one element per partition, offset = next */
-	int64	   *counts;			/* per element: messages, rows, dead letters, bytes */
-} TribKafkaTally;
-
-#define TRIB_TALLY_FIELDS 4
 
 /* kafka_options.c */
 
@@ -90,14 +95,11 @@ extern char *TribKafkaSignature(StreamDef *def, int index);
 /* Build the worker's consumer: subscribed to the group, or assigned its static partitions. */
 extern TribKafka *TribKafkaOpen(StreamDef *def, int index);
 
-/* The worker's consumer, kept across reloads, or NULL. */
-extern TribKafka *TribKafkaCurrentConsumer(void);
+/* After a reload: keep the consumer for def when the options it was built from are unchanged. */
+extern bool TribKafkaReuse(TribKafka *k, StreamDef *def, int index);
 
-/* Give up the consumer: leave the group, free it. */
-extern void TribKafkaDrop(TribKafka *k);
-
-/* before_shmem_exit callback: leave the group. */
-extern void TribKafkaAtExit(int code, Datum arg);
+/* Give up the consumer: leave the group; free it unless the process is exiting. */
+extern void TribKafkaClose(TribKafka *k, bool at_exit);
 
 /* Raise or report, outside librdkafka's frames, what the callbacks saw. */
 extern void TribKafkaCheckCallbacks(TribKafka *k);

@@ -11,10 +11,10 @@
  * for superusers only. create_stream and alter_stream check the whole resulting options
  * against the calling role (TribKafkaCheckPropertyRights) before librdkafka sees any of them.
  *
- * The same table decides what tributary.streams shows to non-admins
- * (tributary._redact_options): only the properties every role may set that hold no secret
- * are shown in clear; every other value is masked. The password of a Redis URL is masked
- * too.
+ * The same table decides what tributary.streams shows to roles that may not manage a
+ * stream: the "librdkafka" option is the source's secret option (TribKafkaRedactLibrdkafka),
+ * and only the properties every role may set that hold no secret are shown in clear;
+ * every other value is masked.
  *
  * The table follows librdkafka 2.0's CONFIGURATION.md; docs/security.md lists
  * it by class. A property added by a later librdkafka is for superusers until classified.
@@ -22,8 +22,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_authid.h"
-#include "catalog/pg_collation.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -31,10 +29,7 @@
 
 #include "catalog.h"
 #include "sources/kafka_policy.h"
-
-PG_FUNCTION_INFO_V1(tributary_redact_options);
-
-#define TRIB_MASK "********"
+#include "sources/source.h"
 
 /* A property's class, or a function that finds it from the value (string or NULL). */
 typedef struct TribKafkaPropertyPolicy
@@ -351,33 +346,30 @@ TribKafkaCheckPropertyRights(StreamDef *def, Oid roleid)
 		TribKafkaRefuseProperty(def, "security.protocol", TRIB_PROP_CREDENTIALS);
 }
 
-/* The password of a Redis URL: redis://user:password@host and ?password=... */
-static Datum
-TribMaskUrl(Datum url)
+/*
+ * The "librdkafka" option as roles that may not manage the stream see it: every value not
+ * shown in clear masked. A value that is not an object is shown as it is (no property
+ * reaches librdkafka from it).
+ */
+JsonbValue *
+TribKafkaRedactLibrdkafka(JsonbValue *value)
 {
-	url = DirectFunctionCall3Coll(textregexreplace_noopt, C_COLLATION_OID, url,
-								  CStringGetTextDatum("^([a-z]+://)([^:@/]*):[^@/]*@"),
-								  CStringGetTextDatum("\\1\\2:" TRIB_MASK "@"));
-	return DirectFunctionCall4Coll(textregexreplace, C_COLLATION_OID, url,
-								   CStringGetTextDatum("([?&]password=)[^&]*"),
-								   CStringGetTextDatum("\\1" TRIB_MASK),
-								   CStringGetTextDatum("g"));
-}
-
-/* Push the librdkafka object with every value not shown in clear masked. */
-static void
-TribMaskLibrdkafka(JsonbParseState **state, JsonbContainer *props)
-{
-	JsonbIterator *it = JsonbIteratorInit(props);
+	JsonbParseState *state = NULL;
+	JsonbIterator *it;
 	JsonbValue	k;
 	JsonbValue	v;
 	JsonbValue	mask;
 	JsonbIteratorToken tok;
+	Jsonb	   *masked;
+	JsonbValue *result;
 
+	if (value->type != jbvBinary || !JsonContainerIsObject(value->val.binary.data))
+		return value;
 	mask.type = jbvString;
-	mask.val.string.val = TRIB_MASK;
-	mask.val.string.len = strlen(TRIB_MASK);
-	(void) pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	mask.val.string.val = TRIB_SECRET_MASK;
+	mask.val.string.len = strlen(TRIB_SECRET_MASK);
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	it = JsonbIteratorInit(value->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		char	   *name;
@@ -386,56 +378,15 @@ TribMaskLibrdkafka(JsonbParseState **state, JsonbContainer *props)
 			continue;
 		(void) JsonbIteratorNext(&it, &v, true);
 		name = pnstrdup(k.val.string.val, k.val.string.len);
-		(void) pushJsonbValue(state, WJB_KEY, &k);
-		(void) pushJsonbValue(state, WJB_VALUE,
+		(void) pushJsonbValue(&state, WJB_KEY, &k);
+		(void) pushJsonbValue(&state, WJB_VALUE,
 							  TribKafkaPropertyClassOf(name, TribKafkaStringValue(&v)) ==
 							  TRIB_PROP_ALLOWED ? &v : &mask);
 	}
-	(void) pushJsonbValue(state, WJB_END_OBJECT, NULL);
-}
-
-/*
- * tributary._redact_options(options jsonb): the options as tributary.streams shows them to
- * non-admins. librdkafka properties are shown in clear only when every role may set them
- * and they hold no secret; a Redis URL loses its password.
- */
-Datum
-tributary_redact_options(PG_FUNCTION_ARGS)
-{
-	Jsonb	   *options = PG_GETARG_JSONB_P(0);
-	JsonbParseState *state = NULL;
-	JsonbIterator *it;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	JsonbValue *result;
-
-	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
-		PG_RETURN_JSONB_P(options);
-	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	it = JsonbIteratorInit(&options->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &v, true);
-		(void) pushJsonbValue(&state, WJB_KEY, &k);
-		if (k.val.string.len == 10 && strncmp(k.val.string.val, "librdkafka", 10) == 0 &&
-			v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
-			TribMaskLibrdkafka(&state, v.val.binary.data);
-		else if (k.val.string.len == 3 && strncmp(k.val.string.val, "url", 3) == 0 &&
-				 v.type == jbvString)
-		{
-			text	   *url = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
-			char	   *masked = TextDatumGetCString(TribMaskUrl(PointerGetDatum(url)));
-
-			v.val.string.val = masked;
-			v.val.string.len = strlen(masked);
-			(void) pushJsonbValue(&state, WJB_VALUE, &v);
-		}
-		else
-			(void) pushJsonbValue(&state, WJB_VALUE, &v);
-	}
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
+	masked = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	result = palloc(sizeof(JsonbValue));
+	result->type = jbvBinary;
+	result->val.binary.data = &masked->root;
+	result->val.binary.len = VARSIZE(masked) - VARHDRSZ;
+	return result;
 }

@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 
+#include "utils/jsonb.h"
+
 #include "tributary.h"
 
 /* What a librdkafka property can do, and so who may set it and who may see its value. */
@@ -37,5 +39,8 @@ extern bool TribKafkaPropertyPermitted(const char *name, const char *value, Oid 
  * before librdkafka sees any of them.
  */
 extern void TribKafkaCheckPropertyRights(StreamDef *def, Oid roleid);
+
+/* The "librdkafka" option with every value not shown in clear masked: its secret_options entry. */
+extern JsonbValue *TribKafkaRedactLibrdkafka(JsonbValue *value);
 
 #endif							/* TRIBUTARY_KAFKA_POLICY_H */

@@ -1,0 +1,176 @@
+/*
+ * consume.c
+ *		The one consume loop of a stream worker, for every source with a consumer: collect a
+ *		batch outside a transaction, then in one transaction fence it, put it through the
+ *		batch path (rows as the target's owner, dead letters, the source's positions,
+ *		counters) and commit; then let the source acknowledge and release it. The source's
+ *		callbacks and their contract are in sources/source.h.
+ *
+ * The consumer outlives a reload: TribConsumeStart gives the source the new definition
+ * (reuse) or closes the consumer and opens another. At process exit the consumer is
+ * closed (before_shmem_exit), so a consumer group is left at once rather than after its
+ * session times out. Errors are the worker's (worker.c): it rolls back, calls
+ * TribConsumeAbandonBatch, records last_error and exits.
+ *
+ * Memory: one batch memory context, reset after every batch; the consumer is the
+ * source's. This file holds no locks.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "batch.h"
+#include "consume.h"
+#include "sources/source.h"
+
+static const TribSourceRoutine *consumer_source = NULL;
+static void *consumer = NULL;
+static StreamDef *consumer_def = NULL;
+static bool batch_in_flight = false;	/* collect was called and release not yet */
+static MemoryContext batch_cxt = NULL;
+
+/* At process exit: close the consumer, so it leaves its group now and not at a timeout. */
+static void
+TribConsumeAtExit(int code, Datum arg)
+{
+	void	   *c = consumer;
+
+	if (c == NULL)
+		return;
+	consumer = NULL;
+	consumer_source->close(c, true);
+}
+
+/*
+ * Serve def as worker number index: a consumer kept from before a reload goes on when its
+ * source can reuse it for def (the old definition is still valid during that call), else
+ * it is closed and a new one opened. A source without a consumer (redis, declared with
+ * 0.2.0 before that source was refused) raises.
+ */
+void
+TribConsumeStart(StreamDef *def, int index)
+{
+	static bool exit_registered = false;
+
+	if (def->source->open == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source \"%s\" has no consumer in this version of tributary",
+						def->source->name)));
+	if (!exit_registered)
+	{
+		before_shmem_exit(TribConsumeAtExit, (Datum) 0);
+		batch_cxt = AllocSetContextCreate(TopMemoryContext, "tributary batch",
+										  ALLOCSET_DEFAULT_SIZES);
+		exit_registered = true;
+	}
+	Assert(!batch_in_flight);
+
+	if (consumer != NULL)
+	{
+		void	   *old = consumer;
+
+		if (consumer_source == def->source && consumer_source->reuse != NULL &&
+			consumer_source->reuse(consumer, def, index))
+		{
+			consumer_def = def;
+			return;
+		}
+		consumer = NULL;		/* closed even if close raises: never closed twice */
+		consumer_source->close(old, false);
+	}
+	consumer_source = def->source;
+	consumer = consumer_source->open(def, index);
+	consumer_def = def;
+}
+
+/*
+ * One batch: collect it, then fence it, insert it and store its positions in one
+ * transaction, commit, and let the source acknowledge and release it.
+ */
+static void
+TribConsumeBatch(void)
+{
+	const TribSourceRoutine *source = consumer_source;
+	MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+	MemoryContext xact_cxt;
+	TribMessage *msgs = NULL;
+	int			n;
+
+	batch_in_flight = true;
+	n = source->collect(consumer, &msgs);
+	if (n == 0)
+	{
+		batch_in_flight = false;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+		return;
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	xact_cxt = MemoryContextSwitchTo(batch_cxt);
+	if (source->fence != NULL)
+		n = source->fence(consumer, msgs, n);
+	if (n > 0)
+	{
+		TribMessageResult *results = palloc0(sizeof(TribMessageResult) * n);
+		TribBatchCounts counts;
+		TribBatchRequest request = {
+			.def = consumer_def,
+			.msgs = msgs,
+			.nmsgs = n,
+			.identity = TRIB_BATCH_AS_TABLE_OWNER,
+			.write_dead_letters = true,
+			.count_stats = true,
+			.settle = source->store_positions,
+			.settle_arg = consumer,
+		};
+
+		pgstat_report_activity(STATE_RUNNING, psprintf("tributary: ingesting %d messages", n));
+		TribBatchCommit(&request, results, &counts);
+	}
+	MemoryContextSwitchTo(xact_cxt);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	MemoryContextSwitchTo(batch_cxt);
+	if (source->after_commit != NULL)
+		source->after_commit(consumer);
+	MemoryContextSwitchTo(batch_cxt);
+	batch_in_flight = false;
+	source->release(consumer);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(batch_cxt);
+}
+
+/* Consume until a reload is asked for; the consumer stays for the next definition. */
+void
+TribConsumeUntilReload(void)
+{
+	Assert(consumer != NULL);
+	while (!ConfigReloadPending)
+		TribConsumeBatch();
+}
+
+/*
+ * After an error (the transaction already rolled back): the batch in flight was not
+ * stored, so the source forgets it and reads it again from the stored positions.
+ */
+void
+TribConsumeAbandonBatch(void)
+{
+	if (!batch_in_flight)
+		return;
+	batch_in_flight = false;
+	if (consumer != NULL)
+		consumer_source->release(consumer);
+	MemoryContextReset(batch_cxt);
+}
