@@ -9,9 +9,11 @@
  *		   security on the rows), and the insert's identity (the caller, or the target
  *		   table's owner inside a security-restricted operation);
  *		2. the insert (ingest.c), every message ending inserted or dead;
- *		3. dead letters (deadletter.c);
- *		4. the source's positions, or replay's settling, through its settle callback;
- *		5. the live counters, applied when the transaction commits (shmem.c; replay counts
+ *		3. the stream's stages (stage.c), over the rows as they landed, back in the
+ *		   caller's identity;
+ *		4. dead letters (deadletter.c);
+ *		5. the source's positions, or replay's settling, through its settle callback;
+ *		6. the live counters, applied when the transaction commits (shmem.c; replay counts
  *		   its rows once per call instead).
  *
  * The caller owns the transaction bracket, the consume loop and last_error: nothing here
@@ -19,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 
 #include "batch.h"
@@ -51,6 +54,8 @@ void
 TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCounts *counts)
 {
 	StreamDef  *def = req->def;
+	TribStageBatch stage_batch = {0};
+	TribStageBatch *stage = TribStreamHasStages(def) ? &stage_batch : NULL;
 
 	if (req->identity == TRIB_BATCH_AS_TABLE_OWNER)
 	{
@@ -58,15 +63,24 @@ TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCoun
 
 		TribBatchCheckStream(def);
 		TribBecomeTableOwner(def, &table_owner);
-		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts, NULL);
+		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts, stage);
 		TribRestoreUser(&table_owner);
 	}
 	else
 	{
 		TribCheckMayInsert(def, GetUserId());
-		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts, NULL);
+		TribIngestBatch(def, req->msgs, req->nmsgs, results, counts, stage);
 	}
 
+	if (stage != NULL)
+	{
+		stage->def = def;
+		stage->msgs = req->msgs;
+		stage->results = results;
+		stage->nmsgs = req->nmsgs;
+		stage->arrived = GetCurrentTransactionStartTimestamp();
+		TribStagesRun(stage);
+	}
 	if (req->write_dead_letters)
 		TribDeadLettersWrite(def, req->msgs, results, req->nmsgs);
 	if (req->settle != NULL)
