@@ -390,4 +390,5 @@ const TribSourceRoutine TribKafkaSource = {
 	.validate = TribKafkaValidateOptions,
 	.check_rights = TribKafkaCheckPropertyRights,
 	.run = TribKafkaRun,
+	.restore_position = TribKafkaRestorePosition,
 };

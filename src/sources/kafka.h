@@ -19,4 +19,8 @@ extern void TribKafkaValidateOptions(StreamDef *def);
  */
 extern void TribKafkaRun(StreamDef *def, int index);
 
+/* A dead letter's stored partition and offset (text) back into msg, for replay. */
+extern void TribKafkaRestorePosition(StreamDef *def, TribMessage *msg, const char *partition,
+									 const char *position);
+
 #endif							/* TRIBUTARY_KAFKA_H */

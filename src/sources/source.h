@@ -39,6 +39,14 @@ typedef struct TribSourceRoutine
 
 	/* a worker's consume loop, as worker number index: returns when a reload is asked for */
 	void		(*run) (StreamDef *def, int index);
+
+	/*
+	 * a dead letter's stored partition and position (text, either NULL) back into msg's
+	 * numeric fields, so replay fills metadata columns as a worker does; raises when they
+	 * are not the source's. NULL: the position stays text (TribMessage.position).
+	 */
+	void		(*restore_position) (StreamDef *def, TribMessage *msg, const char *partition,
+									 const char *position);
 } TribSourceRoutine;
 
 extern const TribSourceRoutine *TribSourceLookup(const char *name);
