@@ -17,6 +17,7 @@ OBJS = \
 	src/ingest.o \
 	src/batch.o \
 	src/deadletter.o \
+	src/position.o \
 	src/stage.o \
 	src/formats/format.o \
 	src/formats/json.o \

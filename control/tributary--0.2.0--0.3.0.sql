@@ -155,3 +155,54 @@ AS 'MODULE_PATHNAME', 'tributary_redact_options';
 -- would need a buffer as large as the message; the dead letter must cost no more than
 -- holding it. Rows already stored keep their form until rewritten.
 ALTER TABLE @extschema@.dead_letters ALTER COLUMN payload SET STORAGE EXTERNAL;
+
+-- ---------------------------------------------------------------------------------------
+-- Section: source-neutral positions (offsets, dead letters).
+-- ---------------------------------------------------------------------------------------
+
+-- A position is text the source defines, so a source whose positions are not integers
+-- (Redis entry ids such as 1700000000000-3, per stream key) fits the same table as Kafka.
+-- Columns keep their places and rows their values: topic becomes source_stream, the
+-- partition number and the next offset become their decimal text. The primary key follows
+-- the renamed columns: (stream, source_stream, source_partition).
+ALTER TABLE @extschema@.offsets
+    ALTER COLUMN partition TYPE text USING partition::pg_catalog.text,
+    ALTER COLUMN next_offset TYPE text USING next_offset::pg_catalog.text;
+ALTER TABLE @extschema@.offsets RENAME COLUMN topic TO source_stream;
+ALTER TABLE @extschema@.offsets RENAME COLUMN partition TO source_partition;
+ALTER TABLE @extschema@.offsets RENAME COLUMN next_offset TO position;
+COMMENT ON TABLE @extschema@.offsets IS
+    'Source position per stream, source stream and partition, committed in the same transaction as the rows it covers.';
+COMMENT ON COLUMN @extschema@.offsets.source_stream IS
+    'Kafka: the topic. Redis: the stream key.';
+COMMENT ON COLUMN @extschema@.offsets.source_partition IS
+    'Kafka: the partition number. Empty for sources without partitions.';
+COMMENT ON COLUMN @extschema@.offsets.position IS
+    'Defined by the source. Kafka: the next offset to read. Redis: the last entry id stored.';
+
+-- The same for a dead letter's origin; all three stay NULL for messages from ingest().
+ALTER TABLE @extschema@.dead_letters
+    ALTER COLUMN partition TYPE text USING partition::pg_catalog.text,
+    ALTER COLUMN source_offset TYPE text USING source_offset::pg_catalog.text;
+ALTER TABLE @extschema@.dead_letters RENAME COLUMN topic TO source_stream;
+ALTER TABLE @extschema@.dead_letters RENAME COLUMN partition TO source_partition;
+ALTER TABLE @extschema@.dead_letters RENAME COLUMN source_offset TO source_position;
+
+-- Kafka streams' offsets, typed as before 0.3.0. Each cast is guarded by the source
+-- although the WHERE clause already filters on it: a condition on partition or next_offset
+-- is pushed down to wherever the planner likes (a security barrier does not stop that),
+-- and must never cast another source's position (a Redis entry id is no number). Readable
+-- by everyone, as tributary.offsets is; stream_catalog only tells which streams are
+-- Kafka's, which tributary.streams shows everyone too.
+CREATE VIEW @extschema@.kafka_offsets AS
+SELECT o.stream,
+       o.source_stream AS topic,
+       CASE WHEN c.source = 'kafka' THEN o.source_partition::pg_catalog.int4 END AS partition,
+       CASE WHEN c.source = 'kafka' THEN o.position::pg_catalog.int8 END AS next_offset,
+       o.updated_at
+FROM @extschema@.offsets o
+JOIN @extschema@.stream_catalog c ON c.name = o.stream
+WHERE c.source = 'kafka';
+COMMENT ON VIEW @extschema@.kafka_offsets IS
+    'The next offset to read per Kafka stream, topic and partition (tributary.offsets, typed).';
+GRANT SELECT ON @extschema@.kafka_offsets TO PUBLIC;

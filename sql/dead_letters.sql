@@ -23,8 +23,8 @@ SELECT * FROM tributary.ingest('dl_t', ARRAY[
     '{"id": 3, "v": -33}'
 ]);
 
--- Every column of a dead letter (a local stream has no partition and no offset).
-SELECT stream, partition, source_offset, payload, error, sqlstate, detail, attempts,
+-- Every column of a dead letter (a local stream's messages have no source position).
+SELECT stream, source_stream, source_partition, source_position, payload, error, sqlstate, detail, attempts,
        failed_at IS NOT NULL AS has_failed_at
 FROM tributary.dead_letters WHERE stream = 'dl_t' ORDER BY id;
 \d tributary.dead_letters

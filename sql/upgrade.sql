@@ -205,30 +205,47 @@ FROM tributary.stream_stats;
 SELECT tributary.drop_stream('upgrade_probe_2');
 
 --
--- Data carried over the update from 0.2.0: offsets and dead letters stay; a redis stream,
--- which 0.2.0 accepted and ran as an idle worker that showed "running", fails with the
--- reason (one transaction, so the launcher never sees it started on 0.2.0).
+-- Data carried over the update from 0.2.0: offsets and dead letters stay, their positions
+-- as text (an offset past int4 intact, updated_at unchanged; NULL stays NULL), and a
+-- carried dead letter replays with its partition and offset in the metadata columns; a
+-- redis stream, which 0.2.0 accepted and ran as an idle worker that showed "running",
+-- fails with the reason (one transaction, so the launcher never sees it started on 0.2.0).
 --
 DROP EXTENSION tributary;
 CREATE EXTENSION tributary VERSION '0.2.0';
+CREATE TABLE upgrade_meta (id integer CHECK (id > 0), t text, p integer, o bigint);
 BEGIN;
 INSERT INTO tributary.stream_catalog (name, target, source, options, owner, enabled) VALUES
     ('up_redis', 'upgrade_probe', 'redis', '{"url": "redis://x", "stream_key": "k"}', current_user::regrole, true),
-    ('up_kafka', 'upgrade_probe', 'kafka', '{"brokers": "b:9092", "topic": "t"}', current_user::regrole, false);
-INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES ('up_kafka', 't', 0, 42);
-INSERT INTO tributary.dead_letters (stream, topic, partition, source_offset, payload, error, sqlstate)
-VALUES ('up_kafka', 't', 0, 41, '\xff00', 'message is not valid JSON', '22P02');
+    ('up_kafka', 'upgrade_meta', 'kafka',
+     '{"brokers": "b:9092", "topic": "t", "metadata": {"topic": "t", "partition": "p", "offset": "o"}}',
+     current_user::regrole, false),
+    ('up_local', 'upgrade_probe', 'local', '{}', current_user::regrole, true);
+INSERT INTO tributary.offsets (stream, topic, partition, next_offset, updated_at) VALUES
+    ('up_kafka', 't', 0, 42, '2026-01-02 03:04:05+00'),
+    ('up_kafka', 't', 3, 9007199254740993, '2026-01-02 03:04:06+00');
+INSERT INTO tributary.dead_letters (stream, topic, partition, source_offset, payload, error, sqlstate) VALUES
+    ('up_kafka', 't', 0, 41, '\xff00', 'message is not valid JSON', '22P02'),
+    ('up_kafka', 't', 3, 9007199254740992, '{"id": 7}', 'new row violates check constraint', '23514'),
+    ('up_local', NULL, NULL, NULL, '{"id": 8}', 'new row violates check constraint', '23514');
 ALTER EXTENSION tributary UPDATE;
 COMMIT;
 SELECT name, source, state, last_error FROM tributary.streams ORDER BY name;
-SELECT stream, topic, partition, next_offset FROM tributary.offsets;
-SELECT stream, topic, partition, source_offset, payload, error, sqlstate FROM tributary.dead_letters;
+SELECT stream, source_stream, source_partition, position, updated_at FROM tributary.offsets
+ORDER BY stream, source_partition;
+SELECT stream, topic, partition, next_offset, updated_at FROM tributary.kafka_offsets ORDER BY partition;
+SELECT stream, source_stream, source_partition, source_position, payload, error, sqlstate
+FROM tributary.dead_letters ORDER BY id;
+SELECT * FROM tributary.replay_dead_letters('up_kafka');
+SELECT id, t, p, o FROM upgrade_meta;
 SELECT tributary.start('up_redis');
 SELECT tributary.drop_stream('up_redis');
 SELECT tributary.drop_stream('up_kafka');
+SELECT tributary.drop_stream('up_local');
 
 -- Clean up; the extension stays installed.
 DROP TABLE upgrade_probe;
+DROP TABLE upgrade_meta;
 DROP VIEW upgrade_diffs;
 DROP TABLE upgrade_snap;
 DROP FUNCTION upgrade_snapshot();

@@ -83,6 +83,19 @@ TribCatalogHasStates(void)
 	return get_attnum(TribCatalogRelid(), "waiting") != InvalidAttrNumber;
 }
 
+/*
+ * Whether tributary.offsets and tributary.dead_letters hold positions as text (0.3.0).
+ * Before ALTER EXTENSION UPDATE they have 0.2.0's integer columns, which workers, ingest
+ * and replay go on using (sources/kafka_positions.c, deadletter.c).
+ */
+bool
+TribCatalogHasTextPositions(void)
+{
+	Oid			offsets = get_relname_relid("offsets", get_namespace_oid(TRIBUTARY_SCHEMA, false));
+
+	return get_attnum(offsets, "position") != InvalidAttrNumber;
+}
+
 /* Functions that write the 0.3.0 columns refuse, with a hint, until the update. */
 void
 TribRequireCatalogStates(void)

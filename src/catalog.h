@@ -21,6 +21,7 @@ typedef struct TribOwnerContext
 extern Oid	TribExtensionOwner(void);
 extern Oid	TribCatalogRelid(void);
 extern bool TribCatalogHasStates(void);
+extern bool TribCatalogHasTextPositions(void);
 extern void TribRequireCatalogStates(void);
 extern void TribBecomeExtensionOwner(TribOwnerContext *ctx);
 extern void TribRestoreUser(TribOwnerContext *ctx);

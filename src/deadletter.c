@@ -5,6 +5,11 @@
  *
  * Both run as the extension's owner on tributary's table (users cannot write it), in
  * the caller's transaction: a batch's dead letters commit or roll back with its rows.
+ *
+ * A message's origin is stored source-neutrally, as text (position.h): source_stream,
+ * source_partition, source_position. Replay gives them back to the stream's source to
+ * restore (TribSourceRoutine.restore_position). Before ALTER EXTENSION UPDATE to 0.3.0 the
+ * table has 0.2.0's columns topic, partition integer and source_offset bigint instead.
  */
 #include "postgres.h"
 
@@ -19,6 +24,8 @@
 #include "batch.h"
 #include "catalog.h"
 #include "deadletter.h"
+#include "position.h"
+#include "sources/source.h"
 
 #define TRIB_REPLAY_BATCH 1000
 
@@ -73,14 +80,20 @@ TribValidText(const char *text)
 static SPIPlanPtr
 TribDeadLetterPrepare(void)
 {
-	Oid			types[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, TEXTOID,
+	Oid			types[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID,
 	TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID};
 	SPIPlanPtr	plan;
 
-	plan = SPI_prepare_cursor("INSERT INTO tributary.dead_letters "
+	plan = SPI_prepare_cursor(TribCatalogHasTextPositions() ?
+							  "INSERT INTO tributary.dead_letters "
+							  "(stream, source_partition, source_position, payload, error, sqlstate, "
+							  " detail, source_stream, message_key, message_time, headers) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+							  "        pg_catalog.to_timestamp($10 / 1000.0), $11::pg_catalog.jsonb)" :
+							  "INSERT INTO tributary.dead_letters "
 							  "(stream, partition, source_offset, payload, error, sqlstate, detail, topic, "
 							  " message_key, message_time, headers) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+							  "VALUES ($1, $2::pg_catalog.int4, $3::pg_catalog.int8, $4, $5, $6, $7, $8, $9, "
 							  "        pg_catalog.to_timestamp($10 / 1000.0), $11::pg_catalog.jsonb)",
 							  TRIB_DEAD_LETTER_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
@@ -95,12 +108,14 @@ TribDeadLetterInsert(SPIPlanPtr plan, StreamDef *def, TribMessage *msg, TribMess
 {
 	Datum		values[TRIB_DEAD_LETTER_NARGS];
 	char		nulls[TRIB_DEAD_LETTER_NARGS + 1] = "           ";
+	char	   *partition = TribMessagePartitionText(msg);
+	char	   *position = TribMessagePositionText(msg);
 
 	values[0] = CStringGetTextDatum(def->name);
-	values[1] = Int32GetDatum(msg->partition);
-	nulls[1] = msg->partition < 0 ? 'n' : ' ';
-	values[2] = Int64GetDatum(msg->offset);
-	nulls[2] = msg->offset < 0 ? 'n' : ' ';
+	values[1] = partition ? TribValidText(partition) : (Datum) 0;
+	nulls[1] = partition ? ' ' : 'n';
+	values[2] = position ? TribValidText(position) : (Datum) 0;
+	nulls[2] = position ? ' ' : 'n';
 	values[3] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
 	values[4] = TribValidText(res->error);
 	values[5] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
@@ -144,6 +159,22 @@ TribDeadLettersWrite(StreamDef *def, TribMessage *msgs, TribMessageResult *resul
 	TribRestoreUser(&owner);
 }
 
+/*
+ * A dead letter's position (text, either NULL) back into its message: the source restores
+ * its own numeric form; otherwise it stays text, without a partition number.
+ */
+static void
+TribDeadLetterRestorePosition(StreamDef *def, TribMessage *msg, char *partition, char *position)
+{
+	msg->partition = -1;
+	msg->offset = -1;
+	msg->position = NULL;
+	if (def->source->restore_position != NULL)
+		def->source->restore_position(def, msg, partition, position);
+	else
+		msg->position = position;
+}
+
 /* Load up to TRIB_REPLAY_BATCH dead letters after last_id, locked, into msgs and ids. */
 static int
 TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *ids)
@@ -156,7 +187,14 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 
 	TribBecomeExtensionOwner(&owner);
 	SPI_connect();
-	SPI_execute_with_args("SELECT id, partition, source_offset, payload, topic, message_key, "
+	SPI_execute_with_args(TribCatalogHasTextPositions() ?
+						  "SELECT id, source_partition, source_position, payload, source_stream, message_key, "
+						  "pg_catalog.round(pg_catalog.date_part('epoch', message_time) * 1000)::pg_catalog.int8, "
+						  "headers::pg_catalog.text FROM tributary.dead_letters "
+						  "WHERE stream = $1 AND id > $2 ORDER BY id LIMIT " CppAsString2(TRIB_REPLAY_BATCH)
+						  " FOR UPDATE" :
+						  "SELECT id, partition::pg_catalog.text, source_offset::pg_catalog.text, payload, topic, "
+						  "message_key, "
 						  "pg_catalog.round(pg_catalog.date_part('epoch', message_time) * 1000)::pg_catalog.int8, "
 						  "headers::pg_catalog.text FROM tributary.dead_letters "
 						  "WHERE stream = $1 AND id > $2 ORDER BY id LIMIT " CppAsString2(TRIB_REPLAY_BATCH)
@@ -173,13 +211,11 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 		MemoryContext old;
 
 		ids[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		d = SPI_getbinval(tup, desc, 2, &isnull);
-		msgs[i].partition = isnull ? -1 : DatumGetInt32(d);
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		msgs[i].offset = isnull ? -1 : DatumGetInt64(d);
 		old = MemoryContextSwitchTo(cxt);
 		payload = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 		msgs[i].topic = SPI_getvalue(tup, desc, 5);
+		TribDeadLetterRestorePosition(def, &msgs[i], SPI_getvalue(tup, desc, 2),
+									  SPI_getvalue(tup, desc, 3));
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		if (!isnull)
 		{

@@ -110,6 +110,8 @@ typedef struct TribMessage
 	int			key_len;
 	int64		timestamp_ms;	/* ms since the Unix epoch; -1 when none */
 	const char *headers;		/* the headers as a JSON object text; NULL when none */
+	const char *position;		/* text position for sources whose positions are not
+								 * integers (Redis ids), or NULL */
 } TribMessage;
 
 extern const char *const TribMetaFieldNames[TRIB_META_COUNT];

@@ -160,7 +160,7 @@ while :; do
 	state="$(value "SELECT concat_ws(' ',
 	                       (SELECT count(*) FROM orders),
 	                       (SELECT count(*) FROM tributary.dead_letters WHERE stream = 'orders'),
-	                       (SELECT coalesce(sum(next_offset), 0) FROM tributary.offsets WHERE stream = 'orders'),
+	                       (SELECT coalesce(sum(next_offset), 0) FROM tributary.kafka_offsets WHERE stream = 'orders'),
 	                       (SELECT coalesce(state, '?') FROM tributary.streams WHERE name = 'orders'))")"
 	read -r rows dead offs st <<<"$state"
 	if [ "$state" != "$last" ]; then
@@ -193,22 +193,24 @@ echo "== dead letters, by error"
 run -c "SELECT sqlstate, error, count(*) AS messages FROM tributary.dead_letters
         WHERE stream = 'orders' GROUP BY sqlstate, error ORDER BY count(*) DESC, error"
 echo "   one of each kind, with its source position (from several partitions):"
-run -c "SELECT topic, partition, source_offset, sqlstate, left(convert_from(payload, 'UTF8'), 56) AS payload
+run -c "SELECT source_stream, source_partition, source_position, sqlstate,
+               left(convert_from(payload, 'UTF8'), 56) AS payload
         FROM (SELECT *, dense_rank() OVER (ORDER BY sqlstate) AS kind,
-                     row_number() OVER (PARTITION BY sqlstate, partition ORDER BY source_offset) AS nth
+                     row_number() OVER (PARTITION BY sqlstate, source_partition
+                                        ORDER BY source_position::bigint) AS nth
               FROM tributary.dead_letters WHERE stream = 'orders') AS d
-        WHERE nth = 1 AND partition = kind % 4 ORDER BY sqlstate"
-read -r p o <<<"$(value "SELECT partition, source_offset FROM tributary.dead_letters
+        WHERE nth = 1 AND source_partition = (kind % 4)::text ORDER BY sqlstate"
+read -r p o <<<"$(value "SELECT source_partition, source_position FROM tributary.dead_letters
                          WHERE stream = 'orders' AND sqlstate = '22P02' ORDER BY id LIMIT 1")"
 echo "   the broker's message at partition $p, offset $o (kcat -C -p $p -o $o -c 1):"
 kcat -C -b "$bootstrap" -t orders -p "$p" -o "$o" -c 1 -e -q -f '     key %k: %s\n' 2>"$tmp/kafka/kcat.err" ||
 	fail "kcat could not consume from $bootstrap: $(cat "$tmp/kafka/kcat.err")"
 echo
 
-echo "== tributary.offsets: the next offset per partition, committed with the rows"
-run -c "SELECT topic, partition, next_offset FROM tributary.offsets
+echo "== tributary.kafka_offsets: the next offset per partition, committed with the rows"
+run -c "SELECT topic, partition, next_offset FROM tributary.kafka_offsets
         WHERE stream = 'orders' ORDER BY topic, partition"
-run -c "SELECT sum(next_offset) AS total FROM tributary.offsets WHERE stream = 'orders'"
+run -c "SELECT sum(next_offset) AS total FROM tributary.kafka_offsets WHERE stream = 'orders'"
 
 echo "== tributary.stream_stats"
 run -c "SELECT stream, worker_pid IS NOT NULL AS worker, messages, rows, dead_letters, bytes, batches
@@ -239,7 +241,7 @@ SELECT * FROM tributary.ingest('phone_orders', ARRAY[
     'call me back']);
 SQL
 run -c "SELECT order_id, customer, amount, currency, placed_at, extra FROM phone_orders ORDER BY order_id"
-run -c "SELECT topic, partition, source_offset, sqlstate, error FROM tributary.dead_letters
+run -c "SELECT source_stream, source_partition, source_position, sqlstate, error FROM tributary.dead_letters
         WHERE stream = 'phone_orders' ORDER BY id"
 run -c "SELECT name, source, state, last_error FROM tributary.streams ORDER BY name"
 echo "== done in $((SECONDS - started)) s"

@@ -388,4 +388,5 @@ const TribSourceRoutine TribKafkaSource = {
 	.after_commit = TribKafkaSourceAfterCommit,
 	.release = TribKafkaSourceRelease,
 	.close = TribKafkaSourceClose,
+	.restore_position = TribKafkaRestorePosition,
 };

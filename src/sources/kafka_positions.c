@@ -13,7 +13,9 @@
  * Positions come from tributary.offsets (TribKafkaSetStartOffsets, on every assignment and
  * after a reset out of range), and a batch's next offsets go back there in the batch's own
  * transaction (TribKafkaTallyBatch and TribKafkaStoreOffsets, from the batch path's settle
- * step).
+ * step). The table is source-neutral: a Kafka partition's row holds the topic, the partition
+ * number and the next offset as text, read back strictly (TribKafkaReadOffsets). Before
+ * ALTER EXTENSION UPDATE to 0.3.0 it has 0.2.0's integer columns, which are used instead.
  *
  * Locks: the partition fence, an advisory lock per partition taken in key order and held
  * to the end of the transaction (TribKafkaLockPartitions).
@@ -34,10 +36,122 @@
 
 #include "catalog.h"
 #include "optvalue.h"
+#include "position.h"
+#include "sources/kafka.h"
 #include "sources/kafka_internal.h"
 
 /* field4 of the advisory lock tag of a partition fence, apart from the SQL functions' 1 and 2 */
 #define TRIB_LOCKTAG_PARTITION 0x5452
+
+/* One row of tributary.offsets of a Kafka stream, read as numbers. */
+typedef struct TribKafkaStored
+{
+	char	   *topic;
+	int32		partition;
+	int64		offset;
+} TribKafkaStored;
+
+static void TribKafkaBadPosition(const char *stream, const char *table, const char *topic,
+								 const char *partition, const char *position,
+								 const char *hint) pg_attribute_noreturn();
+
+/*
+ * A stored Kafka position that is not one, in tributary.offsets (where hint says what to
+ * do) or tributary.dead_letters. Going on would read it as some number: consume the
+ * partition again from its start, or skip to where nothing was stored.
+ */
+static void
+TribKafkaBadPosition(const char *stream, const char *table, const char *topic,
+					 const char *partition, const char *position, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("tributary stream \"%s\" has a malformed Kafka position in tributary.%s: partition \"%s\", position \"%s\" of topic \"%s\"",
+					stream, table, partition ? partition : "", position ? position : "",
+					topic ? topic : ""),
+			 errdetail("A Kafka stream stores the partition number and the offset as decimal integers without sign or leading zeros."),
+			 errhint("%s", hint)));
+}
+
+/*
+ * The stream's stored offsets, every row read strictly (TribKafkaBadPosition). read_only
+ * as SPI takes it: false reads with a snapshot taken now, after the partition fence.
+ */
+static int
+TribKafkaReadOffsets(TribKafka *k, bool read_only, TribKafkaStored **stored)
+{
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(k->def->name);
+	MemoryContext cxt = CurrentMemoryContext;
+	int			n;
+
+	SPI_connect();
+	SPI_execute_with_args(TribCatalogHasTextPositions() ?
+						  "SELECT source_stream, source_partition, position "
+						  "FROM tributary.offsets WHERE stream = $1" :
+						  "SELECT topic, partition::pg_catalog.text, next_offset::pg_catalog.text "
+						  "FROM tributary.offsets WHERE stream = $1",
+						  1, &type, &arg, NULL, read_only, 0);
+	n = (int) SPI_processed;
+	*stored = MemoryContextAlloc(cxt, sizeof(TribKafkaStored) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *topic = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
+		char	   *partition = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+		char	   *position = SPI_getvalue(tup, SPI_tuptable->tupdesc, 3);
+		int64		p;
+		int64		o;
+
+		if (!TribPositionParseInteger(partition, PG_INT32_MAX, &p) ||
+			!TribPositionParseInteger(position, PG_INT64_MAX, &o))
+			TribKafkaBadPosition(k->def->name, "offsets", topic, partition, position,
+								 "Correct the row, or delete it: the partition then starts where option \"start\" says.");
+		(*stored)[i].topic = MemoryContextStrdup(cxt, topic);
+		(*stored)[i].partition = (int32) p;
+		(*stored)[i].offset = o;
+	}
+	SPI_finish();
+	return n;
+}
+
+/*
+ * Store the next offset of every partition of the list (a batch's, or a partition reset
+ * out of range) in tributary.offsets, in the current transaction: one upsert for all.
+ */
+void
+TribKafkaStoreOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *next)
+{
+	Datum	   *topics = palloc(sizeof(Datum) * Max(next->cnt, 1));
+	Datum	   *partitions = palloc(sizeof(Datum) * Max(next->cnt, 1));
+	Datum	   *offsets = palloc(sizeof(Datum) * Max(next->cnt, 1));
+	Oid			types[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
+
+	for (int i = 0; i < next->cnt; i++)
+	{
+		topics[i] = CStringGetTextDatum(next->elems[i].topic);
+		partitions[i] = CStringGetTextDatum(psprintf("%d", next->elems[i].partition));
+		offsets[i] = CStringGetTextDatum(psprintf(INT64_FORMAT, (int64) next->elems[i].offset));
+	}
+	values[0] = CStringGetTextDatum(k->def->name);
+	values[1] = PointerGetDatum(construct_array(topics, next->cnt, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(partitions, next->cnt, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(offsets, next->cnt, TEXTOID, -1, false, TYPALIGN_INT));
+	TribCatalogExecute(TribCatalogHasTextPositions() ?
+					   "INSERT INTO tributary.offsets AS o "
+					   "(stream, source_stream, source_partition, position, updated_at) "
+					   "SELECT $1, u.t, u.p, u.n, pg_catalog.now() "
+					   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, p, n) "
+					   "ON CONFLICT (stream, source_stream, source_partition) DO UPDATE "
+					   "SET position = excluded.position, updated_at = excluded.updated_at" :
+					   "INSERT INTO tributary.offsets AS o (stream, topic, partition, next_offset, updated_at) "
+					   "SELECT $1, u.t, u.p::pg_catalog.int4, u.n::pg_catalog.int8, pg_catalog.now() "
+					   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, p, n) "
+					   "ON CONFLICT (stream, topic, partition) DO UPDATE "
+					   "SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+					   4, types, values, NULL);
+}
 
 /* qsort's order for the partition fence's lock keys. */
 static int
@@ -96,8 +210,8 @@ TribKafkaLockPartitions(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 void
 TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 {
-	Oid			type = TEXTOID;
-	Datum		arg = CStringGetTextDatum(k->def->name);
+	TribKafkaStored *stored;
+	int			nstored;
 	bool		timestamps = false;
 
 	SetCurrentStatementStartTimestamp();
@@ -105,27 +219,21 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 	/* wait for a batch of these partitions that another worker has in flight */
 	TribKafkaLockPartitions(k, parts);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	SPI_execute_with_args("SELECT topic, partition, next_offset FROM tributary.offsets WHERE stream = $1",
-						  1, &type, &arg, NULL, true, 0);
+	nstored = TribKafkaReadOffsets(k, true, &stored);
 	for (int i = 0; i < parts->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *p = &parts->elems[i];
-		bool		stored = false;
+		bool		found = false;
 
-		for (uint64 r = 0; r < SPI_processed && !stored; r++)
+		for (int r = 0; r < nstored && !found; r++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			bool		isnull;
-
-			if (DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)) == p->partition &&
-				strcmp(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), p->topic) == 0)
+			if (stored[r].partition == p->partition && strcmp(stored[r].topic, p->topic) == 0)
 			{
-				p->offset = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-				stored = true;
+				p->offset = stored[r].offset;
+				found = true;
 			}
 		}
-		if (stored)
+		if (found)
 			continue;
 		switch (k->opts.start)
 		{
@@ -153,7 +261,6 @@ TribKafkaSetStartOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *parts)
 				break;
 		}
 	}
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
@@ -232,8 +339,8 @@ TribKafkaResetPartition(TribKafka *k, const char *topic, int32 partition, const 
 	rd_kafka_resp_err_t err;
 	rd_kafka_error_t *error;
 	int64		stored = -1;
-	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
-	Datum		values[4];
+	TribKafkaStored *rows;
+	int			nrows;
 
 	err = rd_kafka_query_watermark_offsets(k->rk, topic, partition, &low, &high, 10000);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -245,29 +352,15 @@ TribKafkaResetPartition(TribKafka *k, const char *topic, int32 partition, const 
 	}
 	p->offset = k->opts.start == TRIB_START_LATEST ? high : low;
 
-	values[0] = CStringGetTextDatum(k->def->name);
-	values[1] = CStringGetTextDatum(topic);
-	values[2] = Int32GetDatum(partition);
-	values[3] = Int64GetDatum(p->offset);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	TribKafkaLockPartitions(k, parts);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	SPI_execute_with_args("SELECT next_offset FROM tributary.offsets WHERE stream = $1 AND topic = $2 AND partition = $3",
-						  3, types, values, NULL, false, 1);
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-
-		stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_finish();
-	TribCatalogExecute("INSERT INTO tributary.offsets AS o (stream, topic, partition, next_offset, updated_at) "
-					   "VALUES ($1, $2, $3, $4, pg_catalog.now()) "
-					   "ON CONFLICT (stream, topic, partition) DO UPDATE "
-					   "SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
-					   4, types, values, NULL);
+	nrows = TribKafkaReadOffsets(k, false, &rows);
+	for (int r = 0; r < nrows; r++)
+		if (rows[r].partition == partition && strcmp(rows[r].topic, topic) == 0)
+			stored = rows[r].offset;
+	TribKafkaStoreOffsets(k, parts);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (stored >= 0)
@@ -360,8 +453,8 @@ TribKafkaFence(TribKafka *k)
 {
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(16);
 	int64	   *skipped;
-	Oid			type = TEXTOID;
-	Datum		arg = CStringGetTextDatum(k->def->name);
+	TribKafkaStored *stored;
+	int			nstored;
 	TribKafkaLastPartition last = {-1, NULL};
 	int			kept = 0;
 
@@ -369,21 +462,15 @@ TribKafkaFence(TribKafka *k)
 		(void) TribKafkaPartitionOf(parts, k->batch[i], &last);
 	TribKafkaLockPartitions(k, parts);
 
-	SPI_connect();
-	SPI_execute_with_args("SELECT topic, partition, next_offset FROM tributary.offsets WHERE stream = $1",
-						  1, &type, &arg, NULL, false, 0);
-	for (uint64 r = 0; r < SPI_processed; r++)
+	nstored = TribKafkaReadOffsets(k, false, &stored);
+	for (int r = 0; r < nstored; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		bool		isnull;
 		rd_kafka_topic_partition_t *p =
-			rd_kafka_topic_partition_list_find(parts, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1),
-											   DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)));
+			rd_kafka_topic_partition_list_find(parts, stored[r].topic, stored[r].partition);
 
 		if (p != NULL)
-			p->offset = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+			p->offset = stored[r].offset;
 	}
-	SPI_finish();
 
 	skipped = palloc0(sizeof(int64) * parts->cnt);
 	last.index = -1;
@@ -434,33 +521,22 @@ TribKafkaTallyBatch(TribKafkaTally *t, rd_kafka_message_t **batch, TribMessageRe
 	}
 }
 
-/* Store the next offset of every partition the batch covers, in the batch's transaction. */
+/*
+ * The source routine's restore_position (source.h): a dead letter's partition and offset,
+ * stored as text, back into numbers, so replay fills the metadata columns as the worker
+ * did. NULL stays none (-1).
+ */
 void
-TribKafkaStoreOffsets(TribKafka *k, rd_kafka_topic_partition_list_t *next)
+TribKafkaRestorePosition(StreamDef *def, TribMessage *msg, const char *partition,
+						 const char *position)
 {
-	Datum	   *topics;
-	Datum	   *partitions;
-	Datum	   *offsets;
-	Oid			types[4] = {TEXTOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
-	Datum		values[4];
+	int64		p = -1;
+	int64		o = -1;
 
-	topics = palloc(sizeof(Datum) * next->cnt);
-	partitions = palloc(sizeof(Datum) * next->cnt);
-	offsets = palloc(sizeof(Datum) * next->cnt);
-	for (int i = 0; i < next->cnt; i++)
-	{
-		topics[i] = CStringGetTextDatum(next->elems[i].topic);
-		partitions[i] = Int32GetDatum(next->elems[i].partition);
-		offsets[i] = Int64GetDatum(next->elems[i].offset);
-	}
-	values[0] = CStringGetTextDatum(k->def->name);
-	values[1] = PointerGetDatum(construct_array(topics, next->cnt, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(partitions, next->cnt, INT4OID, 4, true, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(offsets, next->cnt, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	TribCatalogExecute("INSERT INTO tributary.offsets AS o (stream, topic, partition, next_offset, updated_at) "
-					   "SELECT $1, u.t, u.p, u.n, pg_catalog.now() "
-					   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, p, n) "
-					   "ON CONFLICT (stream, topic, partition) DO UPDATE "
-					   "SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
-					   4, types, values, NULL);
+	if ((partition != NULL && !TribPositionParseInteger(partition, PG_INT32_MAX, &p)) ||
+		(position != NULL && !TribPositionParseInteger(position, PG_INT64_MAX, &o)))
+		TribKafkaBadPosition(def->name, "dead_letters", msg->topic, partition, position,
+							 "Correct the dead letter's source_partition and source_position, or delete it.");
+	msg->partition = (int32) p;
+	msg->offset = o;
 }

@@ -153,6 +153,14 @@ typedef struct TribSourceRoutine
 	 * group; the process frees the rest). Gives back any batch still held.
 	 */
 	void		(*close) (void *consumer, bool at_exit);
+
+	/*
+	 * a dead letter's stored partition and position (text, either NULL) back into msg's
+	 * numeric fields, so replay fills metadata columns as a worker does; raises when they
+	 * are not the source's. NULL: the position stays text (TribMessage.position).
+	 */
+	void		(*restore_position) (StreamDef *def, TribMessage *msg, const char *partition,
+									 const char *position);
 } TribSourceRoutine;
 
 extern const TribSourceRoutine *TribSourceLookup(const char *name);

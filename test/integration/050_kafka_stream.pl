@@ -63,7 +63,7 @@ sub check_exactly_once
 	is($missing, 0, "$what: no message missing");
 	is($extra, 0, "$what: nothing stored that was not produced");
 	is( $node->safe_psql('postgres', q{
-			SELECT count(*) - count(DISTINCT (topic, partition, source_offset))
+			SELECT count(*) - count(DISTINCT (source_stream, source_partition, source_position))
 			FROM tributary.dead_letters WHERE stream = 'orders'}),
 		0, "$what: no dead letter twice");
 	is( $node->safe_psql('postgres', q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'orders'}),
@@ -80,7 +80,7 @@ ok( wait_for(
 	'malformed messages become dead letters');
 ok( wait_for(
 		$node, q{
-		SELECT topic || '/' || partition || '/' || sqlstate || '/' || source_offset
+		SELECT source_stream || '/' || source_partition || '/' || sqlstate || '/' || source_position
 		FROM tributary.dead_letters WHERE stream = 'orders'
 		  AND convert_from(payload, 'UTF8') = '{"id": 97, "customer": broken}'},
 		'orders/1/22P02/24', 60),
@@ -93,7 +93,7 @@ kill 'KILL', $pid;
 check_exactly_once(4000, 'after kill -9 of the worker');
 is( $node->safe_psql('postgres', q{
 		SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
-		FROM tributary.offsets WHERE stream = 'orders' AND topic = 'orders'}),
+		FROM tributary.kafka_offsets WHERE stream = 'orders' AND topic = 'orders'}),
 	'0:1000,1:1000,2:1000,3:1000', 'stored offsets are the end of every partition');
 
 # immediate shutdown mid-stream
@@ -171,7 +171,7 @@ is( $node->safe_psql('postgres', q{
 	'0/0', 'static partitions: nothing from other partitions, nothing twice');
 is( $node->safe_psql('postgres', q{
 		SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
-		FROM tributary.offsets WHERE stream = 'orders_static'}),
+		FROM tributary.kafka_offsets WHERE stream = 'orders_static'}),
 	'0:2517,2:2518', 'static partitions: offsets only for the assigned partitions');
 
 # csv, text and bytes topics, 4 partitions each
@@ -200,7 +200,7 @@ ok(wait_for($node, 'SELECT count(*) FROM csv_rows', '200', 60), 'csv: 200 rows o
 is($node->safe_psql('postgres', q{SELECT name || '|' || score FROM csv_rows WHERE id = 301}),
 	'name, 301|301.5', 'csv: quoted fields and numbers');
 ok( wait_for(
-		$node, q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'csv' AND partition = 2}, '2', 60),
+		$node, q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'csv' AND source_partition = '2'}, '2', 60),
 	'csv: bad records are dead letters in their partition');
 ok(wait_for($node, 'SELECT count(*) FROM lines', '200', 60), 'text: 200 lines');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM lines WHERE line = E'line 3/7 with\ttab and \\\\ backslash'}),

@@ -95,7 +95,7 @@ ok(wait_for($node, q{SELECT workers FROM tributary.streams WHERE name = 'par'}, 
 kcat_produce_ids($bs, 'par', 9001, 12000, partitions => 4);
 check_ids($node, 'par_rows', 'par', [ 1 .. 12000 ], 'with three workers');
 is( sql($node, q{SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
-		FROM tributary.offsets WHERE stream = 'par'}),
+		FROM tributary.kafka_offsets WHERE stream = 'par'}),
 	'0:3000,1:3000,2:3000,3:3000', 'stored offsets are the end of every partition');
 
 # ---------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ sql($node, qq{
 	CREATE TABLE reset_rows (id bigint PRIMARY KEY);
 	SELECT tributary.create_stream('reset', 'reset_rows', 'kafka',
 		'{"brokers": "$bs", "topic": "gone", "partitions": [0]}', enabled => false);
-	INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES ('reset', 'gone', 0, 100000);
+	INSERT INTO tributary.offsets (stream, source_stream, source_partition, position) VALUES ('reset', 'gone', '0', '100000');
 	SELECT tributary.start('reset');
 });
 ok(wait_for($node, 'SELECT count(*) FROM reset_rows', $p0, 60),
@@ -99,7 +99,7 @@ ok($node->wait_for_log(
 		qr/WARNING:  tributary stream "reset": stored offset 100000 of partition 0 of topic "gone" is out of range; going on at offset 0/,
 		$log_offset),
 	'offset out of range: a warning says so');
-ok(wait_for($node, q{SELECT next_offset FROM tributary.offsets WHERE stream = 'reset'}, $p0, 60),
+ok(wait_for($node, q{SELECT next_offset FROM tributary.kafka_offsets WHERE stream = 'reset'}, $p0, 60),
 	'offset out of range: the stored offset is the partition end again');
 is(sql($node, q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 'reset'}), '0',
 	'offset out of range: no dead letter');

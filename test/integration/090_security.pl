@@ -127,10 +127,10 @@ sql($node, q{
 sql($node, qq{SET ROLE alice; SELECT tributary.create_stream('poison', 'poison_t', 'kafka',
 	'{"brokers": "$bs", "topic": "poison", "batch_ms": 500}')});
 kcat_produce($bs, 'poison', [ '{"id": 1, "r": "pg_class"}', '{"id": 2, "r": "no_such_table"}', '{"id": 3, "r": "pg_proc"}' ]);
-ok(wait_for($node, q{SELECT next_offset FROM tributary.offsets WHERE stream = 'poison'}, '3', 60),
+ok(wait_for($node, q{SELECT next_offset FROM tributary.kafka_offsets WHERE stream = 'poison'}, '3', 60),
 	'poison: the offset moved past the poison message');
 is(sql($node, q{SELECT string_agg(id::text, ',' ORDER BY id) FROM poison_t}), '1,3', 'poison: the others landed');
-is(sql($node, q{SELECT source_offset || ' ' || sqlstate FROM tributary.dead_letters WHERE stream = 'poison'}),
+is(sql($node, q{SELECT source_position || ' ' || sqlstate FROM tributary.dead_letters WHERE stream = 'poison'}),
 	'1 42P01', 'poison: it is a dead letter with its position and SQLSTATE');
 kcat_produce($bs, 'poison', [ '{"id": 4, "r": "pg_type"}' ]);
 ok(wait_for($node, 'SELECT count(*) FROM poison_t', '3', 60), 'poison: later messages flow');
@@ -234,11 +234,11 @@ $node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('postgres'), '-f', $d
 sql($node, 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dumpfile ],
 	'pg_restore succeeds');
-my $facts = q{SELECT string_agg(concat_ws(' ', stream, topic, partition, source_offset, encode(payload, 'hex'),
+my $facts = q{SELECT string_agg(concat_ws(' ', stream, source_stream, source_partition, source_position, encode(payload, 'hex'),
 	encode(message_key, 'hex'), headers::text, sqlstate), E'\n' ORDER BY id) FROM tributary.dead_letters};
 is($node->safe_psql('restored', $facts), sql($node, $facts), 'the restored dead letters are the same');
-my $offsets = q{SELECT string_agg(concat_ws(' ', stream, topic, partition, next_offset), ',' ORDER BY stream, topic, partition)
-	FROM tributary.offsets};
+my $offsets = q{SELECT string_agg(concat_ws(' ', stream, source_stream, source_partition, position), ','
+	ORDER BY stream, source_stream, source_partition) FROM tributary.offsets};
 is($node->safe_psql('restored', $offsets), sql($node, $offsets), 'the restored offsets are the same');
 is($node->safe_psql('restored', q{SELECT string_agg(name || ' ' || owner, ',' ORDER BY name) FROM tributary.stream_catalog}),
 	sql($node, q{SELECT string_agg(name || ' ' || owner, ',' ORDER BY name) FROM tributary.stream_catalog}),

@@ -184,9 +184,9 @@ SELECT results_eq(
     $$ VALUES (1, 1, NULL::jsonb), (3, 3, '{"a": 1}'::jsonb), (4, 4, NULL::jsonb) $$,
     'the accepted rows are in the target');
 SELECT results_eq(
-    $$ SELECT convert_from(payload, 'UTF8') COLLATE "default", sqlstate, partition, source_offset, attempts
+    $$ SELECT convert_from(payload, 'UTF8') COLLATE "default", sqlstate, source_partition, source_position, attempts
        FROM tributary.dead_letters WHERE stream = 'tap_local' ORDER BY id $$,
-    $$ VALUES ('{"id": 2, "v": -2}', '23514', NULL::integer, NULL::bigint, 1),
+    $$ VALUES ('{"id": 2, "v": -2}', '23514', NULL::text, NULL::text, 1),
               ('bad', '22P02', NULL, NULL, 1),
               ('{"id": 4, "v": 44}', '23505', NULL, NULL, 1) $$,
     'the rejected messages are dead letters with their SQLSTATE');
@@ -280,7 +280,7 @@ SELECT is((SELECT options -> 'librdkafka' ->> 'sasl.password' FROM tributary.str
 --
 -- drop_stream takes the stream's dead letters and offsets with it.
 --
-INSERT INTO tributary.offsets (stream, topic, partition, next_offset) VALUES ('tap_local', 't', 0, 5);
+INSERT INTO tributary.offsets (stream, source_stream, source_partition, position) VALUES ('tap_local', 't', '0', '5');
 SELECT lives_ok($$ SELECT tributary.drop_stream('tap_local') $$, 'drop_stream');
 SELECT is((SELECT count(*)::integer FROM tributary.dead_letters WHERE stream = 'tap_local'), 0,
           'its dead letters are gone');

@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(27);
+SELECT plan(28);
 
 -- The install script's objects, columns, types, keys and signatures are not restated
 -- here: the upgrade test compares every definition of a fresh install with an upgraded
@@ -27,9 +27,10 @@ SELECT plan(27);
 SELECT is((SELECT rolcanlogin OR rolsuper FROM pg_roles WHERE rolname = 'tributary_admin'), false,
           'tributary_admin is a group role: no login, not a superuser');
 
--- Privileges. PUBLIC reads the views and offsets, reads and deletes dead letters (RLS
--- filters them), never touches the catalog and cannot create in the schema;
--- tributary_admin also reads the catalog. Nobody but the extension's owner writes.
+-- Privileges. PUBLIC reads the views and offsets (typed for Kafka streams too), reads and
+-- deletes dead letters (RLS filters them), never touches the catalog and cannot create in
+-- the schema; tributary_admin also reads the catalog. Nobody but the extension's owner
+-- writes.
 SELECT table_privs_are('tributary', 'stream_catalog', 'public', ARRAY[]::name[]);
 SELECT table_privs_are('tributary', 'stream_catalog', 'tributary_admin', ARRAY['SELECT']::name[]);
 SELECT table_privs_are('tributary', 'offsets', 'public', ARRAY['SELECT']::name[]);
@@ -40,6 +41,7 @@ SELECT table_privs_are('tributary', 'streams', 'public', ARRAY['SELECT']::name[]
 SELECT table_privs_are('tributary', 'streams', 'tributary_admin', ARRAY['SELECT']::name[]);
 SELECT table_privs_are('tributary', 'stream_stats', 'public', ARRAY['SELECT']::name[]);
 SELECT table_privs_are('tributary', 'stream_stats', 'tributary_admin', ARRAY['SELECT']::name[]);
+SELECT table_privs_are('tributary', 'kafka_offsets', 'public', ARRAY['SELECT']::name[]);
 SELECT sequence_privs_are('tributary', 'stream_catalog_id_seq', 'public', ARRAY[]::name[]);
 SELECT sequence_privs_are('tributary', 'dead_letters_id_seq', 'public', ARRAY[]::name[]);
 SELECT schema_privs_are('tributary', 'public', ARRAY['USAGE']);
