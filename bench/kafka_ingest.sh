@@ -50,6 +50,7 @@
 #   PERF=1          one more tributary run, not counted, under `perf record -a -g` for
 #                   PERF_SECONDS (2) once rows flow; prints where the CPUs went (worker
 #                   thread, its librdkafka threads, broker, rest) and the top symbols
+#   PERF_MODE=static  with PERF=1, profile a static (or parallel) run instead of a group one
 #   PERF_OFFCPU=1   with PERF=1, also record the worker thread's switches off the CPU
 #                   (sched:sched_switch with stacks) and print where it waits
 #   KEEP_TMP=1      keep the cluster's files, the data files and perf.data
@@ -465,7 +466,7 @@ done
 if [ "${PERF:-0}" = 1 ]; then
 	echo
 	echo "== perf: one more tributary run (not counted), perf record -a -g for $perf_seconds s once rows flow"
-	tributary_run perf group profile
+	tributary_run perf "${PERF_MODE:-group}" profile
 	echo "  (that run: $(secs "$run_ms") s, first rows after $(secs "$join_ms") s)"
 	if [ -s "$tmp/perf.data" ] && [ -s "$tmp/perf.roles" ]; then
 		# Filtered by thread, perf merges entries across threads unless pid is a sort key:

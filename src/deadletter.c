@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "mb/pg_wchar.h"
 #include "utils/elog.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "batch.h"
@@ -135,26 +136,169 @@ TribDeadLetterInsert(SPIPlanPtr plan, StreamDef *def, TribMessage *msg, TribMess
 		pfree(DatumGetPointer(values[3]));
 }
 
-/* Write every TRIB_DEAD message of a batch to tributary.dead_letters. */
+/*
+ * Dead letters go in groups: up to TRIB_DEAD_LETTER_GROUP rows, or TRIB_DEAD_LETTER_GROUP_BYTES
+ * of payload, in one INSERT over unnest() of arrays (in message order, so ids follow the
+ * batch), so a batch that rejects many messages pays one statement per group rather than
+ * one per message. A group of one (a large message alone) takes the one-row INSERT, which
+ * does not copy its payload into an array.
+ */
+#define TRIB_DEAD_LETTER_GROUP 1000
+#define TRIB_DEAD_LETTER_GROUP_BYTES (16 * 1024 * 1024)
+
+/* The INSERT of a group of dead letters, its arrays in the one-row INSERT's order after $1. */
+static SPIPlanPtr
+TribDeadLetterPrepareGroup(void)
+{
+	Oid			types[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BYTEAARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BYTEAARRAYOID, INT8ARRAYOID,
+	TEXTARRAYOID};
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare_cursor("INSERT INTO tributary.dead_letters "
+							  "(stream, source_partition, source_position, payload, error, sqlstate, "
+							  " detail, source_stream, message_key, message_time, headers) "
+							  "SELECT $1, u.p, u.q, u.pl, u.e, u.s, u.d, u.ss, u.k, "
+							  "       pg_catalog.to_timestamp(u.t / 1000.0), u.h::pg_catalog.jsonb "
+							  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), "
+							  "     pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), "
+							  "     pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), "
+							  "     pg_catalog.unnest($10), pg_catalog.unnest($11)) "
+							  "     WITH ORDINALITY AS u(p, q, pl, e, s, d, ss, k, t, h, n) "
+							  "ORDER BY u.n",
+							  TRIB_DEAD_LETTER_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "tributary: could not prepare the dead-letter insert: %s",
+			 SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* One column of a group as an array of the given element type. */
+static Datum
+TribDeadLetterArray(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype, typlen,
+											  typbyval, typalign));
+}
+
+/* Store the dead letters of msgs[idx[0..n-1]] with one INSERT. */
+static void
+TribDeadLetterInsertGroup(SPIPlanPtr plan, StreamDef *def, TribMessage *msgs,
+						  TribMessageResult *results, int *idx, int n)
+{
+	static const Oid elemtypes[TRIB_DEAD_LETTER_NARGS] = {InvalidOid, TEXTOID, TEXTOID, BYTEAOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID};
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary dead letters",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Datum		values[TRIB_DEAD_LETTER_NARGS];
+	Datum	   *cols[TRIB_DEAD_LETTER_NARGS];
+	bool	   *colnulls[TRIB_DEAD_LETTER_NARGS];
+
+	for (int c = 1; c < TRIB_DEAD_LETTER_NARGS; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * n);
+		colnulls[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int r = 0; r < n; r++)
+	{
+		TribMessage *msg = &msgs[idx[r]];
+		TribMessageResult *res = &results[idx[r]];
+		char	   *partition = TribMessagePartitionText(msg);
+		char	   *position = TribMessagePositionText(msg);
+
+		colnulls[1][r] = partition == NULL;
+		cols[1][r] = partition ? TribValidText(partition) : (Datum) 0;
+		colnulls[2][r] = position == NULL;
+		cols[2][r] = position ? TribValidText(position) : (Datum) 0;
+		cols[3][r] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
+		cols[4][r] = TribValidText(res->error);
+		cols[5][r] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
+		colnulls[6][r] = res->detail == NULL;
+		cols[6][r] = res->detail ? TribValidText(res->detail) : (Datum) 0;
+		colnulls[7][r] = msg->topic == NULL;
+		cols[7][r] = msg->topic ? TribValidText(msg->topic) : (Datum) 0;
+		colnulls[8][r] = msg->key == NULL;
+		cols[8][r] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
+		colnulls[9][r] = msg->timestamp_ms < 0;
+		cols[9][r] = Int64GetDatum(msg->timestamp_ms);
+		colnulls[10][r] = msg->headers == NULL;
+		cols[10][r] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
+	}
+	values[0] = CStringGetTextDatum(def->name);
+	for (int c = 1; c < TRIB_DEAD_LETTER_NARGS; c++)
+		values[c] = TribDeadLetterArray(cols[c], colnulls[c], n, elemtypes[c]);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "tributary: could not write %d dead letters for stream \"%s\"", n, def->name);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* Write every TRIB_DEAD message of a batch to tributary.dead_letters, in message order. */
 void
 TribDeadLettersWrite(StreamDef *def, TribMessage *msgs, TribMessageResult *results, int nmsgs)
 {
 	TribOwnerContext owner;
-	SPIPlanPtr	plan;
-	bool		any = false;
+	SPIPlanPtr	one = NULL;
+	SPIPlanPtr	group = NULL;
+	bool		text_positions;
+	int		   *idx;
+	int			n = 0;
+	int64		bytes = 0;
 
-	for (int i = 0; i < nmsgs && !any; i++)
-		any = results[i].outcome == TRIB_DEAD;
-	if (!any)
+	for (int i = 0; i < nmsgs; i++)
+		if (results[i].outcome == TRIB_DEAD)
+			n++;
+	if (n == 0)
 		return;
 
 	TribBecomeExtensionOwner(&owner);
 	SPI_connect();
-	plan = TribDeadLetterPrepare();
-	for (int i = 0; i < nmsgs; i++)
-		if (results[i].outcome == TRIB_DEAD)
-			TribDeadLetterInsert(plan, def, &msgs[i], &results[i]);
-	SPI_freeplan(plan);
+	/* a catalog still at 0.2.0 has integer positions: one row at a time, as then */
+	text_positions = TribCatalogHasTextPositions();
+	idx = palloc(sizeof(int) * Min(n, TRIB_DEAD_LETTER_GROUP));
+	n = 0;
+	for (int i = 0; i <= nmsgs; i++)
+	{
+		bool		dead = i < nmsgs && results[i].outcome == TRIB_DEAD;
+
+		/* flush the group before a message that would overfill it, and at the end */
+		if (n > 0 && (i == nmsgs || (dead && (n == TRIB_DEAD_LETTER_GROUP ||
+											  bytes + msgs[i].len > TRIB_DEAD_LETTER_GROUP_BYTES))))
+		{
+			if (n == 1 || !text_positions)
+			{
+				if (one == NULL)
+					one = TribDeadLetterPrepare();
+				for (int r = 0; r < n; r++)
+					TribDeadLetterInsert(one, def, &msgs[idx[r]], &results[idx[r]]);
+			}
+			else
+			{
+				if (group == NULL)
+					group = TribDeadLetterPrepareGroup();
+				TribDeadLetterInsertGroup(group, def, msgs, results, idx, n);
+			}
+			n = 0;
+			bytes = 0;
+		}
+		if (dead)
+		{
+			idx[n++] = i;
+			bytes += msgs[i].len;
+		}
+	}
+	if (one != NULL)
+		SPI_freeplan(one);
+	if (group != NULL)
+		SPI_freeplan(group);
 	SPI_finish();
 	TribRestoreUser(&owner);
 }

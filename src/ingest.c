@@ -110,6 +110,7 @@ typedef struct TribInsertBuffer
 	int			rows[TRIB_MAX_BUFFERED_TUPLES];
 	int			nused;
 	BulkInsertState bistate;
+	TupleDesc	desc;			/* the slots' row type: a copy, so they pin nothing */
 } TribInsertBuffer;
 
 /* One attempt at inserting a run of rows: the executor state CopyFrom sets up. */
@@ -438,11 +439,23 @@ TribBufferFor(TribInsert *ins, ResultRelInfo *rri)
 	return TribBufferCreate(ins, rri);
 }
 
+/*
+ * The buffer's next free slot, made on first use. Unlike table_slot_create, the slots share
+ * a copy of the relation's row type that is not reference-counted: a thousand slots pinning
+ * the relation's own would each be remembered by the resource owner, in a hash where equal
+ * entries collide, once per batch.
+ */
 static TupleTableSlot *
 TribBufferNextSlot(TribInsertBuffer *buf)
 {
+	Relation	rel = buf->rri->ri_RelationDesc;
+
 	if (buf->slots[buf->nused] == NULL)
-		buf->slots[buf->nused] = table_slot_create(buf->rri->ri_RelationDesc, NULL);
+	{
+		if (buf->desc == NULL)
+			buf->desc = CreateTupleDescCopy(RelationGetDescr(rel));
+		buf->slots[buf->nused] = MakeSingleTupleTableSlot(buf->desc, table_slot_callbacks(rel));
+	}
 	return buf->slots[buf->nused];
 }
 

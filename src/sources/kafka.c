@@ -47,38 +47,62 @@
 #include "sources/source.h"
 
 #define TRIB_KAFKA_POLL_MS 100
-#define TRIB_KAFKA_CLOCK_EVERY 256	/* messages between clock reads in a busy batch */
+#define TRIB_KAFKA_TAKE 256		/* messages taken from the queue at most in one call */
 
 static void TribKafkaRefreshWatermarks(TribKafka *k);
 
 /*
+ * Take what the consumer queue already holds, at most want messages: in one call, so the
+ * queue's lock is taken once per run rather than once per message (with a message per
+ * rd_kafka_consumer_poll, the worker spent much of a busy batch waiting on that lock
+ * while librdkafka's fetcher filled the queue). Rebalance and other callbacks are served
+ * as rd_kafka_consumer_poll serves them.
+ */
+static int
+TribKafkaTake(TribKafka *k, rd_kafka_message_t **run, int want)
+{
+	ssize_t		n;
+
+	if (k->queue == NULL)
+		k->queue = rd_kafka_queue_get_consumer(k->rk);
+	if (k->queue == NULL)
+	{
+		run[0] = rd_kafka_consumer_poll(k->rk, 0);
+		return run[0] != NULL ? 1 : 0;
+	}
+	n = rd_kafka_consume_batch_queue(k->queue, 0, run, (size_t) want);
+	return n > 0 ? (int) n : 0;
+}
+
+/*
  * Collect up to batch_size messages: wait for the first (checking for signals every
- * TRIB_KAFKA_POLL_MS), then at most batch_ms more (overrun by at most
- * TRIB_KAFKA_CLOCK_EVERY messages already fetched). A revocation during the poll drops the
- * held messages of the revoked partitions (TribKafkaDropRevoked).
+ * TRIB_KAFKA_POLL_MS), then at most batch_ms more, taking what is already fetched in runs
+ * of up to TRIB_KAFKA_TAKE (the clock is read once a run). A batch holds at most
+ * tributary.max_message_size bytes of messages, or one message: a run asks for no more
+ * messages than the bytes left allow at the largest size seen. A revocation during the
+ * poll drops the held messages of the revoked partitions (TribKafkaDropRevoked).
  */
 static int
 TribKafkaCollect(TribKafka *k)
 {
 	TimestampTz deadline = 0;
 	int64		bytes = 0;
+	int64		largest = 1;
 
-	/* at most batch_size messages, and tributary.max_message_size bytes (or one message) */
 	while (k->held < k->def->batch_size && bytes < tributary_max_message_size)
 	{
-		rd_kafka_message_t *msg = NULL;
+		/* apart from k->batch: a revocation during the call may compact the held messages */
+		rd_kafka_message_t *run[TRIB_KAFKA_TAKE];
+		int			n = 0;
 		long		wait_ms = TRIB_KAFKA_POLL_MS;
 
-		/*
-		 * Within a batch, take what is already fetched without waiting, and read the clock
-		 * only when the queue runs dry or every TRIB_KAFKA_CLOCK_EVERY messages: a clock
-		 * read per message was a measurable share of the worker's time.
-		 */
 		if (k->held > 0)
 		{
-			if (k->held % TRIB_KAFKA_CLOCK_EVERY != 0)
-				msg = rd_kafka_consumer_poll(k->rk, 0);
-			if (msg == NULL)
+			int			want = Min(k->def->batch_size - k->held, TRIB_KAFKA_TAKE);
+			int64		fit = (tributary_max_message_size - bytes) / largest;
+
+			n = TribKafkaTake(k, run, (int) Max(1, Min(want, fit)));
+			if (n == 0)
 			{
 				long		secs;
 				int			usecs;
@@ -88,29 +112,39 @@ TribKafkaCollect(TribKafka *k)
 				if (wait_ms <= 0)
 					break;
 			}
+			else if (GetCurrentTimestamp() >= deadline)
+				wait_ms = 0;	/* the run is kept; the batch ends after it */
 		}
-		if (msg == NULL)
-			msg = rd_kafka_consumer_poll(k->rk, (int) wait_ms);
-		if (msg != NULL && msg->err)
+		if (n == 0 && wait_ms > 0)
 		{
-			if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && msg->rkt != NULL)
-				TribKafkaResetPartition(k, rd_kafka_topic_name(msg->rkt), msg->partition,
-										rd_kafka_message_errstr(msg));
-			else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				TribKafkaReport(k, psprintf("%s: %s", rd_kafka_err2name(msg->err),
-											rd_kafka_message_errstr(msg)));
-			rd_kafka_message_destroy(msg);
-			msg = NULL;
+			run[0] = rd_kafka_consumer_poll(k->rk, (int) wait_ms);
+			n = run[0] != NULL ? 1 : 0;
 		}
-		else if (msg != NULL)
+
+		/* keep the messages, give back the errors */
+		for (int i = 0; i < n; i++)
 		{
+			rd_kafka_message_t *msg = run[i];
+
+			if (msg->err)
+			{
+				if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && msg->rkt != NULL)
+					TribKafkaResetPartition(k, rd_kafka_topic_name(msg->rkt), msg->partition,
+											rd_kafka_message_errstr(msg));
+				else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+					TribKafkaReport(k, psprintf("%s: %s", rd_kafka_err2name(msg->err),
+												rd_kafka_message_errstr(msg)));
+				rd_kafka_message_destroy(msg);
+				continue;
+			}
 			if (k->held == 0)
 				deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), k->def->batch_ms);
 			k->batch[k->held++] = msg;
 			bytes += msg->len;
+			largest = Max(largest, (int64) msg->len);
 		}
 		TribKafkaCheckCallbacks(k);
-		if (msg == NULL)
+		if (n == 0)
 		{
 			TribKafkaRefreshWatermarks(k);
 			CHECK_FOR_INTERRUPTS();
@@ -119,6 +153,8 @@ TribKafkaCollect(TribKafka *k)
 			if (ConfigReloadPending && k->held == 0)
 				break;
 		}
+		else if (wait_ms == 0)
+			break;
 	}
 	return k->held;
 }

@@ -236,6 +236,9 @@ TribKafkaClose(TribKafka *k, bool at_exit)
 	if (k->tally.next != NULL)
 		rd_kafka_topic_partition_list_destroy(k->tally.next);
 	k->tally.next = NULL;
+	if (k->queue != NULL)
+		rd_kafka_queue_destroy(k->queue);
+	k->queue = NULL;
 	TribKafkaLeaveGroup(k->rk);
 	if (at_exit)
 	{

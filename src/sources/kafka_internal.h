@@ -64,6 +64,7 @@ typedef struct TribKafka
 	char	   *signature;		/* the options the consumer was built from (TribKafkaSignature) */
 	TribKafkaOptions opts;
 	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;	/* the consumer queue, for taking fetched messages in runs */
 	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
 	int			held;
 	/* the batch as collect handed it over, before the fence (in the loop's batch memory) */
