@@ -9,6 +9,8 @@
 #   populate       INSERT ... SELECT jsonb_populate_record(...) (what one writes in SQL)
 # Each is run RUNS times on a truncated table; the best time is reported.
 # Usage: bench/ingest_local.sh [N=1000000] [BATCH=10000] [RUNS=3]
+# PERF=1: one more ingest pass, not counted, under perf record -g on its backend; prints the
+# top symbols by self time.
 set -euo pipefail
 
 n="${1:-1000000}"
@@ -70,3 +72,20 @@ SQL
 best copy_csv "COPY target FROM '$tmp/rows.csv' WITH (FORMAT csv);"
 best ingest "SELECT sum(r.accepted) FROM batches, LATERAL tributary.ingest('bench', payloads) r;"
 best populate "INSERT INTO target SELECT r.* FROM messages, LATERAL jsonb_populate_record(NULL::target, payload::jsonb) r;"
+
+if [ "${PERF:-0}" = 1 ]; then
+	sql -c "TRUNCATE target" -c "CHECKPOINT" >/dev/null
+	sql -c "SELECT pg_backend_pid()" -c "SELECT pg_sleep(1)" \
+		-c "SELECT sum(r.accepted) FROM batches, LATERAL tributary.ingest('bench', payloads) r" \
+		>"$tmp/perf.out" &
+	psql_pid=$!
+	until [ -s "$tmp/perf.out" ]; do sleep 0.05; done
+	perf record -g -p "$(head -n 1 "$tmp/perf.out")" -o "$tmp/perf.data" >"$tmp/perf.log" 2>&1 &
+	perf_pid=$!
+	wait "$psql_pid"
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	echo "ingest's backend, top symbols by self time:"
+	perf report -i "$tmp/perf.data" --no-children -g none --stdio -F overhead,dso,sym \
+		--percent-limit 0.8 2>/dev/null | grep '%' | grep -v '^#' | head -n 40
+fi
