@@ -13,6 +13,7 @@ OBJS = \
 	src/catalog.o \
 	src/options.o \
 	src/optvalue.o \
+	src/varlena.o \
 	src/api.o \
 	src/ingest.o \
 	src/batch.o \

@@ -26,19 +26,10 @@
 #include "catalog.h"
 #include "deadletter.h"
 #include "position.h"
+#include "varlena.h"
 #include "sources/source.h"
 
 #define TRIB_REPLAY_BATCH 1000
-
-static bytea *
-TribBytea(const char *data, int len)
-{
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
-	return b;
-}
 
 /*
  * Text for a column of dead_letters: bytes that are not valid in the database encoding
@@ -74,18 +65,31 @@ TribValidText(const char *text)
 
 #define TRIB_DEAD_LETTER_NARGS 11
 
+/* The one-row INSERT's parameter types; a group's are arrays of these after the stream ($1). */
+static const Oid TribDeadLetterTypes[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, TEXTOID, TEXTOID,
+BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID};
+
 /*
- * The INSERT of one dead letter, planned once per batch as a generic plan: a custom or
- * one-shot plan would fold the payload parameter into a constant, copying it.
+ * Plan a dead-letter INSERT once per batch as a generic plan: a custom or one-shot plan
+ * would fold the payload parameter into a constant, copying it.
  */
+static SPIPlanPtr
+TribDeadLetterPlan(const char *sql, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, TRIB_DEAD_LETTER_NARGS, types,
+										  CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "tributary: could not prepare the dead-letter insert: %s",
+			 SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* The INSERT of one dead letter (a catalog still at 0.2.0 has integer positions). */
 static SPIPlanPtr
 TribDeadLetterPrepare(void)
 {
-	Oid			types[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID};
-	SPIPlanPtr	plan;
-
-	plan = SPI_prepare_cursor(TribCatalogHasTextPositions() ?
+	return TribDeadLetterPlan(TribCatalogHasTextPositions() ?
 							  "INSERT INTO tributary.dead_letters "
 							  "(stream, source_partition, source_position, payload, error, sqlstate, "
 							  " detail, source_stream, message_key, message_time, headers) "
@@ -96,40 +100,54 @@ TribDeadLetterPrepare(void)
 							  " message_key, message_time, headers) "
 							  "VALUES ($1, $2::pg_catalog.int4, $3::pg_catalog.int8, $4, $5, $6, $7, $8, $9, "
 							  "        pg_catalog.to_timestamp($10 / 1000.0), $11::pg_catalog.jsonb)",
-							  TRIB_DEAD_LETTER_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
-	if (plan == NULL)
-		elog(ERROR, "tributary: could not prepare the dead-letter insert: %s",
-			 SPI_result_code_string(SPI_result));
-	return plan;
+							  (Oid *) TribDeadLetterTypes);
 }
 
-/* Store one dead letter; a payload that already is a varlena goes in without a copy. */
+/*
+ * A dead letter's values after the stream's name, in the INSERTs' order ($2 .. $11) into
+ * values[1..] and nulls[1..]; a payload that already is a varlena is not copied.
+ */
+static void
+TribDeadLetterValues(TribMessage *msg, TribMessageResult *res, Datum *values, bool *nulls)
+{
+	char	   *partition = TribMessagePartitionText(msg);
+	char	   *position = TribMessagePositionText(msg);
+
+	nulls[1] = partition == NULL;
+	values[1] = partition ? TribValidText(partition) : (Datum) 0;
+	nulls[2] = position == NULL;
+	values[2] = position ? TribValidText(position) : (Datum) 0;
+	nulls[3] = false;
+	values[3] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
+	nulls[4] = false;
+	values[4] = TribValidText(res->error);
+	nulls[5] = false;
+	values[5] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
+	nulls[6] = res->detail == NULL;
+	values[6] = res->detail ? TribValidText(res->detail) : (Datum) 0;
+	nulls[7] = msg->topic == NULL;
+	values[7] = msg->topic ? TribValidText(msg->topic) : (Datum) 0;
+	nulls[8] = msg->key == NULL;
+	values[8] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
+	nulls[9] = msg->timestamp_ms < 0;
+	values[9] = Int64GetDatum(msg->timestamp_ms);
+	nulls[10] = msg->headers == NULL;
+	values[10] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
+}
+
+/* Store one dead letter. */
 static void
 TribDeadLetterInsert(SPIPlanPtr plan, StreamDef *def, TribMessage *msg, TribMessageResult *res)
 {
 	Datum		values[TRIB_DEAD_LETTER_NARGS];
-	char		nulls[TRIB_DEAD_LETTER_NARGS + 1] = "           ";
-	char	   *partition = TribMessagePartitionText(msg);
-	char	   *position = TribMessagePositionText(msg);
+	bool		isnull[TRIB_DEAD_LETTER_NARGS];
+	char		nulls[TRIB_DEAD_LETTER_NARGS];
 
 	values[0] = CStringGetTextDatum(def->name);
-	values[1] = partition ? TribValidText(partition) : (Datum) 0;
-	nulls[1] = partition ? ' ' : 'n';
-	values[2] = position ? TribValidText(position) : (Datum) 0;
-	nulls[2] = position ? ' ' : 'n';
-	values[3] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
-	values[4] = TribValidText(res->error);
-	values[5] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
-	values[6] = res->detail ? TribValidText(res->detail) : (Datum) 0;
-	nulls[6] = res->detail ? ' ' : 'n';
-	values[7] = msg->topic ? TribValidText(msg->topic) : (Datum) 0;
-	nulls[7] = msg->topic ? ' ' : 'n';
-	values[8] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
-	nulls[8] = msg->key ? ' ' : 'n';
-	values[9] = Int64GetDatum(msg->timestamp_ms);
-	nulls[9] = msg->timestamp_ms >= 0 ? ' ' : 'n';
-	values[10] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
-	nulls[10] = msg->headers ? ' ' : 'n';
+	isnull[0] = false;
+	TribDeadLetterValues(msg, res, values, isnull);
+	for (int c = 0; c < TRIB_DEAD_LETTER_NARGS; c++)
+		nulls[c] = isnull[c] ? 'n' : ' ';
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "tributary: could not write a dead letter for stream \"%s\"", def->name);
 	if (msg->varlena == NULL)
@@ -146,16 +164,16 @@ TribDeadLetterInsert(SPIPlanPtr plan, StreamDef *def, TribMessage *msg, TribMess
 #define TRIB_DEAD_LETTER_GROUP 1000
 #define TRIB_DEAD_LETTER_GROUP_BYTES (16 * 1024 * 1024)
 
-/* The INSERT of a group of dead letters, its arrays in the one-row INSERT's order after $1. */
+/* The INSERT of a group of dead letters: $1 the stream, then one array per column. */
 static SPIPlanPtr
 TribDeadLetterPrepareGroup(void)
 {
-	Oid			types[TRIB_DEAD_LETTER_NARGS] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BYTEAARRAYOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BYTEAARRAYOID, INT8ARRAYOID,
-	TEXTARRAYOID};
-	SPIPlanPtr	plan;
+	Oid			types[TRIB_DEAD_LETTER_NARGS];
 
-	plan = SPI_prepare_cursor("INSERT INTO tributary.dead_letters "
+	types[0] = TribDeadLetterTypes[0];
+	for (int c = 1; c < TRIB_DEAD_LETTER_NARGS; c++)
+		types[c] = get_array_type(TribDeadLetterTypes[c]);
+	return TribDeadLetterPlan("INSERT INTO tributary.dead_letters "
 							  "(stream, source_partition, source_position, payload, error, sqlstate, "
 							  " detail, source_stream, message_key, message_time, headers) "
 							  "SELECT $1, u.p, u.q, u.pl, u.e, u.s, u.d, u.ss, u.k, "
@@ -166,11 +184,7 @@ TribDeadLetterPrepareGroup(void)
 							  "     pg_catalog.unnest($10), pg_catalog.unnest($11)) "
 							  "     WITH ORDINALITY AS u(p, q, pl, e, s, d, ss, k, t, h, n) "
 							  "ORDER BY u.n",
-							  TRIB_DEAD_LETTER_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
-	if (plan == NULL)
-		elog(ERROR, "tributary: could not prepare the dead-letter insert: %s",
-			 SPI_result_code_string(SPI_result));
-	return plan;
+							  types);
 }
 
 /* One column of a group as an array of the given element type. */
@@ -193,8 +207,6 @@ static void
 TribDeadLetterInsertGroup(SPIPlanPtr plan, StreamDef *def, TribMessage *msgs,
 						  TribMessageResult *results, int *idx, int n)
 {
-	static const Oid elemtypes[TRIB_DEAD_LETTER_NARGS] = {InvalidOid, TEXTOID, TEXTOID, BYTEAOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID};
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary dead letters",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -205,36 +217,23 @@ TribDeadLetterInsertGroup(SPIPlanPtr plan, StreamDef *def, TribMessage *msgs,
 	for (int c = 1; c < TRIB_DEAD_LETTER_NARGS; c++)
 	{
 		cols[c] = palloc(sizeof(Datum) * n);
-		colnulls[c] = palloc0(sizeof(bool) * n);
+		colnulls[c] = palloc(sizeof(bool) * n);
 	}
 	for (int r = 0; r < n; r++)
 	{
-		TribMessage *msg = &msgs[idx[r]];
-		TribMessageResult *res = &results[idx[r]];
-		char	   *partition = TribMessagePartitionText(msg);
-		char	   *position = TribMessagePositionText(msg);
+		Datum		row[TRIB_DEAD_LETTER_NARGS];
+		bool		rownulls[TRIB_DEAD_LETTER_NARGS];
 
-		colnulls[1][r] = partition == NULL;
-		cols[1][r] = partition ? TribValidText(partition) : (Datum) 0;
-		colnulls[2][r] = position == NULL;
-		cols[2][r] = position ? TribValidText(position) : (Datum) 0;
-		cols[3][r] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
-		cols[4][r] = TribValidText(res->error);
-		cols[5][r] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
-		colnulls[6][r] = res->detail == NULL;
-		cols[6][r] = res->detail ? TribValidText(res->detail) : (Datum) 0;
-		colnulls[7][r] = msg->topic == NULL;
-		cols[7][r] = msg->topic ? TribValidText(msg->topic) : (Datum) 0;
-		colnulls[8][r] = msg->key == NULL;
-		cols[8][r] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
-		colnulls[9][r] = msg->timestamp_ms < 0;
-		cols[9][r] = Int64GetDatum(msg->timestamp_ms);
-		colnulls[10][r] = msg->headers == NULL;
-		cols[10][r] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
+		TribDeadLetterValues(&msgs[idx[r]], &results[idx[r]], row, rownulls);
+		for (int c = 1; c < TRIB_DEAD_LETTER_NARGS; c++)
+		{
+			cols[c][r] = row[c];
+			colnulls[c][r] = rownulls[c];
+		}
 	}
 	values[0] = CStringGetTextDatum(def->name);
 	for (int c = 1; c < TRIB_DEAD_LETTER_NARGS; c++)
-		values[c] = TribDeadLetterArray(cols[c], colnulls[c], n, elemtypes[c]);
+		values[c] = TribDeadLetterArray(cols[c], colnulls[c], n, TribDeadLetterTypes[c]);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) n)
 		elog(ERROR, "tributary: could not write %d dead letters for stream \"%s\"", n, def->name);
 	MemoryContextSwitchTo(old);

@@ -867,23 +867,12 @@ TribRejectOversized(TribBatch *b, int i)
 	res->reason = TRIB_DEAD_TOO_LARGE;
 }
 
-/* The number of the column called name (any column, not only writable ones), or -1. */
-static int
-TribDescColumn(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/* The chunk's landed rows, with their key and event time, appended to the stage batch. */
+/*
+ * The chunk's landed rows, with their key (through key_output, the key column's output
+ * function) and event time, appended to the stage batch.
+ */
 static void
-TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, int time_col)
+TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, Oid key_output, int time_col)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
 	TupleDesc	desc = stage->desc;
@@ -906,13 +895,7 @@ TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, int time_col)
 		{
 			value = heap_getattr(tuple, key_col + 1, desc, &isnull);
 			if (!isnull)
-			{
-				Oid			typoutput;
-				bool		varlena;
-
-				getTypeOutputInfo(TupleDescAttr(desc, key_col)->atttypid, &typoutput, &varlena);
-				row->key = OidOutputFunctionCall(typoutput, value);
-			}
+				row->key = OidOutputFunctionCall(key_output, value);
 		}
 		if (time_col >= 0)
 		{
@@ -949,6 +932,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	Relation	rel = table_open(def->target, RowExclusiveLock);
 	TribBatch	b = {0};
 	int			key_col = -1;
+	Oid			key_output = InvalidOid;
 	int			time_col = -1;
 	int			lo = 0;
 
@@ -968,10 +952,17 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		stage->rows = palloc(sizeof(TribStageRow) * Max(nmsgs, 1));
 		stage->nrows = 0;
 		MemoryContextSwitchTo(batchcxt);
+		/* any column, generated ones too (they are only read); -1 when none */
 		if (def->key_column != NULL)
-			key_col = TribDescColumn(stage->desc, def->key_column);
+			key_col = get_attnum(def->target, def->key_column) - 1;
+		if (key_col >= 0)
+		{
+			bool		varlena;
+
+			getTypeOutputInfo(TupleDescAttr(stage->desc, key_col)->atttypid, &key_output, &varlena);
+		}
 		if (def->event_time_column != NULL)
-			time_col = TribDescColumn(stage->desc, def->event_time_column);
+			time_col = get_attnum(def->target, def->event_time_column) - 1;
 	}
 
 	while (lo < nmsgs)
@@ -999,7 +990,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		counts->rows += TribInsertChunk(&b);
 		MemoryContextSwitchTo(batchcxt);
 		if (stage != NULL)
-			TribStageCollect(&b, stage, key_col, time_col);
+			TribStageCollect(&b, stage, key_col, key_output, time_col);
 		MemoryContextReset(chunkcxt);
 		lo = hi;
 	}

@@ -20,6 +20,7 @@
 #include "datatype/timestamp.h"
 
 #include "formats/format.h"
+#include "varlena.h"
 
 /* Index of a column the stream's options name; it was checked when they were resolved. */
 int
@@ -211,11 +212,6 @@ TribRowSetText(TribTarget *t, TribRow *row, int col, const char *text, int len, 
 		value = datumCopy(value, typbyval, typlen);
 		MemoryContextReset(t->value_cxt);
 	}
-	if (t->scratch.maxlen > TRIB_LARGE_VALUE_BYTES)
-	{
-		pfree(t->scratch.data);
-		initStringInfo(&t->scratch);
-	}
 	TribRowSetDatum(t, row, col, value);
 	return true;
 }
@@ -240,31 +236,6 @@ TribCheckEncoding(const char *data, int len, TribMessageResult *res)
 				   psprintf("message is not valid %s text", GetDatabaseEncodingName()),
 				   "The payload contains a byte sequence that is invalid in the database encoding, or a NUL byte.");
 	return false;
-}
-
-/* Bytes as bytea's hex input form, \x and two digits a byte. */
-static char *
-TribHexText(const char *data, int len)
-{
-	char	   *hex = palloc((Size) len * 2 + 3);
-	uint64		n;
-
-	hex[0] = '\\';
-	hex[1] = 'x';
-	n = hex_encode(data, len, hex + 2);
-	hex[2 + n] = '\0';
-	return hex;
-}
-
-/* Bytes as a bytea datum, without a detour through text. */
-static Datum
-TribByteaDatum(const char *data, int len)
-{
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
-	return PointerGetDatum(b);
 }
 
 /*
@@ -327,7 +298,7 @@ TribRowSetMetadata(TribTarget *t, const TribMessage *msg, TribRow *row, TribMess
 				if (msg->key == NULL)
 					TribRowSetNull(t, row, col);
 				else if (c->typid == BYTEAOID)
-					TribRowSetDatum(t, row, col, TribByteaDatum(msg->key, msg->key_len));
+					TribRowSetDatum(t, row, col, PointerGetDatum(TribBytea(msg->key, msg->key_len)));
 				else if (c->basetypid == BYTEAOID)
 					ok = TribRowSetMetaText(t, row, col, TribHexText(msg->key, msg->key_len), res);
 				else if (!pg_verify_mbstr(GetDatabaseEncoding(), msg->key, msg->key_len, true))
@@ -396,7 +367,7 @@ TribRowSetPayload(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessa
 	{
 		TribRowSetDatum(t, row, t->single,
 						msg->varlena != NULL ? PointerGetDatum(msg->varlena) :
-						TribByteaDatum(msg->data, msg->len));
+						PointerGetDatum(TribBytea(msg->data, msg->len)));
 		return true;
 	}
 	if (bytes)

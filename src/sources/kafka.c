@@ -45,6 +45,7 @@
 #include "sources/kafka_internal.h"
 #include "sources/kafka_policy.h"
 #include "sources/source.h"
+#include "varlena.h"
 
 #define TRIB_KAFKA_POLL_MS 100
 #define TRIB_KAFKA_TAKE 256		/* messages taken from the queue at most in one call */
@@ -172,14 +173,7 @@ TribKafkaAppendHeaderText(StringInfo buf, const char *data, size_t size)
 		pg_verify_mbstr(GetDatabaseEncoding(), data, (int) size, true))
 		escape_json(buf, pnstrdup(data, size));
 	else
-	{
-		char	   *hex = palloc(size * 2 + 3);
-
-		hex[0] = '\\';
-		hex[1] = 'x';
-		hex[2 + hex_encode(data, size, hex + 2)] = '\0';
-		escape_json(buf, hex);
-	}
+		escape_json(buf, TribHexText(data, size));
 }
 
 /*
