@@ -21,6 +21,7 @@ OBJS = \
 	src/position.o \
 	src/stage.o \
 	src/formats/format.o \
+	src/formats/convert.o \
 	src/formats/json.o \
 	src/formats/csv.o \
 	src/formats/text.o \

@@ -446,10 +446,49 @@ SELECT tributary.create_stream('ing_ident', 'ing_ident');
 SELECT * FROM tributary.ingest('ing_ident', ARRAY['{"id": 100, "v": "a"}', '{"v": "b"}']);
 SELECT id, v FROM ing_ident ORDER BY id;
 
+-- integer, bigint, timestamp and timestamptz values of the commonest shapes are built
+-- directly (formats/convert.c); every value must equal what the input function gives,
+-- and what it refuses must still be refused with its own error. The session's time
+-- zone is not UTC here, so a zone-less timestamptz shows that it still applies.
+SET TimeZone = 'Asia/Kolkata';
+CREATE TABLE ing_conv (n integer, i4 integer, i8 bigint, ts timestamp, tz timestamptz,
+                       s4 text, s8 text, sts text, stz text);
+SELECT tributary.create_stream('ing_conv', 'ing_conv');
+CREATE TEMP TABLE ing_conv_in (n serial, col text, v text);
+INSERT INTO ing_conv_in (col, v) VALUES
+    ('4', '0'), ('4', '-0'), ('4', '+17'), ('4', '007'), ('4', '123456789'), ('4', '-2147483648'),
+    ('4', '2147483647'), ('4', '2147483648'), ('4', ' 42 '), ('4', '4x'), ('4', ''), ('4', '-'),
+    ('8', '-9223372036854775808'), ('8', '9223372036854775807'), ('8', '9223372036854775808'),
+    ('8', '123456789012345678'), ('8', '1234567890123456789'), ('8', '+0'), ('8', '1e3'),
+    ('tz', '2026-11-23T00:00:00.001Z'), ('tz', '2026-11-23 23:59:59.999999+05:30'),
+    ('tz', '2024-02-29T12:00:00-0800'), ('tz', '2023-02-29T12:00:00Z'), ('tz', '2026-11-23T00:00:00+15'),
+    ('tz', '2026-11-23T00:00:00+16'), ('tz', '2026-11-23T00:00:00+05:60'), ('tz', '2026-11-23T00:00:00'),
+    ('tz', '2026-11-23T24:00:00Z'), ('tz', '2026-12-31T23:59:60Z'), ('tz', '2026-11-23T00:00:00.1234567Z'),
+    ('tz', '2026-11-23t00:00:00z'), ('tz', '0001-01-01T00:00:00Z'), ('tz', '9999-12-31T23:59:59-15:00'),
+    ('tz', '2026-11-23T00:00:00.Z'), ('tz', '2026-13-01T00:00:00Z'), ('tz', '2026-04-31T00:00:00Z'),
+    ('tz', '2026-11-23T00:00:00 Z'), ('tz', '2026-11-23T00:00:00EST'), ('tz', 'infinity'),
+    ('tz', '1900-02-29T00:00:00Z'), ('tz', '2000-02-29T00:00:00.5+01'),
+    ('ts', '2026-11-23T10:11:12.5'), ('ts', '2026-11-23 10:11:12+05:30'), ('ts', '2026-11-23T10:11:12Z'),
+    ('ts', '2026-02-29T00:00:00'), ('ts', '2026-11-23T10:11:12.0000005');
+SELECT * FROM tributary.ingest('ing_conv', ARRAY(
+    SELECT jsonb_build_object('n', n, CASE col WHEN '4' THEN 'i4' WHEN '8' THEN 'i8' ELSE col END, v,
+                              CASE col WHEN '4' THEN 's4' WHEN '8' THEN 's8' ELSE 's' || col END, v)::text
+    FROM ing_conv_in ORDER BY n));
+-- stored values that differ from the input function's (none)
+SELECT n, i4, i8, ts, tz FROM ing_conv
+WHERE i4 IS DISTINCT FROM s4::integer OR i8 IS DISTINCT FROM s8::bigint
+   OR ts IS DISTINCT FROM sts::timestamp OR tz IS DISTINCT FROM stz::timestamptz;
+-- the values stored, and the ones refused with the input function's error
+SELECT i.n, i.col, i.v, coalesce(c.i4::text, c.i8::text, c.ts::text, c.tz::text) AS stored
+FROM ing_conv_in i JOIN ing_conv c USING (n) ORDER BY i.n;
+SELECT (payload_text(d.payload)::jsonb ->> 'n')::int AS n, d.error, d.sqlstate
+FROM tributary.dead_letters d WHERE d.stream = 'ing_conv' ORDER BY 1;
+SET TimeZone = 'UTC';
+
 -- Clean up.
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'ing\_%' ORDER BY name;
 SELECT count(*) AS dead_letters_left FROM tributary.dead_letters;
 DROP TABLE ing_all, ing_ovf, ing_ovf_json, ing_con, ing_parent, ing_trg, ing_audit, ing_part,
-    ing_dom, ing_dropped, ing_tx, ing_limits, ing_ident;
+    ing_dom, ing_dropped, ing_tx, ing_limits, ing_ident, ing_conv;
 DROP DOMAIN ing_posint, ing_tags;
 DROP FUNCTION ing_trg_before(), ing_trg_after(), ing_dead(text), ing_stats(text);

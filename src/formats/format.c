@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 #include "datatype/timestamp.h"
 
+#include "formats/convert.h"
 #include "formats/format.h"
 #include "varlena.h"
 
@@ -50,11 +51,22 @@ TribColumnSetUp(TribColumn *c, Form_pg_attribute att)
 		elem = getBaseType(elem);
 		c->cls = (elem == JSONOID || elem == JSONBOID) ? TRIB_COL_JSON_ARRAY : TRIB_COL_ARRAY;
 	}
-	/* text and json themselves (not domains, which check constraints) skip the input function */
+	/*
+	 * text and json themselves (not domains, which check constraints) skip the input
+	 * function; integers and timestamps use it only for shapes convert.c does not take
+	 */
 	if (c->typid == TEXTOID)
 		c->conv = TRIB_CONV_TEXT;
 	else if (c->typid == JSONOID)
 		c->conv = TRIB_CONV_JSON;
+	else if (c->typid == INT4OID)
+		c->conv = TRIB_CONV_INT4;
+	else if (c->typid == INT8OID)
+		c->conv = TRIB_CONV_INT8;
+	else if (c->typid == TIMESTAMPOID && c->typmod < 0)
+		c->conv = TRIB_CONV_TIMESTAMP;
+	else if (c->typid == TIMESTAMPTZOID && c->typmod < 0)
+		c->conv = TRIB_CONV_TIMESTAMPTZ;
 	getTypeInputInfo(c->typid, &typinput, &c->typioparam);
 	fmgr_info(typinput, &c->infunc);
 }
@@ -163,11 +175,54 @@ TribRowSetText(TribTarget *t, TribRow *row, int col, const char *text, int len, 
 	MemoryContext old = CurrentMemoryContext;
 	Datum		value;
 
-	if (c->conv == TRIB_CONV_TEXT ||
-		(c->conv == TRIB_CONV_JSON && (flags & TRIB_TEXT_PARSED_JSON)))
+	switch (c->conv)
 	{
-		TribRowSetDatum(t, row, col, PointerGetDatum(cstring_to_text_with_len(text, len)));
-		return true;
+		case TRIB_CONV_TEXT:
+			TribRowSetDatum(t, row, col, PointerGetDatum(cstring_to_text_with_len(text, len)));
+			return true;
+		case TRIB_CONV_JSON:
+			if (flags & TRIB_TEXT_PARSED_JSON)
+			{
+				TribRowSetDatum(t, row, col, PointerGetDatum(cstring_to_text_with_len(text, len)));
+				return true;
+			}
+			break;
+		case TRIB_CONV_INT4:
+			{
+				int32		v;
+
+				if (TribConvertInt4(text, len, &v))
+				{
+					TribRowSetDatum(t, row, col, Int32GetDatum(v));
+					return true;
+				}
+			}
+			break;
+		case TRIB_CONV_INT8:
+			{
+				int64		v;
+
+				if (TribConvertInt8(text, len, &v))
+				{
+					TribRowSetDatum(t, row, col, Int64GetDatum(v));
+					return true;
+				}
+			}
+			break;
+		case TRIB_CONV_TIMESTAMP:
+		case TRIB_CONV_TIMESTAMPTZ:
+			{
+				Timestamp	v;
+
+				if (TribConvertTimestamp(text, len, c->conv == TRIB_CONV_TIMESTAMPTZ, &v))
+				{
+					TribRowSetDatum(t, row, col, TimestampGetDatum(v));
+					return true;
+				}
+			}
+			break;
+		case TRIB_CONV_INPUT:
+			break;
 	}
 	if (large)
 		MemoryContextSwitchTo(t->value_cxt);

@@ -46,6 +46,7 @@ typedef struct TribJsonState
 	MemoryContext cxt;			/* reset after every message */
 	uint32		generation;
 	TribJsonValue *values;		/* by column index */
+	int		   *key_cols;		/* the fast path: the column the i-th key named last time */
 	bool		saw_object;
 
 	/* the top-level field being parsed */
@@ -284,6 +285,9 @@ TribJsonStateCreate(TribTarget *t)
 
 	s->target = t;
 	s->values = palloc0(sizeof(TribJsonValue) * t->natts);
+	s->key_cols = palloc(sizeof(int) * t->natts);
+	for (int i = 0; i < t->natts; i++)
+		s->key_cols[i] = -1;
 	s->cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary json message",
 								   ALLOCSET_DEFAULT_SIZES);
 	return s;
@@ -360,11 +364,34 @@ TribJsonNumber(const char *p, const char *end)
 	return p;
 }
 
+/*
+ * The column a key names. Producers write their keys in one order, so the column the
+ * key in this place named in the last message is tried before the search.
+ */
+static inline int
+TribJsonKeyColumn(TribJsonState *s, int ordinal, const char *key, int len)
+{
+	TribTarget *t = s->target;
+	int			col;
+
+	if (ordinal < t->natts)
+	{
+		col = s->key_cols[ordinal];
+		if (col >= 0 && t->cols[col].name_len == len && memcmp(t->cols[col].name, key, len) == 0)
+			return col;
+	}
+	col = TribTargetFindColumn(t, key, len);
+	if (ordinal < t->natts)
+		s->key_cols[ordinal] = col;
+	return col;
+}
+
 static bool
 TribJsonFlat(TribJsonState *s, const char *data, int len)
 {
 	const char *p = data;
 	const char *end = data + len;
+	int			ordinal = 0;
 
 	p = TribJsonSkipSpace(p, end);
 	if (p == end || *p != '{')
@@ -405,7 +432,7 @@ TribJsonFlat(TribJsonState *s, const char *data, int len)
 		if (value_end == NULL)
 			return false;
 
-		col = TribTargetFindColumn(s->target, key, (int) (key_end - 1 - key));
+		col = TribJsonKeyColumn(s, ordinal++, key, (int) (key_end - 1 - key));
 		if (col >= 0 && !s->target->cols[col].is_meta)
 		{
 			TribJsonValue *v = &s->values[col];
