@@ -38,14 +38,22 @@ OBJS = \
 	src/launcher.o \
 	src/worker.o \
 	src/consume.o \
-	src/ownership.o
+	src/ownership.o \
+	src/quality/hll.o \
+	src/quality/ddsketch.o \
+	src/quality/xsum.o \
+	src/quality/datumhash.o \
+	src/quality/sqlutil.o \
+	src/quality/hll_sql.o \
+	src/quality/ddsketch_sql.o \
+	src/quality/stats_sql.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.
 MODULEDIR = extension
 DATA = control/tributary.control $(wildcard control/tributary--*.sql)
 
-REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy upgrade
+REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 
 PG_CONFIG ?= pg_config

@@ -2,7 +2,8 @@
 --
 -- Who may manage a stream and see its options, errors and dead letters; stream states
 -- "failed" and "waiting"; alter_stream_owner; the librdkafka property policy and masking;
--- bounded memory per message.
+-- bounded memory per message; source-neutral positions; the quality building blocks
+-- (sketch types and aggregates that merge exactly).
 
 \echo Use "ALTER EXTENSION tributary UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -206,3 +207,362 @@ WHERE c.source = 'kafka';
 COMMENT ON VIEW @extschema@.kafka_offsets IS
     'The next offset to read per Kafka stream, topic and partition (tributary.offsets, typed).';
 GRANT SELECT ON @extschema@.kafka_offsets TO PUBLIC;
+
+-- ---------------------------------------------------------------------------------------
+-- Section: quality building blocks (src/quality/): sketches and sums that merge exactly.
+-- ---------------------------------------------------------------------------------------
+
+-- Every aggregate below has an internal state with combine, serialize and deserialize
+-- functions, so it runs in parallel; its result depends on the multiset of its inputs
+-- only (not on their order, nor on how partial states were combined), so a metric kept
+-- batch by batch and the same metric computed by one query agree exactly. Support
+-- functions (_name) are not for direct use.
+
+-- A HyperLogLog distinct-count sketch (exact up to 1024 distinct values), in its versioned
+-- stored form; as text, that form in hex.
+CREATE TYPE @extschema@.hll;
+
+CREATE FUNCTION @extschema@.hll_in(pg_catalog.cstring)
+RETURNS @extschema@.hll
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_in';
+
+CREATE FUNCTION @extschema@.hll_out(@extschema@.hll)
+RETURNS pg_catalog.cstring
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_out';
+
+CREATE FUNCTION @extschema@.hll_recv(pg_catalog.internal)
+RETURNS @extschema@.hll
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_recv';
+
+CREATE FUNCTION @extschema@.hll_send(@extschema@.hll)
+RETURNS pg_catalog.bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_send';
+
+CREATE TYPE @extschema@.hll (
+    INPUT = @extschema@.hll_in,
+    OUTPUT = @extschema@.hll_out,
+    RECEIVE = @extschema@.hll_recv,
+    SEND = @extschema@.hll_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = extended
+);
+COMMENT ON TYPE @extschema@.hll IS
+    'HyperLogLog distinct-count sketch (precision 14, exact up to 1024 distinct values); merges exactly.';
+
+CREATE FUNCTION @extschema@.hll_count(@extschema@.hll)
+RETURNS pg_catalog.int8
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_count';
+
+CREATE FUNCTION @extschema@._hll_trans(pg_catalog.internal, pg_catalog.anyelement)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_trans';
+
+CREATE FUNCTION @extschema@._hll_merge_trans(pg_catalog.internal, @extschema@.hll)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_merge_trans';
+
+CREATE FUNCTION @extschema@._hll_combine(pg_catalog.internal, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_combine';
+
+CREATE FUNCTION @extschema@._hll_serialize(pg_catalog.internal)
+RETURNS pg_catalog.bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_serialize';
+
+CREATE FUNCTION @extschema@._hll_deserialize(pg_catalog.bytea, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_deserialize';
+
+CREATE FUNCTION @extschema@._hll_final(pg_catalog.internal)
+RETURNS @extschema@.hll
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_final';
+
+CREATE FUNCTION @extschema@._hll_final_count(pg_catalog.internal)
+RETURNS pg_catalog.int8
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_hll_final_count';
+
+CREATE AGGREGATE @extschema@.approx_distinct(pg_catalog.anyelement) (
+    SFUNC = @extschema@._hll_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._hll_final_count,
+    COMBINEFUNC = @extschema@._hll_combine,
+    SERIALFUNC = @extschema@._hll_serialize,
+    DESERIALFUNC = @extschema@._hll_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.approx_distinct(pg_catalog.anyelement) IS
+    'Distinct non-null values: exact up to 1024, else a HyperLogLog estimate (about 0.8 % standard error).';
+
+CREATE AGGREGATE @extschema@.hll_agg(pg_catalog.anyelement) (
+    SFUNC = @extschema@._hll_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._hll_final,
+    COMBINEFUNC = @extschema@._hll_combine,
+    SERIALFUNC = @extschema@._hll_serialize,
+    DESERIALFUNC = @extschema@._hll_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.hll_agg(pg_catalog.anyelement) IS
+    'The distinct-count sketch of the non-null values.';
+
+CREATE AGGREGATE @extschema@.hll_merge(@extschema@.hll) (
+    SFUNC = @extschema@._hll_merge_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._hll_final,
+    COMBINEFUNC = @extschema@._hll_combine,
+    SERIALFUNC = @extschema@._hll_serialize,
+    DESERIALFUNC = @extschema@._hll_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.hll_merge(@extschema@.hll) IS
+    'The union of distinct-count sketches: the sketch of all their values.';
+
+-- A DDSketch quantile sketch (relative accuracy 0.005), in its versioned stored form; as
+-- text, that form in hex.
+CREATE TYPE @extschema@.ddsketch;
+
+CREATE FUNCTION @extschema@.ddsketch_in(pg_catalog.cstring)
+RETURNS @extschema@.ddsketch
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_ddsketch_in';
+
+CREATE FUNCTION @extschema@.ddsketch_out(@extschema@.ddsketch)
+RETURNS pg_catalog.cstring
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_ddsketch_out';
+
+CREATE FUNCTION @extschema@.ddsketch_recv(pg_catalog.internal)
+RETURNS @extschema@.ddsketch
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_ddsketch_recv';
+
+CREATE FUNCTION @extschema@.ddsketch_send(@extschema@.ddsketch)
+RETURNS pg_catalog.bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_ddsketch_send';
+
+CREATE TYPE @extschema@.ddsketch (
+    INPUT = @extschema@.ddsketch_in,
+    OUTPUT = @extschema@.ddsketch_out,
+    RECEIVE = @extschema@.ddsketch_recv,
+    SEND = @extschema@.ddsketch_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = extended
+);
+COMMENT ON TYPE @extschema@.ddsketch IS
+    'DDSketch quantile sketch (relative accuracy 0.005, at most 4096 bins per sign); merges exactly.';
+
+CREATE FUNCTION @extschema@.ddsketch_quantile(@extschema@.ddsketch, pg_catalog.float8)
+RETURNS pg_catalog.float8
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_ddsketch_quantile';
+
+CREATE FUNCTION @extschema@.ddsketch_quantile(@extschema@.ddsketch, pg_catalog.float8[])
+RETURNS pg_catalog.float8[]
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_ddsketch_quantiles';
+
+CREATE FUNCTION @extschema@._dds_trans(pg_catalog.internal, pg_catalog.float8)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_trans';
+
+CREATE FUNCTION @extschema@._dds_merge_trans(pg_catalog.internal, @extschema@.ddsketch)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_merge_trans';
+
+CREATE FUNCTION @extschema@._dds_quantile_trans(pg_catalog.internal, pg_catalog.float8, pg_catalog.float8)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_quantile_trans';
+
+CREATE FUNCTION @extschema@._dds_quantiles_trans(pg_catalog.internal, pg_catalog.float8, pg_catalog.float8[])
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_quantiles_trans';
+
+CREATE FUNCTION @extschema@._dds_combine(pg_catalog.internal, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_combine';
+
+CREATE FUNCTION @extschema@._dds_serialize(pg_catalog.internal)
+RETURNS pg_catalog.bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_serialize';
+
+CREATE FUNCTION @extschema@._dds_deserialize(pg_catalog.bytea, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_deserialize';
+
+CREATE FUNCTION @extschema@._dds_final(pg_catalog.internal)
+RETURNS @extschema@.ddsketch
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_final';
+
+CREATE FUNCTION @extschema@._dds_quantile_final(pg_catalog.internal)
+RETURNS pg_catalog.float8
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_quantile_final';
+
+CREATE FUNCTION @extschema@._dds_quantiles_final(pg_catalog.internal)
+RETURNS pg_catalog.float8[]
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_dds_quantiles_final';
+
+CREATE AGGREGATE @extschema@.approx_quantile(pg_catalog.float8, pg_catalog.float8) (
+    SFUNC = @extschema@._dds_quantile_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._dds_quantile_final,
+    COMBINEFUNC = @extschema@._dds_combine,
+    SERIALFUNC = @extschema@._dds_serialize,
+    DESERIALFUNC = @extschema@._dds_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.approx_quantile(pg_catalog.float8, pg_catalog.float8) IS
+    'The quantile (0 to 1, the same in every row) of the values, within 0.5 % (relative); NaN left out.';
+
+CREATE AGGREGATE @extschema@.approx_quantile(pg_catalog.float8, pg_catalog.float8[]) (
+    SFUNC = @extschema@._dds_quantiles_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._dds_quantiles_final,
+    COMBINEFUNC = @extschema@._dds_combine,
+    SERIALFUNC = @extschema@._dds_serialize,
+    DESERIALFUNC = @extschema@._dds_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.approx_quantile(pg_catalog.float8, pg_catalog.float8[]) IS
+    'The quantiles (0 to 1, the same array in every row) of the values, within 0.5 % (relative); NaN left out.';
+
+CREATE AGGREGATE @extschema@.ddsketch_agg(pg_catalog.float8) (
+    SFUNC = @extschema@._dds_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._dds_final,
+    COMBINEFUNC = @extschema@._dds_combine,
+    SERIALFUNC = @extschema@._dds_serialize,
+    DESERIALFUNC = @extschema@._dds_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.ddsketch_agg(pg_catalog.float8) IS
+    'The quantile sketch of the non-null values.';
+
+CREATE AGGREGATE @extschema@.ddsketch_merge(@extschema@.ddsketch) (
+    SFUNC = @extschema@._dds_merge_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._dds_final,
+    COMBINEFUNC = @extschema@._dds_combine,
+    SERIALFUNC = @extschema@._dds_serialize,
+    DESERIALFUNC = @extschema@._dds_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.ddsketch_merge(@extschema@.ddsketch) IS
+    'The union of quantile sketches: the sketch of all their values.';
+
+-- The non-null fraction of a group's rows.
+CREATE FUNCTION @extschema@._completeness_trans(pg_catalog.internal, pg_catalog.anyelement)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_completeness_trans';
+
+CREATE FUNCTION @extschema@._completeness_combine(pg_catalog.internal, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_completeness_combine';
+
+CREATE FUNCTION @extschema@._completeness_serialize(pg_catalog.internal)
+RETURNS pg_catalog.bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_completeness_serialize';
+
+CREATE FUNCTION @extschema@._completeness_deserialize(pg_catalog.bytea, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_completeness_deserialize';
+
+CREATE FUNCTION @extschema@._completeness_final(pg_catalog.internal)
+RETURNS pg_catalog.float8
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_completeness_final';
+
+CREATE AGGREGATE @extschema@.completeness(pg_catalog.anyelement) (
+    SFUNC = @extschema@._completeness_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._completeness_final,
+    COMBINEFUNC = @extschema@._completeness_combine,
+    SERIALFUNC = @extschema@._completeness_serialize,
+    DESERIALFUNC = @extschema@._completeness_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.completeness(pg_catalog.anyelement) IS
+    'The fraction of rows whose value is not null (0 when all are null, null without rows).';
+
+-- Mean and sample standard deviation from exact sums: the same bits in any order.
+CREATE FUNCTION @extschema@._xsum_trans(pg_catalog.internal, pg_catalog.float8)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_xsum_trans';
+
+CREATE FUNCTION @extschema@._xsum_combine(pg_catalog.internal, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_xsum_combine';
+
+CREATE FUNCTION @extschema@._xsum_serialize(pg_catalog.internal)
+RETURNS pg_catalog.bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_xsum_serialize';
+
+CREATE FUNCTION @extschema@._xsum_deserialize(pg_catalog.bytea, pg_catalog.internal)
+RETURNS pg_catalog.internal
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_xsum_deserialize';
+
+CREATE FUNCTION @extschema@._xsum_avg_final(pg_catalog.internal)
+RETURNS pg_catalog.float8
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_xsum_avg_final';
+
+CREATE FUNCTION @extschema@._xsum_stddev_final(pg_catalog.internal)
+RETURNS pg_catalog.float8
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_xsum_stddev_final';
+
+CREATE AGGREGATE @extschema@.exact_avg(pg_catalog.float8) (
+    SFUNC = @extschema@._xsum_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._xsum_avg_final,
+    COMBINEFUNC = @extschema@._xsum_combine,
+    SERIALFUNC = @extschema@._xsum_serialize,
+    DESERIALFUNC = @extschema@._xsum_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.exact_avg(pg_catalog.float8) IS
+    'The mean of the values from their exact sum: the same result in any order or plan.';
+
+CREATE AGGREGATE @extschema@.exact_stddev(pg_catalog.float8) (
+    SFUNC = @extschema@._xsum_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._xsum_stddev_final,
+    COMBINEFUNC = @extschema@._xsum_combine,
+    SERIALFUNC = @extschema@._xsum_serialize,
+    DESERIALFUNC = @extschema@._xsum_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.exact_stddev(pg_catalog.float8) IS
+    'The sample standard deviation of the values from exact sums: the same result in any order or plan.';

@@ -1,0 +1,412 @@
+/*
+ * hll.c
+ *		HyperLogLog distinct counts: an exact set up to TRIB_HLL_EXACT_MAX hashes, then
+ *		registers with Ertl's improved estimator. See hll.h for why the state depends on
+ *		the set of hashes only, and for the stored format.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "port/pg_bitutils.h"
+
+#include "quality/hll.h"
+#include "quality/wire.h"
+
+/* The set's first size: small groups stay small. */
+#define HLL_FIRST_SLOTS 16
+/* The set's largest size: load factor 1/2 at the cap. */
+#define HLL_MAX_SLOTS (2 * TRIB_HLL_EXACT_MAX)
+
+StaticAssertDecl(HLL_MAX_SLOTS >= 2 * TRIB_HLL_EXACT_MAX, "the exact set needs free slots at the cap");
+StaticAssertDecl(TRIB_HLL_RHO_MAX <= PG_UINT8_MAX, "registers are one byte");
+
+void
+TribHllInit(TribHll *hll, MemoryContext cxt)
+{
+	memset(hll, 0, sizeof(*hll));
+	hll->cxt = cxt;
+	hll->mode = TRIB_HLL_MODE_EXACT;
+}
+
+TribHll *
+TribHllCreate(MemoryContext cxt)
+{
+	TribHll    *hll = MemoryContextAlloc(cxt, sizeof(TribHll));
+
+	TribHllInit(hll, cxt);
+	return hll;
+}
+
+TribHll *
+TribHllCopy(const TribHll *src, MemoryContext cxt)
+{
+	TribHll    *hll = TribHllCreate(cxt);
+
+	hll->mode = src->mode;
+	hll->nexact = src->nexact;
+	hll->nslots = src->nslots;
+	hll->has_zero = src->has_zero;
+	if (src->slots != NULL)
+	{
+		hll->slots = MemoryContextAlloc(cxt, src->nslots * sizeof(uint64));
+		memcpy(hll->slots, src->slots, src->nslots * sizeof(uint64));
+	}
+	if (src->registers != NULL)
+	{
+		hll->registers = MemoryContextAlloc(cxt, TRIB_HLL_REGISTERS);
+		memcpy(hll->registers, src->registers, TRIB_HLL_REGISTERS);
+	}
+	return hll;
+}
+
+void
+TribHllReset(TribHll *hll)
+{
+	if (hll->slots != NULL)
+		pfree(hll->slots);
+	if (hll->registers != NULL)
+		pfree(hll->registers);
+	TribHllInit(hll, hll->cxt);
+}
+
+bool
+TribHllIsExact(const TribHll *hll)
+{
+	return hll->mode == TRIB_HLL_MODE_EXACT;
+}
+
+/* Raise a register to what one hash says: its index bits pick it, the rest give rho. */
+static inline void
+HllRegisterAdd(uint8 *registers, uint64 hash)
+{
+	uint32		index = (uint32) (hash >> TRIB_HLL_REST_BITS);
+	uint64		rest = hash << TRIB_HLL_PRECISION;
+	uint8		rho;
+
+	if (rest == 0)
+		rho = TRIB_HLL_RHO_MAX;
+	else
+		rho = (uint8) (63 - pg_leftmost_one_pos64(rest) + 1);
+	if (registers[index] < rho)
+		registers[index] = rho;
+}
+
+/*
+ * The slot holding hash, or the free slot where it belongs (linear probing; the set is at
+ * most half full, so a free slot is always found). hash is not 0.
+ */
+static inline int
+HllSetProbe(const TribHll *hll, uint64 hash)
+{
+	int			mask = hll->nslots - 1;
+	int			i = (int) (hash & mask);
+
+	while (hll->slots[i] != 0 && hll->slots[i] != hash)
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* Give the set room for one more hash: allocate it, or double it and re-insert. */
+static void
+HllSetGrow(TribHll *hll)
+{
+	uint64	   *old = hll->slots;
+	int			oldn = hll->nslots;
+	int			n = oldn == 0 ? HLL_FIRST_SLOTS : oldn * 2;
+
+	Assert(n <= HLL_MAX_SLOTS);
+	hll->slots = MemoryContextAllocZero(hll->cxt, n * sizeof(uint64));
+	hll->nslots = n;
+	for (int i = 0; i < oldn; i++)
+		if (old[i] != 0)
+			hll->slots[HllSetProbe(hll, old[i])] = old[i];
+	if (old != NULL)
+		pfree(old);
+}
+
+/* Leave exact mode: the registers of the set's hashes, which are those of the same set. */
+static void
+HllConvertToRegisters(TribHll *hll)
+{
+	uint8	   *registers = MemoryContextAllocZero(hll->cxt, TRIB_HLL_REGISTERS);
+
+	Assert(hll->mode == TRIB_HLL_MODE_EXACT);
+	if (hll->has_zero)
+		HllRegisterAdd(registers, 0);
+	for (int i = 0; i < hll->nslots; i++)
+		if (hll->slots[i] != 0)
+			HllRegisterAdd(registers, hll->slots[i]);
+	if (hll->slots != NULL)
+		pfree(hll->slots);
+	hll->slots = NULL;
+	hll->nslots = 0;
+	hll->nexact = 0;
+	hll->has_zero = false;
+	hll->registers = registers;
+	hll->mode = TRIB_HLL_MODE_REGISTERS;
+}
+
+/*
+ * Exact mode: whether the set has hash, after making sure there is a slot for it when it
+ * has not. The caller puts it there or converts (at the cap).
+ */
+static bool
+HllSetHas(TribHll *hll, uint64 hash, int *slot)
+{
+	if (hash == 0)
+		return hll->has_zero;
+	if (hll->nslots == 0)
+		HllSetGrow(hll);
+	*slot = HllSetProbe(hll, hash);
+	if (hll->slots[*slot] == hash)
+		return true;
+	/* keep the set at most half full: grow before it would pass that */
+	if ((hll->nexact + 1) * 2 > hll->nslots && hll->nslots < HLL_MAX_SLOTS)
+	{
+		HllSetGrow(hll);
+		*slot = HllSetProbe(hll, hash);
+	}
+	return false;
+}
+
+void
+TribHllAdd(TribHll *hll, uint64 hash)
+{
+	int			slot = -1;
+
+	if (hll->mode == TRIB_HLL_MODE_REGISTERS)
+	{
+		HllRegisterAdd(hll->registers, hash);
+		return;
+	}
+	if (HllSetHas(hll, hash, &slot))
+		return;
+	if (hll->nexact >= TRIB_HLL_EXACT_MAX)
+	{
+		HllConvertToRegisters(hll);
+		HllRegisterAdd(hll->registers, hash);
+		return;
+	}
+	if (hash == 0)
+		hll->has_zero = true;
+	else
+		hll->slots[slot] = hash;
+	hll->nexact++;
+}
+
+void
+TribHllMerge(TribHll *dst, const TribHll *src)
+{
+	if (src->mode == TRIB_HLL_MODE_EXACT)
+	{
+		if (src->has_zero)
+			TribHllAdd(dst, 0);
+		for (int i = 0; i < src->nslots; i++)
+			if (src->slots[i] != 0)
+				TribHllAdd(dst, src->slots[i]);
+		return;
+	}
+	if (dst->mode == TRIB_HLL_MODE_EXACT)
+		HllConvertToRegisters(dst);
+	for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
+		if (dst->registers[i] < src->registers[i])
+			dst->registers[i] = src->registers[i];
+}
+
+/* Ertl's sigma(x) = x + sum_k x^(2^k) 2^(k-1), summed until it no longer changes. */
+static double
+HllSigma(double x)
+{
+	double		y = 1.0;
+	double		z = x;
+	double		prev;
+
+	if (x == 1.0)
+		return INFINITY;
+	do
+	{
+		x *= x;
+		prev = z;
+		z += x * y;
+		y += y;
+	} while (z != prev);
+	return z;
+}
+
+/* Ertl's tau(x) = (1 - x - sum_k (1 - x^(2^-k))^2 2^-k) / 3, summed until it no longer changes. */
+static double
+HllTau(double x)
+{
+	double		y = 1.0;
+	double		z;
+	double		prev;
+
+	if (x == 0.0 || x == 1.0)
+		return 0.0;
+	z = 1.0 - x;
+	do
+	{
+		x = sqrt(x);
+		prev = z;
+		y *= 0.5;
+		z -= (1.0 - x) * (1.0 - x) * y;
+	} while (z != prev);
+	return z / 3.0;
+}
+
+/* Ertl's improved estimator (algorithm 6) over the histogram of register values. */
+static double
+HllRegistersEstimate(const uint8 *registers)
+{
+	const double m = TRIB_HLL_REGISTERS;
+	int			hist[TRIB_HLL_RHO_MAX + 1] = {0};
+	double		z;
+
+	for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
+		hist[registers[i]]++;
+	z = m * HllTau(1.0 - hist[TRIB_HLL_RHO_MAX] / m);
+	for (int k = TRIB_HLL_REST_BITS; k >= 1; k--)
+		z = 0.5 * (z + hist[k]);
+	z += m * HllSigma(hist[0] / m);
+	/* alpha_inf m^2 / z, alpha_inf = 1 / (2 ln 2); z is infinite when every register is 0 */
+	return m * m / (2.0 * M_LN2) / z;
+}
+
+double
+TribHllEstimate(const TribHll *hll)
+{
+	if (hll->mode == TRIB_HLL_MODE_EXACT)
+		return hll->nexact;
+	/* saturated registers (every one at its maximum) estimate infinity: say 2^64 */
+	return Min(HllRegistersEstimate(hll->registers), TRIB_HLL_ESTIMATE_MAX);
+}
+
+/* qsort order of hashes: ascending as unsigned integers. */
+static int
+HllCompareHashes(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+bytea *
+TribHllSerialize(const TribHll *hll)
+{
+	StringInfoData buf;
+
+	TribWireBegin(&buf);
+	TribWirePutU8(&buf, TRIB_HLL_FORMAT_VERSION);
+	TribWirePutU8(&buf, (uint8) hll->mode);
+	TribWirePutU8(&buf, TRIB_HLL_PRECISION);
+	TribWirePutU8(&buf, 0);
+	if (hll->mode == TRIB_HLL_MODE_EXACT)
+	{
+		uint64	   *sorted = palloc(Max(hll->nexact, 1) * sizeof(uint64));
+		int			n = 0;
+
+		/* the set without its free slots, in ascending order: one form per set */
+		if (hll->has_zero)
+			sorted[n++] = 0;
+		for (int i = 0; i < hll->nslots; i++)
+			if (hll->slots[i] != 0)
+				sorted[n++] = hll->slots[i];
+		Assert(n == hll->nexact);
+		qsort(sorted, n, sizeof(uint64), HllCompareHashes);
+		TribWirePutU32(&buf, (uint32) n);
+		for (int i = 0; i < n; i++)
+			TribWirePutU64(&buf, sorted[i]);
+		pfree(sorted);
+	}
+	else
+		appendBinaryStringInfo(&buf, (const char *) hll->registers, TRIB_HLL_REGISTERS);
+	return TribWireFinish(&buf);
+}
+
+const char *
+TribHllParse(TribHll *hll, const char *data, Size len)
+{
+	TribWireReader r;
+	uint8		version,
+				mode,
+				precision,
+				reserved;
+
+	TribWireReaderInit(&r, data, len);
+	version = TribWireGetU8(&r);
+	mode = TribWireGetU8(&r);
+	precision = TribWireGetU8(&r);
+	reserved = TribWireGetU8(&r);
+	if (!TribWireOk(&r))
+		return psprintf("%zu bytes is shorter than the %d-byte header", len, TRIB_HLL_HEADER_SIZE);
+	if (version != TRIB_HLL_FORMAT_VERSION)
+		return psprintf("format version %d is not the version this library reads (%d)",
+						version, TRIB_HLL_FORMAT_VERSION);
+	if (precision != TRIB_HLL_PRECISION)
+		return psprintf("precision %d is not %d", precision, TRIB_HLL_PRECISION);
+	if (reserved != 0)
+		return psprintf("reserved byte is %d, not 0", reserved);
+
+	if (mode == TRIB_HLL_MODE_EXACT)
+	{
+		uint32		n = TribWireGetU32(&r);
+		uint64		prev = 0;
+
+		if (!TribWireOk(&r))
+			return pstrdup("the exact set's length is missing");
+		if (n > TRIB_HLL_EXACT_MAX)
+			return psprintf("the exact set has %u hashes, more than %d", n, TRIB_HLL_EXACT_MAX);
+		if (TribWireRemaining(&r) != (Size) n * 8)
+			return psprintf("the exact set takes %zu bytes, not 8 for each of its %u hashes",
+							TribWireRemaining(&r), n);
+		for (uint32 i = 0; i < n; i++)
+		{
+			uint64		hash = TribWireGetU64(&r);
+
+			if (i > 0 && hash <= prev)
+				return psprintf("the exact set's hashes are not in strictly increasing order (at hash %u of %u)",
+								i + 1, n);
+			prev = hash;
+			TribHllAdd(hll, hash);
+		}
+		Assert(hll->mode == TRIB_HLL_MODE_EXACT && hll->nexact == (int) n);
+		return NULL;
+	}
+	if (mode == TRIB_HLL_MODE_REGISTERS)
+	{
+		const uint8 *registers;
+
+		if (TribWireRemaining(&r) != TRIB_HLL_REGISTERS)
+			return psprintf("registers take %d bytes, not %zu",
+							TRIB_HLL_REGISTERS, TribWireRemaining(&r));
+		registers = TribWireTake(&r, TRIB_HLL_REGISTERS);
+		for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
+			if (registers[i] > TRIB_HLL_RHO_MAX)
+				return psprintf("register %d holds %d, more than %d",
+								i, registers[i], TRIB_HLL_RHO_MAX);
+		hll->registers = MemoryContextAlloc(hll->cxt, TRIB_HLL_REGISTERS);
+		memcpy(hll->registers, registers, TRIB_HLL_REGISTERS);
+		hll->mode = TRIB_HLL_MODE_REGISTERS;
+		return NULL;
+	}
+	return psprintf("mode %d is neither %d (exact) nor %d (registers)",
+					mode, TRIB_HLL_MODE_EXACT, TRIB_HLL_MODE_REGISTERS);
+}
+
+TribHll *
+TribHllDeserialize(const char *data, Size len, MemoryContext cxt)
+{
+	TribHll    *hll = TribHllCreate(cxt);
+	const char *problem = TribHllParse(hll, data, len);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid tributary.hll value"),
+				 errdetail("%c%s.", pg_toupper((unsigned char) problem[0]), problem + 1),
+				 errhint("Use a value made by tributary.hll_agg or tributary.hll_merge, "
+						 "stored format version %d.", TRIB_HLL_FORMAT_VERSION)));
+	return hll;
+}
