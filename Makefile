@@ -46,14 +46,17 @@ OBJS = \
 	src/quality/sqlutil.o \
 	src/quality/hll_sql.o \
 	src/quality/ddsketch_sql.o \
-	src/quality/stats_sql.o
+	src/quality/stats_sql.o \
+	src/quality/window.o \
+	src/quality/state_agg.o \
+	src/quality/adhoc.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.
 MODULEDIR = extension
 DATA = control/tributary.control $(wildcard control/tributary--*.sql)
 
-REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch upgrade
+REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch quality upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 
 PG_CONFIG ?= pg_config

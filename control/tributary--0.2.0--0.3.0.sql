@@ -566,3 +566,80 @@ CREATE AGGREGATE @extschema@.exact_stddev(pg_catalog.float8) (
 );
 COMMENT ON AGGREGATE @extschema@.exact_stddev(pg_catalog.float8) IS
     'The sample standard deviation of the values from exact sums: the same result in any order or plan.';
+
+--
+-- Quality windows (docs/quality.md). tributary.quality_state is one window's state over
+-- a group of rows (its event times, a key or the whole row for duplicates, and the watched
+-- columns), stored as bytea; quality_merge merges such states exactly. window_quality and
+-- column_quality group any table's rows by window with them.
+--
+CREATE FUNCTION @extschema@._quality_state_trans(pg_catalog.internal, pg_catalog.timestamptz, "any", VARIADIC "any")
+RETURNS pg_catalog.internal LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_state_trans';
+CREATE FUNCTION @extschema@._quality_state_combine(pg_catalog.internal, pg_catalog.internal)
+RETURNS pg_catalog.internal LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_state_combine';
+CREATE FUNCTION @extschema@._quality_state_serialize(pg_catalog.internal)
+RETURNS pg_catalog.bytea LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_state_serialize';
+CREATE FUNCTION @extschema@._quality_state_deserialize(pg_catalog.bytea, pg_catalog.internal)
+RETURNS pg_catalog.internal LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_state_deserialize';
+CREATE FUNCTION @extschema@._quality_state_final(pg_catalog.internal)
+RETURNS pg_catalog.bytea LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_state_final';
+CREATE FUNCTION @extschema@._quality_merge_trans(pg_catalog.internal, pg_catalog.bytea)
+RETURNS pg_catalog.internal LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_merge_trans';
+
+CREATE AGGREGATE @extschema@.quality_state(event_time pg_catalog.timestamptz, key "any", VARIADIC columns "any") (
+    SFUNC = @extschema@._quality_state_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._quality_state_final,
+    COMBINEFUNC = @extschema@._quality_state_combine,
+    SERIALFUNC = @extschema@._quality_state_serialize,
+    DESERIALFUNC = @extschema@._quality_state_deserialize,
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE @extschema@.quality_merge(state pg_catalog.bytea) (
+    SFUNC = @extschema@._quality_merge_trans,
+    STYPE = pg_catalog.internal,
+    FINALFUNC = @extschema@._quality_state_final,
+    COMBINEFUNC = @extschema@._quality_state_combine,
+    SERIALFUNC = @extschema@._quality_state_serialize,
+    DESERIALFUNC = @extschema@._quality_state_deserialize,
+    PARALLEL = SAFE
+);
+
+CREATE FUNCTION @extschema@.window_quality(
+    tbl pg_catalog.regclass, time_column pg_catalog.text, "window" pg_catalog.interval, slide pg_catalog.interval DEFAULT NULL,
+    columns pg_catalog.text[] DEFAULT NULL, key_column pg_catalog.text DEFAULT NULL,
+    "from" pg_catalog.timestamptz DEFAULT NULL, "to" pg_catalog.timestamptz DEFAULT NULL,
+    origin pg_catalog.timestamptz DEFAULT '1970-01-01 00:00+00')
+RETURNS TABLE (window_start pg_catalog.timestamptz, window_end pg_catalog.timestamptz, rows pg_catalog.int8, duplicates pg_catalog.int8,
+               completeness pg_catalog.float8, uniqueness pg_catalog.float8,
+               validity pg_catalog.float8, timeliness pg_catalog.float8,
+               consistency pg_catalog.float8, outliers pg_catalog.int8, quality_score pg_catalog.float8,
+               newest_event pg_catalog.timestamptz)
+LANGUAGE c CALLED ON NULL INPUT STABLE
+AS 'MODULE_PATHNAME', 'window_quality';
+CREATE FUNCTION @extschema@.column_quality(
+    tbl pg_catalog.regclass, time_column pg_catalog.text, "window" pg_catalog.interval, slide pg_catalog.interval DEFAULT NULL,
+    columns pg_catalog.text[] DEFAULT NULL, key_column pg_catalog.text DEFAULT NULL,
+    "from" pg_catalog.timestamptz DEFAULT NULL, "to" pg_catalog.timestamptz DEFAULT NULL,
+    origin pg_catalog.timestamptz DEFAULT '1970-01-01 00:00+00')
+RETURNS TABLE (window_start pg_catalog.timestamptz, window_end pg_catalog.timestamptz, column_name pg_catalog.text, rows pg_catalog.int8,
+               non_null pg_catalog.int8, completeness pg_catalog.float8, distinct_count pg_catalog.int8,
+               mean pg_catalog.float8, stddev pg_catalog.float8, min pg_catalog.float8,
+               max pg_catalog.float8, p50 pg_catalog.float8, p90 pg_catalog.float8,
+               p99 pg_catalog.float8, outliers pg_catalog.int8, outlier_rate pg_catalog.float8)
+LANGUAGE c CALLED ON NULL INPUT STABLE
+AS 'MODULE_PATHNAME', 'column_quality';
+COMMENT ON AGGREGATE @extschema@.quality_state(pg_catalog.timestamptz, "any", VARIADIC "any") IS
+    'One quality window''s state over the rows of a group (bytea, versioned); merges exactly with quality_merge.';
+COMMENT ON AGGREGATE @extschema@.quality_merge(pg_catalog.bytea) IS
+    'Merges quality window states exactly: minute states into the hour''s state, byte for byte.';
+COMMENT ON FUNCTION @extschema@.window_quality(pg_catalog.regclass, pg_catalog.text, pg_catalog.interval, pg_catalog.interval, pg_catalog.text[], pg_catalog.text, pg_catalog.timestamptz, pg_catalog.timestamptz, pg_catalog.timestamptz) IS
+    'Quality per time window over any table: rows, duplicates, completeness, score (docs/quality.md).';
+COMMENT ON FUNCTION @extschema@.column_quality(pg_catalog.regclass, pg_catalog.text, pg_catalog.interval, pg_catalog.interval, pg_catalog.text[], pg_catalog.text, pg_catalog.timestamptz, pg_catalog.timestamptz, pg_catalog.timestamptz) IS
+    'Quality per time window and column over any table: completeness, distinct count, mean, stddev, quantiles, outliers (docs/quality.md).';

@@ -501,3 +501,40 @@ TribDdsDeserialize(const char *data, Size len, MemoryContext cxt)
 						 "stored format version %d.", TRIB_DDS_FORMAT_VERSION)));
 	return sk;
 }
+
+/*
+ * How many values lie outside [lo, hi], judged bin by bin: a bin's values count when its
+ * representative value, clamped to [min, max] as quantiles are, does; infinities beyond
+ * the bounds too. Order-independent as the sketch is.
+ */
+uint64
+TribDdsCountOutside(const TribDds *sk, double lo, double hi)
+{
+	const TribDdsStore *neg = &sk->negative;
+	const TribDdsStore *pos = &sk->positive;
+	uint64		n = 0;
+
+	if (-INFINITY < lo)
+		n += sk->neginf_count;
+	if (INFINITY > hi)
+		n += sk->posinf_count;
+	if (neg->count > 0)
+		for (int32 i = neg->lo; i <= neg->hi; i++)
+		{
+			double		v = Max(Min(-DdsBinValue(i), sk->max), sk->min);
+
+			if (v < lo || v > hi)
+				n += neg->bins[i - neg->offset];
+		}
+	if (0.0 < lo || 0.0 > hi)
+		n += sk->zero_count;
+	if (pos->count > 0)
+		for (int32 i = pos->lo; i <= pos->hi; i++)
+		{
+			double		v = Max(Min(DdsBinValue(i), sk->max), sk->min);
+
+			if (v < lo || v > hi)
+				n += pos->bins[i - pos->offset];
+		}
+	return n;
+}

@@ -142,4 +142,10 @@ extern const char *TribDdsParse(TribDds *sk, const char *data, Size len);
 /* A sketch in cxt from its stored form; an error (22P03) when the bytes are not one. */
 extern TribDds *TribDdsDeserialize(const char *data, Size len, MemoryContext cxt);
 
+/*
+ * Values outside [lo, hi], judged by their bins' representative values (the outlier count
+ * of docs/quality.md); infinities beyond the bounds count.
+ */
+extern uint64 TribDdsCountOutside(const TribDds *sk, double lo, double hi);
+
 #endif							/* TRIBUTARY_QUALITY_DDSKETCH_H */

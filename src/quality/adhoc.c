@@ -1,0 +1,686 @@
+/*
+ * adhoc.c
+ *		tributary.window_quality and tributary.column_quality: quality windows over any
+ *		table, in one pass over its rows.
+ *
+ * The arguments are checked first (a bad call fails before reading a row). Then one
+ * query groups the rows by pane with tributary.quality_state, as the caller (privileges
+ * and row-level security apply), which the planner may run in parallel: a pane is the
+ * window itself for tumbling windows, or one slide for hopping ones, whose windows are
+ * then the merges of window/slide consecutive panes (exact, see window.h). Windows with no
+ * row between the first and the last are returned too, empty, as a stream closes them.
+ *
+ * Windows are [start, start + window), aligned as date_bin("window", t, origin) aligns
+ * them; a timestamp (without time zone) column is read as UTC. Rows whose time is null
+ * belong to no window.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "executor/tuptable.h"
+#include "catalog/namespace.h"
+#include "common/int.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "quality/adhoc.h"
+#include "quality/window.h"
+
+PG_FUNCTION_INFO_V1(window_quality);
+PG_FUNCTION_INFO_V1(column_quality);
+
+/* the most windows one call returns (empty ones included) */
+#define TRIB_QUALITY_MAX_WINDOWS 1000000
+
+/* The ad-hoc call's arguments, checked. */
+typedef struct TribAdhocCall
+{
+	Oid			relid;
+	char	   *time_column;
+	bool		time_is_tz;
+	int64		window;			/* microseconds */
+	int64		slide;
+	Interval   *window_iv;
+	Interval   *slide_iv;
+	int			ncols;
+	char	  **columns;
+	char	   *key_column;
+	bool		has_from;
+	TimestampTz from;
+	bool		has_to;
+	TimestampTz to;
+	TimestampTz origin;
+} TribAdhocCall;
+
+/* An interval's length in microseconds, for window and slide: positive, no months. */
+int64
+TribQualityIntervalUsecs(Interval *iv, const char *what)
+{
+	int64		usecs;
+
+	if (iv->month != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not contain months or years", what),
+				 errdetail("Months and years have no fixed length, so windows of them cannot be aligned."),
+				 errhint("Use days, hours, minutes or seconds, for example '30 days'.")));
+	if (pg_mul_s64_overflow((int64) iv->day, USECS_PER_DAY, &usecs) ||
+		pg_add_s64_overflow(usecs, iv->time, &usecs))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s is too long", what)));
+	if (usecs <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", what),
+				 errdetail("It is %s.", DatumGetCString(DirectFunctionCall1(interval_out,
+																			 IntervalPGetDatum(iv)))),
+				 errhint("Pass a positive interval, for example '1 minute'.")));
+	return usecs;
+}
+
+/* Check that slide divides window (both in microseconds). */
+void
+TribQualityCheckSlide(int64 window, int64 slide, Interval *window_iv, Interval *slide_iv)
+{
+	if (window % slide != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("slide must divide the window"),
+				 errdetail("The window is %s and the slide %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window_iv))),
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
+				 errhint("Windows start every slide; a window must be a whole number of slides.")));
+}
+
+/* The attribute number of rel's user column name, or an error naming what is wrong. */
+static AttrNumber
+TribAdhocColumn(Relation rel, const char *name, const char *what)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("%s \"%s\" does not exist in \"%s\"", what, name, RelationGetRelationName(rel)),
+			 errhint("Name a column of the table, as it is spelled in it (case matters).")));
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+/* Read and check the arguments, before any row is read. */
+static void
+TribAdhocArgs(FunctionCallInfo fcinfo, TribAdhocCall *call)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	timeatt;
+	Oid			timetype;
+
+	memset(call, 0, sizeof(*call));
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl, time_column and \"window\" must not be null")));
+	call->relid = PG_GETARG_OID(0);
+	call->time_column = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	call->window_iv = PG_GETARG_INTERVAL_P(2);
+	call->window = TribQualityIntervalUsecs(call->window_iv, "window");
+	call->slide_iv = PG_ARGISNULL(3) ? call->window_iv : PG_GETARG_INTERVAL_P(3);
+	call->slide = TribQualityIntervalUsecs(call->slide_iv, "slide");
+	TribQualityCheckSlide(call->window, call->slide, call->window_iv, call->slide_iv);
+	call->has_from = !PG_ARGISNULL(6);
+	if (call->has_from)
+		call->from = PG_GETARG_TIMESTAMPTZ(6);
+	call->has_to = !PG_ARGISNULL(7);
+	if (call->has_to)
+		call->to = PG_GETARG_TIMESTAMPTZ(7);
+	if (call->has_from && call->has_to && call->from >= call->to)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"from\" must be earlier than \"to\""),
+				 errhint("The rows read are those with \"from\" <= time < \"to\".")));
+	if (PG_ARGISNULL(8))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("origin must not be null")));
+	call->origin = PG_GETARG_TIMESTAMPTZ(8);
+
+	rel = relation_open(call->relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	timeatt = TribAdhocColumn(rel, call->time_column, "time column");
+	timetype = TupleDescAttr(desc, timeatt - 1)->atttypid;
+	if (timetype != TIMESTAMPTZOID && timetype != TIMESTAMPOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("time column \"%s\" is of type %s", call->time_column, format_type_be(timetype)),
+				 errhint("The time column must be timestamp with time zone or timestamp.")));
+	call->time_is_tz = timetype == TIMESTAMPTZOID;
+	if (!PG_ARGISNULL(5))
+	{
+		call->key_column = text_to_cstring(PG_GETARG_TEXT_PP(5));
+		(void) TribAdhocColumn(rel, call->key_column, "key column");
+	}
+	if (PG_ARGISNULL(4))
+	{
+		/* every column */
+		call->columns = palloc(sizeof(char *) * desc->natts);
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped)
+				call->columns[call->ncols++] = pstrdup(NameStr(att->attname));
+		}
+	}
+	else
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("columns must name at least one column"),
+					 errhint("Pass null to watch every column.")));
+		call->columns = palloc(sizeof(char *) * n);
+		for (int i = 0; i < n; i++)
+		{
+			char	   *name;
+
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("columns must not contain null")));
+			name = TextDatumGetCString(elems[i]);
+			(void) TribAdhocColumn(rel, name, "column");
+			for (int j = 0; j < call->ncols; j++)
+				if (strcmp(call->columns[j], name) == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_DUPLICATE_COLUMN),
+							 errmsg("column \"%s\" is named twice in columns", name)));
+			call->columns[call->ncols++] = name;
+		}
+	}
+	relation_close(rel, AccessShareLock);
+}
+
+/* The query that groups the rows by pane (see the file header). */
+static char *
+TribAdhocQuery(TribAdhocCall *call)
+{
+	StringInfoData sql;
+	char	   *rel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(call->relid)),
+												 get_rel_name(call->relid));
+	char	   *t;
+
+	t = call->time_is_tz ? psprintf("q.%s", quote_identifier(call->time_column))
+		: psprintf("(q.%s AT TIME ZONE 'UTC')", quote_identifier(call->time_column));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.date_bin($1, %s, $2) AS pane, "
+					 "tributary.quality_state(%s, %s", t, t,
+					 call->key_column ? psprintf("q.%s", quote_identifier(call->key_column)) : "q.*");
+	for (int c = 0; c < call->ncols; c++)
+		appendStringInfo(&sql, ", q.%s", quote_identifier(call->columns[c]));
+	appendStringInfo(&sql, ") FROM %s AS q WHERE pg_catalog.isfinite(%s)", rel, t);
+	if (call->has_from)
+		appendStringInfo(&sql, " AND %s >= $3", t);
+	if (call->has_to)
+		appendStringInfo(&sql, " AND %s < $4", t);
+	appendStringInfoString(&sql, " GROUP BY 1 ORDER BY 1");
+	return sql.data;
+}
+
+/* Emit one window's row(s) into the result. */
+typedef void (*TribAdhocEmit) (Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
+							   TimestampTz start, const TribQualityWindow *w);
+
+static void
+TribAdhocEmitWindow(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
+					TimestampTz start, const TribQualityWindow *w)
+{
+	TribQualityWindowMetrics m;
+	Datum		values[13];
+	bool		nulls[13] = {0};
+	int			i = 0;
+
+	TribQualityWindowRead(w, TribQualityDefaultWeights, &m);
+	values[i++] = TimestampTzGetDatum(start);
+	values[i++] = TimestampTzGetDatum(start + call->window);
+	values[i++] = Int64GetDatum((int64) m.rows);
+	values[i++] = Int64GetDatum(m.duplicates);
+	for (int c = 0; c < TRIB_QC_COUNT; c++)
+	{
+		nulls[i] = !m.has_component[c];
+		values[i++] = Float8GetDatum(m.component[c]);
+	}
+	values[i++] = Int64GetDatum(m.outliers);
+	nulls[i] = !m.has_score;
+	values[i++] = Float8GetDatum(m.score);
+	nulls[i] = w->newest_event == DT_NOBEGIN;
+	values[i++] = TimestampTzGetDatum(w->newest_event);
+	Assert(i == desc->natts);
+	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+static void
+TribAdhocEmitColumns(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
+					 TimestampTz start, const TribQualityWindow *w)
+{
+	for (int c = 0; c < w->ncols; c++)
+	{
+		TribQualityColumnMetrics m;
+		Datum		values[17];
+		bool		nulls[17] = {0};
+		int			i = 0;
+		bool		num;
+
+		TribQualityColumnRead(w, c, &m);
+		num = m.numeric && m.has_values;
+		values[i++] = TimestampTzGetDatum(start);
+		values[i++] = TimestampTzGetDatum(start + call->window);
+		values[i++] = CStringGetTextDatum(call->columns[c]);
+		values[i++] = Int64GetDatum((int64) m.rows);
+		values[i++] = Int64GetDatum((int64) m.non_null);
+		nulls[i] = m.rows == 0;
+		values[i++] = Float8GetDatum(m.completeness);
+		values[i++] = Int64GetDatum(m.distinct_count);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.mean);
+		nulls[i] = !num || !m.has_stddev;
+		values[i++] = Float8GetDatum(m.stddev);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.min);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.max);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.p50);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.p90);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.p99);
+		nulls[i] = !num;
+		values[i++] = Int64GetDatum(m.outliers);
+		nulls[i] = !num;
+		values[i++] = Float8GetDatum(m.outlier_rate);
+		Assert(i == desc->natts);
+		tuplestore_putvalues(store, desc, values, nulls);
+	}
+}
+
+/* date_bin(stride, t, origin), exactly as the query's panes are binned. */
+static TimestampTz
+TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin)
+{
+	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_bin, IntervalPGetDatum(stride),
+												   TimestampTzGetDatum(t),
+												   TimestampTzGetDatum(origin)));
+}
+
+/* An empty window in a context of its own, under cxt (deleted once it is emitted). */
+static TribQualityWindow *
+TribAdhocWindow(TribAdhocCall *call, const bool *numeric, MemoryContext cxt)
+{
+	MemoryContext own = AllocSetContextCreate(cxt, "tributary quality window",
+											  ALLOCSET_SMALL_SIZES);
+
+	return TribQualityWindowCreate(call->ncols, numeric, false, own);
+}
+
+/* The panes with rows, in time order, each with its window state. */
+typedef struct TribAdhocPanes
+{
+	int			n;
+	TimestampTz *starts;
+	TribQualityWindow **states;
+} TribAdhocPanes;
+
+/* The watched columns' numeric flags, and the largest attribute number the scan reads. */
+static bool *
+TribAdhocNumeric(TribAdhocCall *call, Relation rel, AttrNumber *atts)
+{
+	bool	   *numeric = palloc(sizeof(bool) * Max(call->ncols, 1));
+
+	for (int c = 0; c < call->ncols; c++)
+	{
+		atts[c] = TribAdhocColumn(rel, call->columns[c], "column");
+		numeric[c] = TribQualityTypeIsNumeric(TupleDescAttr(RelationGetDescr(rel), atts[c] - 1)->atttypid);
+	}
+	return numeric;
+}
+
+/*
+ * The panes through SQL: one query groups the rows with tributary.quality_state, planned
+ * as any query is (parallel where it may be; policies and privileges applied).
+ */
+static void
+TribAdhocPanesByQuery(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext cxt)
+{
+	Oid			argtypes[4] = {INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[4];
+	char		argnulls[4] = {' ', ' ', call->has_from ? ' ' : 'n', call->has_to ? ' ' : 'n'};
+	int			ret;
+
+	args[0] = IntervalPGetDatum(call->slide_iv);
+	args[1] = TimestampTzGetDatum(call->origin);
+	args[2] = TimestampTzGetDatum(call->from);
+	args[3] = TimestampTzGetDatum(call->to);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(TribAdhocQuery(call), 4, argtypes, args, argnulls, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "the quality query failed: %s", SPI_result_code_string(ret));
+	panes->n = (int) SPI_processed;
+	panes->starts = MemoryContextAlloc(cxt, sizeof(TimestampTz) * Max(panes->n, 1));
+	panes->states = MemoryContextAlloc(cxt, sizeof(TribQualityWindow *) * Max(panes->n, 1));
+	for (int p = 0; p < panes->n; p++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[p];
+		bool		isnull;
+		bytea	   *b;
+
+		panes->starts[p] = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		b = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		panes->states[p] = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), cxt);
+	}
+	SPI_finish();
+}
+
+/*
+ * Whether the table can be read directly: a plain table or materialized view without
+ * inheritance children, no row-level security for the caller, and SELECT on it. Anything
+ * else goes through the query, where the executor applies what applies.
+ */
+static bool
+TribAdhocCanScan(TribAdhocCall *call)
+{
+	char		relkind = get_rel_relkind(call->relid);
+
+	return (relkind == RELKIND_RELATION || relkind == RELKIND_MATVIEW) &&
+		!has_subclass(call->relid) &&
+		check_enable_rls(call->relid, InvalidOid, true) != RLS_ENABLED &&
+		pg_class_aclcheck(call->relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+}
+
+/* A pane's window in the scan's hash table (keyed by the pane's start). */
+typedef struct TribAdhocPaneEntry
+{
+	TimestampTz start;
+	TribQualityWindow *window;
+} TribAdhocPaneEntry;
+
+static int
+TribAdhocCompareStarts(const void *a, const void *b)
+{
+	TimestampTz x = ((const TribAdhocPaneEntry *) a)->start;
+	TimestampTz y = ((const TribAdhocPaneEntry *) b)->start;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * The panes by reading the heap directly, one pass with the same readers the aggregate
+ * uses (so the states are the same). A row's pane is date_bin's: computed here for times
+ * at or after the origin, by timestamptz_bin itself before it.
+ */
+static void
+TribAdhocPanesByScan(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext cxt)
+{
+	Relation	rel = table_open(call->relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber *atts = palloc(sizeof(AttrNumber) * Max(call->ncols, 1));
+	bool	   *numeric = TribAdhocNumeric(call, rel, atts);
+	AttrNumber	timeatt = TribAdhocColumn(rel, call->time_column, "time column");
+	AttrNumber	keyatt = call->key_column ? TribAdhocColumn(rel, call->key_column, "key column") : 0;
+	TribQualityColumnReader *readers = palloc0(sizeof(TribQualityColumnReader) * Max(call->ncols, 1));
+	TribQualityColumnReader key;
+	TribQualityRowHasher rowhasher;
+	int			lastatt = timeatt;
+	HASHCTL		ctl = {0};
+	HTAB	   *table;
+	HASH_SEQ_STATUS seq;
+	TribAdhocPaneEntry *entry;
+	TribAdhocPaneEntry *last = NULL;
+	Snapshot	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	uint64		nrows = 0;
+
+	for (int c = 0; c < call->ncols; c++)
+	{
+		Oid			typid = TupleDescAttr(desc, atts[c] - 1)->atttypid;
+
+		TribQualityColumnReaderInit(&readers[c], typid, get_typcollation(typid), cxt);
+		lastatt = Max(lastatt, atts[c]);
+	}
+	if (keyatt > 0)
+	{
+		Oid			typid = TupleDescAttr(desc, keyatt - 1)->atttypid;
+
+		TribQualityColumnReaderInit(&key, typid, get_typcollation(typid), cxt);
+		lastatt = Max(lastatt, keyatt);
+	}
+	else
+	{
+		TribQualityRowHasherInit(&rowhasher, desc, cxt);
+		lastatt = desc->natts;
+	}
+
+	ctl.keysize = sizeof(TimestampTz);
+	ctl.entrysize = sizeof(TribAdhocPaneEntry);
+	ctl.hcxt = cxt;
+	table = hash_create("tributary quality panes", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		TimestampTz t;
+		TimestampTz start;
+		TribQualityWindow *w;
+
+		if ((++nrows & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		slot_getsomeattrs(slot, lastatt);
+		if (slot->tts_isnull[timeatt - 1])
+			continue;
+		/* a timestamp read as UTC has the same microseconds as a timestamptz */
+		t = DatumGetTimestampTz(slot->tts_values[timeatt - 1]);
+		if (TIMESTAMP_NOT_FINITE(t) || (call->has_from && t < call->from) ||
+			(call->has_to && t >= call->to))
+			continue;
+		if (last != NULL && t >= last->start && t - last->start < call->slide)
+			w = last->window;
+		else
+		{
+			bool		found;
+
+			if (t >= call->origin)
+				start = t - (t - call->origin) % call->slide;
+			else
+				start = TribAdhocBin(call->slide_iv, t, call->origin);
+			last = hash_search(table, &start, HASH_ENTER, &found);
+			if (!found)
+				last->window = TribQualityWindowCreate(call->ncols, numeric, false, cxt);
+			w = last->window;
+		}
+		TribQualityWindowAddEvent(w, t);
+		if (keyatt > 0)
+		{
+			if (slot->tts_isnull[keyatt - 1])
+				TribQualityWindowAddNullKeyRow(w);
+			else
+				TribQualityWindowAddRow(w, TribHashDatum(&key.hasher, slot->tts_values[keyatt - 1]));
+		}
+		else
+			TribQualityWindowAddRow(w, TribQualityHashTuple(&rowhasher, slot->tts_values, slot->tts_isnull));
+		for (int c = 0; c < call->ncols; c++)
+			if (!slot->tts_isnull[atts[c] - 1])
+				TribQualityWindowAddValue(w, &readers[c], c, slot->tts_values[atts[c] - 1]);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	panes->n = (int) hash_get_num_entries(table);
+	entry = MemoryContextAlloc(cxt, sizeof(TribAdhocPaneEntry) * Max(panes->n, 1));
+	{
+		int			i = 0;
+		TribAdhocPaneEntry *e;
+
+		hash_seq_init(&seq, table);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			entry[i++] = *e;
+	}
+	qsort(entry, panes->n, sizeof(TribAdhocPaneEntry), TribAdhocCompareStarts);
+	panes->starts = MemoryContextAlloc(cxt, sizeof(TimestampTz) * Max(panes->n, 1));
+	panes->states = MemoryContextAlloc(cxt, sizeof(TribQualityWindow *) * Max(panes->n, 1));
+	for (int p = 0; p < panes->n; p++)
+	{
+		panes->starts[p] = entry[p].start;
+		panes->states[p] = entry[p].window;
+	}
+}
+
+/*
+ * Read the panes (directly or through the query), then walk them from the first to the
+ * last (empty ones too) in slide steps. At pane P the windows that cover it are those
+ * starting at P - k * slide, k < window/slide: a window starting at P opens, P's state
+ * merges into every open one, and the oldest, whose last pane P is, is emitted. Tumbling
+ * windows are the panes themselves.
+ */
+static void
+TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TribAdhocCall call;
+	TribAdhocPanes panes;
+	int			p = 0;
+	int			per_window;
+	bool	   *numeric;
+	TribQualityWindow **open;	/* open[k]: the window starting k slides before the pane */
+	TribQualityWindow *empty;
+	TimestampTz pane;
+	TimestampTz last_pane;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary quality",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
+	Relation	rel;
+	AttrNumber *atts;
+
+	TribAdhocArgs(fcinfo, &call);
+	InitMaterializedSRF(fcinfo, 0);
+	per_window = (int) (call.window / call.slide);
+	rel = relation_open(call.relid, AccessShareLock);
+	atts = palloc(sizeof(AttrNumber) * Max(call.ncols, 1));
+	numeric = TribAdhocNumeric(&call, rel, atts);
+	relation_close(rel, AccessShareLock);
+
+	old = MemoryContextSwitchTo(cxt);
+	if (TribAdhocCanScan(&call))
+		TribAdhocPanesByScan(&call, &panes, cxt);
+	else
+		TribAdhocPanesByQuery(&call, &panes, cxt);
+
+	/* the panes to walk: those with rows, widened to "from" and "to" when given */
+	if (panes.n > 0)
+	{
+		pane = panes.starts[0];
+		last_pane = panes.starts[panes.n - 1];
+	}
+	else if (call.has_from && call.has_to)
+	{
+		pane = TribAdhocBin(call.slide_iv, call.from, call.origin);
+		last_pane = TribAdhocBin(call.slide_iv, call.to - 1, call.origin);
+	}
+	else
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		return;
+	}
+	if (call.has_from)
+		pane = Min(pane, TribAdhocBin(call.slide_iv, call.from, call.origin));
+	if (call.has_to)
+		last_pane = Max(last_pane, TribAdhocBin(call.slide_iv, call.to - 1, call.origin));
+	if ((last_pane - pane) / call.slide + per_window > TRIB_QUALITY_MAX_WINDOWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the rows span more than %d windows", TRIB_QUALITY_MAX_WINDOWS),
+				 errhint("Pass \"from\" and \"to\", or a longer window or slide.")));
+
+	empty = TribQualityWindowCreate(call.ncols, numeric, false, cxt);
+	open = palloc0(sizeof(TribQualityWindow *) * per_window);
+	for (int k = 1; k < per_window; k++)
+		open[k] = TribAdhocWindow(&call, numeric, cxt);
+	for (;; pane += call.slide)
+	{
+		TribQualityWindow *state = empty;
+
+		CHECK_FOR_INTERRUPTS();
+		if (p < panes.n && panes.starts[p] == pane)
+			state = panes.states[p++];
+		if (per_window == 1)
+			emit(rsinfo->setResult, rsinfo->setDesc, &call, pane, state);
+		else
+		{
+			open[0] = TribAdhocWindow(&call, numeric, cxt);
+			for (int k = 0; k < per_window; k++)
+				TribQualityWindowMerge(open[k], state);
+			emit(rsinfo->setResult, rsinfo->setDesc, &call,
+				 pane - (int64) (per_window - 1) * call.slide, open[per_window - 1]);
+			MemoryContextDelete(open[per_window - 1]->cxt);
+			memmove(open + 1, open, sizeof(TribQualityWindow *) * (per_window - 1));
+		}
+		if (pane >= last_pane)
+			break;
+	}
+	/* the windows that cover the last pane and later ones, oldest first */
+	for (int k = per_window - 1; k >= 1; k--)
+		emit(rsinfo->setResult, rsinfo->setDesc, &call, pane - (int64) (k - 1) * call.slide, open[k]);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* tributary.window_quality(tbl, time_column, "window", slide, columns, key_column, "from", "to", origin) */
+Datum
+window_quality(PG_FUNCTION_ARGS)
+{
+	TribAdhocRun(fcinfo, TribAdhocEmitWindow);
+	return (Datum) 0;
+}
+
+/* tributary.column_quality(the same) */
+Datum
+column_quality(PG_FUNCTION_ARGS)
+{
+	TribAdhocRun(fcinfo, TribAdhocEmitColumns);
+	return (Datum) 0;
+}
