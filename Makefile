@@ -5,6 +5,7 @@
 #   make install    install it into the PostgreSQL found by PG_CONFIG
 #   make test       bootstrap, build, install, run every test (pg_regress, pgTAP, integration)
 #   make demo       bootstrap, build, install, run the demo on a private cluster
+#   make fuzz-sketch  fuzz the sketches' stored-form parsers (test/fuzz; not part of make test)
 
 MODULE_big = tributary
 OBJS = \
@@ -67,7 +68,8 @@ SHLIB_LINK = -lrdkafka
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include tools/kafka_mock.mk
-EXTRA_CLEAN = tools/tributary-kafka-mock
+include test/fuzz/fuzz.mk
+EXTRA_CLEAN = tools/tributary-kafka-mock test/fuzz/sketch_fuzz
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)

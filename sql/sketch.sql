@@ -199,11 +199,12 @@ SELECT name, h::text::tributary.hll::text = h::text AS hll_text_round_trip,
        d::text::tributary.ddsketch::text = d::text AS ddsketch_text_round_trip,
        length(h::text) AS hll_text_length, length(d::text) AS ddsketch_text_length
 FROM sk_stored ORDER BY name;
+-- (\copy: the file is written and read by psql, in pg_regress's output directory)
 \getenv abs_builddir PG_ABS_BUILDDIR
-\set sk_binfile :abs_builddir '/results/sketch.bin'
-COPY sk_stored TO :'sk_binfile' WITH (FORMAT binary);
+\cd :abs_builddir
+\copy sk_stored TO 'results/sketch.bin' WITH (FORMAT binary)
 CREATE TABLE sk_stored_again (LIKE sk_stored);
-COPY sk_stored_again FROM :'sk_binfile' WITH (FORMAT binary);
+\copy sk_stored_again FROM 'results/sketch.bin' WITH (FORMAT binary)
 SELECT a.name, a.h::text = b.h::text AS hll_binary_round_trip,
        a.d::text = b.d::text AS ddsketch_binary_round_trip,
        tributary.hll_count(b.h) AS count, tributary.ddsketch_quantile(b.d, 1) AS max
@@ -250,39 +251,55 @@ SELECT i, (i % 7) AS g,
        CASE WHEN i % 97 = 0 THEN NULL ELSE floor(random() * 3000)::int END AS k,
        CASE WHEN i % 89 = 0 THEN NULL ELSE (random() - 0.3) * exp(random() * 8) END AS x
 FROM generate_series(1, 20000) i;
-SELECT tributary.hll_agg(k ORDER BY i)::text = tributary.hll_agg(k ORDER BY i DESC)::text AS hll_order,
-       tributary.hll_agg(k ORDER BY k)::text = tributary.hll_agg(k ORDER BY random())::text AS hll_order_2,
-       tributary.ddsketch_agg(x ORDER BY i)::text = tributary.ddsketch_agg(x ORDER BY i DESC)::text AS dds_order,
-       tributary.ddsketch_agg(x ORDER BY x)::text = tributary.ddsketch_agg(x ORDER BY random())::text AS dds_order_2,
-       sk_bits(tributary.exact_avg(x ORDER BY x)) = sk_bits(tributary.exact_avg(x ORDER BY x DESC)) AS avg_order,
-       sk_bits(tributary.exact_avg(x ORDER BY random())) = sk_bits(tributary.exact_avg(x ORDER BY i)) AS avg_order_2,
-       sk_bits(tributary.exact_stddev(x ORDER BY x)) = sk_bits(tributary.exact_stddev(x ORDER BY x DESC)) AS stddev_order,
-       sk_bits(tributary.exact_stddev(x ORDER BY random())) = sk_bits(tributary.exact_stddev(x ORDER BY i)) AS stddev_order_2
+SELECT tributary.hll_agg(k ORDER BY i)::text
+         = tributary.hll_agg(k ORDER BY i DESC)::text AS hll_order,
+       tributary.hll_agg(k ORDER BY k)::text
+         = tributary.hll_agg(k ORDER BY random())::text AS hll_order_2,
+       tributary.ddsketch_agg(x ORDER BY i)::text
+         = tributary.ddsketch_agg(x ORDER BY i DESC)::text AS dds_order,
+       tributary.ddsketch_agg(x ORDER BY x)::text
+         = tributary.ddsketch_agg(x ORDER BY random())::text AS dds_order_2,
+       sk_bits(tributary.exact_avg(x ORDER BY x))
+         = sk_bits(tributary.exact_avg(x ORDER BY x DESC)) AS avg_order,
+       sk_bits(tributary.exact_avg(x ORDER BY random()))
+         = sk_bits(tributary.exact_avg(x ORDER BY i)) AS avg_order_2,
+       sk_bits(tributary.exact_stddev(x ORDER BY x))
+         = sk_bits(tributary.exact_stddev(x ORDER BY x DESC)) AS stddev_order,
+       sk_bits(tributary.exact_stddev(x ORDER BY random()))
+         = sk_bits(tributary.exact_stddev(x ORDER BY i)) AS stddev_order_2
 FROM sk_mid;
 -- merging per-group sketches gives the sketch of all rows (and merging in another
 -- grouping gives it too)
 WITH per_group AS (
-    SELECT g, tributary.hll_agg(k) AS h, tributary.ddsketch_agg(x) AS d FROM sk_mid GROUP BY g
+    SELECT g, tributary.hll_agg(k) AS h, tributary.ddsketch_agg(x) AS d
+    FROM sk_mid GROUP BY g
 ), per_other AS (
-    SELECT i % 11 AS g, tributary.hll_agg(k) AS h, tributary.ddsketch_agg(x) AS d FROM sk_mid GROUP BY i % 11
+    SELECT i % 11 AS g, tributary.hll_agg(k) AS h, tributary.ddsketch_agg(x) AS d
+    FROM sk_mid GROUP BY i % 11
+), whole AS (
+    SELECT tributary.hll_agg(k)::text AS h, tributary.ddsketch_agg(x)::text AS d FROM sk_mid
 )
-SELECT (SELECT tributary.hll_merge(h)::text FROM per_group) = (SELECT tributary.hll_agg(k)::text FROM sk_mid) AS hll_merge_equal,
-       (SELECT tributary.hll_merge(h)::text FROM per_other) = (SELECT tributary.hll_agg(k)::text FROM sk_mid) AS hll_merge_equal_2,
-       (SELECT tributary.ddsketch_merge(d)::text FROM per_group) = (SELECT tributary.ddsketch_agg(x)::text FROM sk_mid) AS dds_merge_equal,
-       (SELECT tributary.ddsketch_merge(d)::text FROM per_other) = (SELECT tributary.ddsketch_agg(x)::text FROM sk_mid) AS dds_merge_equal_2;
+SELECT (SELECT tributary.hll_merge(h)::text FROM per_group) = whole.h AS hll_merge_equal,
+       (SELECT tributary.hll_merge(h)::text FROM per_other) = whole.h AS hll_merge_equal_2,
+       (SELECT tributary.ddsketch_merge(d)::text FROM per_group) = whole.d AS dds_merge_equal,
+       (SELECT tributary.ddsketch_merge(d)::text FROM per_other) = whole.d AS dds_merge_equal_2
+FROM whole;
 -- small groups stay exact, and merging exact sketches past the cap converts as adding would
 SELECT (SELECT tributary.hll_merge(h)::text
         FROM (SELECT tributary.hll_agg(i) AS h FROM generate_series(1, 1500) i GROUP BY i % 3) s)
      = (SELECT tributary.hll_agg(i)::text FROM generate_series(1, 1500) i) AS exact_parts_merge;
 -- a store wider than 4096 bins collapses its smallest magnitudes the same way in any order
-SELECT tributary.ddsketch_agg(v ORDER BY v)::text = tributary.ddsketch_agg(v ORDER BY v DESC)::text AS collapse_order,
+CREATE TEMP VIEW sk_wide AS
+SELECT i, power(10, i / 10.0)::float8 AS v FROM generate_series(-300, 300) i;
+SELECT tributary.ddsketch_agg(v ORDER BY v)::text
+         = tributary.ddsketch_agg(v ORDER BY v DESC)::text AS collapse_order,
        (SELECT tributary.ddsketch_merge(d)::text
-        FROM (SELECT tributary.ddsketch_agg(v) AS d FROM (SELECT power(10, i / 10.0)::float8 AS v, i FROM generate_series(-300, 300) i) t GROUP BY i % 5) s)
-     = tributary.ddsketch_agg(v)::text AS collapse_merge,
+        FROM (SELECT tributary.ddsketch_agg(v) AS d FROM sk_wide GROUP BY i % 5) s)
+         = tributary.ddsketch_agg(v)::text AS collapse_merge,
        tributary.approx_quantile(v, 1) = max(v) AS max_exact,
        tributary.approx_quantile(v, 0) = min(v) AS min_exact,
        round(tributary.approx_quantile(v, 0.9)::numeric / 1e24, 2) AS p90_over_1e24
-FROM (SELECT power(10, i / 10.0)::float8 AS v FROM generate_series(-300, 300) i) t;
+FROM sk_wide;
 
 --
 -- Parallel aggregation: partial states from workers, combined, give the serial results.
@@ -319,7 +336,8 @@ SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
 SET parallel_leader_participation = off;
 EXPLAIN (COSTS OFF) SELECT * FROM sk_par_results;
-SELECT (SELECT row(s.*)::text FROM sk_serial s) = (SELECT row(p.*)::text FROM sk_par_results p) AS parallel_equals_serial;
+SELECT (SELECT row(s.*)::text FROM sk_serial s)
+     = (SELECT row(p.*)::text FROM sk_par_results p) AS parallel_equals_serial;
 SET enable_hashagg = off;
 EXPLAIN (COSTS OFF) SELECT * FROM sk_par_grouped;
 SELECT count(*) AS groups,
@@ -327,7 +345,8 @@ SELECT count(*) AS groups,
 FROM sk_serial_grouped s JOIN sk_par_grouped p USING (g);
 RESET enable_hashagg;
 SET parallel_leader_participation = on;
-SELECT (SELECT row(s.*)::text FROM sk_serial s) = (SELECT row(p.*)::text FROM sk_par_results p) AS with_leader_equals_serial;
+SELECT (SELECT row(s.*)::text FROM sk_serial s)
+     = (SELECT row(p.*)::text FROM sk_par_results p) AS with_leader_equals_serial;
 RESET force_parallel_mode;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
@@ -397,11 +416,13 @@ FROM (SELECT tributary.exact_avg(epoch), avg(epoch::text::numeric)::float8 AS nu
 SELECT count(DISTINCT (sk_bits(a), sk_bits(s))) AS distinct_results
 FROM (SELECT tributary.exact_avg(epoch) AS a, tributary.exact_stddev(epoch) AS s FROM sk_big
       UNION ALL
-      SELECT tributary.exact_avg(epoch ORDER BY epoch DESC), tributary.exact_stddev(epoch ORDER BY epoch) FROM sk_big) r;
+      SELECT tributary.exact_avg(epoch ORDER BY epoch DESC), tributary.exact_stddev(epoch ORDER BY epoch)
+      FROM sk_big) r;
 
 DROP TABLE sk_big;
 DROP FUNCTION sk_quantiles_ok(float8[], float8[]);
 DROP VIEW sk_par_grouped;
 DROP VIEW sk_par_results;
+DROP VIEW sk_wide;
 DROP TABLE sk_par, sk_mid, sk_stored, sk_stored_again, sk_serial, sk_serial_grouped;
 DROP FUNCTION sk_bits(float8);

@@ -22,12 +22,13 @@
 /* |bin index| of any double: ln(DBL_MAX) / ln(gamma) < 70978, ln(DBL_MIN) / ln(gamma) > -70839 */
 #define DDS_INDEX_LIMIT 71000
 /* a store's first allocation, and its largest (room for the range to slide upwards) */
-#define DDS_FIRST_BINS 64
+#define DDS_FIRST_BINS 16
 #define DDS_MAX_ALLOC (2 * TRIB_DDS_MAX_BINS)
 
 StaticAssertDecl(TRIB_DDS_MAX_BINS >= 1 && TRIB_DDS_MAX_BINS <= DDS_MAX_ALLOC,
 				 "a store's range fits its largest allocation");
 
+/* An embedded sketch needs no allocation until its first value. */
 void
 TribDdsInit(TribDds *sk, MemoryContext cxt)
 {
@@ -35,6 +36,7 @@ TribDdsInit(TribDds *sk, MemoryContext cxt)
 	sk->cxt = cxt;
 }
 
+/* For callers that keep sketches by pointer (aggregate states). */
 TribDds *
 TribDdsCreate(MemoryContext cxt)
 {
@@ -59,6 +61,7 @@ DdsStoreCopy(TribDdsStore *dst, const TribDdsStore *src, MemoryContext cxt)
 	memcpy(dst->bins, src->bins + (src->lo - src->offset), dst->nalloc * sizeof(uint64));
 }
 
+/* A state that must outlive its source (the combine step of an aggregate). */
 TribDds *
 TribDdsCopy(const TribDds *src, MemoryContext cxt)
 {
@@ -71,6 +74,7 @@ TribDdsCopy(const TribDds *src, MemoryContext cxt)
 	return sk;
 }
 
+/* Give the bins back without dropping the struct a caller embeds. */
 void
 TribDdsReset(TribDds *sk)
 {
@@ -81,12 +85,14 @@ TribDdsReset(TribDds *sk)
 	TribDdsInit(sk, sk->cxt);
 }
 
+/* The population the ranks are taken over. */
 uint64
 TribDdsCount(const TribDds *sk)
 {
 	return sk->count;
 }
 
+/* NaN is kept out of the ranks, but a quality check wants to know of it. */
 uint64
 TribDdsNanCount(const TribDds *sk)
 {
@@ -200,6 +206,7 @@ DdsStoreMerge(TribDdsStore *dst, const TribDdsStore *src, MemoryContext cxt)
 	dst->count += src->count;
 }
 
+/* One value into its bin: NaN, infinities and near-zero magnitudes are counted apart. */
 void
 TribDdsAdd(TribDds *sk, double value)
 {
@@ -234,6 +241,7 @@ TribDdsAdd(TribDds *sk, double value)
 		DdsStoreAdd(&sk->negative, sk->cxt, DdsIndex(magnitude), 1);
 }
 
+/* Partial sketches (batches, sessions, parallel workers) become the sketch of all their values. */
 void
 TribDdsMerge(TribDds *dst, const TribDds *src)
 {
@@ -286,6 +294,7 @@ DdsValueAtRank(const TribDds *sk, double rank)
 	return INFINITY;
 }
 
+/* The q-quantile from the counts, exact at q = 0 and q = 1. */
 bool
 TribDdsQuantile(const TribDds *sk, double q, double *result)
 {
@@ -338,6 +347,7 @@ DdsStoreSerialize(StringInfo buf, const TribDdsStore *s)
 		TribWirePutVarint(buf, s->bins[i - s->offset]);
 }
 
+/* The canonical stored form: equal multisets give equal bytes. */
 bytea *
 TribDdsSerialize(const TribDds *sk)
 {
@@ -428,6 +438,7 @@ DdsCheckExtreme(const TribDds *sk, double v, int sign, const char *name)
 	return ok ? NULL : psprintf("%s %g does not fit the counts", name, v);
 }
 
+/* Stored sketches are user input: check every field before trusting any. */
 const char *
 TribDdsParse(TribDds *sk, const char *data, Size len)
 {
@@ -486,6 +497,7 @@ TribDdsParse(TribDds *sk, const char *data, Size len)
 	return NULL;
 }
 
+/* TribDdsParse for callers that want an error rather than a reason. */
 TribDds *
 TribDdsDeserialize(const char *data, Size len, MemoryContext cxt)
 {

@@ -40,9 +40,10 @@
  * The regression tests assert <= 1 % against percentile_disc at p50, p90 and p99 on 10^6
  * values of several distributions.
  *
- * Memory: two stores of at most 2 * TRIB_DDS_MAX_BINS counts of 8 bytes (slack for a range
- * that slides upwards), usually a few hundred bins each: about 2 KiB for three decades.
- * Cost per value: one log().
+ * Memory: per store, 8 bytes per bin its values span (a factor of 10 is 230 bins), with up
+ * to as much again of room to grow (and for a range that slides upwards), at most
+ * 2 * TRIB_DDS_MAX_BINS bins; a store starts at 16 bins. Values from 1e-6 to 5 take about
+ * 12 KiB in memory and, stored as varints, 4 KiB. Cost per value: one log().
  *
  * Stored format (TribDdsSerialize), version TRIB_DDS_FORMAT_VERSION = 1; varints are
  * LEB128 (wire.h), doubles their IEEE bits little-endian:

@@ -18,9 +18,11 @@
 /* The set's largest size: load factor 1/2 at the cap. */
 #define HLL_MAX_SLOTS (2 * TRIB_HLL_EXACT_MAX)
 
-StaticAssertDecl(HLL_MAX_SLOTS >= 2 * TRIB_HLL_EXACT_MAX, "the exact set needs free slots at the cap");
+StaticAssertDecl(HLL_MAX_SLOTS >= 2 * TRIB_HLL_EXACT_MAX,
+				 "the exact set needs free slots at the cap");
 StaticAssertDecl(TRIB_HLL_RHO_MAX <= PG_UINT8_MAX, "registers are one byte");
 
+/* An embedded sketch needs no allocation until its first hash. */
 void
 TribHllInit(TribHll *hll, MemoryContext cxt)
 {
@@ -29,6 +31,7 @@ TribHllInit(TribHll *hll, MemoryContext cxt)
 	hll->mode = TRIB_HLL_MODE_EXACT;
 }
 
+/* For callers that keep sketches by pointer (aggregate states). */
 TribHll *
 TribHllCreate(MemoryContext cxt)
 {
@@ -38,6 +41,7 @@ TribHllCreate(MemoryContext cxt)
 	return hll;
 }
 
+/* A state that must outlive its source (the combine step of an aggregate). */
 TribHll *
 TribHllCopy(const TribHll *src, MemoryContext cxt)
 {
@@ -60,6 +64,7 @@ TribHllCopy(const TribHll *src, MemoryContext cxt)
 	return hll;
 }
 
+/* Give the arrays back without dropping the struct a caller embeds. */
 void
 TribHllReset(TribHll *hll)
 {
@@ -70,6 +75,7 @@ TribHllReset(TribHll *hll)
 	TribHllInit(hll, hll->cxt);
 }
 
+/* Whether the count is exact, for callers that report it. */
 bool
 TribHllIsExact(const TribHll *hll)
 {
@@ -170,6 +176,7 @@ HllSetHas(TribHll *hll, uint64 hash, int *slot)
 	return false;
 }
 
+/* One hash into the set, or the registers once the set would pass the cap. */
 void
 TribHllAdd(TribHll *hll, uint64 hash)
 {
@@ -195,6 +202,7 @@ TribHllAdd(TribHll *hll, uint64 hash)
 	hll->nexact++;
 }
 
+/* Partial sketches (batches, sessions, parallel workers) become the sketch of all their hashes. */
 void
 TribHllMerge(TribHll *dst, const TribHll *src)
 {
@@ -273,6 +281,7 @@ HllRegistersEstimate(const uint8 *registers)
 	return m * m / (2.0 * M_LN2) / z;
 }
 
+/* The count: the set's size, or the registers' estimate. */
 double
 TribHllEstimate(const TribHll *hll)
 {
@@ -292,6 +301,7 @@ HllCompareHashes(const void *a, const void *b)
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
 
+/* The canonical stored form: equal sets give equal bytes. */
 bytea *
 TribHllSerialize(const TribHll *hll)
 {
@@ -325,6 +335,7 @@ TribHllSerialize(const TribHll *hll)
 	return TribWireFinish(&buf);
 }
 
+/* Stored sketches are user input: check every field before trusting any. */
 const char *
 TribHllParse(TribHll *hll, const char *data, Size len)
 {
@@ -366,8 +377,8 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 			uint64		hash = TribWireGetU64(&r);
 
 			if (i > 0 && hash <= prev)
-				return psprintf("the exact set's hashes are not in strictly increasing order (at hash %u of %u)",
-								i + 1, n);
+				return psprintf("the exact set's hashes are not in strictly increasing order "
+								"(at hash %u of %u)", i + 1, n);
 			prev = hash;
 			TribHllAdd(hll, hash);
 		}
@@ -395,6 +406,7 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 					mode, TRIB_HLL_MODE_EXACT, TRIB_HLL_MODE_REGISTERS);
 }
 
+/* TribHllParse for callers that want an error rather than a reason. */
 TribHll *
 TribHllDeserialize(const char *data, Size len, MemoryContext cxt)
 {

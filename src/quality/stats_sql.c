@@ -110,7 +110,8 @@ tributary_completeness_deserialize(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid partial state of tributary.completeness"),
-				 errdetail("The state is %zu bytes, version %d.", VARSIZE_ANY_EXHDR(value), version),
+				 errdetail("The state is %zu bytes, version %d.",
+						   VARSIZE_ANY_EXHDR(value), version),
 				 errhint("Partial states pass between the workers of one query only.")));
 	state->rows = (int64) rows;
 	state->nonnull = (int64) nonnull;

@@ -18,6 +18,7 @@
 
 StaticAssertDecl(2 * (TRIB_XSUM_SUM_DIGITS + 1) <= XSUM_BIG_DIGITS, "S1^2 fits a big number");
 StaticAssertDecl(2 * TRIB_XSUM_SUM_LOW_EXP == TRIB_XSUM_SQ_LOW_EXP, "S1^2 and S2 share a scale");
+StaticAssertDecl(TRIB_XSUM_SUM_DIGITS <= TRIB_XSUM_SQ_DIGITS, "sq is the larger sum");
 
 /* A non-negative big integer: 32-bit digits, least significant first. */
 typedef struct XsumBig
@@ -33,12 +34,14 @@ typedef struct XsumDD
 	double		lo;
 } XsumDD;
 
+/* All limbs and counts zero: the sums of no values. */
 void
 TribXsumInit(TribXsum *acc)
 {
 	memset(acc, 0, sizeof(*acc));
 }
 
+/* Every value counts for avg and stddev, NaN and infinities included. */
 uint64
 TribXsumCount(const TribXsum *acc)
 {
@@ -138,6 +141,7 @@ TribXsumAdd(TribXsum *acc, double value)
 	}
 }
 
+/* Partial sums (batches, sessions, parallel workers) add up exactly. */
 void
 TribXsumMerge(TribXsum *dst, const TribXsum *src)
 {
@@ -162,10 +166,9 @@ TribXsumMerge(TribXsum *dst, const TribXsum *src)
 static bool
 XsumCanonical(const int64 *limbs, int n, XsumBig *mag)
 {
-	int64		tmp[TRIB_XSUM_SQ_DIGITS];
+	int64		tmp[TRIB_XSUM_SQ_DIGITS];	/* the larger of the two sums */
 	bool		negative;
 
-	Assert(n <= TRIB_XSUM_SQ_DIGITS);
 	memcpy(tmp, limbs, n * sizeof(int64));
 	XsumNormalize(tmp, n);
 	negative = tmp[n - 1] < 0;
@@ -398,6 +401,7 @@ XsumSpecial(const TribXsum *acc, double *result)
 	return true;
 }
 
+/* The exact sum rounded once, for callers that want a total. */
 bool
 TribXsumSum(const TribXsum *acc, double *result)
 {
@@ -418,6 +422,7 @@ TribXsumSum(const TribXsum *acc, double *result)
 	return true;
 }
 
+/* S1 / n from the exact sum, rounded once. */
 bool
 TribXsumMean(const TribXsum *acc, double *result)
 {
@@ -482,6 +487,7 @@ XsumVarianceDD(const TribXsum *acc, XsumDD *var, int *scale, double *special)
 	return true;
 }
 
+/* The sample variance from the exact sums, rounded once. */
 bool
 TribXsumVariance(const TribXsum *acc, double *result)
 {
@@ -495,6 +501,7 @@ TribXsumVariance(const TribXsum *acc, double *result)
 	return true;
 }
 
+/* The square root of the double-double variance, rounded once. */
 bool
 TribXsumStddev(const TribXsum *acc, double *result)
 {
@@ -530,6 +537,7 @@ XsumSerializeSum(StringInfo buf, const int64 *limbs, int n)
 		TribWirePutU32(buf, mag.d[i]);
 }
 
+/* The canonical stored form: equal sums give equal bytes. */
 bytea *
 TribXsumSerialize(const TribXsum *acc)
 {
@@ -594,6 +602,7 @@ XsumParseSum(TribWireReader *r, int64 *limbs, int n, bool may_be_negative, const
 	return NULL;
 }
 
+/* Stored states come from other processes: check every field before trusting any. */
 const char *
 TribXsumParse(TribXsum *acc, const char *data, Size len)
 {
@@ -631,6 +640,7 @@ TribXsumParse(TribXsum *acc, const char *data, Size len)
 	return NULL;
 }
 
+/* TribXsumParse for callers that want an error rather than a reason. */
 void
 TribXsumDeserialize(TribXsum *acc, const char *data, Size len)
 {

@@ -34,7 +34,7 @@
  *	 infinite; mean needs one value, stddev two (else no result). A stddev beyond DBL_MAX
  *	 (finite values near +-DBL_MAX) is +inf rather than an error.
  *
- * Memory: a fixed struct of about 1.7 KiB, no pointers (copy it with memcpy). Stored, a few
+ * Memory: a fixed struct of about 1.6 KiB, no pointers (copy it with memcpy). Stored, a few
  * dozen bytes for ordinary data.
  *
  * Stored format (TribXsumSerialize), version TRIB_XSUM_FORMAT_VERSION = 1; varints LEB128:

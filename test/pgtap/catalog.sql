@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(28);
+SELECT plan(30);
 
 -- The install script's objects, columns, types, keys and signatures are not restated
 -- here: the upgrade test compares every definition of a fresh install with an upgraded
@@ -99,6 +99,19 @@ SELECT set_eq(
     ARRAY['tributary.stream_catalog', 'tributary.stream_catalog_id_seq', 'tributary.offsets',
           'tributary.dead_letters', 'tributary.dead_letters_id_seq'],
     'config tables and their sequences are registered with pg_extension_config_dump');
+
+-- Every aggregate can run in parallel and merge partial states: the quality metrics rely on
+-- the same aggregate giving the same result serially, in parallel and batch by batch.
+SELECT isnt_empty(
+    $$ SELECT aggfnoid FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+       WHERE p.pronamespace = 'tributary'::regnamespace $$,
+    'there are aggregates to check');
+SELECT is_empty(
+    $$ SELECT a.aggfnoid::regprocedure FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+       WHERE p.pronamespace = 'tributary'::regnamespace
+         AND (p.proparallel <> 's' OR a.aggcombinefn = 0
+              OR (a.aggtranstype = 'internal'::regtype AND (a.aggserialfn = 0 OR a.aggdeserialfn = 0))) $$,
+    'every aggregate is parallel safe with a combine function (and serialize and deserialize for internal states)');
 
 -- Row-level security on dead letters.
 SELECT is((SELECT relrowsecurity FROM pg_class WHERE oid = 'tributary.dead_letters'::regclass), true,

@@ -1,0 +1,30 @@
+# test/fuzz/fuzz.mk: the sketches' fuzz harness, kept out of make test.
+#
+#   make fuzz-sketch [FUZZ_ROUNDS=2000] [FUZZ_SEED=1]
+#
+# Builds test/fuzz/sketch_fuzz with AddressSanitizer, UndefinedBehaviorSanitizer and
+# assertions, from src/quality's hll.c, ddsketch.c and xsum.c and a shim for the few backend
+# functions they call (fe_shim.c), linked to PostgreSQL's frontend libpgcommon and libpgport,
+# and runs it (see sketch_fuzz.c). Included from the top-level Makefile; it does not change
+# the default goal.
+
+_fuzz_saved_goal := $(.DEFAULT_GOAL)
+
+FUZZ_SKETCH := test/fuzz/sketch_fuzz
+FUZZ_ROUNDS ?= 2000
+FUZZ_SEED ?= 1
+FUZZ_SKETCH_SRCS := test/fuzz/sketch_fuzz.c test/fuzz/fe_shim.c \
+	src/quality/hll.c src/quality/ddsketch.c src/quality/xsum.c
+
+$(FUZZ_SKETCH): $(FUZZ_SKETCH_SRCS) $(wildcard src/quality/*.h) test/fuzz/fuzz.mk
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
+		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
+		-o $@ $(FUZZ_SKETCH_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+
+.PHONY: fuzz-sketch
+fuzz-sketch: $(FUZZ_SKETCH)
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_SKETCH) $(FUZZ_ROUNDS) $(FUZZ_SEED)
+
+.DEFAULT_GOAL := $(_fuzz_saved_goal)
