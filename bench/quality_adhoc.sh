@@ -82,7 +82,7 @@ if [ "$have_peers" = 1 ]; then
     count(*) FILTER (WHERE value IS NOT NULL), count(*) FILTER (WHERE device IS NOT NULL),
     count(*) FILTER (WHERE status IS NOT NULL), avg(value), stddev(value), min(value), max(value),
     tdigest_percentile(value, 100, ARRAY[0.5, 0.9, 0.99]),
-    hll_cardinality(hll_add_agg(hll_hash_double(value))), hll_cardinality(hll_add_agg(hll_hash_text(device))),
+    hll_cardinality(hll_add_agg(hll_hash_bigint(hashfloat8(value)))), hll_cardinality(hll_add_agg(hll_hash_text(device))),
     hll_cardinality(hll_add_agg(hll_hash_text(status))), hll_cardinality(hll_add_agg(hll_hash_bigint(extract(epoch FROM ts)::bigint)))
 FROM t GROUP BY 1 \\g /dev/null"
 fi

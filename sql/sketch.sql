@@ -30,7 +30,7 @@ SELECT g, tributary.completeness(v) FROM (VALUES (1, 1), (1, NULL), (1, NULL), (
 GROUP BY g ORDER BY g;
 
 --
--- approx_distinct: exact up to 1024 distinct values.
+-- approx_distinct: exact up to 256 distinct values.
 --
 SELECT tributary.approx_distinct(v) FROM (VALUES (1), (2), (2), (NULL), (3), (3), (3)) t(v);
 SELECT tributary.approx_distinct(v) FROM (VALUES (NULL::int), (NULL)) t(v);
@@ -48,14 +48,14 @@ SELECT tributary.approx_distinct(v) FROM (VALUES (ARRAY['{}'::json]), (ARRAY['{}
 SELECT tributary.approx_distinct(v) FROM (VALUES (-9223372036854775808), (9223372036854775807), (0), (0)) t(v);
 SELECT tributary.approx_distinct(v) FROM (VALUES ('2026-01-01'::date), ('infinity'), ('2026-01-01')) t(v);
 SELECT tributary.approx_distinct(v) FROM (VALUES (ROW(1, 'a')), (ROW(1, 'a')), (ROW(1, 'b'))) t(v);
--- 1024 distinct values are counted exactly; 1025 switch to registers (mode byte 2)
+-- 256 distinct values are counted exactly; 257 switch to registers (mode byte 2)
 SELECT tributary.approx_distinct(i), substr(tributary.hll_agg(i)::text, 1, 6) AS version_and_mode
-FROM generate_series(1, 1024) i;
-SELECT tributary.approx_distinct(i) BETWEEN 1000 AND 1050 AS close,
+FROM generate_series(1, 256) i;
+SELECT tributary.approx_distinct(i) BETWEEN 250 AND 265 AS close,
        substr(tributary.hll_agg(i)::text, 1, 6) AS version_and_mode
-FROM generate_series(1, 1025) i;
+FROM generate_series(1, 257) i;
 -- duplicates do not move it past the cap
-SELECT tributary.approx_distinct(i % 1024) FROM generate_series(1, 100000) i;
+SELECT tributary.approx_distinct(i % 256) FROM generate_series(1, 100000) i;
 
 --
 -- hll_agg, hll_count, hll_merge: NULL without rows, an empty sketch for only nulls.
@@ -210,22 +210,24 @@ SELECT a.name, a.h::text = b.h::text AS hll_binary_round_trip,
        tributary.hll_count(b.h) AS count, tributary.ddsketch_quantile(b.d, 1) AS max
 FROM sk_stored a JOIN sk_stored_again b USING (name) ORDER BY name;
 -- not hex; odd length; empty; wrong version, mode, precision; bad length; not sorted;
--- duplicates; a register out of range; registers too short
+-- duplicates; more hashes than the cap (byte 3: log2 of the exact cap, 8 = 256); a register
+-- out of range; registers too short
 SELECT 'zz'::tributary.hll;
 SELECT '\x010'::tributary.hll;
 SELECT ''::tributary.hll;
 SELECT '\x02010e0000000000'::tributary.hll;
 SELECT '\x01030e0000000000'::tributary.hll;
 SELECT '\x01010c0000000000'::tributary.hll;
-SELECT '\x01010e000100000001'::tributary.hll;
-SELECT '\x01010e0001000000010000000000000000'::tributary.hll;
-SELECT '\x01010e000200000002000000000000000100000000000000'::tributary.hll;
-SELECT '\x01010e000200000001000000000000000100000000000000'::tributary.hll;
-SELECT ('\x01010e0001040000' || repeat('00', 8 * 1025))::tributary.hll;
+SELECT '\x01010e080100000001'::tributary.hll;
+SELECT '\x01010e0801000000010000000000000000'::tributary.hll;
+SELECT '\x01010e080200000002000000000000000100000000000000'::tributary.hll;
+SELECT '\x01010e080200000001000000000000000100000000000000'::tributary.hll;
+SELECT ('\x01010e0801010000' || repeat('00', 8 * 257))::tributary.hll;
+SELECT '\x01010e11'::tributary.hll;
 SELECT ('\x01020e00' || repeat('00', 16383) || '34')::tributary.hll;
 SELECT ('\x01020e00' || repeat('00', 16383))::tributary.hll;
 -- valid values written by hand: one exact hash; registers at their largest
-SELECT tributary.hll_count('\x01010e0001000000ffffffffffffffff');
+SELECT tributary.hll_count('\x01010e0801000000ffffffffffffffff');
 SELECT tributary.hll_count(('\x01020e00' || repeat('33', 16384))::tributary.hll) > 1e18 AS huge;
 -- the same for ddsketch: wrong version, wrong accuracy, truncated header, trailing bytes,
 -- truncated store, an empty edge bin, min and max that do not fit the counts

@@ -301,7 +301,7 @@ TribAdhocEmitColumns(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call
 		int			i = 0;
 		bool		num;
 
-		TribQualityColumnRead(w, c, &m);
+		TribQualityColumnRead(w, c, &m, true);
 		num = m.numeric && m.has_values;
 		values[i++] = TimestampTzGetDatum(start);
 		values[i++] = TimestampTzGetDatum(start + call->window);
@@ -471,6 +471,7 @@ TribAdhocPanesByScan(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext c
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	uint64		nrows = 0;
+	uint64	   *hashes = palloc(sizeof(uint64) * desc->natts);
 
 	for (int c = 0; c < call->ncols; c++)
 	{
@@ -539,7 +540,16 @@ TribAdhocPanesByScan(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext c
 				TribQualityWindowAddRow(w, TribHashDatum(&key.hasher, slot->tts_values[keyatt - 1]));
 		}
 		else
-			TribQualityWindowAddRow(w, TribQualityHashTuple(&rowhasher, slot->tts_values, slot->tts_isnull));
+		{
+			/* every column's hash is made once, for the row's and for the columns' */
+			TribQualityWindowAddRow(w, TribQualityHashTupleKeep(&rowhasher, slot->tts_values,
+																slot->tts_isnull, hashes));
+			for (int c = 0; c < call->ncols; c++)
+				if (!slot->tts_isnull[atts[c] - 1])
+					TribQualityWindowAddValueHashed(w, &readers[c], c, slot->tts_values[atts[c] - 1],
+													hashes[atts[c] - 1]);
+			continue;
+		}
 		for (int c = 0; c < call->ncols; c++)
 			if (!slot->tts_isnull[atts[c] - 1])
 				TribQualityWindowAddValue(w, &readers[c], c, slot->tts_values[atts[c] - 1]);

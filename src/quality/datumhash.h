@@ -23,12 +23,23 @@
 
 #include "fmgr.h"
 
+/* How a hasher hashes: the direct ways first (see TribHashDatum), then through fmgr. */
+typedef enum TribDatumHashKind
+{
+	TRIB_HASH_INT,				/* integers, dates, times: the 64-bit value */
+	TRIB_HASH_FLOAT4,			/* the value as a double, as float8 hashes it */
+	TRIB_HASH_FLOAT8,			/* -0 as 0, every NaN as one NaN, then the bits */
+	TRIB_HASH_BYTES,			/* text and varchar under a deterministic collation, bytea */
+	TRIB_HASH_EXTENDED,			/* the type's extended hash function */
+	TRIB_HASH_OUTPUT			/* the type's output text */
+} TribDatumHashKind;
+
 /* How to hash values of one type; set up once (TribDatumHasherInit), used per value. */
 typedef struct TribDatumHasher
 {
 	Oid			typid;
+	TribDatumHashKind kind;
 	Oid			collation;		/* InvalidOid for types that are not collatable */
-	bool		extended;		/* fn is the extended hash function, else the output function */
 	FmgrInfo	fn;
 } TribDatumHasher;
 

@@ -1,6 +1,6 @@
 /*
  * hll.c
- *		HyperLogLog distinct counts: an exact set up to TRIB_HLL_EXACT_MAX hashes, then
+ *		HyperLogLog distinct counts: an exact set up to the sketch's cap of hashes, then
  *		registers with Ertl's improved estimator. See hll.h for why the state depends on
  *		the set of hashes only, and for the stored format.
  */
@@ -13,22 +13,30 @@
 #include "quality/hll.h"
 #include "quality/wire.h"
 
-/* The set's first size: small groups stay small. */
-#define HLL_FIRST_SLOTS 16
+/* The set's first size (small groups stay small), and how it grows: few re-inserts. */
+#define HLL_FIRST_SLOTS 64
+#define HLL_GROWTH 4
 /* The set's largest size: load factor 1/2 at the cap. */
-#define HLL_MAX_SLOTS (2 * TRIB_HLL_EXACT_MAX)
-
-StaticAssertDecl(HLL_MAX_SLOTS >= 2 * TRIB_HLL_EXACT_MAX,
-				 "the exact set needs free slots at the cap");
+#define HLL_MAX_SLOTS(hll) (2 * (hll)->exact_max)
 StaticAssertDecl(TRIB_HLL_RHO_MAX <= PG_UINT8_MAX, "registers are one byte");
 
 /* An embedded sketch needs no allocation until its first hash. */
 void
 TribHllInit(TribHll *hll, MemoryContext cxt)
 {
+	TribHllInitCapped(hll, cxt, TRIB_HLL_EXACT_MAX);
+}
+
+/* Key sets for duplicates keep more hashes exactly than a distinct count needs. */
+void
+TribHllInitCapped(TribHll *hll, MemoryContext cxt, int exact_max)
+{
+	Assert(exact_max >= 1 && exact_max <= TRIB_HLL_EXACT_MAX_LIMIT &&
+		   (exact_max & (exact_max - 1)) == 0);
 	memset(hll, 0, sizeof(*hll));
 	hll->cxt = cxt;
 	hll->mode = TRIB_HLL_MODE_EXACT;
+	hll->exact_max = exact_max;
 }
 
 /* For callers that keep sketches by pointer (aggregate states). */
@@ -48,6 +56,7 @@ TribHllCopy(const TribHll *src, MemoryContext cxt)
 	TribHll    *hll = TribHllCreate(cxt);
 
 	hll->mode = src->mode;
+	hll->exact_max = src->exact_max;
 	hll->nexact = src->nexact;
 	hll->nslots = src->nslots;
 	hll->has_zero = src->has_zero;
@@ -60,6 +69,8 @@ TribHllCopy(const TribHll *src, MemoryContext cxt)
 	{
 		hll->registers = MemoryContextAlloc(cxt, TRIB_HLL_REGISTERS);
 		memcpy(hll->registers, src->registers, TRIB_HLL_REGISTERS);
+		hll->hist = MemoryContextAlloc(cxt, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
+		memcpy(hll->hist, src->hist, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 	}
 	return hll;
 }
@@ -72,7 +83,9 @@ TribHllReset(TribHll *hll)
 		pfree(hll->slots);
 	if (hll->registers != NULL)
 		pfree(hll->registers);
-	TribHllInit(hll, hll->cxt);
+	if (hll->hist != NULL)
+		pfree(hll->hist);
+	TribHllInitCapped(hll, hll->cxt, hll->exact_max);
 }
 
 /* Whether the count is exact, for callers that report it. */
@@ -84,7 +97,7 @@ TribHllIsExact(const TribHll *hll)
 
 /* Raise a register to what one hash says: its index bits pick it, the rest give rho. */
 static inline void
-HllRegisterAdd(uint8 *registers, uint64 hash)
+HllRegisterAdd(TribHll *hll, uint64 hash)
 {
 	uint32		index = (uint32) (hash >> TRIB_HLL_REST_BITS);
 	uint64		rest = hash << TRIB_HLL_PRECISION;
@@ -94,8 +107,40 @@ HllRegisterAdd(uint8 *registers, uint64 hash)
 		rho = TRIB_HLL_RHO_MAX;
 	else
 		rho = (uint8) (63 - pg_leftmost_one_pos64(rest) + 1);
-	if (registers[index] < rho)
-		registers[index] = rho;
+	if (hll->registers[index] < rho)
+	{
+		/* the histogram follows, so an estimate need not read every register */
+		hll->hist[hll->registers[index]]--;
+		hll->hist[rho]++;
+		hll->registers[index] = rho;
+	}
+}
+
+/* Registers of all zeros, with their histogram. */
+static void
+HllRegistersAllocate(TribHll *hll)
+{
+	hll->registers = MemoryContextAllocZero(hll->cxt, TRIB_HLL_REGISTERS);
+	hll->hist = MemoryContextAllocZero(hll->cxt, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
+	hll->hist[0] = TRIB_HLL_REGISTERS;
+}
+
+/* Count the registers again, after they changed in bulk. */
+static void
+HllHistogramRebuild(TribHll *hll)
+{
+	memset(hll->hist, 0, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
+	for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
+	{
+		uint64		word;
+
+		memcpy(&word, hll->registers + i, 8);
+		if (word == 0)
+			hll->hist[0] += 8;
+		else
+			for (int j = 0; j < 8; j++)
+				hll->hist[hll->registers[i + j]]++;
+	}
 }
 
 /*
@@ -119,9 +164,9 @@ HllSetGrow(TribHll *hll)
 {
 	uint64	   *old = hll->slots;
 	int			oldn = hll->nslots;
-	int			n = oldn == 0 ? HLL_FIRST_SLOTS : oldn * 2;
+	int			n = oldn == 0 ? HLL_FIRST_SLOTS : oldn * HLL_GROWTH;
 
-	Assert(n <= HLL_MAX_SLOTS);
+	n = Min(n, Max(HLL_MAX_SLOTS(hll), HLL_FIRST_SLOTS));
 	hll->slots = MemoryContextAllocZero(hll->cxt, n * sizeof(uint64));
 	hll->nslots = n;
 	for (int i = 0; i < oldn; i++)
@@ -135,21 +180,23 @@ HllSetGrow(TribHll *hll)
 static void
 HllConvertToRegisters(TribHll *hll)
 {
-	uint8	   *registers = MemoryContextAllocZero(hll->cxt, TRIB_HLL_REGISTERS);
+	uint64	   *slots = hll->slots;
+	int			nslots = hll->nslots;
+	bool		has_zero = hll->has_zero;
 
 	Assert(hll->mode == TRIB_HLL_MODE_EXACT);
-	if (hll->has_zero)
-		HllRegisterAdd(registers, 0);
-	for (int i = 0; i < hll->nslots; i++)
-		if (hll->slots[i] != 0)
-			HllRegisterAdd(registers, hll->slots[i]);
-	if (hll->slots != NULL)
-		pfree(hll->slots);
+	HllRegistersAllocate(hll);
+	if (has_zero)
+		HllRegisterAdd(hll, 0);
+	for (int i = 0; i < nslots; i++)
+		if (slots[i] != 0)
+			HllRegisterAdd(hll, slots[i]);
+	if (slots != NULL)
+		pfree(slots);
 	hll->slots = NULL;
 	hll->nslots = 0;
 	hll->nexact = 0;
 	hll->has_zero = false;
-	hll->registers = registers;
 	hll->mode = TRIB_HLL_MODE_REGISTERS;
 }
 
@@ -168,7 +215,7 @@ HllSetHas(TribHll *hll, uint64 hash, int *slot)
 	if (hll->slots[*slot] == hash)
 		return true;
 	/* keep the set at most half full: grow before it would pass that */
-	if ((hll->nexact + 1) * 2 > hll->nslots && hll->nslots < HLL_MAX_SLOTS)
+	if ((hll->nexact + 1) * 2 > hll->nslots && hll->nslots < HLL_MAX_SLOTS(hll))
 	{
 		HllSetGrow(hll);
 		*slot = HllSetProbe(hll, hash);
@@ -184,15 +231,15 @@ TribHllAdd(TribHll *hll, uint64 hash)
 
 	if (hll->mode == TRIB_HLL_MODE_REGISTERS)
 	{
-		HllRegisterAdd(hll->registers, hash);
+		HllRegisterAdd(hll, hash);
 		return;
 	}
 	if (HllSetHas(hll, hash, &slot))
 		return;
-	if (hll->nexact >= TRIB_HLL_EXACT_MAX)
+	if (hll->nexact >= hll->exact_max)
 	{
 		HllConvertToRegisters(hll);
-		HllRegisterAdd(hll->registers, hash);
+		HllRegisterAdd(hll, hash);
 		return;
 	}
 	if (hash == 0)
@@ -206,6 +253,13 @@ TribHllAdd(TribHll *hll, uint64 hash)
 void
 TribHllMerge(TribHll *dst, const TribHll *src)
 {
+	if (dst->exact_max != src->exact_max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot merge distinct-count sketches of different exact caps"),
+				 errdetail("One keeps %d hashes exactly, the other %d.", dst->exact_max,
+						   src->exact_max),
+				 errhint("Merge sketches made the same way.")));
 	if (src->mode == TRIB_HLL_MODE_EXACT)
 	{
 		if (src->has_zero)
@@ -220,6 +274,7 @@ TribHllMerge(TribHll *dst, const TribHll *src)
 	for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
 		if (dst->registers[i] < src->registers[i])
 			dst->registers[i] = src->registers[i];
+	HllHistogramRebuild(dst);
 }
 
 /* Ertl's sigma(x) = x + sum_k x^(2^k) 2^(k-1), summed until it no longer changes. */
@@ -265,14 +320,11 @@ HllTau(double x)
 
 /* Ertl's improved estimator (algorithm 6) over the histogram of register values. */
 static double
-HllRegistersEstimate(const uint8 *registers)
+HllRegistersEstimate(const int32 *hist)
 {
 	const double m = TRIB_HLL_REGISTERS;
-	int			hist[TRIB_HLL_RHO_MAX + 1] = {0};
 	double		z;
 
-	for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
-		hist[registers[i]]++;
 	z = m * HllTau(1.0 - hist[TRIB_HLL_RHO_MAX] / m);
 	for (int k = TRIB_HLL_REST_BITS; k >= 1; k--)
 		z = 0.5 * (z + hist[k]);
@@ -288,7 +340,7 @@ TribHllEstimate(const TribHll *hll)
 	if (hll->mode == TRIB_HLL_MODE_EXACT)
 		return hll->nexact;
 	/* saturated registers (every one at its maximum) estimate infinity: say 2^64 */
-	return Min(HllRegistersEstimate(hll->registers), TRIB_HLL_ESTIMATE_MAX);
+	return Min(HllRegistersEstimate(hll->hist), TRIB_HLL_ESTIMATE_MAX);
 }
 
 /* qsort order of hashes: ascending as unsigned integers. */
@@ -311,7 +363,7 @@ TribHllSerialize(const TribHll *hll)
 	TribWirePutU8(&buf, TRIB_HLL_FORMAT_VERSION);
 	TribWirePutU8(&buf, (uint8) hll->mode);
 	TribWirePutU8(&buf, TRIB_HLL_PRECISION);
-	TribWirePutU8(&buf, 0);
+	TribWirePutU8(&buf, (uint8) pg_leftmost_one_pos32((uint32) hll->exact_max));
 	if (hll->mode == TRIB_HLL_MODE_EXACT)
 	{
 		uint64	   *sorted = palloc(Max(hll->nexact, 1) * sizeof(uint64));
@@ -343,13 +395,13 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 	uint8		version,
 				mode,
 				precision,
-				reserved;
+				caplog;
 
 	TribWireReaderInit(&r, data, len);
 	version = TribWireGetU8(&r);
 	mode = TribWireGetU8(&r);
 	precision = TribWireGetU8(&r);
-	reserved = TribWireGetU8(&r);
+	caplog = TribWireGetU8(&r);
 	if (!TribWireOk(&r))
 		return psprintf("%zu bytes is shorter than the %d-byte header", len, TRIB_HLL_HEADER_SIZE);
 	if (version != TRIB_HLL_FORMAT_VERSION)
@@ -357,8 +409,9 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 						version, TRIB_HLL_FORMAT_VERSION);
 	if (precision != TRIB_HLL_PRECISION)
 		return psprintf("precision %d is not %d", precision, TRIB_HLL_PRECISION);
-	if (reserved != 0)
-		return psprintf("reserved byte is %d, not 0", reserved);
+	if (caplog > pg_leftmost_one_pos32(TRIB_HLL_EXACT_MAX_LIMIT))
+		return psprintf("the exact cap 2^%d is more than %d", caplog, TRIB_HLL_EXACT_MAX_LIMIT);
+	hll->exact_max = 1 << caplog;
 
 	if (mode == TRIB_HLL_MODE_EXACT)
 	{
@@ -367,8 +420,8 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 
 		if (!TribWireOk(&r))
 			return pstrdup("the exact set's length is missing");
-		if (n > TRIB_HLL_EXACT_MAX)
-			return psprintf("the exact set has %u hashes, more than %d", n, TRIB_HLL_EXACT_MAX);
+		if (n > (uint32) hll->exact_max)
+			return psprintf("the exact set has %u hashes, more than its cap %d", n, hll->exact_max);
 		if (TribWireRemaining(&r) != (Size) n * 8)
 			return psprintf("the exact set takes %zu bytes, not 8 for each of its %u hashes",
 							TribWireRemaining(&r), n);
@@ -397,8 +450,9 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 			if (registers[i] > TRIB_HLL_RHO_MAX)
 				return psprintf("register %d holds %d, more than %d",
 								i, registers[i], TRIB_HLL_RHO_MAX);
-		hll->registers = MemoryContextAlloc(hll->cxt, TRIB_HLL_REGISTERS);
+		HllRegistersAllocate(hll);
 		memcpy(hll->registers, registers, TRIB_HLL_REGISTERS);
+		HllHistogramRebuild(hll);
 		hll->mode = TRIB_HLL_MODE_REGISTERS;
 		return NULL;
 	}

@@ -6,7 +6,9 @@
  * (by TribHllAdd or through TribHllMerge), never of their order or of how partial sketches
  * were merged:
  *
- *	 exact		at most TRIB_HLL_EXACT_MAX distinct hashes, kept as a set (open addressing
+ *	 exact		at most the sketch's exact cap of distinct hashes (TRIB_HLL_EXACT_MAX by
+ *				default; a power of two chosen when the sketch is made, and stored with
+ *				it, so only sketches of one cap merge), kept as a set (open addressing
  *				while building, sorted when stored); the count is the set's size.
  *	 registers	more distinct hashes than that: TRIB_HLL_REGISTERS one-byte registers
  *				(precision TRIB_HLL_PRECISION). A hash's first TRIB_HLL_PRECISION bits pick
@@ -24,15 +26,16 @@
  * small to very large counts; its relative standard error is about 1.04/sqrt(16384) =
  * 0.81 %. The regression tests assert <= 2 % at 10^6 distinct values.
  *
- * Memory: the set grows from 16 slots to 2 * TRIB_HLL_EXACT_MAX slots of 8 bytes (16 KiB);
+ * Memory: the set grows from 64 slots, four times at a step, to twice the cap (4 KiB at the
+ * default cap);
  * registers take 16 KiB. Stored: 8 + 8 * n bytes exact, 4 + 16384 bytes registers.
  *
  * Stored format (TribHllSerialize), version TRIB_HLL_FORMAT_VERSION = 1:
  *	 byte 0		format version (1)
  *	 byte 1		mode: 1 exact, 2 registers
  *	 byte 2		precision (14)
- *	 byte 3		0 (reserved)
- *	 exact:		uint32 n (<= TRIB_HLL_EXACT_MAX), then n uint64 hashes in strictly
+ *	 byte 3		log2 of the exact cap
+ *	 exact:		uint32 n (<= the cap), then n uint64 hashes in strictly
  *				increasing order; integers little-endian
  *	 registers: TRIB_HLL_REGISTERS bytes, each 0..TRIB_HLL_RHO_MAX
  * Equal sets give equal bytes. TribHllDeserialize checks all of it (the bytes may come from
@@ -53,7 +56,9 @@
 #define TRIB_HLL_REST_BITS (64 - TRIB_HLL_PRECISION)
 #define TRIB_HLL_RHO_MAX (TRIB_HLL_REST_BITS + 1)
 /* the most distinct hashes kept exactly */
-#define TRIB_HLL_EXACT_MAX 1024
+#define TRIB_HLL_EXACT_MAX 256
+/* the largest exact cap a sketch may have (1 MiB of set at most) */
+#define TRIB_HLL_EXACT_MAX_LIMIT 65536
 /* the largest estimate: the number of 64-bit hashes */
 #define TRIB_HLL_ESTIMATE_MAX 18446744073709551616.0
 
@@ -74,16 +79,21 @@ typedef struct TribHll
 	MemoryContext cxt;
 	TribHllMode mode;
 	/* exact mode: an open-addressing set; 0 marks a free slot, so hash 0 is has_zero */
+	int			exact_max;		/* the cap: a power of two */
 	int			nexact;			/* distinct hashes in the set, has_zero included */
 	int			nslots;			/* a power of two, 0 before the first hash */
 	bool		has_zero;
 	uint64	   *slots;
 	/* registers mode */
 	uint8	   *registers;
+	int32	   *hist;			/* how many registers hold each value 0..TRIB_HLL_RHO_MAX */
 } TribHll;
 
 /* Set up an empty sketch whose memory comes from cxt. */
 extern void TribHllInit(TribHll *hll, MemoryContext cxt);
+
+/* The same, with an exact cap of its own (a power of two <= TRIB_HLL_EXACT_MAX_LIMIT). */
+extern void TribHllInitCapped(TribHll *hll, MemoryContext cxt, int exact_max);
 
 /* An empty sketch allocated in cxt. */
 extern TribHll *TribHllCreate(MemoryContext cxt);

@@ -110,6 +110,14 @@ TribQualityRowHasherInit(TribQualityRowHasher *hasher, TupleDesc desc, MemoryCon
 uint64
 TribQualityHashTuple(TribQualityRowHasher *hasher, Datum *values, bool *isnull)
 {
+	return TribQualityHashTupleKeep(hasher, values, isnull, NULL);
+}
+
+/* The same, keeping each column's own hash in hashes[] (by attribute) when not NULL. */
+uint64
+TribQualityHashTupleKeep(TribQualityRowHasher *hasher, Datum *values, bool *isnull,
+						 uint64 *hashes)
+{
 	uint64		h = 0;
 
 	for (int i = 0; i < hasher->desc->natts; i++)
@@ -118,7 +126,14 @@ TribQualityHashTuple(TribQualityRowHasher *hasher, Datum *values, bool *isnull)
 
 		if (TupleDescAttr(hasher->desc, i)->attisdropped)
 			continue;
-		x = isnull[i] ? TRIB_QUALITY_NULL_HASH : TribHashDatum(&hasher->hashers[i], values[i]);
+		if (isnull[i])
+			x = TRIB_QUALITY_NULL_HASH;
+		else
+		{
+			x = TribHashDatum(&hasher->hashers[i], values[i]);
+			if (hashes != NULL)
+				hashes[i] = x;
+		}
 		h = TribHashMix64(h + x + (uint64) (i + 1) * TRIB_QUALITY_GOLDEN);
 	}
 	return h;
@@ -153,7 +168,7 @@ TribQualityWindowCreate(int ncols, const bool *numeric, bool stream, MemoryConte
 	w->stream = stream;
 	w->ncols = ncols;
 	w->newest_event = DT_NOBEGIN;
-	TribHllInit(&w->keys, cxt);
+	TribHllInitCapped(&w->keys, cxt, TRIB_QUALITY_KEYS_EXACT_MAX);
 	TribDdsInit(&w->lag, cxt);
 	w->cols = MemoryContextAllocZero(cxt, sizeof(TribQualityColumn) * Max(ncols, 1));
 	for (int c = 0; c < ncols; c++)
@@ -207,10 +222,18 @@ void
 TribQualityWindowAddValue(TribQualityWindow *w, TribQualityColumnReader *reader, int col,
 						  Datum value)
 {
+	TribQualityWindowAddValueHashed(w, reader, col, value, TribHashDatum(&reader->hasher, value));
+}
+
+/* The same, with the value's hash (TribHashDatum with reader's hasher) already known. */
+void
+TribQualityWindowAddValueHashed(TribQualityWindow *w, TribQualityColumnReader *reader, int col,
+								Datum value, uint64 hash)
+{
 	TribQualityColumn *c = &w->cols[col];
 
 	c->non_null++;
-	TribHllAdd(&c->distinct, TribHashDatum(&reader->hasher, value));
+	TribHllAdd(&c->distinct, hash);
 	if (c->numeric)
 	{
 		double		v = TribQualityDouble(reader->typid, value);
@@ -399,8 +422,10 @@ TribQualityDistinct(const TribHll *hll)
 	return (int64) llround(TribHllEstimate(hll));
 }
 
+/* Column col's metrics; its distinct count only when asked (reading a sketch is not free). */
 void
-TribQualityColumnRead(const TribQualityWindow *w, int col, TribQualityColumnMetrics *m)
+TribQualityColumnRead(const TribQualityWindow *w, int col, TribQualityColumnMetrics *m,
+					  bool distinct)
 {
 	const TribQualityColumn *c = &w->cols[col];
 
@@ -408,7 +433,7 @@ TribQualityColumnRead(const TribQualityWindow *w, int col, TribQualityColumnMetr
 	m->rows = w->rows;
 	m->non_null = c->non_null;
 	m->completeness = w->rows > 0 ? (double) c->non_null / (double) w->rows : NAN;
-	m->distinct_count = TribQualityDistinct(&c->distinct);
+	m->distinct_count = distinct ? TribQualityDistinct(&c->distinct) : -1;
 	m->numeric = c->numeric;
 	if (!c->numeric || c->non_null == 0)
 		return;
@@ -459,7 +484,7 @@ TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
 	{
 		TribQualityColumnMetrics cm;
 
-		TribQualityColumnRead(w, c, &cm);
+		TribQualityColumnRead(w, c, &cm, false);
 		completeness += w->rows > 0 ? cm.completeness : 0;
 		m->outliers += cm.outliers;
 		if (cm.numeric && cm.non_null > 0)

@@ -46,6 +46,9 @@
 #define TRIB_QUALITY_FORMAT_VERSION 1
 #define TRIB_QUALITY_MAX_COLUMNS 1600	/* a table's own limit */
 
+/* keys kept exactly per window for duplicates (then estimated); 1 MiB of set at most */
+#define TRIB_QUALITY_KEYS_EXACT_MAX 65536
+
 /* Tukey's fences: outside [p25 - k * IQR, p75 + k * IQR] is an outlier */
 #define TRIB_QUALITY_OUTLIER_K 1.5
 
@@ -145,6 +148,8 @@ extern void TribQualityRowHasherInit(TribQualityRowHasher *hasher, TupleDesc des
 									 MemoryContext cxt);
 extern uint64 TribQualityHashRow(TribQualityRowHasher *hasher, HeapTupleHeader row);
 extern uint64 TribQualityHashTuple(TribQualityRowHasher *hasher, Datum *values, bool *isnull);
+extern uint64 TribQualityHashTupleKeep(TribQualityRowHasher *hasher, Datum *values, bool *isnull,
+									   uint64 *hashes);
 
 extern TribQualityWindow *TribQualityWindowCreate(int ncols, const bool *numeric, bool stream,
 												  MemoryContext cxt);
@@ -154,6 +159,8 @@ extern void TribQualityWindowAddRow(TribQualityWindow *w, uint64 key_hash);
 extern void TribQualityWindowAddNullKeyRow(TribQualityWindow *w);
 extern void TribQualityWindowAddValue(TribQualityWindow *w, TribQualityColumnReader *reader,
 									  int col, Datum value);
+extern void TribQualityWindowAddValueHashed(TribQualityWindow *w, TribQualityColumnReader *reader,
+											int col, Datum value, uint64 hash);
 extern void TribQualityWindowAddEvent(TribQualityWindow *w, TimestampTz event_time);
 extern void TribQualityWindowMerge(TribQualityWindow *dst, const TribQualityWindow *src);
 extern bytea *TribQualityWindowSerialize(const TribQualityWindow *w);
@@ -161,7 +168,7 @@ extern TribQualityWindow *TribQualityWindowDeserialize(const char *data, Size le
 													   MemoryContext cxt);
 
 extern void TribQualityColumnRead(const TribQualityWindow *w, int col,
-								  TribQualityColumnMetrics *m);
+								  TribQualityColumnMetrics *m, bool distinct);
 extern void TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
 								  TribQualityWindowMetrics *m);
 
