@@ -50,14 +50,15 @@ OBJS = \
 	src/quality/stats_sql.o \
 	src/quality/window.o \
 	src/quality/state_agg.o \
-	src/quality/adhoc.o
+	src/quality/adhoc.o \
+	src/quality/continuous.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.
 MODULEDIR = extension
 DATA = control/tributary.control $(wildcard control/tributary--*.sql)
 
-REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch quality upgrade
+REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch quality quality_stream upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 
 PG_CONFIG ?= pg_config

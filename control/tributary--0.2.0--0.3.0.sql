@@ -55,6 +55,32 @@ CREATE POLICY dead_letters_of_managed_streams ON @extschema@.dead_letters
     FOR ALL TO PUBLIC
     USING (@extschema@._may_manage(@extschema@._stream_owner(stream)));
 
+-- Continuous quality windows per stream (tributary.set_quality; docs/quality.md): the
+-- stream's settings and how far its windows have progressed. Created here because
+-- stream_stats below shows each stream's watermark.
+CREATE TABLE @extschema@.quality_config (
+    stream           text PRIMARY KEY
+                     REFERENCES @extschema@.stream_catalog (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    "window"         pg_catalog.interval NOT NULL,
+    slide            pg_catalog.interval NOT NULL,
+    allowed_lateness pg_catalog.interval NOT NULL,
+    grace            pg_catalog.interval NOT NULL,
+    origin           pg_catalog.timestamptz NOT NULL,
+    columns          pg_catalog.text[] NOT NULL,
+    thresholds       jsonb NOT NULL,
+    weights          jsonb NOT NULL,
+    on_alert         pg_catalog.regprocedure,
+    -- progress, moved on by the fold that closes windows (quality/continuous.c)
+    newest_event     pg_catalog.timestamptz,
+    last_arrival     pg_catalog.timestamptz,
+    closed_until     pg_catalog.timestamptz,
+    alerting         boolean NOT NULL DEFAULT false,
+    created_at       pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE @extschema@.quality_config IS
+    'Continuous quality windows per stream; change them only with tributary.set_quality and drop_quality.';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.quality_config', '');
+
 DROP VIEW @extschema@.stream_stats;
 DROP VIEW @extschema@.streams;
 
@@ -111,15 +137,18 @@ SELECT c.name AS stream,
        (SELECT sum(p.messages_per_sec) FROM parts p WHERE p.stream_id = c.id) AS messages_per_sec,
        s.state,
        s.last_error,
-       s.last_error_at
+       s.last_error_at,
+       q.newest_event - q.allowed_lateness AS watermark,
+       pg_catalog.now() - (q.newest_event - q.allowed_lateness) AS watermark_lag
 FROM @extschema@.stream_catalog c
 JOIN @extschema@.streams s ON s.name = c.name
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
+LEFT JOIN @extschema@.quality_config q ON q.stream = c.name
 UNION ALL
 SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,
        p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
        p.next_offset, p.high_watermark, p.lag, p.messages_per_sec,
-       NULL::text, NULL::text, NULL::timestamptz
+       NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::interval
 FROM parts p
 JOIN @extschema@.stream_catalog c ON c.id = p.stream_id;
 
@@ -643,3 +672,168 @@ COMMENT ON FUNCTION @extschema@.window_quality(pg_catalog.regclass, pg_catalog.t
     'Quality per time window over any table: rows, duplicates, completeness, score (docs/quality.md).';
 COMMENT ON FUNCTION @extschema@.column_quality(pg_catalog.regclass, pg_catalog.text, pg_catalog.interval, pg_catalog.interval, pg_catalog.text[], pg_catalog.text, pg_catalog.timestamptz, pg_catalog.timestamptz, pg_catalog.timestamptz) IS
     'Quality per time window and column over any table: completeness, distinct count, mean, stddev, quantiles, outliers (docs/quality.md).';
+
+-- ---------------------------------------------------------------------------------------
+-- Section: continuous quality windows, alerts (docs/quality.md).
+-- ---------------------------------------------------------------------------------------
+
+-- Each batch's rows, summarized per pane (one slide of event time) by the quality stage in
+-- the batch's transaction; the fold merges them into windows as the watermark passes.
+CREATE TABLE @extschema@.quality_partials (
+    stream       text NOT NULL
+                 REFERENCES @extschema@.quality_config (stream) ON DELETE CASCADE ON UPDATE CASCADE,
+    pane_start   pg_catalog.timestamptz NOT NULL,
+    newest_event pg_catalog.timestamptz,
+    arrived      pg_catalog.timestamptz NOT NULL,
+    state        pg_catalog.bytea NOT NULL,
+    -- already merged into every closed window that covers the pane
+    folded       boolean NOT NULL DEFAULT false
+);
+CREATE INDEX quality_partials_stream_pane_idx ON @extschema@.quality_partials (stream, pane_start);
+COMMENT ON TABLE @extschema@.quality_partials IS
+    'Open quality windows, as per-batch partial states per pane; read them with tributary.quality_now().';
+
+-- Closed windows: the same metrics as tributary.window_quality and column_quality, plus
+-- what only a stream knows; revision counts amendments by late rows. state is the window's
+-- quality state, for rolling windows up with tributary.quality_merge.
+CREATE TABLE @extschema@.quality_windows (
+    stream        text NOT NULL
+                  REFERENCES @extschema@.stream_catalog (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    window_start  pg_catalog.timestamptz NOT NULL,
+    window_end    pg_catalog.timestamptz NOT NULL,
+    revision      integer NOT NULL DEFAULT 0,
+    rows          bigint NOT NULL,
+    duplicates    bigint NOT NULL,
+    completeness  double precision,
+    uniqueness    double precision,
+    validity      double precision,
+    timeliness    double precision,
+    consistency   double precision,
+    outliers      bigint NOT NULL,
+    quality_score double precision,
+    newest_event  pg_catalog.timestamptz,
+    dead_letters  bigint NOT NULL,
+    late_rows     bigint NOT NULL,
+    lag_p50       double precision,
+    lag_p90       double precision,
+    lag_p99       double precision,
+    freshness     pg_catalog.interval,
+    closed_at     pg_catalog.timestamptz NOT NULL,
+    state         pg_catalog.bytea NOT NULL,
+    PRIMARY KEY (stream, window_start)
+);
+COMMENT ON TABLE @extschema@.quality_windows IS
+    'Closed quality windows per stream (tributary.set_quality); amended by late rows (revision).';
+
+CREATE TABLE @extschema@.quality_columns (
+    stream         text NOT NULL,
+    window_start   pg_catalog.timestamptz NOT NULL,
+    window_end     pg_catalog.timestamptz NOT NULL,
+    column_name    text NOT NULL,
+    revision       integer NOT NULL DEFAULT 0,
+    rows           bigint NOT NULL,
+    non_null       bigint NOT NULL,
+    completeness   double precision,
+    distinct_count bigint NOT NULL,
+    mean           double precision,
+    stddev         double precision,
+    min            double precision,
+    max            double precision,
+    p50            double precision,
+    p90            double precision,
+    p99            double precision,
+    outliers       bigint,
+    outlier_rate   double precision,
+    PRIMARY KEY (stream, window_start, column_name),
+    FOREIGN KEY (stream, window_start) REFERENCES @extschema@.quality_windows (stream, window_start)
+        ON DELETE CASCADE ON UPDATE CASCADE
+);
+COMMENT ON TABLE @extschema@.quality_columns IS
+    'Closed quality windows per stream and watched column.';
+
+-- Quality alerts: raised once when a closed window falls short of a threshold, recovered
+-- once when one meets them all again.
+CREATE TABLE @extschema@.alerts (
+    id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    stream         text NOT NULL
+                   REFERENCES @extschema@.stream_catalog (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    window_start   pg_catalog.timestamptz NOT NULL,
+    window_end     pg_catalog.timestamptz NOT NULL,
+    kind           text NOT NULL CHECK (kind IN ('raised', 'recovered')),
+    quality_score  double precision,
+    failed         jsonb NOT NULL,
+    thresholds     jsonb NOT NULL,
+    raised_at      pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    handler_error  text
+);
+CREATE INDEX alerts_stream_id_idx ON @extschema@.alerts (stream, id);
+COMMENT ON TABLE @extschema@.alerts IS
+    'Quality alerts per stream: raised and recovered, with the metrics that fell short.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.quality_partials', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.quality_windows', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.quality_columns', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.alerts_id_seq', '');
+
+-- Those who may manage a stream see its quality; everyone may read the settings.
+ALTER TABLE @extschema@.quality_windows ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.quality_columns ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.quality_partials ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.alerts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY quality_windows_of_managed_streams ON @extschema@.quality_windows FOR SELECT TO PUBLIC
+    USING (@extschema@._may_manage(@extschema@._stream_owner(stream)));
+CREATE POLICY quality_columns_of_managed_streams ON @extschema@.quality_columns FOR SELECT TO PUBLIC
+    USING (@extschema@._may_manage(@extschema@._stream_owner(stream)));
+CREATE POLICY quality_partials_of_managed_streams ON @extschema@.quality_partials FOR SELECT TO PUBLIC
+    USING (@extschema@._may_manage(@extschema@._stream_owner(stream)));
+CREATE POLICY alerts_of_managed_streams ON @extschema@.alerts FOR SELECT TO PUBLIC
+    USING (@extschema@._may_manage(@extschema@._stream_owner(stream)));
+GRANT SELECT ON @extschema@.quality_config, @extschema@.quality_windows, @extschema@.quality_columns,
+    @extschema@.quality_partials, @extschema@.alerts TO PUBLIC;
+
+CREATE FUNCTION @extschema@.set_quality(
+    stream pg_catalog.text, "window" pg_catalog.interval, slide pg_catalog.interval DEFAULT NULL,
+    allowed_lateness pg_catalog.interval DEFAULT '0 seconds', columns pg_catalog.text[] DEFAULT NULL,
+    thresholds jsonb DEFAULT '{}', weights jsonb DEFAULT NULL,
+    on_alert pg_catalog.regprocedure DEFAULT NULL, grace pg_catalog.interval DEFAULT '5 seconds',
+    origin pg_catalog.timestamptz DEFAULT '1970-01-01 00:00+00')
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_set_quality';
+CREATE FUNCTION @extschema@.drop_quality(stream pg_catalog.text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_drop_quality';
+CREATE FUNCTION @extschema@.quality_now(stream pg_catalog.text)
+RETURNS TABLE (window_start pg_catalog.timestamptz, window_end pg_catalog.timestamptz, rows pg_catalog.int8,
+               duplicates pg_catalog.int8, completeness pg_catalog.float8, uniqueness pg_catalog.float8,
+               validity pg_catalog.float8, timeliness pg_catalog.float8, consistency pg_catalog.float8,
+               outliers pg_catalog.int8, quality_score pg_catalog.float8, newest_event pg_catalog.timestamptz,
+               dead_letters pg_catalog.int8, late_rows pg_catalog.int8)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_quality_now';
+CREATE FUNCTION @extschema@.close_quality_windows(stream pg_catalog.text)
+RETURNS pg_catalog.int4
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_close_quality_windows';
+COMMENT ON FUNCTION @extschema@.close_quality_windows(pg_catalog.text) IS
+    'Close the stream''s windows the watermark or the wall clock has passed now, as the launcher does every naptime; returns how many closed.';
+REVOKE ALL ON FUNCTION @extschema@.set_quality(pg_catalog.text, pg_catalog.interval, pg_catalog.interval,
+    pg_catalog.interval, pg_catalog.text[], jsonb, jsonb, pg_catalog.regprocedure, pg_catalog.interval,
+    pg_catalog.timestamptz), @extschema@.drop_quality(pg_catalog.text, boolean),
+    @extschema@.quality_now(pg_catalog.text), @extschema@.close_quality_windows(pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_quality(pg_catalog.text, pg_catalog.interval, pg_catalog.interval,
+    pg_catalog.interval, pg_catalog.text[], jsonb, jsonb, pg_catalog.regprocedure, pg_catalog.interval,
+    pg_catalog.timestamptz), @extschema@.drop_quality(pg_catalog.text, boolean),
+    @extschema@.quality_now(pg_catalog.text), @extschema@.close_quality_windows(pg_catalog.text) TO PUBLIC;
+
+-- A window's metrics from its state: for windows rolled up with quality_merge.
+CREATE FUNCTION @extschema@.quality_metrics(state pg_catalog.bytea,
+    OUT rows pg_catalog.int8, OUT duplicates pg_catalog.int8, OUT completeness pg_catalog.float8,
+    OUT uniqueness pg_catalog.float8, OUT validity pg_catalog.float8, OUT timeliness pg_catalog.float8,
+    OUT consistency pg_catalog.float8, OUT outliers pg_catalog.int8, OUT quality_score pg_catalog.float8,
+    OUT newest_event pg_catalog.timestamptz, OUT dead_letters pg_catalog.int8, OUT late_rows pg_catalog.int8)
+RETURNS record
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'quality_metrics';

@@ -48,6 +48,7 @@
 #include "shmem.h"
 #include "sources/source.h"
 #include "tributary.h"
+#include "quality/continuous.h"
 
 #define TRIB_BACKOFF_MIN_MS 1000
 #define TRIB_BACKOFF_MAX_MS 60000
@@ -514,6 +515,24 @@ TribReconcile(void)
 	return sleep_ms;
 }
 
+/*
+ * Close the quality windows that the watermark or the wall clock has passed, for streams
+ * whose batches did not (silent streams, or many sessions writing one stream at once).
+ */
+static void
+TribLauncherCloseQuality(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "closing tributary quality windows");
+	TribQualityCloseDue();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 static void
 TribLauncherOnExit(int code, Datum arg)
 {
@@ -552,6 +571,7 @@ TribLauncherMain(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		sleep_ms = TribReconcile();
+		TribLauncherCloseQuality();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

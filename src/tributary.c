@@ -18,6 +18,7 @@
 #include "ownership.h"
 #include "shmem.h"
 #include "tributary.h"
+#include "quality/continuous.h"
 
 PG_MODULE_MAGIC;
 
@@ -150,6 +151,7 @@ _PG_init(void)
 
 	TribShmemInitXactHooks();
 	TribOwnershipInit();
+	TribQualityInit();
 	TribLauncherRegister();
 }
 

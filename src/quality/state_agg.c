@@ -210,3 +210,45 @@ quality_merge_trans(PG_FUNCTION_ARGS)
 	TribQualityWindowMerge(st->window, w);
 	PG_RETURN_POINTER(st);
 }
+
+PG_FUNCTION_INFO_V1(quality_metrics);
+
+/*
+ * quality_metrics(state bytea): a window's metrics from its state, for windows rolled up
+ * with quality_merge (the default weights; validity and timeliness only for streams').
+ */
+Datum
+quality_metrics(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+	TribQualityWindow *w = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+														CurrentMemoryContext);
+	TribQualityWindowMetrics m;
+	TupleDesc	desc;
+	Datum		values[12];
+	bool		nulls[12] = {0};
+	int			i = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "quality_metrics must return a record");
+	desc = BlessTupleDesc(desc);
+	TribQualityWindowRead(w, TribQualityDefaultWeights, &m);
+	values[i++] = Int64GetDatum((int64) m.rows);
+	values[i++] = Int64GetDatum(m.duplicates);
+	for (int c = 0; c < TRIB_QC_COUNT; c++)
+	{
+		nulls[i] = !m.has_component[c];
+		values[i++] = Float8GetDatum(m.component[c]);
+	}
+	values[i++] = Int64GetDatum(m.outliers);
+	nulls[i] = !m.has_score;
+	values[i++] = Float8GetDatum(m.score);
+	nulls[i] = w->newest_event == DT_NOBEGIN;
+	values[i++] = TimestampTzGetDatum(w->newest_event);
+	nulls[i] = !w->stream;
+	values[i++] = Int64GetDatum((int64) w->dead);
+	nulls[i] = !w->stream;
+	values[i++] = Int64GetDatum((int64) w->late);
+	Assert(i == desc->natts);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

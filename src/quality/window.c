@@ -519,13 +519,27 @@ TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
 		m->component[TRIB_QC_CONSISTENCY] = 1.0 - outlier_rate / numeric;
 	}
 
-	/* the weighted mean of the components there are; none, no score */
+	/*
+	 * The weighted mean of the components there are; none, no score. Over a table (not a
+	 * stream) there are no dead letters or late rows to count: validity and timeliness
+	 * count as 1, so a stream without either scores as the same rows do over its table.
+	 */
 	for (int i = 0; i < TRIB_QC_COUNT; i++)
-		if (m->has_component[i] && weights[i] > 0)
+	{
+		double		value;
+
+		if (m->has_component[i])
+			value = m->component[i];
+		else if (!w->stream && w->rows > 0 && (i == TRIB_QC_VALIDITY || i == TRIB_QC_TIMELINESS))
+			value = 1.0;
+		else
+			continue;
+		if (weights[i] > 0)
 		{
 			wsum += weights[i];
-			score += weights[i] * m->component[i];
+			score += weights[i] * value;
 		}
+	}
 	if (wsum > 0)
 	{
 		m->has_score = true;

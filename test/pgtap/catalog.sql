@@ -97,7 +97,9 @@ SELECT is((SELECT nspowner = (SELECT extowner FROM pg_extension WHERE extname = 
 SELECT set_eq(
     $$ SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'tributary' $$,
     ARRAY['tributary.stream_catalog', 'tributary.stream_catalog_id_seq', 'tributary.offsets',
-          'tributary.dead_letters', 'tributary.dead_letters_id_seq'],
+          'tributary.dead_letters', 'tributary.dead_letters_id_seq', 'tributary.quality_config',
+          'tributary.quality_partials', 'tributary.quality_windows', 'tributary.quality_columns',
+          'tributary.alerts', 'tributary.alerts_id_seq'],
     'config tables and their sequences are registered with pg_extension_config_dump');
 
 -- Every aggregate can run in parallel and merge partial states: the quality metrics rely on

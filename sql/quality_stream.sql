@@ -1,0 +1,178 @@
+--
+-- quality_stream: continuous quality windows of a local stream (set_quality): windows
+-- close as the watermark passes them, late rows amend them, and closed windows equal
+-- window_quality and column_quality over the table; alerts and their handler.
+--
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO, YMD';
+SET extra_float_digits = 0;
+
+CREATE TABLE qs_t (id integer, at timestamptz, device text, value float8);
+SELECT tributary.create_stream('qs', 'qs_t', 'local', '{"format": "json"}',
+                               key => 'id', event_time => 'at');
+CREATE TABLE qs_seen (alert jsonb);
+CREATE FUNCTION qs_handler(alert jsonb) RETURNS void LANGUAGE sql
+AS $$ INSERT INTO qs_seen VALUES (alert) $$;
+
+-- Bad calls fail before anything changes.
+CREATE TABLE qs_plain (v integer);
+SELECT tributary.create_stream('qs_plain', 'qs_plain', 'local', '{"format": "json"}');
+SELECT tributary.set_quality('qs_plain', '1 minute');
+SELECT tributary.set_quality('nope', '1 minute');
+SELECT tributary.set_quality('qs', '0 minutes');
+SELECT tributary.set_quality('qs', '1 minute', slide => '25 seconds');
+SELECT tributary.set_quality('qs', '1 minute', allowed_lateness => '-1 second');
+SELECT tributary.set_quality('qs', '1 minute', columns => '{value,nope}');
+SELECT tributary.set_quality('qs', '1 minute', thresholds => '{"speed": 1}');
+SELECT tributary.set_quality('qs', '1 minute', thresholds => '{"columns": {"device": {"max": 3}}}');
+SELECT tributary.set_quality('qs', '1 minute', columns => '{value}',
+                             thresholds => '{"columns": {"device": {"completeness": 1}}}');
+SELECT tributary.set_quality('qs', '1 minute', thresholds => '{"quality_score": "high"}');
+SELECT tributary.set_quality('qs', '1 minute', weights => '{"completeness": 0, "validity": 0}');
+SELECT tributary.set_quality('qs', '1 minute', weights => '{"beauty": 1}');
+SELECT tributary.set_quality('qs', '1 minute', weights => '{"completeness": -1, "validity": 2}');
+SELECT tributary.set_quality('qs', '1 minute', on_alert => 'abs(integer)');
+SELECT count(*) AS configs FROM tributary.quality_config;
+
+SELECT tributary.set_quality('qs', '1 minute', columns => '{device,value}',
+                             thresholds => '{"quality_score": 0.9, "columns": {"value": {"max": 1000}}}',
+                             on_alert => 'qs_handler(jsonb)');
+SELECT stream, "window", slide, allowed_lateness, columns, thresholds, weights, on_alert
+FROM tributary.quality_config;
+
+-- Batch 1: minutes 00:00 and 00:01. The watermark (newest event 00:01:30) passes the end
+-- of window 00:00, which closes in this batch's transaction; 00:01 stays open.
+SELECT * FROM tributary.ingest('qs', ARRAY[
+    '{"id": 1, "at": "2026-01-01T00:00:05Z", "device": "a", "value": 1.5}',
+    '{"id": 2, "at": "2026-01-01T00:00:10Z", "device": "b", "value": 2.5}',
+    '{"id": 2, "at": "2026-01-01T00:00:20Z", "device": "b", "value": 2.5}',
+    '{"id": 3, "at": "2026-01-01T00:00:59.999999Z", "device": null, "value": 4}',
+    '{"id": 4, "at": "2026-01-01T00:01:00Z", "device": "a", "value": 5}',
+    '{"id": 5, "at": "2026-01-01T00:01:30Z", "device": "c"}']);
+SELECT window_start, revision, rows, duplicates, round(completeness::numeric, 4) AS completeness,
+       validity, timeliness, dead_letters, late_rows, round(quality_score::numeric, 4) AS score
+FROM tributary.quality_windows ORDER BY window_start;
+SELECT window_start, rows, duplicates, dead_letters, late_rows FROM tributary.quality_now('qs');
+SELECT watermark FROM tributary.stream_stats WHERE stream = 'qs' AND topic IS NULL;
+
+-- Batch 2: minute 00:02, one late row of 00:00 (behind the watermark: counted late, and
+-- amends closed window 00:00, revision 1), and a message that is not JSON (a dead letter
+-- in the pane of the batch's newest event). Window 00:01 closes.
+SELECT * FROM tributary.ingest('qs', ARRAY[
+    '{"id": 6, "at": "2026-01-01T00:02:10Z", "device": "a", "value": 3}',
+    '{"id": 7, "at": "2026-01-01T00:00:30Z", "device": "d", "value": 7}',
+    'not json']);
+SELECT window_start, revision, rows, duplicates, round(completeness::numeric, 4) AS completeness,
+       validity, round(timeliness::numeric, 4) AS timeliness, dead_letters, late_rows,
+       round(quality_score::numeric, 4) AS score
+FROM tributary.quality_windows ORDER BY window_start;
+SELECT window_start, rows, dead_letters, round(validity::numeric, 4) AS validity FROM tributary.quality_now('qs');
+
+-- Closed windows equal window_quality and column_quality over the table, row for row
+-- (validity and timeliness are the stream's own).
+SELECT w.window_start,
+       (w.window_end, w.rows, w.duplicates, w.completeness, w.uniqueness, w.consistency,
+        w.outliers, w.newest_event)
+       IS NOT DISTINCT FROM
+       (a.window_end, a.rows, a.duplicates, a.completeness, a.uniqueness, a.consistency,
+        a.outliers, a.newest_event) AS same
+FROM tributary.quality_windows w
+JOIN tributary.window_quality('qs_t', 'at', '1 minute', columns => '{device,value}', key_column => 'id') a
+    USING (window_start)
+ORDER BY 1;
+SELECT c.window_start, c.column_name,
+       (c.rows, c.non_null, c.completeness, c.distinct_count, c.mean, c.stddev, c.min, c.max,
+        c.p50, c.p90, c.p99, c.outliers, c.outlier_rate)
+       IS NOT DISTINCT FROM
+       (a.rows, a.non_null, a.completeness, a.distinct_count, a.mean, a.stddev, a.min, a.max,
+        a.p50, a.p90, a.p99, a.outliers, a.outlier_rate) AS same
+FROM tributary.quality_columns c
+JOIN tributary.column_quality('qs_t', 'at', '1 minute', columns => '{device,value}', key_column => 'id') a
+    USING (window_start, column_name)
+ORDER BY 1, 2;
+-- Alerts: window 00:00 scored below 0.9 when it closed (its duplicate and null device):
+-- raised, and the handler saw it; window 00:01 met the thresholds: recovered, once. The
+-- amendment of 00:00 raises nothing (episodes follow windows as they close).
+SELECT stream, window_start, kind, round(quality_score::numeric, 4) AS score, failed, handler_error
+FROM tributary.alerts ORDER BY id;
+SELECT alert ->> 'kind' AS kind, alert ->> 'stream' AS stream, alert ->> 'window_start' AS window_start
+FROM qs_seen;
+
+-- The handler now fails: its error is recorded on the alert and the batch still lands.
+-- Window 00:02 (a dead letter: validity 0.5) raises, 00:03 recovers.
+CREATE OR REPLACE FUNCTION qs_handler(alert jsonb) RETURNS void LANGUAGE plpgsql
+AS $$ BEGIN RAISE EXCEPTION 'pager is down'; END $$;
+SELECT * FROM tributary.ingest('qs', ARRAY[
+    '{"id": 10, "at": "2026-01-01T00:03:01Z", "device": "a", "value": 1}',
+    '{"id": 11, "at": "2026-01-01T00:03:02Z", "device": "b", "value": 2}',
+    '{"id": 12, "at": "2026-01-01T00:04:01Z", "device": "c", "value": 3}',
+    '{"id": 13, "at": "2026-01-01T00:05:01Z", "device": "c", "value": 3}']);
+SELECT window_start, rows, round(quality_score::numeric, 4) AS score FROM tributary.quality_windows
+ORDER BY window_start;
+SELECT window_start, kind, failed, handler_error FROM tributary.alerts ORDER BY id;
+SELECT count(*) AS rows_landed FROM qs_t;
+
+-- A per-column threshold: a value above max raises again.
+CREATE OR REPLACE FUNCTION qs_handler(alert jsonb) RETURNS void LANGUAGE sql
+AS $$ INSERT INTO qs_seen VALUES (alert) $$;
+SELECT * FROM tributary.ingest('qs', ARRAY[
+    '{"id": 20, "at": "2026-01-01T00:05:30Z", "device": "a", "value": 5000}',
+    '{"id": 21, "at": "2026-01-01T00:06:30Z", "device": "a", "value": 1}']);
+SELECT window_start, kind, failed FROM tributary.alerts ORDER BY id;
+
+-- Hopping windows: 2 minutes every minute, equal to window_quality's.
+CREATE TABLE qh_t (id integer, at timestamptz, v float8);
+SELECT tributary.create_stream('qh', 'qh_t', 'local', '{"format": "json"}',
+                               key => 'id', event_time => 'at');
+SELECT tributary.set_quality('qh', '2 minutes', slide => '1 minute', allowed_lateness => '30 seconds');
+SELECT * FROM tributary.ingest('qh', ARRAY(
+    SELECT json_build_object('id', i, 'at', timestamptz '2026-01-01' + i * interval '7 seconds',
+                             'v', i % 13)::text
+    FROM generate_series(1, 60) i));
+SELECT * FROM tributary.ingest('qh', ARRAY(
+    SELECT json_build_object('id', i, 'at', timestamptz '2026-01-01' + i * interval '7 seconds',
+                             'v', i % 13)::text
+    FROM generate_series(61, 120) i));
+SELECT count(*) AS closed,
+       count(*) FILTER (WHERE (w.rows, w.duplicates, w.completeness, w.consistency, w.newest_event)
+                        IS DISTINCT FROM (a.rows, a.duplicates, a.completeness, a.consistency, a.newest_event))
+           AS differing
+FROM tributary.quality_windows w
+JOIN tributary.window_quality('qh_t', 'at', '2 minutes', slide => '1 minute', key_column => 'id') a
+    USING (window_start)
+WHERE w.stream = 'qh';
+SELECT min(window_start), max(window_start), max(window_end) <= (SELECT max(at) - interval '30 seconds' FROM qh_t)
+       AS behind_watermark
+FROM tributary.quality_windows WHERE stream = 'qh';
+
+-- Windows roll up: the minute states of 00:02 and 00:03 merge into the 2-minute window
+-- window_quality computes over the table (dead letters and late rows are the stream's).
+SELECT (r.rows, r.duplicates, r.completeness, r.uniqueness, r.consistency, r.outliers, r.newest_event)
+       IS NOT DISTINCT FROM
+       (a.rows, a.duplicates, a.completeness, a.uniqueness, a.consistency, a.outliers, a.newest_event)
+       AS rolls_up, r.dead_letters, r.late_rows
+FROM (SELECT (tributary.quality_metrics(tributary.quality_merge(state))).*
+      FROM tributary.quality_windows
+      WHERE stream = 'qs' AND window_start IN ('2026-01-01 00:02', '2026-01-01 00:03')) r,
+     tributary.window_quality('qs_t', 'at', '2 minutes', columns => '{device,value}', key_column => 'id',
+                              "from" => '2026-01-01 00:02', "to" => '2026-01-01 00:04') a;
+
+-- set_quality again starts new windows (closed ones stay); drop_quality ends them.
+SELECT tributary.set_quality('qs', '5 minutes');
+SELECT count(*) AS partials FROM tributary.quality_partials WHERE stream = 'qs';
+SELECT tributary.drop_quality('qs');
+SELECT tributary.drop_quality('qs');
+SELECT tributary.drop_quality('qs', if_exists => true);
+SELECT count(*) AS configs, (SELECT count(*) FROM tributary.quality_windows WHERE stream = 'qs') AS windows_kept
+FROM tributary.quality_config WHERE stream = 'qs';
+SELECT * FROM tributary.quality_now('qs');
+
+-- Dropping a stream drops its windows and alerts.
+SELECT tributary.drop_stream('qs');
+SELECT tributary.drop_stream('qh');
+SELECT tributary.drop_stream('qs_plain');
+SELECT (SELECT count(*) FROM tributary.quality_windows) AS windows,
+       (SELECT count(*) FROM tributary.quality_columns) AS columns,
+       (SELECT count(*) FROM tributary.alerts) AS alerts;
+DROP TABLE qs_t, qh_t, qs_plain, qs_seen;
+DROP FUNCTION qs_handler(jsonb);
