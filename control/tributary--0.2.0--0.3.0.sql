@@ -70,6 +70,7 @@ CREATE TABLE @extschema@.quality_config (
     thresholds       jsonb NOT NULL,
     weights          jsonb NOT NULL,
     on_alert         pg_catalog.regprocedure,
+    key_column       text,		-- duplicates by it; NULL: the stream's key column
     -- progress, moved on by the fold that closes windows (quality/continuous.c)
     newest_event     pg_catalog.timestamptz,
     last_arrival     pg_catalog.timestamptz,
@@ -797,7 +798,7 @@ CREATE FUNCTION @extschema@.set_quality(
     allowed_lateness pg_catalog.interval DEFAULT '0 seconds', columns pg_catalog.text[] DEFAULT NULL,
     thresholds jsonb DEFAULT '{}', weights jsonb DEFAULT NULL,
     on_alert pg_catalog.regprocedure DEFAULT NULL, grace pg_catalog.interval DEFAULT '5 seconds',
-    origin pg_catalog.timestamptz DEFAULT '1970-01-01 00:00+00')
+    origin pg_catalog.timestamptz DEFAULT '1970-01-01 00:00+00', key_column pg_catalog.text DEFAULT NULL)
 RETURNS void
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'tributary_set_quality';
@@ -821,11 +822,11 @@ COMMENT ON FUNCTION @extschema@.close_quality_windows(pg_catalog.text) IS
     'Close the stream''s windows the watermark or the wall clock has passed now, as the launcher does every naptime; returns how many closed.';
 REVOKE ALL ON FUNCTION @extschema@.set_quality(pg_catalog.text, pg_catalog.interval, pg_catalog.interval,
     pg_catalog.interval, pg_catalog.text[], jsonb, jsonb, pg_catalog.regprocedure, pg_catalog.interval,
-    pg_catalog.timestamptz), @extschema@.drop_quality(pg_catalog.text, boolean),
+    pg_catalog.timestamptz, pg_catalog.text), @extschema@.drop_quality(pg_catalog.text, boolean),
     @extschema@.quality_now(pg_catalog.text), @extschema@.close_quality_windows(pg_catalog.text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.set_quality(pg_catalog.text, pg_catalog.interval, pg_catalog.interval,
     pg_catalog.interval, pg_catalog.text[], jsonb, jsonb, pg_catalog.regprocedure, pg_catalog.interval,
-    pg_catalog.timestamptz), @extschema@.drop_quality(pg_catalog.text, boolean),
+    pg_catalog.timestamptz, pg_catalog.text), @extschema@.drop_quality(pg_catalog.text, boolean),
     @extschema@.quality_now(pg_catalog.text), @extschema@.close_quality_windows(pg_catalog.text) TO PUBLIC;
 
 -- A window's metrics from its state: for windows rolled up with quality_merge.

@@ -32,6 +32,7 @@ SELECT tributary.set_quality('qs', '1 minute', weights => '{"completeness": 0, "
 SELECT tributary.set_quality('qs', '1 minute', weights => '{"beauty": 1}');
 SELECT tributary.set_quality('qs', '1 minute', weights => '{"completeness": -1, "validity": 2}');
 SELECT tributary.set_quality('qs', '1 minute', on_alert => 'abs(integer)');
+SELECT tributary.set_quality('qs', '1 minute', key_column => 'nope');
 SELECT count(*) AS configs FROM tributary.quality_config;
 
 SELECT tributary.set_quality('qs', '1 minute', columns => '{device,value}',

@@ -7,8 +7,11 @@
 # them malformed in different ways. Declares a `kafka` stream into a typed table, waits for
 # its background worker to consume the topic, and prints what landed: rows, dead letters
 # with their errors and source positions, the stored offsets, stream_stats. Then it fixes
-# the cause of one kind of failure and replays the dead letters. Last, the same insert path
-# without a broker: a `local` stream fed by tributary.ingest.
+# the cause of one kind of failure and replays the dead letters. Quality windows: the
+# Kafka stream's (with dead letters lowering validity) next to window_quality over the
+# table, then a local stream of sensor readings with live windows, a burst of bad data that
+# raises an alert (its handler pages), and the recovery. Last, the same insert path without
+# a broker: a `local` stream fed by tributary.ingest.
 #
 # The cluster and the broker are removed on any exit (KEEP_TMP=1 keeps the cluster's files).
 # DEMO_WAIT=N changes how long to wait for the stream to catch up (default 60 s).
@@ -150,7 +153,9 @@ run >/dev/null -c "SELECT tributary.create_stream(
     options    => '{\"brokers\": \"$bootstrap\", \"topic\": \"orders\", \"format\": \"json\",
                     \"overflow\": \"extra\", \"batch_size\": 500}',
     key        => 'customer',
-    event_time => 'placed_at')"
+    event_time => 'placed_at');
+  SELECT tributary.set_quality('orders', '10 minutes', allowed_lateness => '20 minutes',
+                               columns => '{customer,amount,currency,items}', key_column => 'order_id')"
 run -c "SELECT name, source, target, options, key_column, event_time_column FROM tributary.streams"
 
 echo "waiting for the stream's worker to consume all $n messages (at most ${DEMO_WAIT:-60} s):"
@@ -224,6 +229,56 @@ run -c "SELECT * FROM tributary.replay_dead_letters('orders')"
 run -c "SELECT sqlstate, count(*) AS still_dead, max(attempts) AS attempts FROM tributary.dead_letters
         WHERE stream = 'orders' GROUP BY sqlstate ORDER BY sqlstate"
 run -c "SELECT count(*) AS rows, count(*) FILTER (WHERE amount < 0) AS refunds FROM orders"
+
+echo "== quality windows of the Kafka stream (10 minutes of placed_at; dead letters lower validity)"
+run -c "SELECT window_start, rows, duplicates, round(completeness::numeric, 3) AS completeness,
+               dead_letters, round(validity::numeric, 3) AS validity, late_rows,
+               round(quality_score::numeric, 3) AS score
+        FROM tributary.quality_windows WHERE stream = 'orders' ORDER BY window_start LIMIT 5"
+echo "   the same windows computed afterwards over the table (window_quality):"
+run -c "SELECT window_start, rows, duplicates, round(completeness::numeric, 3) AS completeness
+        FROM tributary.window_quality('orders', 'placed_at', '10 minutes',
+                                      columns => '{customer,amount,currency,items}', key_column => 'order_id')
+        ORDER BY window_start LIMIT 5"
+
+echo "== live quality windows, an alert and its recovery: a local stream of sensor readings"
+run >/dev/null <<'SQL'
+CREATE TABLE readings (id bigint, at timestamptz, device text, temp float8);
+SELECT tributary.create_stream('sensor', 'readings', 'local', '{"format": "json"}',
+                               key => 'id', event_time => 'at');
+CREATE TABLE demo.pages (alert jsonb, paged_at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION demo.page(alert jsonb) RETURNS void LANGUAGE sql
+AS $$ INSERT INTO demo.pages (alert) VALUES (alert) $$;
+SELECT tributary.set_quality('sensor', '10 seconds', columns => '{device,temp}',
+                             thresholds => '{"quality_score": 0.9, "columns": {"temp": {"max": 60}}}',
+                             on_alert => 'demo.page(jsonb)');
+SQL
+# Six windows of 40 readings each; the third is a burst of bad data: missing devices,
+# repeated ids, a sensor reading 900 degrees.
+for w in 0 1 2 3 4 5; do
+	run >/dev/null -c "SELECT tributary.ingest('sensor', ARRAY(
+	    SELECT json_build_object(
+	        'id', CASE WHEN $w = 2 AND i % 4 = 0 THEN $w * 100 + 1 ELSE $w * 100 + i END,
+	        'at', timestamptz '2026-11-23 09:00:00+00' + ($w * 10 + i / 4.0) * interval '1 second',
+	        'device', CASE WHEN $w = 2 AND i % 3 = 0 THEN NULL ELSE 'd' || i % 5 END,
+	        'temp', CASE WHEN $w = 2 AND i = 7 THEN 900 ELSE 20 + i % 7 END)::text
+	    FROM generate_series(0, 39) i))"
+	echo "   after window $w's readings, the open window (tributary.quality_now):"
+	run -c "SELECT window_start, rows, duplicates, round(completeness::numeric, 3) AS completeness,
+	               round(quality_score::numeric, 3) AS score FROM tributary.quality_now('sensor')"
+done
+echo "   the closed windows (tributary.quality_windows):"
+run -c "SELECT window_start, rows, duplicates, round(completeness::numeric, 3) AS completeness,
+               outliers, round(quality_score::numeric, 3) AS score
+        FROM tributary.quality_windows WHERE stream = 'sensor' ORDER BY window_start"
+run -c "SELECT window_start, column_name, non_null, distinct_count, round(mean::numeric, 2) AS mean,
+               min, max, p50, p99
+        FROM tributary.quality_columns WHERE stream = 'sensor' AND window_start = '2026-11-23 09:00:20+00'
+        ORDER BY column_name"
+echo "   alerts (tributary.alerts, also sent with NOTIFY on tributary.alerts) and the pages the handler wrote:"
+run -c "SELECT window_start, kind, round(quality_score::numeric, 3) AS score, failed
+        FROM tributary.alerts WHERE stream = 'sensor' ORDER BY id"
+run -c "SELECT alert ->> 'kind' AS kind, alert ->> 'window_start' AS window_start FROM demo.pages ORDER BY paged_at"
 
 echo "== the same insert path without a broker: a local stream, fed by tributary.ingest"
 run >/dev/null <<'SQL'

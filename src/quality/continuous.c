@@ -110,6 +110,7 @@ typedef struct TribQualityConfig
 	Jsonb	   *thresholds;
 	double		weights[TRIB_QC_COUNT];
 	Oid			on_alert;
+	char	   *key_column;		/* NULL: the stream's */
 	bool		has_newest;
 	TimestampTz newest_event;
 	bool		has_arrival;
@@ -147,7 +148,7 @@ typedef struct TribQualityPartial
 static const char *TribQualityConfigColumns =
 "c.\"window\", c.slide, c.allowed_lateness, c.grace, c.origin, c.columns, c.thresholds, "
 "c.weights, c.on_alert::pg_catalog.oid, c.newest_event, c.last_arrival, c.closed_until, "
-"c.alerting, s.id, s.owner::pg_catalog.oid";
+"c.alerting, s.id, s.owner::pg_catalog.oid, c.key_column";
 
 /* ---------------------------------------------------------------------------------------
  * Reading the settings
@@ -222,6 +223,8 @@ TribQualityConfigFromTuple(const char *stream, HeapTuple tup, TupleDesc desc, Me
 	cfg->alerting = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
 	cfg->stream_id = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
 	cfg->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 15, &isnull));
+	d = SPI_getbinval(tup, desc, 16, &isnull);
+	cfg->key_column = isnull ? NULL : TextDatumGetCString(d);
 	MemoryContextSwitchTo(old);
 	return cfg;
 }
@@ -1025,7 +1028,7 @@ TribQualityProcess(const TribStageBatch *batch)
 	TribQualityConfig *cfg;
 	TupleDesc	desc = batch->desc;
 	AttrNumber	timeatt = get_attnum(def->target, def->event_time_column);
-	AttrNumber	keyatt = def->key_column ? get_attnum(def->target, def->key_column) : InvalidAttrNumber;
+	AttrNumber	keyatt;
 	AttrNumber *atts;
 	bool	   *numeric;
 	TribQualityColumnReader *readers;
@@ -1065,6 +1068,12 @@ TribQualityProcess(const TribStageBatch *batch)
 		return;
 	}
 	watermark = cfg->has_newest ? cfg->newest_event - cfg->lateness : DT_NOBEGIN;
+	/* duplicates by the quality key, or the stream's key, or whole rows */
+	{
+		const char *keyname = cfg->key_column ? cfg->key_column : def->key_column;
+
+		keyatt = keyname ? get_attnum(def->target, keyname) : InvalidAttrNumber;
+	}
 
 	/* how each watched column (a column gone reads as null) and the key are read */
 	atts = palloc(sizeof(AttrNumber) * Max(cfg->ncols, 1));
@@ -1495,6 +1504,7 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 	Jsonb	   *thresholds;
 	Jsonb	   *weights;
 	Oid			on_alert = PG_ARGISNULL(7) ? InvalidOid : PG_GETARG_OID(7);
+	char	   *key_column = PG_NARGS() > 10 && !PG_ARGISNULL(10) ? text_to_cstring(PG_GETARG_TEXT_PP(10)) : NULL;
 	Datum		cols_datum;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -1578,6 +1588,12 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 		}
 		relation_close(rel, AccessShareLock);
 	}
+	if (key_column != NULL && get_attnum(def->target, key_column) == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("key column \"%s\" does not exist in the target of stream \"%s\"", key_column, name),
+				 errhint("Name a column of %s, or pass null to count duplicates by the stream's key.",
+						 get_rel_name(def->target))));
 	thresholds = PG_ARGISNULL(5) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) :
 		PG_GETARG_JSONB_P(5);
 	TribQualityCheckThresholds(thresholds, def->target, columns, ncols);
@@ -1616,10 +1632,10 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 		cols_datum = PointerGetDatum(construct_array(elems, ncols, TEXTOID, -1, false, TYPALIGN_INT));
 	}
 	{
-		Oid			types[10] = {TEXTOID, INTERVALOID, INTERVALOID, INTERVALOID, INTERVALOID,
-		TIMESTAMPTZOID, TEXTARRAYOID, JSONBOID, JSONBOID, OIDOID};
-		Datum		v[10];
-		char		n[11] = "          ";
+		Oid			types[11] = {TEXTOID, INTERVALOID, INTERVALOID, INTERVALOID, INTERVALOID,
+		TIMESTAMPTZOID, TEXTARRAYOID, JSONBOID, JSONBOID, OIDOID, TEXTOID};
+		Datum		v[11];
+		char		n[12] = "           ";
 		Interval	zero = {0};
 		Interval	five = {0};
 
@@ -1636,17 +1652,20 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 		v[8] = JsonbPGetDatum(weights);
 		v[9] = ObjectIdGetDatum(on_alert);
 		n[9] = OidIsValid(on_alert) ? ' ' : 'n';
+		v[10] = key_column ? CStringGetTextDatum(key_column) : (Datum) 0;
+		n[10] = key_column ? ' ' : 'n';
 		TribCatalogExecute("DELETE FROM tributary.quality_partials WHERE stream = $1", 1, types, v, NULL);
 		TribCatalogExecute("INSERT INTO tributary.quality_config AS q (stream, \"window\", slide, "
-						   "allowed_lateness, grace, origin, columns, thresholds, weights, on_alert) "
-						   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.regprocedure) "
+						   "allowed_lateness, grace, origin, columns, thresholds, weights, on_alert, key_column) "
+						   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.regprocedure, $11) "
 						   "ON CONFLICT (stream) DO UPDATE SET \"window\" = excluded.\"window\", "
 						   "slide = excluded.slide, allowed_lateness = excluded.allowed_lateness, "
 						   "grace = excluded.grace, origin = excluded.origin, columns = excluded.columns, "
 						   "thresholds = excluded.thresholds, weights = excluded.weights, "
-						   "on_alert = excluded.on_alert, newest_event = NULL, last_arrival = NULL, "
+						   "on_alert = excluded.on_alert, key_column = excluded.key_column, "
+						   "newest_event = NULL, last_arrival = NULL, "
 						   "closed_until = NULL, alerting = false",
-						   10, types, v, n);
+						   11, types, v, n);
 	}
 	PG_RETURN_VOID();
 }
