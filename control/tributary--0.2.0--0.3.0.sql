@@ -82,6 +82,22 @@ COMMENT ON TABLE @extschema@.quality_config IS
     'Continuous quality windows per stream; change them only with tributary.set_quality and drop_quality.';
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.quality_config', '');
 
+-- Each batch's rows, summarized per pane (one slide of event time) by the quality stage in
+-- the batch's transaction; the fold merges them into windows as the watermark passes.
+CREATE TABLE @extschema@.quality_partials (
+    stream       text NOT NULL
+                 REFERENCES @extschema@.quality_config (stream) ON DELETE CASCADE ON UPDATE CASCADE,
+    pane_start   pg_catalog.timestamptz NOT NULL,
+    newest_event pg_catalog.timestamptz,
+    arrived      pg_catalog.timestamptz NOT NULL,
+    state        pg_catalog.bytea NOT NULL,
+    -- already merged into every closed window that covers the pane
+    folded       boolean NOT NULL DEFAULT false
+);
+CREATE INDEX quality_partials_stream_pane_idx ON @extschema@.quality_partials (stream, pane_start);
+COMMENT ON TABLE @extschema@.quality_partials IS
+    'Open quality windows, as per-batch partial states per pane; read them with tributary.quality_now().';
+
 DROP VIEW @extschema@.stream_stats;
 DROP VIEW @extschema@.streams;
 
@@ -140,7 +156,11 @@ SELECT c.name AS stream,
        s.last_error,
        s.last_error_at,
        q.newest_event - q.allowed_lateness AS watermark,
-       pg_catalog.now() - (q.newest_event - q.allowed_lateness) AS watermark_lag
+       pg_catalog.now() - (q.newest_event - q.allowed_lateness) AS watermark_lag,
+       (SELECT count(DISTINCT p.pane_start) FROM @extschema@.quality_partials p
+        WHERE q.stream IS NOT NULL AND p.stream = c.name) AS quality_open_panes,
+       (SELECT sum(pg_catalog.octet_length(p.state)) FROM @extschema@.quality_partials p
+        WHERE q.stream IS NOT NULL AND p.stream = c.name)::bigint AS quality_state_bytes
 FROM @extschema@.stream_catalog c
 JOIN @extschema@.streams s ON s.name = c.name
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
@@ -149,7 +169,8 @@ UNION ALL
 SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,
        p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
        p.next_offset, p.high_watermark, p.lag, p.messages_per_sec,
-       NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::interval
+       NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::interval,
+       NULL::bigint, NULL::bigint
 FROM parts p
 JOIN @extschema@.stream_catalog c ON c.id = p.stream_id;
 
@@ -677,22 +698,6 @@ COMMENT ON FUNCTION @extschema@.column_quality(pg_catalog.regclass, pg_catalog.t
 -- ---------------------------------------------------------------------------------------
 -- Section: continuous quality windows, alerts (docs/quality.md).
 -- ---------------------------------------------------------------------------------------
-
--- Each batch's rows, summarized per pane (one slide of event time) by the quality stage in
--- the batch's transaction; the fold merges them into windows as the watermark passes.
-CREATE TABLE @extschema@.quality_partials (
-    stream       text NOT NULL
-                 REFERENCES @extschema@.quality_config (stream) ON DELETE CASCADE ON UPDATE CASCADE,
-    pane_start   pg_catalog.timestamptz NOT NULL,
-    newest_event pg_catalog.timestamptz,
-    arrived      pg_catalog.timestamptz NOT NULL,
-    state        pg_catalog.bytea NOT NULL,
-    -- already merged into every closed window that covers the pane
-    folded       boolean NOT NULL DEFAULT false
-);
-CREATE INDEX quality_partials_stream_pane_idx ON @extschema@.quality_partials (stream, pane_start);
-COMMENT ON TABLE @extschema@.quality_partials IS
-    'Open quality windows, as per-batch partial states per pane; read them with tributary.quality_now().';
 
 -- Closed windows: the same metrics as tributary.window_quality and column_quality, plus
 -- what only a stream knows; revision counts amendments by late rows. state is the window's

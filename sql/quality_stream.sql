@@ -54,7 +54,8 @@ SELECT window_start, revision, rows, duplicates, round(completeness::numeric, 4)
        validity, timeliness, dead_letters, late_rows, round(quality_score::numeric, 4) AS score
 FROM tributary.quality_windows ORDER BY window_start;
 SELECT window_start, rows, duplicates, dead_letters, late_rows FROM tributary.quality_now('qs');
-SELECT watermark FROM tributary.stream_stats WHERE stream = 'qs' AND topic IS NULL;
+SELECT watermark, quality_open_panes, quality_state_bytes > 0 AS has_state
+FROM tributary.stream_stats WHERE stream = 'qs' AND topic IS NULL;
 
 -- Batch 2: minute 00:02, one late row of 00:00 (behind the watermark: counted late, and
 -- amends closed window 00:00, revision 1), and a message that is not JSON (a dead letter
