@@ -9,6 +9,8 @@
 #   populate       INSERT ... SELECT jsonb_populate_record(...) (what one writes in SQL)
 # Each is run RUNS times on a truncated table; the best time is reported.
 # Usage: bench/ingest_local.sh [N=1000000] [BATCH=10000] [RUNS=3]
+# QUALITY=1: the stream keeps continuous quality windows (one-minute windows over at,
+# duplicates by id, every column watched), to measure what they cost.
 # PERF=1: one more ingest pass, not counted, under perf record -g on its backend; prints the
 # top symbols by self time.
 set -euo pipefail
@@ -42,7 +44,9 @@ CREATE UNLOGGED TABLE batches (b int, payloads text[]);
 ALTER TABLE batches ALTER payloads SET STORAGE EXTERNAL;
 INSERT INTO batches
 SELECT (i - 1) / $batch, array_agg(payload ORDER BY i) FROM messages GROUP BY 1;
-SELECT tributary.create_stream('bench', 'target', 'local', '{"format": "json"}');
+SELECT tributary.create_stream('bench', 'target', 'local', '{"format": "json"}',
+                               key => 'id', event_time => 'at');
+SELECT tributary.set_quality('bench', '1 minute') WHERE ${QUALITY:-0} = 1;
 COPY (SELECT (payload::jsonb ->> 'id')::bigint, payload::jsonb ->> 'name',
              (payload::jsonb ->> 'at')::timestamptz, (payload::jsonb ->> 'value')::float8,
              payload::jsonb ->> 'tag' FROM messages ORDER BY i)

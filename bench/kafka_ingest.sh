@@ -53,6 +53,8 @@
 #   PERF_MODE=static  with PERF=1, profile a static (or parallel) run instead of a group one
 #   PERF_OFFCPU=1   with PERF=1, also record the worker thread's switches off the CPU
 #                   (sched:sched_switch with stacks) and print where it waits
+#   QUALITY=1       every tributary stream keeps continuous quality windows (set_quality
+#                   with one-minute windows over `at`, duplicates by `id`, every column)
 #   KEEP_TMP=1      keep the cluster's files, the data files and perf.data
 # Run by hand; tests never run it, and nothing here asserts on timing.
 set -euo pipefail
@@ -368,7 +370,10 @@ tributary_run() {	# run label, group|static|parallel, "profile" to run perf alon
 	helper_pid=$!
 	t0="$(now_ms)"
 	if ! out="$(sql <<SQL
-SELECT tributary.create_stream('$stream', 't', 'kafka', '$(kafka_options bench "tributary-bench-$$-$1" "$extra")');
+SELECT tributary.create_stream('$stream', 't', 'kafka', '$(kafka_options bench "tributary-bench-$$-$1" "$extra")',
+                               key => 'id', event_time => 'at', enabled => ${QUALITY:-0} = 0);
+SELECT tributary.set_quality('$stream', '1 minute') WHERE ${QUALITY:-0} = 1;
+SELECT tributary.start('$stream') WHERE ${QUALITY:-0} = 1;
 SELECT first_ms, done_ms FROM bench_wait('$stream', 't', $n, '$poll', $timeout_s);
 SQL
 )"; then

@@ -95,6 +95,8 @@ CREATE TABLE @extschema@.quality_partials (
     folded       boolean NOT NULL DEFAULT false
 );
 CREATE INDEX quality_partials_stream_pane_idx ON @extschema@.quality_partials (stream, pane_start);
+-- States are hashes and counts, which do not compress: never try (pglz was most of the stage).
+ALTER TABLE @extschema@.quality_partials ALTER COLUMN state SET STORAGE EXTERNAL;
 COMMENT ON TABLE @extschema@.quality_partials IS
     'Open quality windows, as per-batch partial states per pane; read them with tributary.quality_now().';
 
@@ -728,6 +730,7 @@ CREATE TABLE @extschema@.quality_windows (
     state         pg_catalog.bytea NOT NULL,
     PRIMARY KEY (stream, window_start)
 );
+ALTER TABLE @extschema@.quality_windows ALTER COLUMN state SET STORAGE EXTERNAL;
 COMMENT ON TABLE @extschema@.quality_windows IS
     'Closed quality windows per stream (tributary.set_quality); amended by late rows (revision).';
 

@@ -762,7 +762,13 @@ TribQualityAmend(TribQualityConfig *cfg, TimestampTz start, const TribQualityWin
 				   "WHERE stream = $1 AND window_start = $2 FOR UPDATE",
 				   2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		return;					/* deleted by hand: nothing to amend */
+	{
+		/* a window before the stream's first (or deleted by hand): the late rows make it */
+		TribQualityWindowMetrics m;
+
+		TribQualityWindowStore(cfg, start, extra, GetCurrentTimestamp(), 0, &m);
+		return;
+	}
 	b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	revision = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	closed_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
@@ -786,9 +792,105 @@ TribQualityNumericFlags(TribQualityConfig *cfg, Oid target)
 	return numeric;
 }
 
+/* partials of one pane kept apart at most; more are merged into one by the fold */
+#define TRIB_QUALITY_PANE_PARTIALS 64
+
+/* Read the partials of panes before bound (NULL bound: every pane), in pane order. */
+static TribQualityPartial *
+TribQualityReadPartialsBefore(TribQualityConfig *cfg, TimestampTz bound, int *n, MemoryContext cxt)
+{
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2] = {CStringGetTextDatum(cfg->stream), TimestampTzGetDatum(bound)};
+	TribQualityPartial *parts;
+
+	TribQualitySpi("SELECT pane_start, state, folded FROM tributary.quality_partials "
+				   "WHERE stream = $1 AND pane_start < $2 ORDER BY pane_start, folded DESC",
+				   2, types, values, NULL, SPI_OK_SELECT);
+	*n = (int) SPI_processed;
+	parts = MemoryContextAlloc(cxt, sizeof(TribQualityPartial) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bytea	   *b;
+
+		parts[i].pane = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+		b = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+		parts[i].state = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), cxt);
+		parts[i].folded = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	return parts;
+}
+
+/* Merge the partials of panes holding more than TRIB_QUALITY_PANE_PARTIALS (one per flag). */
+static void
+TribQualityCompact(TribQualityConfig *cfg, const bool *numeric, MemoryContext cxt)
+{
+	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, BOOLOID};
+	Datum		v[3] = {CStringGetTextDatum(cfg->stream)};
+	int			npanes;
+	TimestampTz *panes;
+
+	TribQualitySpi(psprintf("SELECT pane_start FROM tributary.quality_partials WHERE stream = $1 "
+							"GROUP BY pane_start HAVING count(*) > %d", TRIB_QUALITY_PANE_PARTIALS),
+				   1, types, v, NULL, SPI_OK_SELECT);
+	npanes = (int) SPI_processed;
+	panes = palloc(sizeof(TimestampTz) * Max(npanes, 1));
+	for (int i = 0; i < npanes; i++)
+	{
+		bool		isnull;
+
+		panes[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (int i = 0; i < npanes; i++)
+		for (int f = 0; f < 2; f++)
+		{
+			TribQualityWindow *merged = TribQualityEmptyWindow(cfg, numeric, cxt);
+			TimestampTz newest = DT_NOBEGIN;
+			TimestampTz arrived = 0;
+			Oid			itypes[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID, BOOLOID};
+			Datum		iv[6];
+			char		in[7] = "      ";
+
+			v[1] = TimestampTzGetDatum(panes[i]);
+			v[2] = BoolGetDatum(f == 1);
+			TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1 AND pane_start = $2 "
+						   "AND folded = $3 RETURNING state, newest_event, arrived",
+						   3, types, v, NULL, SPI_OK_DELETE_RETURNING);
+			if (SPI_processed == 0)
+				continue;
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				bool		isnull;
+				bytea	   *b = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+				Datum		d;
+
+				TribQualityWindowMerge(merged, TribQualityWindowDeserialize(VARDATA_ANY(b),
+																			VARSIZE_ANY_EXHDR(b), cxt));
+				d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+				if (!isnull)
+					newest = Max(newest, DatumGetTimestampTz(d));
+				arrived = Max(arrived, DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)));
+			}
+			iv[0] = v[0];
+			iv[1] = v[1];
+			iv[2] = TimestampTzGetDatum(newest);
+			in[2] = newest == DT_NOBEGIN ? 'n' : ' ';
+			iv[3] = TimestampTzGetDatum(arrived);
+			iv[4] = PointerGetDatum(TribQualityWindowSerialize(merged));
+			iv[5] = v[2];
+			TribQualitySpi("INSERT INTO tributary.quality_partials (stream, pane_start, newest_event, "
+						   "arrived, state, folded) VALUES ($1, $2, $3, $4, $5, $6)",
+						   6, itypes, iv, in, SPI_OK_INSERT);
+		}
+}
+
 /*
  * Fold the stream's partials (see the file header), as of now; under the fold lock in
- * ExclusiveLock mode, SPI connected, as the extension's owner. Returns the windows closed.
+ * ExclusiveLock mode, SPI connected, as the extension's owner. Only the partials of panes
+ * that a closed (or now closing) window covers are read. Returns the windows closed.
  */
 static int
 TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPendingList *pending)
@@ -797,18 +899,48 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	bool	   *numeric = TribQualityNumericFlags(cfg, target);
-	int			nparts;
-	TribQualityPartial *parts = TribQualityReadPartials(cfg, &nparts, cxt);
 	int			per_window = (int) (cfg->window / cfg->slide);
+	int64		reach = (int64) (per_window - 1) * cfg->slide;
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		v[2];
+	bool		has_pane;
+	TimestampTz first_pane = 0;
 	TimestampTz first_open;
-	TimestampTz start;
+	TimestampTz next_open;
 	TimestampTz watermark = DT_NOBEGIN;
+	int			nparts;
+	TribQualityPartial *parts;
 	int			closed = 0;
-	Oid			types[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
-	Datum		v[5];
-	char		n[6] = "     ";
 
-	if (nparts == 0 && !cfg->has_closed)
+	/* 0. the newest event, the last arrival and the first pane, from the partials */
+	v[0] = CStringGetTextDatum(cfg->stream);
+	TribQualitySpi("SELECT max(newest_event), max(arrived), min(pane_start) "
+				   "FROM tributary.quality_partials WHERE stream = $1",
+				   1, types, v, NULL, SPI_OK_SELECT);
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(tup, desc, 1, &isnull);
+		if (!isnull && (!cfg->has_newest || DatumGetTimestampTz(d) > cfg->newest_event))
+		{
+			cfg->newest_event = DatumGetTimestampTz(d);
+			cfg->has_newest = true;
+		}
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		if (!isnull && (!cfg->has_arrival || DatumGetTimestampTz(d) > cfg->last_arrival))
+		{
+			cfg->last_arrival = DatumGetTimestampTz(d);
+			cfg->has_arrival = true;
+		}
+		d = SPI_getbinval(tup, desc, 3, &has_pane);
+		has_pane = !has_pane;
+		if (has_pane)
+			first_pane = DatumGetTimestampTz(d);
+	}
+	if (!has_pane && !cfg->has_closed)
 	{
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(cxt);
@@ -822,12 +954,17 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 
 		watermark = cfg->newest_event - cfg->lateness + Max(silent, 0);
 	}
+	first_open = cfg->has_closed ? cfg->closed_until : first_pane - reach;
+	next_open = first_open;
+	while (watermark != DT_NOBEGIN && next_open + cfg->window <= watermark &&
+		   closed < TRIB_QUALITY_CLOSE_MAX)
+	{
+		next_open += cfg->slide;
+		closed++;
+	}
 
-	/* the first window not closed yet */
-	if (cfg->has_closed)
-		first_open = cfg->closed_until;
-	else
-		first_open = nparts > 0 ? parts[0].pane - (int64) (per_window - 1) * cfg->slide : DT_NOEND;
+	/* the partials of panes a closed window covers (its earliest window started before next_open) */
+	parts = TribQualityReadPartialsBefore(cfg, next_open + reach, &nparts, cxt);
 
 	/* 2. new partials of panes whose windows closed before amend them, once per window */
 	{
@@ -873,8 +1010,7 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 	}
 
 	/* 3. close every window the watermark passed, in order */
-	for (start = first_open; watermark != DT_NOBEGIN && start != DT_NOEND &&
-		 start + cfg->window <= watermark && closed < TRIB_QUALITY_CLOSE_MAX; start += cfg->slide)
+	for (TimestampTz start = first_open; start < next_open; start += cfg->slide)
 	{
 		TribQualityWindow *w = TribQualityEmptyWindow(cfg, numeric, cxt);
 		TribQualityWindowMetrics m;
@@ -884,60 +1020,39 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 				TribQualityWindowMerge(w, parts[i].state);
 		TribQualityWindowStore(cfg, start, w, now, 0, &m);
 		TribQualityEpisode(cfg, start, w, &m, now, pending);
-		closed++;
 	}
-	if (start != DT_NOEND && closed > 0)
-	{
-		cfg->closed_until = start;
-		cfg->has_closed = true;
-	}
-	else if (!cfg->has_closed && first_open != DT_NOEND)
-	{
-		/* nothing closed yet: remember where the first window starts */
-		cfg->closed_until = first_open;
-		cfg->has_closed = true;
-	}
+	cfg->closed_until = next_open;
+	cfg->has_closed = true;
 
-	/* 4. one folded partial per pane that still has an open window */
-	v[0] = CStringGetTextDatum(cfg->stream);
-	TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1", 1, types, v, NULL,
-				   SPI_OK_DELETE);
-	for (int i = 0; i < nparts;)
+	/*
+	 * 4. the partials read are now in every closed window that covers them: gone when the
+	 * window starting at their pane (their last) is closed, else marked folded
+	 */
+	if (nparts > 0)
 	{
-		TimestampTz pane = parts[i].pane;
-		TribQualityWindow *merged = TribQualityEmptyWindow(cfg, numeric, cxt);
+		Datum		dv[2] = {v[0], TimestampTzGetDatum(next_open)};
+		Datum		fv[2] = {v[0], TimestampTzGetDatum(next_open + reach)};
 
-		for (; i < nparts && parts[i].pane == pane; i++)
-			TribQualityWindowMerge(merged, parts[i].state);
-		if (pane < cfg->closed_until)
-			continue;			/* the last window covering it (starting at it) is closed */
-		v[1] = TimestampTzGetDatum(pane);
-		v[2] = TimestampTzGetDatum(merged->newest_event);
-		n[2] = merged->newest_event == DT_NOBEGIN ? 'n' : ' ';
-		v[3] = TimestampTzGetDatum(cfg->has_arrival ? cfg->last_arrival : now);
-		v[4] = PointerGetDatum(TribQualityWindowSerialize(merged));
-		{
-			Oid			ptypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID};
-
-			TribQualitySpi("INSERT INTO tributary.quality_partials (stream, pane_start, newest_event, "
-						   "arrived, state, folded) VALUES ($1, $2, $3, $4, $5, true)",
-						   5, ptypes, v, n, SPI_OK_INSERT);
-		}
+		TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1 AND pane_start < $2",
+					   2, types, dv, NULL, SPI_OK_DELETE);
+		TribQualitySpi("UPDATE tributary.quality_partials SET folded = true "
+					   "WHERE stream = $1 AND pane_start < $2 AND NOT folded",
+					   2, types, fv, NULL, SPI_OK_UPDATE);
 	}
+	TribQualityCompact(cfg, numeric, cxt);
 
 	/* 5. the progress */
 	{
-		Oid			utypes[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
+		Oid			utypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
 		Datum		uv[5];
 		char		un[6] = "     ";
 
-		uv[0] = CStringGetTextDatum(cfg->stream);
+		uv[0] = v[0];
 		uv[1] = TimestampTzGetDatum(cfg->newest_event);
 		un[1] = cfg->has_newest ? ' ' : 'n';
 		uv[2] = TimestampTzGetDatum(cfg->last_arrival);
 		un[2] = cfg->has_arrival ? ' ' : 'n';
 		uv[3] = TimestampTzGetDatum(cfg->closed_until);
-		un[3] = cfg->has_closed ? ' ' : 'n';
 		uv[4] = BoolGetDatum(cfg->alerting);
 		TribQualitySpi("UPDATE tributary.quality_config SET newest_event = $2, last_arrival = $3, "
 					   "closed_until = $4, alerting = $5 WHERE stream = $1",
