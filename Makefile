@@ -50,7 +50,8 @@ OBJS = \
 	src/quality/stats_sql.o \
 	src/quality/window.o \
 	src/quality/state_agg.o \
-	src/quality/adhoc.o
+	src/quality/adhoc.o \
+	src/quality/adhoc_scan.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.
