@@ -70,7 +70,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include tools/kafka_mock.mk
 include test/fuzz/fuzz.mk
-EXTRA_CLEAN = tools/tributary-kafka-mock test/fuzz/sketch_fuzz
+EXTRA_CLEAN = tools/tributary-kafka-mock test/fuzz/sketch_fuzz test/fuzz/dds_index_check
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)

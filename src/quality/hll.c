@@ -13,9 +13,13 @@
 #include "quality/hll.h"
 #include "quality/wire.h"
 
-/* The set's first size (small groups stay small), and how it grows: few re-inserts. */
+/*
+ * The set's first size (small groups stay small), and how it grows: four times while its
+ * arrays are small (few re-inserts), twice past HLL_FAST_GROWTH_SLOTS (less memory: each
+ * window of a table read keeps one).
+ */
 #define HLL_FIRST_SLOTS 64
-#define HLL_GROWTH 4
+#define HLL_FAST_GROWTH_SLOTS 1024
 /* The set's largest size: load factor 1/2 at the cap. */
 #define HLL_MAX_SLOTS(hll) (2 * (hll)->exact_max)
 StaticAssertDecl(TRIB_HLL_RHO_MAX <= PG_UINT8_MAX, "registers are one byte");
@@ -146,12 +150,24 @@ HllHistogramRebuild(TribHll *hll)
 /*
  * The slot holding hash, or the free slot where it belongs (linear probing; the set is at
  * most half full, so a free slot is always found). hash is not 0.
+ *
+ * A hash's first slot is its top bits, so the slots hold the hashes nearly in order: a
+ * hash is never before its first slot, and the slots from there to its own are taken. So
+ * each run of taken slots holds the hashes whose first slots are in it, and runs are in
+ * the order of their hashes; only inside a run (and in a run that wraps around the end)
+ * is the order off. Storing the set in order (HllSetSorted) is then nearly linear.
  */
+static inline int
+HllSetHome(const TribHll *hll, uint64 hash)
+{
+	return (int) (hash >> (64 - pg_leftmost_one_pos32((uint32) hll->nslots)));
+}
+
 static inline int
 HllSetProbe(const TribHll *hll, uint64 hash)
 {
 	int			mask = hll->nslots - 1;
-	int			i = (int) (hash & mask);
+	int			i = HllSetHome(hll, hash);
 
 	while (hll->slots[i] != 0 && hll->slots[i] != hash)
 		i = (i + 1) & mask;
@@ -164,7 +180,8 @@ HllSetGrow(TribHll *hll)
 {
 	uint64	   *old = hll->slots;
 	int			oldn = hll->nslots;
-	int			n = oldn == 0 ? HLL_FIRST_SLOTS : oldn * HLL_GROWTH;
+	int			n = oldn == 0 ? HLL_FIRST_SLOTS :
+		oldn < HLL_FAST_GROWTH_SLOTS ? oldn * 4 : oldn * 2;
 
 	n = Min(n, Max(HLL_MAX_SLOTS(hll), HLL_FIRST_SLOTS));
 	hll->slots = MemoryContextAllocZero(hll->cxt, n * sizeof(uint64));
@@ -343,14 +360,55 @@ TribHllEstimate(const TribHll *hll)
 	return Min(HllRegistersEstimate(hll->hist), TRIB_HLL_ESTIMATE_MAX);
 }
 
-/* qsort order of hashes: ascending as unsigned integers. */
+/*
+ * The set's hashes in ascending order into sorted[] (room for nexact), without a general
+ * sort: the slots hold them nearly in order (see HllSetProbe). The hashes of a run that
+ * wraps around the end come first in the slots but belong last; then an insertion sort
+ * fixes the order inside runs, which are short at a load of at most one half.
+ */
 static int
-HllCompareHashes(const void *a, const void *b)
+HllSetSorted(const TribHll *hll, uint64 *sorted)
 {
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
+	int			n = 0;
+	int			wrapped = 0;
 
-	return x < y ? -1 : (x > y ? 1 : 0);
+	if (hll->has_zero)
+		sorted[n++] = 0;
+	if (hll->nslots == 0)
+		return n;
+	/* the leading run's hashes whose first slot is after their own wrapped around */
+	for (int i = 0; i < hll->nslots && hll->slots[i] != 0; i++)
+		if (HllSetHome(hll, hll->slots[i]) > i)
+			wrapped++;
+	for (int i = 0, skip = wrapped; i < hll->nslots; i++)
+	{
+		uint64		h = hll->slots[i];
+
+		if (h == 0)
+			continue;
+		if (skip > 0 && HllSetHome(hll, h) > i)
+		{
+			skip--;
+			continue;
+		}
+		sorted[n++] = h;
+	}
+	for (int i = 0; i < hll->nslots && wrapped > 0 && hll->slots[i] != 0; i++)
+		if (HllSetHome(hll, hll->slots[i]) > i)
+		{
+			sorted[n++] = hll->slots[i];
+			wrapped--;
+		}
+	for (int i = 1; i < n; i++)
+	{
+		uint64		h = sorted[i];
+		int			j = i;
+
+		for (; j > 0 && sorted[j - 1] > h; j--)
+			sorted[j] = sorted[j - 1];
+		sorted[j] = h;
+	}
+	return n;
 }
 
 /* The canonical stored form: equal sets give equal bytes. */
@@ -367,17 +425,13 @@ TribHllSerialize(const TribHll *hll)
 	if (hll->mode == TRIB_HLL_MODE_EXACT)
 	{
 		uint64	   *sorted = palloc(Max(hll->nexact, 1) * sizeof(uint64));
-		int			n = 0;
+		int			n;
 
 		/* the set without its free slots, in ascending order: one form per set */
-		if (hll->has_zero)
-			sorted[n++] = 0;
-		for (int i = 0; i < hll->nslots; i++)
-			if (hll->slots[i] != 0)
-				sorted[n++] = hll->slots[i];
+		n = HllSetSorted(hll, sorted);
 		Assert(n == hll->nexact);
-		qsort(sorted, n, sizeof(uint64), HllCompareHashes);
 		TribWirePutU32(&buf, (uint32) n);
+		enlargeStringInfo(&buf, n * 8);
 		for (int i = 0; i < n; i++)
 			TribWirePutU64(&buf, sorted[i]);
 		pfree(sorted);
@@ -425,6 +479,16 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 		if (TribWireRemaining(&r) != (Size) n * 8)
 			return psprintf("the exact set takes %zu bytes, not 8 for each of its %u hashes",
 							TribWireRemaining(&r), n);
+		/* room for all of them at once: what the set holds does not depend on its size */
+		if (n > 0)
+		{
+			int			nslots = HLL_FIRST_SLOTS;
+
+			while (nslots < 2 * (int) n && nslots < HLL_MAX_SLOTS(hll))
+				nslots *= 2;
+			hll->slots = MemoryContextAllocZero(hll->cxt, nslots * sizeof(uint64));
+			hll->nslots = nslots;
+		}
 		for (uint32 i = 0; i < n; i++)
 		{
 			uint64		hash = TribWireGetU64(&r);
