@@ -16,13 +16,17 @@
  * Participants claim ranges of blocks (TID range scans) from a counter under a spinlock,
  * large ranges first and smaller ones towards the end, so they finish together and, in a
  * table written in time order, few panes are split between participants. Each builds its
- * own panes. A worker then sends each pane's stored form (window.h) through its own
- * shm_mq, and a last message with the number of panes it sent; the leader merges them into
- * its own by pane start. Window states are functions of the multiset of their rows and
- * merge exactly, so the panes are those of the serial read, to the last bit, whoever read
- * which rows. A worker's error reaches the leader as parallel query's errors do (the
- * leader's CHECK_FOR_INTERRUPTS re-raises it), and aborting the leader's transaction stops
- * the workers.
+ * own panes. A worker sends its panes' stored forms (window.h) through its own shm_mq, and
+ * at the end the number of panes it sent; the leader merges them into its own by pane
+ * start. When a range's rows came in time order (few changes of pane), the worker sends
+ * its panes after that range and starts afresh, and the leader takes what has arrived
+ * between its own rows: so the merging goes on while the table is read, not after, and a
+ * worker's memory stays that of a range. (A pane sent twice is merged twice: right, only
+ * slower.) Window states are functions of the multiset of their rows and merge exactly, so
+ * the panes are those of the serial read, to the last bit, whoever read which rows. A
+ * worker's error reaches the leader as parallel query's errors do (the leader's
+ * CHECK_FOR_INTERRUPTS re-raises it), and aborting the leader's transaction stops the
+ * workers.
  *
  * Locks: AccessShareLock on the table in every participant (the workers' are in the
  * leader's lock group); the claim counter's spinlock for a few instructions.
@@ -65,7 +69,11 @@
 #define TRIB_ADHOC_KEY_QUEUES	UINT64CONST(0x7B1B000000000004)
 
 /* each worker's queue to the leader */
-#define TRIB_ADHOC_QUEUE_SIZE	((Size) 2 * 1024 * 1024)
+#define TRIB_ADHOC_QUEUE_SIZE	((Size) 4 * 1024 * 1024)
+/* the leader takes what the workers sent every so many of its own rows */
+#define TRIB_ADHOC_DRAIN_ROWS	4096
+/* a range's rows are in time order when they change pane at most once in this many */
+#define TRIB_ADHOC_ORDERED_ROWS 8
 /* a claim is the unclaimed blocks / (participants * this), and at least the minimum */
 #define TRIB_ADHOC_CLAIMS_PER_SHARE 4
 #define TRIB_ADHOC_MIN_CLAIM	16
@@ -86,6 +94,17 @@ typedef struct TribAdhocPaneEntry
 	TribQualityWindow *window;
 } TribAdhocPaneEntry;
 
+/* The leader's ends of the workers' queues, while they run. */
+typedef struct TribAdhocQueues
+{
+	int			n;				/* workers launched */
+	shm_mq_handle **mqh;
+	bool	   *done;			/* its last message came, or its queue closed */
+	bool	   *complete;		/* ... and that message counted the panes received */
+	uint64	   *received;		/* panes received from it */
+	MemoryContext scratch;		/* a pane being merged */
+} TribAdhocQueues;
+
 /* One participant's read: how to read a row, and the panes so far. */
 typedef struct TribAdhocScanner
 {
@@ -97,9 +116,14 @@ typedef struct TribAdhocScanner
 	TribQualityColumnReader key;	/* when spec->keyatt > 0 */
 	TribQualityRowHasher rowhasher; /* when the whole row is the key */
 	uint64	   *hashes;			/* each attribute's hash in the row being read */
+	MemoryContext panecxt;		/* the panes and their table */
 	HTAB	   *panes;
 	TribAdhocPaneEntry *last;	/* the pane of the previous row */
 	uint64		nrows;
+	uint64		lookups;		/* rows in another pane than the previous row's */
+	shm_mq_handle *mqh;			/* a worker's queue to the leader */
+	uint64		sent;			/* panes a worker sent */
+	TribAdhocQueues *queues;	/* the leader's, while workers run */
 } TribAdhocScanner;
 
 /* date_bin(stride, t, origin), exactly as the query's panes are binned. */
@@ -111,13 +135,27 @@ TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin)
 												   TimestampTzGetDatum(origin)));
 }
 
+/* No panes: a new table, the memory of the panes before it freed. */
+static void
+TribAdhocScannerEmpty(TribAdhocScanner *s)
+{
+	HASHCTL		ctl = {0};
+
+	MemoryContextReset(s->panecxt);
+	ctl.keysize = sizeof(TimestampTz);
+	ctl.entrysize = sizeof(TribAdhocPaneEntry);
+	ctl.hcxt = s->panecxt;
+	s->panes = hash_create("tributary quality panes", 1024, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	s->last = NULL;
+}
+
 /* Readers for the spec's columns of rel, and an empty table of panes, in cxt. */
 static void
 TribAdhocScannerInit(TribAdhocScanner *s, const TribAdhocScanSpec *spec, Relation rel,
 					 MemoryContext cxt)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	HASHCTL		ctl = {0};
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	memset(s, 0, sizeof(*s));
@@ -147,11 +185,8 @@ TribAdhocScannerInit(TribAdhocScanner *s, const TribAdhocScanSpec *spec, Relatio
 		s->hashes = palloc(sizeof(uint64) * Max(desc->natts, 1));
 		s->lastatt = desc->natts;
 	}
-	ctl.keysize = sizeof(TimestampTz);
-	ctl.entrysize = sizeof(TribAdhocPaneEntry);
-	ctl.hcxt = cxt;
-	s->panes = hash_create("tributary quality panes", 1024, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	s->panecxt = AllocSetContextCreate(cxt, "tributary quality panes", ALLOCSET_DEFAULT_SIZES);
+	TribAdhocScannerEmpty(s);
 	MemoryContextSwitchTo(old);
 }
 
@@ -170,13 +205,14 @@ TribAdhocPane(TribAdhocScanner *s, TimestampTz t)
 
 	if (s->last != NULL && t >= s->last->start && t - s->last->start < spec->slide)
 		return s->last->window;
+	s->lookups++;
 	if (t >= spec->origin && !pg_sub_s64_overflow(t, spec->origin, &since))
 		start = t - since % spec->slide;
 	else
 		start = TribAdhocBin((Interval *) &spec->slide_iv, t, spec->origin);
 	s->last = hash_search(s->panes, &start, HASH_ENTER, &found);
 	if (!found)
-		s->last->window = TribQualityWindowCreate(spec->ncols, s->numeric, false, s->cxt);
+		s->last->window = TribQualityWindowCreate(spec->ncols, s->numeric, false, s->panecxt);
 	return s->last->window;
 }
 
@@ -289,9 +325,14 @@ TribAdhocClaim(TribAdhocShared *shared, BlockNumber *start, BlockNumber *count)
 	return n > 0;
 }
 
+static void TribAdhocDrain(TribAdhocScanner *s, bool wait);
+static bool TribAdhocSendPanes(TribAdhocScanner *s);
+
 /*
  * Read ranges of blocks until none is left, each a TID range scan with the read's
- * snapshot. A bulk-read ring for large tables, as a sequential scan has.
+ * snapshot (and a bulk-read ring for large tables, as a sequential scan has). A worker
+ * sends its panes after a range whose rows came in time order; the leader merges what
+ * the workers sent as it goes.
  */
 static void
 TribAdhocScanClaims(TribAdhocScanner *s, Relation rel, Snapshot snapshot,
@@ -306,6 +347,7 @@ TribAdhocScanClaims(TribAdhocScanner *s, Relation rel, Snapshot snapshot,
 	{
 		ItemPointerData mintid;
 		ItemPointerData maxtid;
+		uint64		first = s->nrows;
 
 		ItemPointerSet(&mintid, start, FirstOffsetNumber);
 		ItemPointerSet(&maxtid, start + count - 1, MaxOffsetNumber);
@@ -319,8 +361,16 @@ TribAdhocScanClaims(TribAdhocScanner *s, Relation rel, Snapshot snapshot,
 		}
 		else
 			table_rescan_tidrange(scan, &mintid, &maxtid);
+		s->lookups = 0;
 		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
+		{
 			TribAdhocScanRow(s, slot);
+			if (s->queues != NULL && s->nrows % TRIB_ADHOC_DRAIN_ROWS == 0)
+				TribAdhocDrain(s, false);
+		}
+		if (s->mqh != NULL && s->lookups * TRIB_ADHOC_ORDERED_ROWS <= s->nrows - first &&
+			!TribAdhocSendPanes(s))
+			break;
 	}
 	if (scan != NULL)
 		table_endscan(scan);
@@ -348,18 +398,17 @@ TribAdhocSend(shm_mq_handle *mqh, shm_mq_iovec *iov, int iovcnt)
 }
 
 /*
- * A worker's panes to the leader: per pane its start then its window's stored form, then
- * the number of panes sent (a message of 8 bytes, shorter than any pane's).
+ * A worker's panes so far to the leader, each its start then its window's stored form;
+ * then none. False when the leader is gone.
  */
-static void
-TribAdhocSendPanes(TribAdhocScanner *s, shm_mq_handle *mqh)
+static bool
+TribAdhocSendPanes(TribAdhocScanner *s)
 {
 	MemoryContext scratch = AllocSetContextCreate(s->cxt, "tributary quality pane",
 												  ALLOCSET_DEFAULT_SIZES);
 	HASH_SEQ_STATUS seq;
 	TribAdhocPaneEntry *e;
-	uint64		sent = 0;
-	shm_mq_iovec end;
+	bool		sent = true;
 
 	hash_seq_init(&seq, s->panes);
 	while ((e = hash_seq_search(&seq)) != NULL)
@@ -373,17 +422,29 @@ TribAdhocSendPanes(TribAdhocScanner *s, shm_mq_handle *mqh)
 		iov[0].len = sizeof(TimestampTz);
 		iov[1].data = VARDATA(state);
 		iov[1].len = VARSIZE(state) - VARHDRSZ;
-		if (!TribAdhocSend(mqh, iov, 2))
+		if (!TribAdhocSend(s->mqh, iov, 2))
 		{
 			hash_seq_term(&seq);
-			return;
+			sent = false;
+			break;
 		}
 		MemoryContextReset(scratch);
-		sent++;
+		s->sent++;
 	}
-	end.data = (const char *) &sent;
+	MemoryContextDelete(scratch);
+	TribAdhocScannerEmpty(s);
+	return sent;
+}
+
+/* A worker's last message: how many panes it sent (8 bytes, shorter than any pane's). */
+static void
+TribAdhocSendEnd(TribAdhocScanner *s)
+{
+	shm_mq_iovec end;
+
+	end.data = (const char *) &s->sent;
 	end.len = sizeof(uint64);
-	(void) TribAdhocSend(mqh, &end, 1);
+	(void) TribAdhocSend(s->mqh, &end, 1);
 }
 
 /* A pane from a worker into the leader's: adopted when new, else merged. */
@@ -397,7 +458,7 @@ TribAdhocMergePane(TribAdhocScanner *s, TimestampTz start, const char *data, Siz
 	e = hash_search(s->panes, &start, HASH_ENTER, &found);
 	if (!found)
 	{
-		e->window = TribQualityWindowDeserialize(data, len, s->cxt);
+		e->window = TribQualityWindowDeserialize(data, len, s->panecxt);
 		return;
 	}
 	TribQualityWindowMerge(e->window, TribQualityWindowDeserialize(data, len, scratch));
@@ -405,42 +466,48 @@ TribAdhocMergePane(TribAdhocScanner *s, TimestampTz start, const char *data, Siz
 }
 
 /*
- * Every pane a worker sends, merged into the leader's; false when the worker ended
- * without sending them all (its error, if any, is raised by the caller's wait).
+ * Merge what the workers sent into the leader's panes: what has arrived, or (wait) all of
+ * it, to each worker's last message.
  */
-static bool
-TribAdhocReceivePanes(TribAdhocScanner *s, shm_mq_handle *mqh)
+static void
+TribAdhocDrain(TribAdhocScanner *s, bool wait)
 {
-	MemoryContext scratch = AllocSetContextCreate(s->cxt, "tributary quality pane",
-												  ALLOCSET_DEFAULT_SIZES);
-	uint64		received = 0;
-	bool		complete = false;
+	TribAdhocQueues *q = s->queues;
 
-	for (;;)
+	for (int i = 0; i < q->n; i++)
 	{
-		Size		len;
-		void	   *data;
-		TimestampTz start;
-
-		if (shm_mq_receive(mqh, &len, &data, false) != SHM_MQ_SUCCESS)
-			break;
-		if (len == sizeof(uint64))
+		while (!q->done[i])
 		{
-			uint64		sent;
+			Size		len;
+			void	   *data;
+			TimestampTz start;
+			shm_mq_result res = shm_mq_receive(q->mqh[i], &len, &data, !wait);
 
-			memcpy(&sent, data, sizeof(uint64));
-			complete = sent == received;
-			break;
+			if (res == SHM_MQ_WOULD_BLOCK)
+				break;
+			if (res != SHM_MQ_SUCCESS)
+			{
+				/* gone without its last message: its error, if any, comes with the wait */
+				q->done[i] = true;
+				break;
+			}
+			if (len == sizeof(uint64))
+			{
+				uint64		sent;
+
+				memcpy(&sent, data, sizeof(uint64));
+				q->done[i] = true;
+				q->complete[i] = sent == q->received[i];
+				break;
+			}
+			if (len < sizeof(TimestampTz))
+				elog(ERROR, "a parallel quality worker sent a message of %zu bytes", len);
+			memcpy(&start, data, sizeof(TimestampTz));
+			TribAdhocMergePane(s, start, (const char *) data + sizeof(TimestampTz),
+							   len - sizeof(TimestampTz), q->scratch);
+			q->received[i]++;
 		}
-		if (len < sizeof(TimestampTz))
-			elog(ERROR, "a parallel quality worker sent a message of %zu bytes", len);
-		memcpy(&start, data, sizeof(TimestampTz));
-		TribAdhocMergePane(s, start, (const char *) data + sizeof(TimestampTz),
-						   len - sizeof(TimestampTz), scratch);
-		received++;
 	}
-	MemoryContextDelete(scratch);
-	return complete;
 }
 
 /*
@@ -472,12 +539,11 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 	const TribAdhocScanSpec *spec = s->spec;
 	ParallelContext *pcxt;
 	TribAdhocShared *shared;
-	char	   *queues;
-	shm_mq_handle **mqh;
+	char	   *queues_space;
+	TribAdhocQueues queues;
 	Size		specsize = TribAdhocScanSpecSize(spec->ncols);
 	Size		snapsize = EstimateSnapshotSpace(snapshot);
 	int			launched;
-	bool		complete = true;
 
 	EnterParallelMode();
 	pcxt = CreateParallelContext(TRIB_ADHOC_LIBRARY, TRIB_ADHOC_WORKER_MAIN, nworkers);
@@ -509,11 +575,11 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 		SerializeSnapshot(snapshot, snapspace);
 		shm_toc_insert(pcxt->toc, TRIB_ADHOC_KEY_SNAPSHOT, snapspace);
 	}
-	queues = shm_toc_allocate(pcxt->toc, mul_size(TRIB_ADHOC_QUEUE_SIZE, nworkers));
+	queues_space = shm_toc_allocate(pcxt->toc, mul_size(TRIB_ADHOC_QUEUE_SIZE, nworkers));
 	for (int i = 0; i < nworkers; i++)
-		shm_mq_set_receiver(shm_mq_create(queues + i * TRIB_ADHOC_QUEUE_SIZE,
+		shm_mq_set_receiver(shm_mq_create(queues_space + i * TRIB_ADHOC_QUEUE_SIZE,
 										  TRIB_ADHOC_QUEUE_SIZE), MyProc);
-	shm_toc_insert(pcxt->toc, TRIB_ADHOC_KEY_QUEUES, queues);
+	shm_toc_insert(pcxt->toc, TRIB_ADHOC_KEY_QUEUES, queues_space);
 
 	LaunchParallelWorkers(pcxt);
 	launched = pcxt->nworkers_launched;
@@ -526,22 +592,30 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 	ereport(DEBUG1,
 			(errmsg_internal("tributary: reading \"%s\" in parallel", RelationGetRelationName(rel)),
 			 errdetail_internal("%d of %d workers launched.", launched, nworkers)));
-	mqh = palloc(sizeof(shm_mq_handle *) * launched);
+	queues.n = launched;
+	queues.mqh = palloc(sizeof(shm_mq_handle *) * launched);
+	queues.done = palloc0(sizeof(bool) * launched);
+	queues.complete = palloc0(sizeof(bool) * launched);
+	queues.received = palloc0(sizeof(uint64) * launched);
+	queues.scratch = AllocSetContextCreate(s->cxt, "tributary quality pane", ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < launched; i++)
-		mqh[i] = shm_mq_attach((shm_mq *) (queues + i * TRIB_ADHOC_QUEUE_SIZE), pcxt->seg,
-							   pcxt->worker[i].bgwhandle);
+		queues.mqh[i] = shm_mq_attach((shm_mq *) (queues_space + i * TRIB_ADHOC_QUEUE_SIZE),
+									  pcxt->seg, pcxt->worker[i].bgwhandle);
+	s->queues = &queues;
 
 	if (parallel_leader_participation)
 		TribAdhocScanClaims(s, rel, snapshot, shared);
-	for (int i = 0; i < launched; i++)
-		complete &= TribAdhocReceivePanes(s, mqh[i]);
+	TribAdhocDrain(s, true);
+	s->queues = NULL;
 	/* raises a worker's error, if one failed */
 	WaitForParallelWorkersToFinish(pcxt);
-	if (!complete)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("a parallel worker of tributary's quality read ended without its results"),
-				 errhint("See the server log for what ended it.")));
+	for (int i = 0; i < launched; i++)
+		if (!queues.complete[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("a parallel worker of tributary's quality read ended without its results"),
+					 errhint("See the server log for what ended it.")));
+	MemoryContextDelete(queues.scratch);
 	DestroyParallelContext(pcxt);
 	ExitParallelMode();
 	return true;
@@ -594,8 +668,10 @@ TribAdhocParallelMain(dsm_segment *seg, shm_toc *toc)
 															   false)));
 	rel = table_open(spec->relid, AccessShareLock);
 	TribAdhocScannerInit(&scanner, spec, rel, cxt);
+	scanner.mqh = mqh;
 	TribAdhocScanClaims(&scanner, rel, snapshot, shared);
-	TribAdhocSendPanes(&scanner, mqh);
+	if (TribAdhocSendPanes(&scanner))
+		TribAdhocSendEnd(&scanner);
 	table_close(rel, AccessShareLock);
 	UnregisterSnapshot(snapshot);
 	shm_mq_detach(mqh);

@@ -129,22 +129,34 @@ HllRegistersAllocate(TribHll *hll)
 	hll->hist[0] = TRIB_HLL_REGISTERS;
 }
 
-/* Count the registers again, after they changed in bulk. */
+/*
+ * Count the registers again, after they were read in bulk (valid, so every register is
+ * below 0x80): eight at a time, and only those that are not zero one by one.
+ */
 static void
 HllHistogramRebuild(TribHll *hll)
 {
+	const uint8 *r = hll->registers;
+	int32		zeros = 0;
+
 	memset(hll->hist, 0, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 	for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
 	{
 		uint64		word;
+		uint64		nonzero;
 
-		memcpy(&word, hll->registers + i, 8);
-		if (word == 0)
-			hll->hist[0] += 8;
-		else
-			for (int j = 0; j < 8; j++)
-				hll->hist[hll->registers[i + j]]++;
+		memcpy(&word, r + i, 8);
+		/* the high bit of each byte that is not zero (bytes are below 0x80) */
+		nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
+		zeros += 8;
+		while (nonzero != 0)
+		{
+			hll->hist[r[i + pg_rightmost_one_pos64(nonzero) / 8]]++;
+			nonzero &= nonzero - 1;
+			zeros--;
+		}
 	}
+	hll->hist[0] = zeros;
 }
 
 /*
@@ -288,10 +300,22 @@ TribHllMerge(TribHll *dst, const TribHll *src)
 	}
 	if (dst->mode == TRIB_HLL_MODE_EXACT)
 		HllConvertToRegisters(dst);
-	for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
-		if (dst->registers[i] < src->registers[i])
-			dst->registers[i] = src->registers[i];
-	HllHistogramRebuild(dst);
+	/* register-wise maximum, the histogram following; words of zeros change nothing */
+	for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
+	{
+		uint64		word;
+
+		memcpy(&word, src->registers + i, 8);
+		if (word == 0)
+			continue;
+		for (int j = i; j < i + 8; j++)
+			if (dst->registers[j] < src->registers[j])
+			{
+				dst->hist[dst->registers[j]]--;
+				dst->hist[src->registers[j]]++;
+				dst->registers[j] = src->registers[j];
+			}
+	}
 }
 
 /* Ertl's sigma(x) = x + sum_k x^(2^k) 2^(k-1), summed until it no longer changes. */
@@ -418,6 +442,9 @@ TribHllSerialize(const TribHll *hll)
 	StringInfoData buf;
 
 	TribWireBegin(&buf);
+	/* the whole value at once, not by doubling */
+	enlargeStringInfo(&buf, TRIB_HLL_HEADER_SIZE + 4 + (hll->mode == TRIB_HLL_MODE_EXACT ?
+														8 * hll->nexact : TRIB_HLL_REGISTERS));
 	TribWirePutU8(&buf, TRIB_HLL_FORMAT_VERSION);
 	TribWirePutU8(&buf, (uint8) hll->mode);
 	TribWirePutU8(&buf, TRIB_HLL_PRECISION);
@@ -431,7 +458,6 @@ TribHllSerialize(const TribHll *hll)
 		n = HllSetSorted(hll, sorted);
 		Assert(n == hll->nexact);
 		TribWirePutU32(&buf, (uint32) n);
-		enlargeStringInfo(&buf, n * 8);
 		for (int i = 0; i < n; i++)
 			TribWirePutU64(&buf, sorted[i]);
 		pfree(sorted);
@@ -505,16 +531,22 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 	if (mode == TRIB_HLL_MODE_REGISTERS)
 	{
 		const uint8 *registers;
+		uint8		highest = 0;
 
 		if (TribWireRemaining(&r) != TRIB_HLL_REGISTERS)
 			return psprintf("registers take %d bytes, not %zu",
 							TRIB_HLL_REGISTERS, TribWireRemaining(&r));
+
 		registers = TribWireTake(&r, TRIB_HLL_REGISTERS);
 		for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
-			if (registers[i] > TRIB_HLL_RHO_MAX)
-				return psprintf("register %d holds %d, more than %d",
-								i, registers[i], TRIB_HLL_RHO_MAX);
-		HllRegistersAllocate(hll);
+			highest = Max(highest, registers[i]);
+		if (highest > TRIB_HLL_RHO_MAX)
+			for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
+				if (registers[i] > TRIB_HLL_RHO_MAX)
+					return psprintf("register %d holds %d, more than %d",
+									i, registers[i], TRIB_HLL_RHO_MAX);
+		hll->registers = MemoryContextAlloc(hll->cxt, TRIB_HLL_REGISTERS);
+		hll->hist = MemoryContextAlloc(hll->cxt, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 		memcpy(hll->registers, registers, TRIB_HLL_REGISTERS);
 		HllHistogramRebuild(hll);
 		hll->mode = TRIB_HLL_MODE_REGISTERS;
