@@ -51,6 +51,7 @@ OBJS = \
 	src/quality/window.o \
 	src/quality/state_agg.o \
 	src/quality/adhoc.o \
+	src/quality/adhoc_scan.o \
 	src/quality/continuous.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
@@ -70,7 +71,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include tools/kafka_mock.mk
 include test/fuzz/fuzz.mk
-EXTRA_CLEAN = tools/tributary-kafka-mock test/fuzz/sketch_fuzz
+EXTRA_CLEAN = tools/tributary-kafka-mock test/fuzz/sketch_fuzz test/fuzz/dds_index_check
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)

@@ -112,9 +112,11 @@ SELECT * FROM tributary.window_quality('q_t', 'at', NULL);
 SELECT * FROM tributary.window_quality('q_t', 'at', '1 second', "from" => '2000-01-01', "to" => '2026-01-01');
 SELECT tributary.quality_merge(st) FROM (VALUES ('\x0102'::bytea)) v(st);
 
--- A table is read directly; a view (or a table with row-level security, inheritance
--- children or partitions) goes through a query the planner may run in parallel. Both
--- give the same windows, to the last bit.
+-- A table is read directly, by parallel workers and the leader when it is large enough;
+-- a view (or a table with row-level security, inheritance children or partitions) goes
+-- through a query the planner may run in parallel. All give the same windows, to the last
+-- bit. q_shuf holds the same rows in another order, so its panes are split between the
+-- parallel participants and merged.
 CREATE TABLE q_big AS
 SELECT timestamptz '2026-01-01' + (i / 50) * interval '1 s' AS at, i % 5000 AS id,
        'dev-' || (i % 97) AS device,
@@ -122,14 +124,56 @@ SELECT timestamptz '2026-01-01' + (i / 50) * interval '1 s' AS at, i % 5000 AS i
        CASE WHEN i % 3 = 0 THEN 'ok' ELSE 'late' END AS status
 FROM generate_series(1, 200000) i;
 ANALYZE q_big;
+CREATE TABLE q_shuf AS SELECT * FROM q_big ORDER BY (id * 7919 + extract(epoch FROM at)::int) % 10007, at, id;
+ANALYZE q_shuf;
 CREATE VIEW q_big_v AS SELECT * FROM q_big;
+SET max_parallel_workers_per_gather = 0;
 CREATE TEMP TABLE q_direct AS
 SELECT * FROM tributary.column_quality('q_big', 'at', '1 minute', key_column => 'id');
 CREATE TEMP TABLE q_direct_w AS
 SELECT * FROM tributary.window_quality('q_big', 'at', '1 minute', slide => '30 seconds');
+CREATE TEMP TABLE q_direct_r AS
+SELECT * FROM tributary.window_quality('q_big', 'at', '2 minutes', slide => '20 seconds');
+RESET max_parallel_workers_per_gather;
 SET parallel_setup_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
+-- the direct read in parallel (the debug message says so), the same windows
+\set VERBOSITY terse
+SET client_min_messages = debug1;
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct s FULL JOIN tributary.column_quality('q_big', 'at', '1 minute', key_column => 'id') p
+    USING (window_start, column_name);
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct s FULL JOIN tributary.column_quality('q_shuf', 'at', '1 minute', key_column => 'id') p
+    USING (window_start, column_name);
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct_w s FULL JOIN tributary.window_quality('q_shuf', 'at', '1 minute', slide => '30 seconds') p
+    USING (window_start);
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct_r s FULL JOIN tributary.window_quality('q_shuf', 'at', '2 minutes', slide => '20 seconds') p
+    USING (window_start);
+-- only the workers read when the leader does not participate
+SET parallel_leader_participation = off;
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct_w s FULL JOIN tributary.window_quality('q_shuf', 'at', '1 minute', slide => '30 seconds') p
+    USING (window_start);
+RESET client_min_messages;
+\set VERBOSITY default
+-- a worker's error is the caller's: date_bin's overflow in rows only workers read
+CREATE TABLE q_far AS SELECT * FROM q_shuf;
+UPDATE q_far SET at = '4700-01-01 BC' WHERE id % 1000 = 0;
+SELECT count(*) FROM tributary.window_quality('q_far', 'at', '1 minute', origin => '290000-01-01');
+RESET parallel_leader_participation;
+\set VERBOSITY terse
+SELECT count(*) FROM tributary.window_quality('q_far', 'at', '1 minute', origin => '290000-01-01');
+\set VERBOSITY default
+-- the query path, under forced parallel aggregation
 SET force_parallel_mode = on;
 EXPLAIN (COSTS OFF)
 SELECT date_bin('1 minute', at, '1970-01-01'), tributary.quality_state(at, id, device, value, status)
@@ -159,6 +203,6 @@ SELECT * FROM tributary.window_quality('q_big', 'at', '1 minute');
 RESET ROLE;
 
 DROP VIEW q_big_v;
-DROP TABLE q_t, q_ts, q_big;
+DROP TABLE q_t, q_ts, q_big, q_shuf, q_far;
 REVOKE USAGE ON SCHEMA tributary FROM q_reader;
 DROP ROLE q_reader;

@@ -3,12 +3,15 @@
  *		tributary.window_quality and tributary.column_quality: quality windows over any
  *		table, in one pass over its rows.
  *
- * The arguments are checked first (a bad call fails before reading a row). Then one
- * query groups the rows by pane with tributary.quality_state, as the caller (privileges
- * and row-level security apply), which the planner may run in parallel: a pane is the
- * window itself for tumbling windows, or one slide for hopping ones, whose windows are
- * then the merges of window/slide consecutive panes (exact, see window.h). Windows with no
- * row between the first and the last are returned too, empty, as a stream closes them.
+ * The arguments are checked first (a bad call fails before reading a row). Then the rows
+ * are grouped by pane: a pane is the window itself for tumbling windows, or one slide for
+ * hopping ones, whose windows are then the merges of window/slide consecutive panes
+ * (exact, see window.h). A plain table the caller may read without row-level security is
+ * read directly (adhoc_scan.c; in parallel workers when it is large enough), building only
+ * the parts of each pane's state the function's metrics read; anything else goes through
+ * one query grouping the rows with tributary.quality_state, as the caller (privileges and
+ * row-level security apply), which the planner may run in parallel. Windows with no row
+ * between the first and the last are returned too, empty, as a stream closes them.
  *
  * Windows are [start, start + window), aligned as date_bin("window", t, origin) aligns
  * them; a timestamp (without time zone) column is read as UTC. Rows whose time is null
@@ -19,10 +22,8 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
-#include "access/tableam.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
-#include "executor/tuptable.h"
 #include "catalog/namespace.h"
 #include "common/int.h"
 #include "catalog/pg_type.h"
@@ -33,15 +34,14 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/rls.h"
-#include "utils/snapmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "quality/adhoc.h"
+#include "quality/adhoc_scan.h"
 #include "quality/window.h"
 
 PG_FUNCTION_INFO_V1(window_quality);
@@ -334,15 +334,6 @@ TribAdhocEmitColumns(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call
 	}
 }
 
-/* date_bin(stride, t, origin), exactly as the query's panes are binned. */
-static TimestampTz
-TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin)
-{
-	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_bin, IntervalPGetDatum(stride),
-												   TimestampTzGetDatum(t),
-												   TimestampTzGetDatum(origin)));
-}
-
 /* An empty window in a context of its own, under cxt (deleted once it is emitted). */
 static TribQualityWindow *
 TribAdhocWindow(TribAdhocCall *call, const bool *numeric, MemoryContext cxt)
@@ -352,14 +343,6 @@ TribAdhocWindow(TribAdhocCall *call, const bool *numeric, MemoryContext cxt)
 
 	return TribQualityWindowCreate(call->ncols, numeric, false, own);
 }
-
-/* The panes with rows, in time order, each with its window state. */
-typedef struct TribAdhocPanes
-{
-	int			n;
-	TimestampTz *starts;
-	TribQualityWindow **states;
-} TribAdhocPanes;
 
 /* The watched columns' numeric flags, and the largest attribute number the scan reads. */
 static bool *
@@ -428,155 +411,31 @@ TribAdhocCanScan(TribAdhocCall *call)
 		pg_class_aclcheck(call->relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
 }
 
-/* A pane's window in the scan's hash table (keyed by the pane's start). */
-typedef struct TribAdhocPaneEntry
-{
-	TimestampTz start;
-	TribQualityWindow *window;
-} TribAdhocPaneEntry;
-
-static int
-TribAdhocCompareStarts(const void *a, const void *b)
-{
-	TimestampTz x = ((const TribAdhocPaneEntry *) a)->start;
-	TimestampTz y = ((const TribAdhocPaneEntry *) b)->start;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /*
- * The panes by reading the heap directly, one pass with the same readers the aggregate
- * uses (so the states are the same). A row's pane is date_bin's: computed here for times
- * at or after the origin, by timestamptz_bin itself before it.
+ * What the direct read needs of the call: flat, for parallel workers; parts are those the
+ * caller's metrics read (window.h).
  */
-static void
-TribAdhocPanesByScan(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext cxt)
+static TribAdhocScanSpec *
+TribAdhocSpec(TribAdhocCall *call, const AttrNumber *atts, int parts)
 {
-	Relation	rel = table_open(call->relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber *atts = palloc(sizeof(AttrNumber) * Max(call->ncols, 1));
-	bool	   *numeric = TribAdhocNumeric(call, rel, atts);
-	AttrNumber	timeatt = TribAdhocColumn(rel, call->time_column, "time column");
-	AttrNumber	keyatt = call->key_column ? TribAdhocColumn(rel, call->key_column, "key column") : 0;
-	TribQualityColumnReader *readers = palloc0(sizeof(TribQualityColumnReader) * Max(call->ncols, 1));
-	TribQualityColumnReader key;
-	TribQualityRowHasher rowhasher;
-	int			lastatt = timeatt;
-	HASHCTL		ctl = {0};
-	HTAB	   *table;
-	HASH_SEQ_STATUS seq;
-	TribAdhocPaneEntry *entry;
-	TribAdhocPaneEntry *last = NULL;
-	Snapshot	snapshot = RegisterSnapshot(GetActiveSnapshot());
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	uint64		nrows = 0;
-	uint64	   *hashes = palloc(sizeof(uint64) * desc->natts);
+	TribAdhocScanSpec *spec = palloc0(TribAdhocScanSpecSize(call->ncols));
+	Relation	rel = relation_open(call->relid, AccessShareLock);
 
-	for (int c = 0; c < call->ncols; c++)
-	{
-		Oid			typid = TupleDescAttr(desc, atts[c] - 1)->atttypid;
-
-		TribQualityColumnReaderInit(&readers[c], typid, get_typcollation(typid), cxt);
-		lastatt = Max(lastatt, atts[c]);
-	}
-	if (keyatt > 0)
-	{
-		Oid			typid = TupleDescAttr(desc, keyatt - 1)->atttypid;
-
-		TribQualityColumnReaderInit(&key, typid, get_typcollation(typid), cxt);
-		lastatt = Max(lastatt, keyatt);
-	}
-	else
-	{
-		TribQualityRowHasherInit(&rowhasher, desc, cxt);
-		lastatt = desc->natts;
-	}
-
-	ctl.keysize = sizeof(TimestampTz);
-	ctl.entrysize = sizeof(TribAdhocPaneEntry);
-	ctl.hcxt = cxt;
-	table = hash_create("tributary quality panes", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-	scan = table_beginscan(rel, snapshot, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		TimestampTz t;
-		TimestampTz start;
-		TribQualityWindow *w;
-
-		if ((++nrows & 1023) == 0)
-			CHECK_FOR_INTERRUPTS();
-		slot_getsomeattrs(slot, lastatt);
-		if (slot->tts_isnull[timeatt - 1])
-			continue;
-		/* a timestamp read as UTC has the same microseconds as a timestamptz */
-		t = DatumGetTimestampTz(slot->tts_values[timeatt - 1]);
-		if (TIMESTAMP_NOT_FINITE(t) || (call->has_from && t < call->from) ||
-			(call->has_to && t >= call->to))
-			continue;
-		if (last != NULL && t >= last->start && t - last->start < call->slide)
-			w = last->window;
-		else
-		{
-			bool		found;
-
-			if (t >= call->origin)
-				start = t - (t - call->origin) % call->slide;
-			else
-				start = TribAdhocBin(call->slide_iv, t, call->origin);
-			last = hash_search(table, &start, HASH_ENTER, &found);
-			if (!found)
-				last->window = TribQualityWindowCreate(call->ncols, numeric, false, cxt);
-			w = last->window;
-		}
-		TribQualityWindowAddEvent(w, t);
-		if (keyatt > 0)
-		{
-			if (slot->tts_isnull[keyatt - 1])
-				TribQualityWindowAddNullKeyRow(w);
-			else
-				TribQualityWindowAddRow(w, TribHashDatum(&key.hasher, slot->tts_values[keyatt - 1]));
-		}
-		else
-		{
-			/* every column's hash is made once, for the row's and for the columns' */
-			TribQualityWindowAddRow(w, TribQualityHashTupleKeep(&rowhasher, slot->tts_values,
-																slot->tts_isnull, hashes));
-			for (int c = 0; c < call->ncols; c++)
-				if (!slot->tts_isnull[atts[c] - 1])
-					TribQualityWindowAddValueHashed(w, &readers[c], c, slot->tts_values[atts[c] - 1],
-													hashes[atts[c] - 1]);
-			continue;
-		}
-		for (int c = 0; c < call->ncols; c++)
-			if (!slot->tts_isnull[atts[c] - 1])
-				TribQualityWindowAddValue(w, &readers[c], c, slot->tts_values[atts[c] - 1]);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
-
-	panes->n = (int) hash_get_num_entries(table);
-	entry = MemoryContextAlloc(cxt, sizeof(TribAdhocPaneEntry) * Max(panes->n, 1));
-	{
-		int			i = 0;
-		TribAdhocPaneEntry *e;
-
-		hash_seq_init(&seq, table);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			entry[i++] = *e;
-	}
-	qsort(entry, panes->n, sizeof(TribAdhocPaneEntry), TribAdhocCompareStarts);
-	panes->starts = MemoryContextAlloc(cxt, sizeof(TimestampTz) * Max(panes->n, 1));
-	panes->states = MemoryContextAlloc(cxt, sizeof(TribQualityWindow *) * Max(panes->n, 1));
-	for (int p = 0; p < panes->n; p++)
-	{
-		panes->starts[p] = entry[p].start;
-		panes->states[p] = entry[p].window;
-	}
+	spec->relid = call->relid;
+	spec->timeatt = TribAdhocColumn(rel, call->time_column, "time column");
+	spec->keyatt = call->key_column ? TribAdhocColumn(rel, call->key_column, "key column") : 0;
+	relation_close(rel, AccessShareLock);
+	spec->parts = parts;
+	spec->slide = call->slide;
+	spec->slide_iv = *call->slide_iv;
+	spec->origin = call->origin;
+	spec->has_from = call->has_from;
+	spec->from = call->from;
+	spec->has_to = call->has_to;
+	spec->to = call->to;
+	spec->ncols = call->ncols;
+	memcpy(spec->atts, atts, sizeof(AttrNumber) * call->ncols);
+	return spec;
 }
 
 /*
@@ -587,7 +446,7 @@ TribAdhocPanesByScan(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext c
  * windows are the panes themselves.
  */
 static void
-TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit)
+TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TribAdhocCall call;
@@ -615,7 +474,7 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit)
 
 	old = MemoryContextSwitchTo(cxt);
 	if (TribAdhocCanScan(&call))
-		TribAdhocPanesByScan(&call, &panes, cxt);
+		TribAdhocScan(TribAdhocSpec(&call, atts, parts), &panes, cxt);
 	else
 		TribAdhocPanesByQuery(&call, &panes, cxt);
 
@@ -683,7 +542,8 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit)
 Datum
 window_quality(PG_FUNCTION_ARGS)
 {
-	TribAdhocRun(fcinfo, TribAdhocEmitWindow);
+	/* the window metrics read no distinct counts, means or standard deviations */
+	TribAdhocRun(fcinfo, TribAdhocEmitWindow, TRIB_QUALITY_PART_KEYS);
 	return (Datum) 0;
 }
 
@@ -691,6 +551,7 @@ window_quality(PG_FUNCTION_ARGS)
 Datum
 column_quality(PG_FUNCTION_ARGS)
 {
-	TribAdhocRun(fcinfo, TribAdhocEmitColumns);
+	/* the column metrics read no duplicates */
+	TribAdhocRun(fcinfo, TribAdhocEmitColumns, TRIB_QUALITY_PART_DISTINCT | TRIB_QUALITY_PART_SUMS);
 	return (Datum) 0;
 }

@@ -91,7 +91,35 @@ TribRotl64(uint64 x, int r)
 	return (x << r) | (x >> (64 - r));
 }
 
-static uint64
+/*
+ * The last 1..7 bytes of a value as memcpy would put them in a zeroed uint64. On a
+ * little-endian machine two overlapping loads do it without a call: the bytes at the same
+ * place are the same bytes, so or-ing them is exact.
+ */
+static inline uint64
+TribTailBytes(const unsigned char *p, Size r)
+{
+	uint64		k = 0;
+
+#ifndef WORDS_BIGENDIAN
+	if (r >= 4)
+	{
+		uint32		lo;
+		uint32		hi;
+
+		memcpy(&lo, p, 4);
+		memcpy(&hi, p + r - 4, 4);
+		k = (uint64) lo | (uint64) hi << (8 * (r - 4));
+	}
+	else
+		k = (uint64) p[0] | (uint64) p[r / 2] << (8 * (r / 2)) | (uint64) p[r - 1] << (8 * (r - 1));
+#else
+	memcpy(&k, p, r);
+#endif
+	return k;
+}
+
+uint64
 TribHashBytes(const unsigned char *p, Size len)
 {
 	uint64		h = UINT64CONST(0x9e3779b97f4a7c15) ^ (uint64) len;
@@ -106,9 +134,8 @@ TribHashBytes(const unsigned char *p, Size len)
 	}
 	if (i < len)
 	{
-		uint64		k = 0;
+		uint64		k = TribTailBytes(p + i, len - i);
 
-		memcpy(&k, p + i, len - i);
 		h = TribRotl64(h ^ (k * UINT64CONST(0x87c37b91114253d5)), 29) * UINT64CONST(0x4cf5ad432745937f);
 	}
 	return h;
@@ -116,7 +143,7 @@ TribHashBytes(const unsigned char *p, Size len)
 
 /* Hash one value; the caller skips nulls. */
 uint64
-TribHashDatum(TribDatumHasher *hasher, Datum value)
+TribHashDatumSlow(TribDatumHasher *hasher, Datum value)
 {
 	uint64		hash;
 

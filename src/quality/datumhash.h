@@ -50,9 +50,6 @@ typedef struct TribDatumHasher
 extern void TribDatumHasherInit(TribDatumHasher *hasher, Oid typid, Oid collation,
 								MemoryContext cxt);
 
-/* The 64-bit hash of a non-null value of the hasher's type (fn may cache in fn_extra). */
-extern uint64 TribHashDatum(TribDatumHasher *hasher, Datum value);
-
 /* murmur3's fmix64: every input bit affects every output bit (a bijection; 0 stays 0). */
 static inline uint64
 TribHashMix64(uint64 h)
@@ -63,6 +60,47 @@ TribHashMix64(uint64 h)
 	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
 	h ^= h >> 33;
 	return h;
+}
+
+/* The bytes hash of TRIB_HASH_BYTES, before TribHashMix64. */
+extern uint64 TribHashBytes(const unsigned char *p, Size len);
+
+/* TribHashDatum for every value (the inline part below takes the common ones). */
+extern uint64 TribHashDatumSlow(TribDatumHasher *hasher, Datum value);
+
+/*
+ * The 64-bit hash of a non-null value of the hasher's type (fn may cache in fn_extra).
+ * Inline for the kinds every row of a table read hashes: integers, finite and infinite
+ * doubles, and bytes that are not compressed or out of line.
+ */
+static inline uint64
+TribHashDatum(TribDatumHasher *hasher, Datum value)
+{
+	if (hasher->kind == TRIB_HASH_INT)
+		return TribHashMix64((uint64) value);
+	if (hasher->kind == TRIB_HASH_BYTES)
+	{
+		struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+		if (!VARATT_IS_EXTERNAL(v) && !VARATT_IS_COMPRESSED(v))
+			return TribHashMix64(TribHashBytes((const unsigned char *) VARDATA_ANY(v),
+											   VARSIZE_ANY_EXHDR(v)));
+	}
+	else if (hasher->kind == TRIB_HASH_FLOAT8)
+	{
+		double		d = DatumGetFloat8(value);
+		uint64		bits;
+
+		/* NaN goes the slow way, to its one canonical NaN */
+		if (d == d)
+		{
+			if (d == 0.0)
+				d = 0.0;		/* -0 equals 0 */
+			memcpy(&bits, &d, sizeof(bits));
+			return TribHashMix64(bits);
+		}
+	}
+	return TribHashDatumSlow(hasher, value);
 }
 
 #endif							/* TRIBUTARY_QUALITY_DATUMHASH_H */

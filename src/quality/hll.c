@@ -13,9 +13,13 @@
 #include "quality/hll.h"
 #include "quality/wire.h"
 
-/* The set's first size (small groups stay small), and how it grows: few re-inserts. */
+/*
+ * The set's first size (small groups stay small), and how it grows: four times while its
+ * arrays are small (few re-inserts), twice past HLL_FAST_GROWTH_SLOTS (less memory: each
+ * window of a table read keeps one).
+ */
 #define HLL_FIRST_SLOTS 64
-#define HLL_GROWTH 4
+#define HLL_FAST_GROWTH_SLOTS 1024
 /* The set's largest size: load factor 1/2 at the cap. */
 #define HLL_MAX_SLOTS(hll) (2 * (hll)->exact_max)
 StaticAssertDecl(TRIB_HLL_RHO_MAX <= PG_UINT8_MAX, "registers are one byte");
@@ -125,33 +129,57 @@ HllRegistersAllocate(TribHll *hll)
 	hll->hist[0] = TRIB_HLL_REGISTERS;
 }
 
-/* Count the registers again, after they changed in bulk. */
+/*
+ * Count the registers again, after they were read in bulk (valid, so every register is
+ * below 0x80): eight at a time, and only those that are not zero one by one.
+ */
 static void
 HllHistogramRebuild(TribHll *hll)
 {
+	const uint8 *r = hll->registers;
+	int32		zeros = 0;
+
 	memset(hll->hist, 0, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 	for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
 	{
 		uint64		word;
+		uint64		nonzero;
 
-		memcpy(&word, hll->registers + i, 8);
-		if (word == 0)
-			hll->hist[0] += 8;
-		else
-			for (int j = 0; j < 8; j++)
-				hll->hist[hll->registers[i + j]]++;
+		memcpy(&word, r + i, 8);
+		/* the high bit of each byte that is not zero (bytes are below 0x80) */
+		nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
+		zeros += 8;
+		while (nonzero != 0)
+		{
+			hll->hist[r[i + pg_rightmost_one_pos64(nonzero) / 8]]++;
+			nonzero &= nonzero - 1;
+			zeros--;
+		}
 	}
+	hll->hist[0] = zeros;
 }
 
 /*
  * The slot holding hash, or the free slot where it belongs (linear probing; the set is at
  * most half full, so a free slot is always found). hash is not 0.
+ *
+ * A hash's first slot is its top bits, so the slots hold the hashes nearly in order: a
+ * hash is never before its first slot, and the slots from there to its own are taken. So
+ * each run of taken slots holds the hashes whose first slots are in it, and runs are in
+ * the order of their hashes; only inside a run (and in a run that wraps around the end)
+ * is the order off. Storing the set in order (HllSetSorted) is then nearly linear.
  */
+static inline int
+HllSetHome(const TribHll *hll, uint64 hash)
+{
+	return (int) (hash >> (64 - pg_leftmost_one_pos32((uint32) hll->nslots)));
+}
+
 static inline int
 HllSetProbe(const TribHll *hll, uint64 hash)
 {
 	int			mask = hll->nslots - 1;
-	int			i = (int) (hash & mask);
+	int			i = HllSetHome(hll, hash);
 
 	while (hll->slots[i] != 0 && hll->slots[i] != hash)
 		i = (i + 1) & mask;
@@ -164,7 +192,8 @@ HllSetGrow(TribHll *hll)
 {
 	uint64	   *old = hll->slots;
 	int			oldn = hll->nslots;
-	int			n = oldn == 0 ? HLL_FIRST_SLOTS : oldn * HLL_GROWTH;
+	int			n = oldn == 0 ? HLL_FIRST_SLOTS :
+		oldn < HLL_FAST_GROWTH_SLOTS ? oldn * 4 : oldn * 2;
 
 	n = Min(n, Max(HLL_MAX_SLOTS(hll), HLL_FIRST_SLOTS));
 	hll->slots = MemoryContextAllocZero(hll->cxt, n * sizeof(uint64));
@@ -271,10 +300,22 @@ TribHllMerge(TribHll *dst, const TribHll *src)
 	}
 	if (dst->mode == TRIB_HLL_MODE_EXACT)
 		HllConvertToRegisters(dst);
-	for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
-		if (dst->registers[i] < src->registers[i])
-			dst->registers[i] = src->registers[i];
-	HllHistogramRebuild(dst);
+	/* register-wise maximum, the histogram following; words of zeros change nothing */
+	for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
+	{
+		uint64		word;
+
+		memcpy(&word, src->registers + i, 8);
+		if (word == 0)
+			continue;
+		for (int j = i; j < i + 8; j++)
+			if (dst->registers[j] < src->registers[j])
+			{
+				dst->hist[dst->registers[j]]--;
+				dst->hist[src->registers[j]]++;
+				dst->registers[j] = src->registers[j];
+			}
+	}
 }
 
 /* Ertl's sigma(x) = x + sum_k x^(2^k) 2^(k-1), summed until it no longer changes. */
@@ -343,55 +384,55 @@ TribHllEstimate(const TribHll *hll)
 	return Min(HllRegistersEstimate(hll->hist), TRIB_HLL_ESTIMATE_MAX);
 }
 
-/* qsort order of hashes: ascending as unsigned integers. */
-static int
-HllCompareHashes(const void *a, const void *b)
-{
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
-
-	return x < y ? -1 : (x > y ? 1 : 0);
-}
-
 /*
- * Sort hashes ascending: an LSD radix sort, linear in n; the sets sorted here hold up to
- * 65536 uniformly spread hashes, where qsort's comparisons were most of a stream batch's
- * quality stage.
+ * The set's hashes in ascending order into sorted[] (room for nexact), without a general
+ * sort: the slots hold them nearly in order (see HllSetProbe). The hashes of a run that
+ * wraps around the end come first in the slots but belong last; then an insertion sort
+ * fixes the order inside runs, which are short at a load of at most one half.
  */
-static void
-HllSortHashes(uint64 *a, int n)
+static int
+HllSetSorted(const TribHll *hll, uint64 *sorted)
 {
-	uint64	   *tmp;
-	uint32		count[1 << 11];
+	int			n = 0;
+	int			wrapped = 0;
 
-	if (n < 64)
+	if (hll->has_zero)
+		sorted[n++] = 0;
+	if (hll->nslots == 0)
+		return n;
+	/* the leading run's hashes whose first slot is after their own wrapped around */
+	for (int i = 0; i < hll->nslots && hll->slots[i] != 0; i++)
+		if (HllSetHome(hll, hll->slots[i]) > i)
+			wrapped++;
+	for (int i = 0, skip = wrapped; i < hll->nslots; i++)
 	{
-		qsort(a, n, sizeof(uint64), HllCompareHashes);
-		return;
-	}
-	tmp = palloc(sizeof(uint64) * n);
-	/* six passes of 11 bits (the last of 9): small counts, and the result back in a */
-	for (int pass = 0; pass < 6; pass++)
-	{
-		int			shift = pass * 11;
-		uint64	   *src = pass % 2 == 0 ? a : tmp;
-		uint64	   *dst = pass % 2 == 0 ? tmp : a;
-		uint32		sum = 0;
+		uint64		h = hll->slots[i];
 
-		memset(count, 0, sizeof(count));
-		for (int i = 0; i < n; i++)
-			count[(src[i] >> shift) & 0x7FF]++;
-		for (int d = 0; d < (1 << 11); d++)
+		if (h == 0)
+			continue;
+		if (skip > 0 && HllSetHome(hll, h) > i)
 		{
-			uint32		c = count[d];
-
-			count[d] = sum;
-			sum += c;
+			skip--;
+			continue;
 		}
-		for (int i = 0; i < n; i++)
-			dst[count[(src[i] >> shift) & 0x7FF]++] = src[i];
+		sorted[n++] = h;
 	}
-	pfree(tmp);
+	for (int i = 0; i < hll->nslots && wrapped > 0 && hll->slots[i] != 0; i++)
+		if (HllSetHome(hll, hll->slots[i]) > i)
+		{
+			sorted[n++] = hll->slots[i];
+			wrapped--;
+		}
+	for (int i = 1; i < n; i++)
+	{
+		uint64		h = sorted[i];
+		int			j = i;
+
+		for (; j > 0 && sorted[j - 1] > h; j--)
+			sorted[j] = sorted[j - 1];
+		sorted[j] = h;
+	}
+	return n;
 }
 
 /* The canonical stored form: equal sets give equal bytes. */
@@ -401,6 +442,9 @@ TribHllSerialize(const TribHll *hll)
 	StringInfoData buf;
 
 	TribWireBegin(&buf);
+	/* the whole value at once, not by doubling */
+	enlargeStringInfo(&buf, TRIB_HLL_HEADER_SIZE + 4 + (hll->mode == TRIB_HLL_MODE_EXACT ?
+														8 * hll->nexact : TRIB_HLL_REGISTERS));
 	TribWirePutU8(&buf, TRIB_HLL_FORMAT_VERSION);
 	TribWirePutU8(&buf, (uint8) hll->mode);
 	TribWirePutU8(&buf, TRIB_HLL_PRECISION);
@@ -408,16 +452,11 @@ TribHllSerialize(const TribHll *hll)
 	if (hll->mode == TRIB_HLL_MODE_EXACT)
 	{
 		uint64	   *sorted = palloc(Max(hll->nexact, 1) * sizeof(uint64));
-		int			n = 0;
+		int			n;
 
 		/* the set without its free slots, in ascending order: one form per set */
-		if (hll->has_zero)
-			sorted[n++] = 0;
-		for (int i = 0; i < hll->nslots; i++)
-			if (hll->slots[i] != 0)
-				sorted[n++] = hll->slots[i];
+		n = HllSetSorted(hll, sorted);
 		Assert(n == hll->nexact);
-		HllSortHashes(sorted, n);
 		TribWirePutU32(&buf, (uint32) n);
 		/* little-endian, written in place: one enlargement for the whole set */
 		enlargeStringInfo(&buf, n * 8);
@@ -475,6 +514,16 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 		if (TribWireRemaining(&r) != (Size) n * 8)
 			return psprintf("the exact set takes %zu bytes, not 8 for each of its %u hashes",
 							TribWireRemaining(&r), n);
+		/* room for all of them at once: what the set holds does not depend on its size */
+		if (n > 0)
+		{
+			int			nslots = HLL_FIRST_SLOTS;
+
+			while (nslots < 2 * (int) n && nslots < HLL_MAX_SLOTS(hll))
+				nslots *= 2;
+			hll->slots = MemoryContextAllocZero(hll->cxt, nslots * sizeof(uint64));
+			hll->nslots = nslots;
+		}
 		for (uint32 i = 0; i < n; i++)
 		{
 			uint64		hash = TribWireGetU64(&r);
@@ -491,16 +540,22 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 	if (mode == TRIB_HLL_MODE_REGISTERS)
 	{
 		const uint8 *registers;
+		uint8		highest = 0;
 
 		if (TribWireRemaining(&r) != TRIB_HLL_REGISTERS)
 			return psprintf("registers take %d bytes, not %zu",
 							TRIB_HLL_REGISTERS, TribWireRemaining(&r));
+
 		registers = TribWireTake(&r, TRIB_HLL_REGISTERS);
 		for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
-			if (registers[i] > TRIB_HLL_RHO_MAX)
-				return psprintf("register %d holds %d, more than %d",
-								i, registers[i], TRIB_HLL_RHO_MAX);
-		HllRegistersAllocate(hll);
+			highest = Max(highest, registers[i]);
+		if (highest > TRIB_HLL_RHO_MAX)
+			for (int i = 0; i < TRIB_HLL_REGISTERS; i++)
+				if (registers[i] > TRIB_HLL_RHO_MAX)
+					return psprintf("register %d holds %d, more than %d",
+									i, registers[i], TRIB_HLL_RHO_MAX);
+		hll->registers = MemoryContextAlloc(hll->cxt, TRIB_HLL_REGISTERS);
+		hll->hist = MemoryContextAlloc(hll->cxt, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 		memcpy(hll->registers, registers, TRIB_HLL_REGISTERS);
 		HllHistogramRebuild(hll);
 		hll->mode = TRIB_HLL_MODE_REGISTERS;

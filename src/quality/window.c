@@ -230,17 +230,37 @@ void
 TribQualityWindowAddValueHashed(TribQualityWindow *w, TribQualityColumnReader *reader, int col,
 								Datum value, uint64 hash)
 {
+	TribQualityWindowAddValueParts(w, reader, col, value, hash, TRIB_QUALITY_PART_ALL);
+}
+
+/*
+ * The same for a reader that needs only some parts (see window.h): hash is read only with
+ * TRIB_QUALITY_PART_DISTINCT, so a caller without it need not make one.
+ */
+void
+TribQualityWindowAddValueParts(TribQualityWindow *w, TribQualityColumnReader *reader, int col,
+							   Datum value, uint64 hash, int parts)
+{
 	TribQualityColumn *c = &w->cols[col];
 
 	c->non_null++;
-	TribHllAdd(&c->distinct, hash);
+	if (parts & TRIB_QUALITY_PART_DISTINCT)
+		TribHllAdd(&c->distinct, hash);
 	if (c->numeric)
 	{
 		double		v = TribQualityDouble(reader->typid, value);
 
 		TribDdsAdd(&c->values, v);
-		TribXsumAdd(c->sums, v);
+		if (parts & TRIB_QUALITY_PART_SUMS)
+			TribXsumAdd(c->sums, v);
 	}
+}
+
+/* A row counted without its key, for a reader that reports no duplicates. */
+void
+TribQualityWindowCountRow(TribQualityWindow *w)
+{
+	w->rows++;
 }
 
 void

@@ -87,6 +87,18 @@ typedef struct TribQualityColumnReader
 	TribDatumHasher hasher;
 } TribQualityColumnReader;
 
+/*
+ * The parts of a window a reader may leave out (TribQualityWindowAddValueParts,
+ * TribQualityWindowCountRow): tributary.window_quality reports no distinct counts, means or
+ * standard deviations, and column_quality no duplicates, so over a table each builds only
+ * what it reads. Such a window is incomplete: only the parts it was built with are
+ * meaningful. It merges with windows of the same parts, but is never stored or returned.
+ */
+#define TRIB_QUALITY_PART_KEYS		0x01	/* the keys' set (duplicates) */
+#define TRIB_QUALITY_PART_DISTINCT	0x02	/* each column's distinct count */
+#define TRIB_QUALITY_PART_SUMS		0x04	/* each numeric column's exact sums */
+#define TRIB_QUALITY_PART_ALL		0x07
+
 /* How a row is hashed for duplicates when there is no key: each column's hasher. */
 typedef struct TribQualityRowHasher
 {
@@ -161,6 +173,9 @@ extern void TribQualityWindowAddValue(TribQualityWindow *w, TribQualityColumnRea
 									  int col, Datum value);
 extern void TribQualityWindowAddValueHashed(TribQualityWindow *w, TribQualityColumnReader *reader,
 											int col, Datum value, uint64 hash);
+extern void TribQualityWindowAddValueParts(TribQualityWindow *w, TribQualityColumnReader *reader,
+										   int col, Datum value, uint64 hash, int parts);
+extern void TribQualityWindowCountRow(TribQualityWindow *w);
 extern void TribQualityWindowAddEvent(TribQualityWindow *w, TimestampTz event_time);
 extern void TribQualityWindowMerge(TribQualityWindow *dst, const TribQualityWindow *src);
 extern bytea *TribQualityWindowSerialize(const TribQualityWindow *w);

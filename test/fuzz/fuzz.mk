@@ -5,8 +5,10 @@
 # Builds test/fuzz/sketch_fuzz with AddressSanitizer, UndefinedBehaviorSanitizer and
 # assertions, from src/quality's hll.c, ddsketch.c and xsum.c and a shim for the few backend
 # functions they call (fe_shim.c), linked to PostgreSQL's frontend libpgcommon and libpgport,
-# and runs it (see sketch_fuzz.c). Included from the top-level Makefile; it does not change
-# the default goal.
+# and runs it (see sketch_fuzz.c). Then test/fuzz/dds_index_check, built with the server's
+# CFLAGS as the extension is, checks DDSketch's fast bin index against its definition on
+# about 60 million magnitudes (see dds_index_check.c). Included from the top-level Makefile;
+# it does not change the default goal.
 
 _fuzz_saved_goal := $(.DEFAULT_GOAL)
 
@@ -23,8 +25,17 @@ $(FUZZ_SKETCH): $(FUZZ_SKETCH_SRCS) $(wildcard src/quality/*.h) test/fuzz/fuzz.m
 		-o $@ $(FUZZ_SKETCH_SRCS) \
 		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
 
+DDS_INDEX_CHECK := test/fuzz/dds_index_check
+
+$(DDS_INDEX_CHECK): test/fuzz/dds_index_check.c test/fuzz/fe_shim.c src/quality/ddsketch.c \
+		$(wildcard src/quality/*.h) test/fuzz/fuzz.mk
+	$(CC) $(CFLAGS) -Werror -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
+		-o $@ test/fuzz/dds_index_check.c test/fuzz/fe_shim.c \
+		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+
 .PHONY: fuzz-sketch
-fuzz-sketch: $(FUZZ_SKETCH)
+fuzz-sketch: $(FUZZ_SKETCH) $(DDS_INDEX_CHECK)
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_SKETCH) $(FUZZ_ROUNDS) $(FUZZ_SEED)
+	$(DDS_INDEX_CHECK) 20 $(FUZZ_SEED)
 
 .DEFAULT_GOAL := $(_fuzz_saved_goal)

@@ -1,0 +1,62 @@
+/*
+ * adhoc_scan.h
+ *		The direct read of a table for tributary.window_quality and column_quality: its
+ *		rows binned into panes and each pane's window state built in one pass, by parallel
+ *		workers and the leader together when the table is large enough (adhoc_scan.c).
+ */
+#ifndef TRIBUTARY_QUALITY_ADHOC_SCAN_H
+#define TRIBUTARY_QUALITY_ADHOC_SCAN_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "storage/dsm.h"
+#include "storage/shm_toc.h"
+
+#include "quality/window.h"
+
+/*
+ * What a direct read reads and how it bins rows. Flat (no pointers), so a parallel
+ * worker gets it by copy.
+ */
+typedef struct TribAdhocScanSpec
+{
+	Oid			relid;
+	AttrNumber	timeatt;
+	AttrNumber	keyatt;			/* 0: the whole row is the key */
+	int			parts;			/* TRIB_QUALITY_PART_* the caller reads (window.h) */
+	int64		slide;			/* a pane's length in microseconds */
+	Interval	slide_iv;		/* the same, for date_bin before the origin */
+	TimestampTz origin;
+	bool		has_from;
+	bool		has_to;
+	TimestampTz from;
+	TimestampTz to;
+	int			ncols;
+	AttrNumber	atts[FLEXIBLE_ARRAY_MEMBER];	/* the watched columns, in order */
+} TribAdhocScanSpec;
+
+#define TribAdhocScanSpecSize(ncols) \
+	(offsetof(TribAdhocScanSpec, atts) + sizeof(AttrNumber) * Max((ncols), 1))
+
+/* The panes with rows, in time order, each with its window state. */
+typedef struct TribAdhocPanes
+{
+	int			n;
+	TimestampTz *starts;
+	TribQualityWindow **states;
+} TribAdhocPanes;
+
+/* date_bin(stride, t, origin), exactly as the query path bins panes. */
+extern TimestampTz TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin);
+
+/*
+ * Read spec's table (a plain table or materialized view the caller may read, without
+ * row-level security) into panes, whose states are allocated in cxt.
+ */
+extern void TribAdhocScan(const TribAdhocScanSpec *spec, TribAdhocPanes *panes, MemoryContext cxt);
+
+/* A parallel worker's part of TribAdhocScan (found by name in the library). */
+extern PGDLLEXPORT void TribAdhocParallelMain(dsm_segment *seg, shm_toc *toc);
+
+#endif							/* TRIBUTARY_QUALITY_ADHOC_SCAN_H */
