@@ -385,44 +385,56 @@ TribHllEstimate(const TribHll *hll)
 }
 
 /*
- * The set's hashes in ascending order into sorted[] (room for nexact), without a general
- * sort: the slots hold them nearly in order (see HllSetProbe). The hashes of a run that
- * wraps around the end come first in the slots but belong last; then an insertion sort
- * fixes the order inside runs, which are short at a load of at most one half.
+ * The set's hashes in ascending order into sorted[] (room for nexact + 1), without a general
+ * sort: the slots hold them nearly in order (see HllSetProbe). They are taken in slot order
+ * (without a branch per slot); the hashes of the run that wraps around the end, at the
+ * start of the slots but last in order, are moved to the end; then an insertion sort fixes
+ * the order inside runs, which are short at a load of at most one half.
  */
 static int
 HllSetSorted(const TribHll *hll, uint64 *sorted)
 {
 	int			n = 0;
+	int			lead = 0;		/* hashes in the leading run (slots 0 to the first free) */
 	int			wrapped = 0;
+	uint64		moved[64];
 
 	if (hll->has_zero)
 		sorted[n++] = 0;
 	if (hll->nslots == 0)
 		return n;
-	/* the leading run's hashes whose first slot is after their own wrapped around */
-	for (int i = 0; i < hll->nslots && hll->slots[i] != 0; i++)
-		if (HllSetHome(hll, hll->slots[i]) > i)
-			wrapped++;
-	for (int i = 0, skip = wrapped; i < hll->nslots; i++)
+	while (lead < hll->nslots && hll->slots[lead] != 0)
+		lead++;
+	for (int i = 0; i < hll->nslots; i++)
 	{
 		uint64		h = hll->slots[i];
 
-		if (h == 0)
-			continue;
-		if (skip > 0 && HllSetHome(hll, h) > i)
-		{
-			skip--;
-			continue;
-		}
-		sorted[n++] = h;
+		sorted[n] = h;
+		n += h != 0;
 	}
-	for (int i = 0; i < hll->nslots && wrapped > 0 && hll->slots[i] != 0; i++)
+	/* the wrapped hashes of the leading run: their first slot is after their own */
+	for (int i = 0; i < lead; i++)
 		if (HllSetHome(hll, hll->slots[i]) > i)
+			wrapped++;
+	if (wrapped > 0)
+	{
+		uint64	   *buf = wrapped <= (int) lengthof(moved) ? moved : palloc(sizeof(uint64) * wrapped);
+		uint64	   *first = sorted + (hll->has_zero ? 1 : 0);
+		int			kept = 0;
+		int			w = 0;
+
+		for (int i = 0; i < lead; i++)
 		{
-			sorted[n++] = hll->slots[i];
-			wrapped--;
+			if (HllSetHome(hll, first[i]) > i)
+				buf[w++] = first[i];
+			else
+				first[kept++] = first[i];
 		}
+		memmove(first + kept, first + lead, sizeof(uint64) * (n - (first - sorted) - lead));
+		memcpy(sorted + n - wrapped, buf, sizeof(uint64) * wrapped);
+		if (buf != moved)
+			pfree(buf);
+	}
 	for (int i = 1; i < n; i++)
 	{
 		uint64		h = sorted[i];
@@ -451,24 +463,14 @@ TribHllSerialize(const TribHll *hll)
 	TribWirePutU8(&buf, (uint8) pg_leftmost_one_pos32((uint32) hll->exact_max));
 	if (hll->mode == TRIB_HLL_MODE_EXACT)
 	{
-		uint64	   *sorted = palloc(Max(hll->nexact, 1) * sizeof(uint64));
+		uint64	   *sorted = palloc((hll->nexact + 1) * sizeof(uint64));
 		int			n;
 
 		/* the set without its free slots, in ascending order: one form per set */
 		n = HllSetSorted(hll, sorted);
 		Assert(n == hll->nexact);
 		TribWirePutU32(&buf, (uint32) n);
-		/* little-endian, written in place: one enlargement for the whole set */
-		enlargeStringInfo(&buf, n * 8);
-		for (int i = 0; i < n; i++)
-		{
-			unsigned char *out = (unsigned char *) buf.data + buf.len + i * 8;
-
-			for (int b = 0; b < 8; b++)
-				out[b] = (unsigned char) (sorted[i] >> (8 * b));
-		}
-		buf.len += n * 8;
-		buf.data[buf.len] = '\0';
+		TribWirePutU64Array(&buf, sorted, n);
 		pfree(sorted);
 	}
 	else
@@ -506,6 +508,8 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 	{
 		uint32		n = TribWireGetU32(&r);
 		uint64		prev = 0;
+		const uint8 *hashes;
+		int			last = -1;	/* the slot of the previous hash, until one wraps */
 
 		if (!TribWireOk(&r))
 			return pstrdup("the exact set's length is missing");
@@ -524,15 +528,33 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 			hll->slots = MemoryContextAllocZero(hll->cxt, nslots * sizeof(uint64));
 			hll->nslots = nslots;
 		}
+		hashes = TribWireTake(&r, (Size) n * 8);
 		for (uint32 i = 0; i < n; i++)
 		{
-			uint64		hash = TribWireGetU64(&r);
+			uint64		hash = TribWireLoadU64(hashes + 8 * (Size) i);
+			int			slot;
 
 			if (i > 0 && hash <= prev)
 				return psprintf("the exact set's hashes are not in strictly increasing order "
 								"(at hash %u of %u)", i + 1, n);
 			prev = hash;
-			TribHllAdd(hll, hash);
+			if (hash == 0)
+			{
+				hll->has_zero = true;
+				hll->nexact++;
+				continue;
+			}
+			/*
+			 * In increasing order, a hash's slot is its first one or the one after the
+			 * previous hash's, whichever is later (until the set wraps around the end).
+			 */
+			slot = Max(HllSetHome(hll, hash), last + 1);
+			if (slot >= hll->nslots)
+				slot = HllSetProbe(hll, hash);
+			else
+				last = slot;
+			hll->slots[slot] = hash;
+			hll->nexact++;
 		}
 		Assert(hll->mode == TRIB_HLL_MODE_EXACT && hll->nexact == (int) n);
 		return NULL;

@@ -63,6 +63,25 @@ TribWirePutU64(StringInfo buf, uint64 v)
 	appendBinaryStringInfo(buf, b, 8);
 }
 
+/* n eight-byte integers, each least significant byte first, in one append. */
+static inline void
+TribWirePutU64Array(StringInfo buf, const uint64 *v, int n)
+{
+	char	   *p;
+
+	enlargeStringInfo(buf, 8 * n);
+	p = buf->data + buf->len;
+#ifdef WORDS_BIGENDIAN
+	for (int i = 0; i < n; i++)
+		for (int b = 0; b < 8; b++)
+			p[8 * i + b] = (char) (v[i] >> (8 * b));
+#else
+	memcpy(p, v, 8 * (Size) n);
+#endif
+	buf->len += 8 * n;
+	buf->data[buf->len] = '\0';
+}
+
 /* A double as its IEEE 754 bits (exact: no text rounding, -0 and NaN payloads kept). */
 static inline void
 TribWirePutDouble(StringInfo buf, double v)
@@ -163,6 +182,21 @@ TribWireGetU64(TribWireReader *r)
 	if (p)
 		for (int i = 0; i < 8; i++)
 			v |= (uint64) p[i] << (8 * i);
+	return v;
+}
+
+/* Eight bytes at p, least significant first (p from TribWireTake). */
+static inline uint64
+TribWireLoadU64(const uint8 *p)
+{
+	uint64		v = 0;
+
+#ifdef WORDS_BIGENDIAN
+	for (int i = 0; i < 8; i++)
+		v |= (uint64) p[i] << (8 * i);
+#else
+	memcpy(&v, p, 8);
+#endif
 	return v;
 }
 
