@@ -52,7 +52,11 @@ OBJS = \
 	src/quality/state_agg.o \
 	src/quality/adhoc.o \
 	src/quality/adhoc_scan.o \
-	src/quality/continuous.o
+	src/quality/continuous.o \
+	src/quality/settings.o \
+	src/quality/fold.o \
+	src/quality/alerts.o \
+	src/quality/stream_sql.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.

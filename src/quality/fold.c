@@ -1,0 +1,562 @@
+/*
+ * fold.c
+ *		The fold: late partials amend closed windows, windows the watermark passed close,
+ *		partials are marked or dropped (see continuous.c's header); and how a closed
+ *		window is stored.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/float.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "stage.h"
+#include "tributary.h"
+#include "quality/adhoc.h"
+#include "quality/continuous.h"
+#include "quality/continuous_internal.h"
+#include "quality/window.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Writing windows and alerts
+ * ---------------------------------------------------------------------------------------
+ */
+
+#define TRIB_QW_NARGS 21
+
+/*
+ * Insert (revision 0) or update (an amendment) a closed window and its columns. closed_at
+ * is the window's first closing time (freshness is measured at it).
+ */
+void
+TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start, const TribQualityWindow *w,
+					   TimestampTz closed_at, int revision, TribQualityWindowMetrics *m)
+{
+	Oid			types[TRIB_QW_NARGS] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID,
+		INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID, FLOAT8OID,
+	TIMESTAMPTZOID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, TIMESTAMPTZOID, BYTEAOID};
+	Datum		v[TRIB_QW_NARGS];
+	char		n[TRIB_QW_NARGS + 1];
+	int			i = 0;
+	double		lag;
+
+	memset(n, ' ', TRIB_QW_NARGS);
+	n[TRIB_QW_NARGS] = '\0';
+	TribQualityWindowRead(w, cfg->weights, m);
+	v[i++] = CStringGetTextDatum(cfg->stream);
+	v[i++] = TimestampTzGetDatum(start);
+	v[i++] = TimestampTzGetDatum(start + cfg->window);
+	v[i++] = Int32GetDatum(revision);
+	v[i++] = Int64GetDatum((int64) m->rows);
+	v[i++] = Int64GetDatum(m->duplicates);
+	for (int c = 0; c < TRIB_QC_COUNT; c++)
+	{
+		n[i] = m->has_component[c] ? ' ' : 'n';
+		v[i++] = Float8GetDatum(m->component[c]);
+	}
+	v[i++] = Int64GetDatum(m->outliers);
+	n[i] = m->has_score ? ' ' : 'n';
+	v[i++] = Float8GetDatum(m->score);
+	n[i] = w->newest_event == DT_NOBEGIN ? 'n' : ' ';
+	v[i++] = TimestampTzGetDatum(w->newest_event);
+	v[i++] = Int64GetDatum((int64) w->dead);
+	v[i++] = Int64GetDatum((int64) w->late);
+	for (int q = 0; q < 3; q++)
+	{
+		static const double qs[3] = {0.5, 0.9, 0.99};
+
+		n[i] = TribDdsQuantile(&w->lag, qs[q], &lag) ? ' ' : 'n';
+		v[i++] = Float8GetDatum(lag);
+	}
+	v[i++] = TimestampTzGetDatum(closed_at);
+	v[i++] = PointerGetDatum(TribQualityWindowSerialize(w));
+	Assert(i == TRIB_QW_NARGS);
+	TribQualitySpi("INSERT INTO tributary.quality_windows AS q (stream, window_start, window_end, "
+				   "revision, rows, duplicates, completeness, uniqueness, validity, timeliness, "
+				   "consistency, outliers, quality_score, newest_event, dead_letters, late_rows, "
+				   "lag_p50, lag_p90, lag_p99, freshness, closed_at, state) VALUES ($1, $2, $3, $4, "
+				   "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
+				   "$20 - $14, $20, $21) ON CONFLICT (stream, window_start) DO UPDATE SET "
+				   "window_end = excluded.window_end, revision = excluded.revision, "
+				   "rows = excluded.rows, duplicates = excluded.duplicates, "
+				   "completeness = excluded.completeness, uniqueness = excluded.uniqueness, "
+				   "validity = excluded.validity, timeliness = excluded.timeliness, "
+				   "consistency = excluded.consistency, outliers = excluded.outliers, "
+				   "quality_score = excluded.quality_score, newest_event = excluded.newest_event, "
+				   "dead_letters = excluded.dead_letters, late_rows = excluded.late_rows, "
+				   "lag_p50 = excluded.lag_p50, lag_p90 = excluded.lag_p90, lag_p99 = excluded.lag_p99, "
+				   "freshness = excluded.freshness, closed_at = excluded.closed_at, state = excluded.state",
+				   TRIB_QW_NARGS, types, v, n, SPI_OK_INSERT);
+
+	/* the columns: replaced whole */
+	{
+		Oid			dtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+
+		TribQualitySpi("DELETE FROM tributary.quality_columns WHERE stream = $1 AND window_start = $2",
+					   2, dtypes, v, NULL, SPI_OK_DELETE);
+	}
+	for (int c = 0; c < w->ncols; c++)
+	{
+		Oid			ctypes[18] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT4OID, INT8OID,
+			INT8OID, FLOAT8OID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+		FLOAT8OID, FLOAT8OID, INT8OID, FLOAT8OID};
+		Datum		cv[18];
+		char		cn[19];
+		TribQualityColumnMetrics cm;
+		bool		num;
+		int			j = 0;
+
+		memset(cn, ' ', 18);
+		cn[18] = '\0';
+		TribQualityColumnRead(w, c, &cm, true);
+		num = cm.numeric && cm.has_values;
+		cv[j++] = v[0];
+		cv[j++] = v[1];
+		cv[j++] = v[2];
+		cv[j++] = CStringGetTextDatum(cfg->columns[c]);
+		cv[j++] = Int32GetDatum(revision);
+		cv[j++] = Int64GetDatum((int64) cm.rows);
+		cv[j++] = Int64GetDatum((int64) cm.non_null);
+		cn[j] = cm.rows == 0 ? 'n' : ' ';
+		cv[j++] = Float8GetDatum(cm.completeness);
+		cv[j++] = Int64GetDatum(cm.distinct_count);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.mean);
+		cn[j] = num && cm.has_stddev ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.stddev);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.min);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.max);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.p50);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.p90);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.p99);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Int64GetDatum(cm.outliers);
+		cn[j] = num ? ' ' : 'n';
+		cv[j++] = Float8GetDatum(cm.outlier_rate);
+		Assert(j == 18);
+		TribQualitySpi("INSERT INTO tributary.quality_columns (stream, window_start, window_end, "
+					   "column_name, revision, rows, non_null, completeness, distinct_count, mean, "
+					   "stddev, min, max, p50, p90, p99, outliers, outlier_rate) VALUES ($1, $2, $3, "
+					   "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+					   18, ctypes, cv, cn, SPI_OK_INSERT);
+	}
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The fold
+ * ---------------------------------------------------------------------------------------
+ */
+
+/* An empty window of cfg's columns (their numeric flags from the target's types). */
+TribQualityWindow *
+TribQualityEmptyWindow(TribQualityConfig *cfg, const bool *numeric, MemoryContext cxt)
+{
+	return TribQualityWindowCreate(cfg->ncols, numeric, true, cxt);
+}
+
+/* Read the stream's partials, in pane order. */
+TribQualityPartial *
+TribQualityReadPartials(TribQualityConfig *cfg, int *n, MemoryContext cxt)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(cfg->stream)};
+	TribQualityPartial *parts;
+
+	TribQualitySpi("SELECT pane_start, newest_event, arrived, state, folded FROM tributary.quality_partials "
+				   "WHERE stream = $1 ORDER BY pane_start, folded DESC",
+				   1, types, values, NULL, SPI_OK_SELECT);
+	*n = (int) SPI_processed;
+	parts = MemoryContextAlloc(cxt, sizeof(TribQualityPartial) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		bytea	   *b;
+
+		parts[i].pane = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		if (!isnull && (!cfg->has_newest || DatumGetTimestampTz(d) > cfg->newest_event))
+		{
+			cfg->newest_event = DatumGetTimestampTz(d);
+			cfg->has_newest = true;
+		}
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		if (!cfg->has_arrival || DatumGetTimestampTz(d) > cfg->last_arrival)
+		{
+			cfg->last_arrival = DatumGetTimestampTz(d);
+			cfg->has_arrival = true;
+		}
+		b = DatumGetByteaPP(SPI_getbinval(tup, desc, 4, &isnull));
+		parts[i].state = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), cxt);
+		parts[i].folded = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+	return parts;
+}
+
+/* The new rows of one closed window, gathered from the partials that cover it. */
+typedef struct TribQualityAmendEntry
+{
+	TimestampTz start;
+	TribQualityWindow *extra;
+} TribQualityAmendEntry;
+
+static int
+TribCompareTimestamps(const void *a, const void *b)
+{
+	TimestampTz x = *(const TimestampTz *) a;
+	TimestampTz y = *(const TimestampTz *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Amend closed window start with extra (late rows): merged, metrics again, revision + 1. */
+static void
+TribQualityAmend(TribQualityConfig *cfg, TimestampTz start, const TribQualityWindow *extra)
+{
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2] = {CStringGetTextDatum(cfg->stream), TimestampTzGetDatum(start)};
+	bool		isnull;
+	bytea	   *b;
+	TribQualityWindow *w;
+	int			revision;
+	TimestampTz closed_at;
+	TribQualityWindowMetrics m;
+
+	TribQualitySpi("SELECT state, revision, closed_at FROM tributary.quality_windows "
+				   "WHERE stream = $1 AND window_start = $2 FOR UPDATE",
+				   2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		/* a window before the stream's first (or deleted by hand): the late rows make it */
+		TribQualityWindowMetrics m;
+
+		TribQualityWindowStore(cfg, start, extra, GetCurrentTimestamp(), 0, &m);
+		return;
+	}
+	b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	revision = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	closed_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	w = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), CurrentMemoryContext);
+	TribQualityWindowMerge(w, extra);
+	TribQualityWindowStore(cfg, start, w, closed_at, revision + 1, &m);
+}
+
+/* The numeric flags of cfg's columns in the stream's target (a column gone reads as text). */
+bool *
+TribQualityNumericFlags(TribQualityConfig *cfg, Oid target)
+{
+	bool	   *numeric = palloc0(sizeof(bool) * Max(cfg->ncols, 1));
+
+	for (int c = 0; c < cfg->ncols; c++)
+	{
+		AttrNumber	att = get_attnum(target, cfg->columns[c]);
+
+		numeric[c] = att != InvalidAttrNumber && TribQualityTypeIsNumeric(get_atttype(target, att));
+	}
+	return numeric;
+}
+
+/* partials of one pane kept apart at most; more are merged into one by the fold */
+#define TRIB_QUALITY_PANE_PARTIALS 64
+
+/* Read the partials of panes before bound (NULL bound: every pane), in pane order. */
+static TribQualityPartial *
+TribQualityReadPartialsBefore(TribQualityConfig *cfg, TimestampTz bound, int *n, MemoryContext cxt)
+{
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2] = {CStringGetTextDatum(cfg->stream), TimestampTzGetDatum(bound)};
+	TribQualityPartial *parts;
+
+	TribQualitySpi("SELECT pane_start, state, folded FROM tributary.quality_partials "
+				   "WHERE stream = $1 AND pane_start < $2 ORDER BY pane_start, folded DESC",
+				   2, types, values, NULL, SPI_OK_SELECT);
+	*n = (int) SPI_processed;
+	parts = MemoryContextAlloc(cxt, sizeof(TribQualityPartial) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bytea	   *b;
+
+		parts[i].pane = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+		b = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+		parts[i].state = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), cxt);
+		parts[i].folded = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	return parts;
+}
+
+/* Merge the partials of panes holding more than TRIB_QUALITY_PANE_PARTIALS (one per flag). */
+static void
+TribQualityCompact(TribQualityConfig *cfg, const bool *numeric, MemoryContext cxt)
+{
+	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, BOOLOID};
+	Datum		v[3] = {CStringGetTextDatum(cfg->stream)};
+	int			npanes;
+	TimestampTz *panes;
+
+	TribQualitySpi(psprintf("SELECT pane_start FROM tributary.quality_partials WHERE stream = $1 "
+							"GROUP BY pane_start HAVING count(*) > %d", TRIB_QUALITY_PANE_PARTIALS),
+				   1, types, v, NULL, SPI_OK_SELECT);
+	npanes = (int) SPI_processed;
+	panes = palloc(sizeof(TimestampTz) * Max(npanes, 1));
+	for (int i = 0; i < npanes; i++)
+	{
+		bool		isnull;
+
+		panes[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (int i = 0; i < npanes; i++)
+		for (int f = 0; f < 2; f++)
+		{
+			TribQualityWindow *merged = TribQualityEmptyWindow(cfg, numeric, cxt);
+			TimestampTz newest = DT_NOBEGIN;
+			TimestampTz arrived = 0;
+			Oid			itypes[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID, BOOLOID};
+			Datum		iv[6];
+			char		in[7] = "      ";
+
+			v[1] = TimestampTzGetDatum(panes[i]);
+			v[2] = BoolGetDatum(f == 1);
+			TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1 AND pane_start = $2 "
+						   "AND folded = $3 RETURNING state, newest_event, arrived",
+						   3, types, v, NULL, SPI_OK_DELETE_RETURNING);
+			if (SPI_processed == 0)
+				continue;
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				bool		isnull;
+				bytea	   *b = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+				Datum		d;
+
+				TribQualityWindowMerge(merged, TribQualityWindowDeserialize(VARDATA_ANY(b),
+																			VARSIZE_ANY_EXHDR(b), cxt));
+				d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+				if (!isnull)
+					newest = Max(newest, DatumGetTimestampTz(d));
+				arrived = Max(arrived, DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)));
+			}
+			iv[0] = v[0];
+			iv[1] = v[1];
+			iv[2] = TimestampTzGetDatum(newest);
+			in[2] = newest == DT_NOBEGIN ? 'n' : ' ';
+			iv[3] = TimestampTzGetDatum(arrived);
+			iv[4] = PointerGetDatum(TribQualityWindowSerialize(merged));
+			iv[5] = v[2];
+			TribQualitySpi("INSERT INTO tributary.quality_partials (stream, pane_start, newest_event, "
+						   "arrived, state, folded) VALUES ($1, $2, $3, $4, $5, $6)",
+						   6, itypes, iv, in, SPI_OK_INSERT);
+		}
+}
+
+/*
+ * Fold the stream's partials (see the file header), as of now; under the fold lock in
+ * ExclusiveLock mode, SPI connected, as the extension's owner. Only the partials of panes
+ * that a closed (or now closing) window covers are read. Returns the windows closed.
+ */
+int
+TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPendingList *pending)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary quality fold",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	bool	   *numeric = TribQualityNumericFlags(cfg, target);
+	int			per_window = (int) (cfg->window / cfg->slide);
+	int64		reach = (int64) (per_window - 1) * cfg->slide;
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		v[2];
+	bool		has_pane;
+	TimestampTz first_pane = 0;
+	TimestampTz first_open;
+	TimestampTz next_open;
+	TimestampTz watermark = DT_NOBEGIN;
+	int			nparts;
+	TribQualityPartial *parts;
+	int			closed = 0;
+
+	/* 0. the newest event, the last arrival and the first pane, from the partials */
+	v[0] = CStringGetTextDatum(cfg->stream);
+	TribQualitySpi("SELECT max(newest_event), max(arrived), min(pane_start) "
+				   "FROM tributary.quality_partials WHERE stream = $1",
+				   1, types, v, NULL, SPI_OK_SELECT);
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(tup, desc, 1, &isnull);
+		if (!isnull && (!cfg->has_newest || DatumGetTimestampTz(d) > cfg->newest_event))
+		{
+			cfg->newest_event = DatumGetTimestampTz(d);
+			cfg->has_newest = true;
+		}
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		if (!isnull && (!cfg->has_arrival || DatumGetTimestampTz(d) > cfg->last_arrival))
+		{
+			cfg->last_arrival = DatumGetTimestampTz(d);
+			cfg->has_arrival = true;
+		}
+		d = SPI_getbinval(tup, desc, 3, &has_pane);
+		has_pane = !has_pane;
+		if (has_pane)
+			first_pane = DatumGetTimestampTz(d);
+	}
+	if (!has_pane && !cfg->has_closed)
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		return 0;
+	}
+
+	/* 1. the watermark, moved on by the wall clock while the stream is silent */
+	if (cfg->has_newest)
+	{
+		int64		silent = cfg->has_arrival ? now - cfg->last_arrival - cfg->grace : 0;
+
+		watermark = cfg->newest_event - cfg->lateness + Max(silent, 0);
+	}
+	first_open = cfg->has_closed ? cfg->closed_until : first_pane - reach;
+	next_open = first_open;
+	while (watermark != DT_NOBEGIN && next_open + cfg->window <= watermark &&
+		   closed < TRIB_QUALITY_CLOSE_MAX)
+	{
+		next_open += cfg->slide;
+		closed++;
+	}
+
+	/* the partials of panes a closed window covers (its earliest window started before next_open) */
+	parts = TribQualityReadPartialsBefore(cfg, next_open + reach, &nparts, cxt);
+
+	/* 2. new partials of panes whose windows closed before amend them, once per window */
+	{
+		HASHCTL		ctl = {0};
+		HTAB	   *amend;
+		HASH_SEQ_STATUS seq;
+		TribQualityAmendEntry *e;
+		TimestampTz *starts;
+		int			nstarts = 0;
+
+		ctl.keysize = sizeof(TimestampTz);
+		ctl.entrysize = sizeof(TribQualityAmendEntry);
+		ctl.hcxt = cxt;
+		amend = hash_create("tributary quality amendments", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		for (int i = 0; i < nparts; i++)
+		{
+			if (parts[i].folded)
+				continue;
+			for (int k = 0; k < per_window; k++)
+			{
+				TimestampTz s = parts[i].pane - (int64) k * cfg->slide;
+				bool		found;
+
+				if (s >= first_open)
+					continue;
+				e = hash_search(amend, &s, HASH_ENTER, &found);
+				if (!found)
+					e->extra = TribQualityEmptyWindow(cfg, numeric, cxt);
+				TribQualityWindowMerge(e->extra, parts[i].state);
+			}
+		}
+		starts = palloc(sizeof(TimestampTz) * Max(hash_get_num_entries(amend), 1));
+		hash_seq_init(&seq, amend);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			starts[nstarts++] = e->start;
+		qsort(starts, nstarts, sizeof(TimestampTz), TribCompareTimestamps);
+		for (int i = 0; i < nstarts; i++)
+		{
+			e = hash_search(amend, &starts[i], HASH_FIND, NULL);
+			TribQualityAmend(cfg, starts[i], e->extra);
+		}
+	}
+
+	/* 3. close every window the watermark passed, in order */
+	for (TimestampTz start = first_open; start < next_open; start += cfg->slide)
+	{
+		TribQualityWindow *w = TribQualityEmptyWindow(cfg, numeric, cxt);
+		TribQualityWindowMetrics m;
+
+		for (int i = 0; i < nparts; i++)
+			if (parts[i].pane >= start && parts[i].pane < start + cfg->window)
+				TribQualityWindowMerge(w, parts[i].state);
+		TribQualityWindowStore(cfg, start, w, now, 0, &m);
+		TribQualityEpisode(cfg, start, w, &m, now, pending);
+	}
+	cfg->closed_until = next_open;
+	cfg->has_closed = true;
+
+	/*
+	 * 4. the partials read are now in every closed window that covers them: gone when the
+	 * window starting at their pane (their last) is closed, else marked folded
+	 */
+	if (nparts > 0)
+	{
+		Datum		dv[2] = {v[0], TimestampTzGetDatum(next_open)};
+		Datum		fv[2] = {v[0], TimestampTzGetDatum(next_open + reach)};
+
+		TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1 AND pane_start < $2",
+					   2, types, dv, NULL, SPI_OK_DELETE);
+		TribQualitySpi("UPDATE tributary.quality_partials SET folded = true "
+					   "WHERE stream = $1 AND pane_start < $2 AND NOT folded",
+					   2, types, fv, NULL, SPI_OK_UPDATE);
+	}
+	TribQualityCompact(cfg, numeric, cxt);
+
+	/* 5. the progress */
+	{
+		Oid			utypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
+		Datum		uv[5];
+		char		un[6] = "     ";
+
+		uv[0] = v[0];
+		uv[1] = TimestampTzGetDatum(cfg->newest_event);
+		un[1] = cfg->has_newest ? ' ' : 'n';
+		uv[2] = TimestampTzGetDatum(cfg->last_arrival);
+		un[2] = cfg->has_arrival ? ' ' : 'n';
+		uv[3] = TimestampTzGetDatum(cfg->closed_until);
+		uv[4] = BoolGetDatum(cfg->alerting);
+		TribQualitySpi("UPDATE tributary.quality_config SET newest_event = $2, last_arrival = $3, "
+					   "closed_until = $4, alerting = $5 WHERE stream = $1",
+					   5, utypes, uv, un, SPI_OK_UPDATE);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return closed;
+}
