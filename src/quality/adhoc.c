@@ -273,18 +273,7 @@ TribAdhocEmitWindow(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
 	TribQualityWindowRead(w, TribQualityDefaultWeights, &m);
 	values[i++] = TimestampTzGetDatum(start);
 	values[i++] = TimestampTzGetDatum(start + call->window);
-	values[i++] = Int64GetDatum((int64) m.rows);
-	values[i++] = Int64GetDatum(m.duplicates);
-	for (int c = 0; c < TRIB_QC_COUNT; c++)
-	{
-		nulls[i] = !m.has_component[c];
-		values[i++] = Float8GetDatum(m.component[c]);
-	}
-	values[i++] = Int64GetDatum(m.outliers);
-	nulls[i] = !m.has_score;
-	values[i++] = Float8GetDatum(m.score);
-	nulls[i] = w->newest_event == DT_NOBEGIN;
-	values[i++] = TimestampTzGetDatum(w->newest_event);
+	i += TribQualityWindowDatums(w, &m, values + i, nulls + i);
 	Assert(i == desc->natts);
 	tuplestore_putvalues(store, desc, values, nulls);
 }

@@ -90,8 +90,8 @@ extern void TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start,
 								   int revision, TribQualityWindowMetrics *m);
 extern TribQualityWindow *TribQualityEmptyWindow(TribQualityConfig *cfg, const bool *numeric,
 												 MemoryContext cxt);
-extern TribQualityPartial *TribQualityReadPartials(TribQualityConfig *cfg, int *n,
-												   MemoryContext cxt);
+extern TribQualityPartial *TribQualityReadPartials(TribQualityConfig *cfg, TimestampTz bound,
+												   int *n, MemoryContext cxt);
 extern bool *TribQualityNumericFlags(TribQualityConfig *cfg, Oid target);
 extern int	TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now,
 							TribPendingList *pending);

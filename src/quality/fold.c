@@ -186,47 +186,6 @@ TribQualityEmptyWindow(TribQualityConfig *cfg, const bool *numeric, MemoryContex
 	return TribQualityWindowCreate(cfg->ncols, numeric, true, cxt);
 }
 
-/* Read the stream's partials, in pane order. */
-TribQualityPartial *
-TribQualityReadPartials(TribQualityConfig *cfg, int *n, MemoryContext cxt)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(cfg->stream)};
-	TribQualityPartial *parts;
-
-	TribQualitySpi("SELECT pane_start, newest_event, arrived, state, folded FROM tributary.quality_partials "
-				   "WHERE stream = $1 ORDER BY pane_start, folded DESC",
-				   1, types, values, NULL, SPI_OK_SELECT);
-	*n = (int) SPI_processed;
-	parts = MemoryContextAlloc(cxt, sizeof(TribQualityPartial) * Max(*n, 1));
-	for (int i = 0; i < *n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-		bytea	   *b;
-
-		parts[i].pane = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
-		d = SPI_getbinval(tup, desc, 2, &isnull);
-		if (!isnull && (!cfg->has_newest || DatumGetTimestampTz(d) > cfg->newest_event))
-		{
-			cfg->newest_event = DatumGetTimestampTz(d);
-			cfg->has_newest = true;
-		}
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		if (!cfg->has_arrival || DatumGetTimestampTz(d) > cfg->last_arrival)
-		{
-			cfg->last_arrival = DatumGetTimestampTz(d);
-			cfg->has_arrival = true;
-		}
-		b = DatumGetByteaPP(SPI_getbinval(tup, desc, 4, &isnull));
-		parts[i].state = TribQualityWindowDeserialize(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), cxt);
-		parts[i].folded = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	}
-	return parts;
-}
-
 /* The new rows of one closed window, gathered from the partials that cover it. */
 typedef struct TribQualityAmendEntry
 {
@@ -293,9 +252,9 @@ TribQualityNumericFlags(TribQualityConfig *cfg, Oid target)
 /* partials of one pane kept apart at most; more are merged into one by the fold */
 #define TRIB_QUALITY_PANE_PARTIALS 64
 
-/* Read the partials of panes before bound (NULL bound: every pane), in pane order. */
-static TribQualityPartial *
-TribQualityReadPartialsBefore(TribQualityConfig *cfg, TimestampTz bound, int *n, MemoryContext cxt)
+/* Read the partials of panes before bound (DT_NOEND: every pane), in pane order. */
+TribQualityPartial *
+TribQualityReadPartials(TribQualityConfig *cfg, TimestampTz bound, int *n, MemoryContext cxt)
 {
 	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2] = {CStringGetTextDatum(cfg->stream), TimestampTzGetDatum(bound)};
@@ -462,7 +421,7 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 	}
 
 	/* the partials of panes a closed window covers (its earliest window started before next_open) */
-	parts = TribQualityReadPartialsBefore(cfg, next_open + reach, &nparts, cxt);
+	parts = TribQualityReadPartials(cfg, next_open + reach, &nparts, cxt);
 
 	/* 2. new partials of panes whose windows closed before amend them, once per window */
 	{

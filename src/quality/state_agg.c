@@ -233,18 +233,7 @@ quality_metrics(PG_FUNCTION_ARGS)
 		elog(ERROR, "quality_metrics must return a record");
 	desc = BlessTupleDesc(desc);
 	TribQualityWindowRead(w, TribQualityDefaultWeights, &m);
-	values[i++] = Int64GetDatum((int64) m.rows);
-	values[i++] = Int64GetDatum(m.duplicates);
-	for (int c = 0; c < TRIB_QC_COUNT; c++)
-	{
-		nulls[i] = !m.has_component[c];
-		values[i++] = Float8GetDatum(m.component[c]);
-	}
-	values[i++] = Int64GetDatum(m.outliers);
-	nulls[i] = !m.has_score;
-	values[i++] = Float8GetDatum(m.score);
-	nulls[i] = w->newest_event == DT_NOBEGIN;
-	values[i++] = TimestampTzGetDatum(w->newest_event);
+	i += TribQualityWindowDatums(w, &m, values + i, nulls + i);
 	nulls[i] = !w->stream;
 	values[i++] = Int64GetDatum((int64) w->dead);
 	nulls[i] = !w->stream;

@@ -501,7 +501,7 @@ tributary_quality_now(PG_FUNCTION_ARGS)
 				 errmsg("stream \"%s\" has no quality windows", name),
 				 errhint("Set them with tributary.set_quality.")));
 	numeric = TribQualityNumericFlags(cfg, def->target);
-	parts = TribQualityReadPartials(cfg, &nparts, cxt);
+	parts = TribQualityReadPartials(cfg, DT_NOEND, &nparts, cxt);
 	per_window = (int) (cfg->window / cfg->slide);
 	if (nparts > 0)
 	{
@@ -524,18 +524,7 @@ tributary_quality_now(PG_FUNCTION_ARGS)
 			TribQualityWindowRead(w, cfg->weights, &m);
 			values[i++] = TimestampTzGetDatum(s);
 			values[i++] = TimestampTzGetDatum(s + cfg->window);
-			values[i++] = Int64GetDatum((int64) m.rows);
-			values[i++] = Int64GetDatum(m.duplicates);
-			for (int c = 0; c < TRIB_QC_COUNT; c++)
-			{
-				nulls[i] = !m.has_component[c];
-				values[i++] = Float8GetDatum(m.component[c]);
-			}
-			values[i++] = Int64GetDatum(m.outliers);
-			nulls[i] = !m.has_score;
-			values[i++] = Float8GetDatum(m.score);
-			nulls[i] = w->newest_event == DT_NOBEGIN;
-			values[i++] = TimestampTzGetDatum(w->newest_event);
+			i += TribQualityWindowDatums(w, &m, values + i, nulls + i);
 			values[i++] = Int64GetDatum((int64) w->dead);
 			values[i++] = Int64GetDatum((int64) w->late);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

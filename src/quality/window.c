@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 #include "utils/typcache.h"
 
 #include "quality/window.h"
@@ -565,4 +566,34 @@ TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
 		m->has_score = true;
 		m->score = score / wsum;
 	}
+}
+
+/*
+ * A window's metrics as result values, in the order window_quality, quality_now and
+ * quality_metrics share: rows, duplicates, the components, outliers, score, newest event.
+ * Returns how many were filled (TRIB_QUALITY_WINDOW_DATUMS).
+ */
+int
+TribQualityWindowDatums(const TribQualityWindow *w, const TribQualityWindowMetrics *m,
+						Datum *values, bool *nulls)
+{
+	int			i = 0;
+
+	nulls[i] = false;
+	values[i++] = Int64GetDatum((int64) m->rows);
+	nulls[i] = false;
+	values[i++] = Int64GetDatum(m->duplicates);
+	for (int c = 0; c < TRIB_QC_COUNT; c++)
+	{
+		nulls[i] = !m->has_component[c];
+		values[i++] = Float8GetDatum(m->component[c]);
+	}
+	nulls[i] = false;
+	values[i++] = Int64GetDatum(m->outliers);
+	nulls[i] = !m->has_score;
+	values[i++] = Float8GetDatum(m->score);
+	nulls[i] = w->newest_event == DT_NOBEGIN;
+	values[i++] = TimestampTzGetDatum(w->newest_event);
+	Assert(i == TRIB_QUALITY_WINDOW_DATUMS);
+	return i;
 }

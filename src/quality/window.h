@@ -184,6 +184,10 @@ extern TribQualityWindow *TribQualityWindowDeserialize(const char *data, Size le
 
 extern void TribQualityColumnRead(const TribQualityWindow *w, int col,
 								  TribQualityColumnMetrics *m, bool distinct);
+/* the window-level values every result row of a window starts with (after start and end) */
+#define TRIB_QUALITY_WINDOW_DATUMS (4 + TRIB_QC_COUNT)
+extern int	TribQualityWindowDatums(const TribQualityWindow *w, const TribQualityWindowMetrics *m,
+									Datum *values, bool *nulls);
 extern void TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
 								  TribQualityWindowMetrics *m);
 
