@@ -27,7 +27,7 @@
  * held a time in the pane), and for those sends the pane's report (the row or rows the
  * function returns for it, TribAdhocReportRead), computed in the worker; only the panes
  * split between participants go as states (window.h's stored form) to be merged. So the
- * leader reads a third of the table and reports for a third of the windows, instead of
+ * leader reads its share of the table and reports its share of the windows, instead of
  * taking in every worker's pane. Hopping windows need every pane's state: a worker sends
  * its panes after each range whose rows came in time order (few changes of pane), and the
  * leader merges what has arrived between its own rows, so the merging goes on while the
@@ -116,6 +116,7 @@ typedef struct TribAdhocShared
 	BlockNumber next;			/* the first block nobody claimed yet */
 	BlockNumber min_claim;
 	int			nparticipants;	/* for the claims' sizes */
+	int			max_ranges;		/* room in ranges[] */
 	int			nranges;		/* ranges claimed */
 	int			ranges_read;
 	ConditionVariable all_read; /* every block claimed, every range read */
@@ -391,6 +392,9 @@ TribAdhocClaim(TribAdhocShared *shared, BlockNumber *start, BlockNumber *count, 
 	n = (shared->nblocks - shared->next) /
 		(BlockNumber) (shared->nparticipants * TRIB_ADHOC_CLAIMS_PER_SHARE);
 	n = Min(Max(n, shared->min_claim), shared->nblocks - shared->next);
+	/* the last range there is room to note takes what is left (min_claim makes it rare) */
+	if (shared->nranges == shared->max_ranges - 1)
+		n = shared->nblocks - shared->next;
 	*start = shared->next;
 	shared->next += n;
 	*range = n > 0 ? shared->nranges++ : -1;
@@ -445,7 +449,6 @@ TribAdhocScanClaims(TribAdhocScanner *s, Relation rel, Snapshot snapshot,
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	BlockNumber start;
 	BlockNumber count;
-
 	int			range;
 
 	while (TribAdhocClaim(shared, &start, &count, &range))
@@ -804,6 +807,7 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 	shared->next = 0;
 	shared->min_claim = min_claim;
 	shared->nparticipants = nworkers + (parallel_leader_participation ? 1 : 0);
+	shared->max_ranges = max_ranges;
 	shared->nranges = 0;
 	shared->ranges_read = 0;
 	ConditionVariableInit(&shared->all_read);
