@@ -9,6 +9,8 @@
 #                   (max_parallel_workers_per_gather = 0): the limit the issue names
 #   window_quality  tributary.window_quality(t, 'ts', '1 minute', columns => the four)
 #   column_quality  tributary.column_quality(the same)
+#   wq_serial, cq_serial  the same two without parallel workers
+#                   (max_parallel_workers_per_gather = 0; for the record, not a target)
 #   exact_sql       date_bin, count(*) filter, avg, stddev, percentile_cont,
 #                   count(distinct): the exact hand-written query
 #   hll_tdigest     the same with the hll and tdigest extensions (when installed; bench-only
@@ -71,6 +73,12 @@ best window_quality "SELECT count(*) FROM tributary.window_quality('t', 'ts', '1
     columns => '{value,device,status,ts}') \\g /dev/null"
 best column_quality "SELECT count(*) FROM tributary.column_quality('t', 'ts', '1 minute',
     columns => '{value,device,status,ts}') \\g /dev/null"
+best wq_serial "SET max_parallel_workers_per_gather = 0;
+SELECT count(*) FROM tributary.window_quality('t', 'ts', '1 minute',
+    columns => '{value,device,status,ts}') \\g /dev/null"
+best cq_serial "SET max_parallel_workers_per_gather = 0;
+SELECT count(*) FROM tributary.column_quality('t', 'ts', '1 minute',
+    columns => '{value,device,status,ts}') \\g /dev/null"
 best exact_sql "SELECT date_bin('1 minute', ts, '1970-01-01') AS w, count(*),
     count(*) FILTER (WHERE value IS NOT NULL), count(*) FILTER (WHERE device IS NOT NULL),
     count(*) FILTER (WHERE status IS NOT NULL), avg(value), stddev(value), min(value), max(value),
@@ -89,10 +97,10 @@ fi
 
 echo
 awk -v s="$ms_scan" -v w="$ms_window_quality" -v c="$ms_column_quality" -v e="$ms_exact_sql" \
-	-v h="${ms_hll_tdigest:-0}" 'BEGIN {
+	-v h="${ms_hll_tdigest:-0}" -v ws="$ms_wq_serial" -v cs="$ms_cq_serial" 'BEGIN {
 	printf "window_quality: %.2fx the scan (target <= 1.5x), %.1fx faster than exact SQL (>= 8x)", w / s, e / w
 	if (h > 0) printf ", %.1fx faster than hll + tdigest (>= 4x)", h / w
 	printf "\ncolumn_quality: %.2fx the scan, %.1fx faster than exact SQL", c / s, e / c
 	if (h > 0) printf ", %.1fx faster than hll + tdigest", h / c
-	printf "\n"
+	printf "\nwithout workers: window_quality %.2fx the scan, column_quality %.2fx\n", ws / s, cs / s
 }'

@@ -134,13 +134,25 @@ CREATE TEMP TABLE q_direct_w AS
 SELECT * FROM tributary.window_quality('q_big', 'at', '1 minute', slide => '30 seconds');
 CREATE TEMP TABLE q_direct_r AS
 SELECT * FROM tributary.window_quality('q_big', 'at', '2 minutes', slide => '20 seconds');
+CREATE TEMP TABLE q_direct_t AS
+SELECT * FROM tributary.window_quality('q_big', 'at', '1 minute');
 RESET max_parallel_workers_per_gather;
 SET parallel_setup_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
--- the direct read in parallel (the debug message says so), the same windows
+-- the direct read in parallel (the debug message says so), the same windows: tumbling
+-- windows come mostly as the reports of the workers that had them alone (q_big, in time
+-- order), or as states merged by the leader (q_shuf); hopping ones always as states
 \set VERBOSITY terse
 SET client_min_messages = debug1;
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct_t s FULL JOIN tributary.window_quality('q_big', 'at', '1 minute') p
+    USING (window_start);
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct_t s FULL JOIN tributary.window_quality('q_shuf', 'at', '1 minute') p
+    USING (window_start);
 SELECT count(*) AS windows,
        count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
 FROM q_direct s FULL JOIN tributary.column_quality('q_big', 'at', '1 minute', key_column => 'id') p
@@ -163,6 +175,17 @@ SELECT count(*) AS windows,
        count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
 FROM q_direct_w s FULL JOIN tributary.window_quality('q_shuf', 'at', '1 minute', slide => '30 seconds') p
     USING (window_start);
+-- one worker alone: it has every pane alone, so every window comes as its report
+SET max_parallel_workers_per_gather = 1;
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct_t s FULL JOIN tributary.window_quality('q_shuf', 'at', '1 minute') p
+    USING (window_start);
+SELECT count(*) AS windows,
+       count(*) FILTER (WHERE (s.*) IS DISTINCT FROM (p.*)) AS differing
+FROM q_direct s FULL JOIN tributary.column_quality('q_shuf', 'at', '1 minute', key_column => 'id') p
+    USING (window_start, column_name);
+SET max_parallel_workers_per_gather = 2;
 RESET client_min_messages;
 \set VERBOSITY default
 -- a worker's error is the caller's: date_bin's overflow in rows only workers read

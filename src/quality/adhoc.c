@@ -257,70 +257,97 @@ TribAdhocQuery(TribAdhocCall *call)
 	return sql.data;
 }
 
-/* Emit one window's row(s) into the result. */
+/* Emit one window's row(s), from its report (TribAdhocReportRead), into the result. */
 typedef void (*TribAdhocEmit) (Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
-							   TimestampTz start, const TribQualityWindow *w);
+							   TimestampTz start, const void *report);
+
+/* What a function returns: the report it reads of a window, the parts that takes, its rows. */
+typedef struct TribAdhocKind
+{
+	TribAdhocReport report;
+	int			parts;			/* TRIB_QUALITY_PART_*: what the report reads (window.h) */
+	TribAdhocEmit emit;
+} TribAdhocKind;
 
 static void
 TribAdhocEmitWindow(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
-					TimestampTz start, const TribQualityWindow *w)
+					TimestampTz start, const void *report)
 {
-	TribQualityWindowMetrics m;
+	const TribAdhocWindowReport *r = (const TribAdhocWindowReport *) report;
+	const TribQualityWindowMetrics *m = &r->metrics;
 	Datum		values[13];
 	bool		nulls[13] = {0};
 	int			i = 0;
 
-	TribQualityWindowRead(w, TribQualityDefaultWeights, &m);
 	values[i++] = TimestampTzGetDatum(start);
 	values[i++] = TimestampTzGetDatum(start + call->window);
-	i += TribQualityWindowDatums(w, &m, values + i, nulls + i);
+	i += TribQualityWindowDatums(m, r->newest_event, values + i, nulls + i);
 	Assert(i == desc->natts);
 	tuplestore_putvalues(store, desc, values, nulls);
 }
 
 static void
 TribAdhocEmitColumns(Tuplestorestate *store, TupleDesc desc, TribAdhocCall *call,
-					 TimestampTz start, const TribQualityWindow *w)
+					 TimestampTz start, const void *report)
 {
-	for (int c = 0; c < w->ncols; c++)
+	for (int c = 0; c < call->ncols; c++)
 	{
-		TribQualityColumnMetrics m;
+		const TribQualityColumnMetrics *m = &((const TribQualityColumnMetrics *) report)[c];
 		Datum		values[17];
 		bool		nulls[17] = {0};
 		int			i = 0;
 		bool		num;
 
-		TribQualityColumnRead(w, c, &m, true);
-		num = m.numeric && m.has_values;
+		num = m->numeric && m->has_values;
 		values[i++] = TimestampTzGetDatum(start);
 		values[i++] = TimestampTzGetDatum(start + call->window);
 		values[i++] = CStringGetTextDatum(call->columns[c]);
-		values[i++] = Int64GetDatum((int64) m.rows);
-		values[i++] = Int64GetDatum((int64) m.non_null);
-		nulls[i] = m.rows == 0;
-		values[i++] = Float8GetDatum(m.completeness);
-		values[i++] = Int64GetDatum(m.distinct_count);
+		values[i++] = Int64GetDatum((int64) m->rows);
+		values[i++] = Int64GetDatum((int64) m->non_null);
+		nulls[i] = m->rows == 0;
+		values[i++] = Float8GetDatum(m->completeness);
+		values[i++] = Int64GetDatum(m->distinct_count);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.mean);
-		nulls[i] = !num || !m.has_stddev;
-		values[i++] = Float8GetDatum(m.stddev);
+		values[i++] = Float8GetDatum(m->mean);
+		nulls[i] = !num || !m->has_stddev;
+		values[i++] = Float8GetDatum(m->stddev);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.min);
+		values[i++] = Float8GetDatum(m->min);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.max);
+		values[i++] = Float8GetDatum(m->max);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.p50);
+		values[i++] = Float8GetDatum(m->p50);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.p90);
+		values[i++] = Float8GetDatum(m->p90);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.p99);
+		values[i++] = Float8GetDatum(m->p99);
 		nulls[i] = !num;
-		values[i++] = Int64GetDatum(m.outliers);
+		values[i++] = Int64GetDatum(m->outliers);
 		nulls[i] = !num;
-		values[i++] = Float8GetDatum(m.outlier_rate);
+		values[i++] = Float8GetDatum(m->outlier_rate);
 		Assert(i == desc->natts);
 		tuplestore_putvalues(store, desc, values, nulls);
 	}
+}
+
+/* window_quality's metrics read no distinct counts, means or standard deviations */
+static const TribAdhocKind TribAdhocWindows = {
+	TRIB_ADHOC_REPORT_WINDOWS, TRIB_QUALITY_PART_KEYS, TribAdhocEmitWindow
+};
+
+/* column_quality's read no duplicates */
+static const TribAdhocKind TribAdhocColumns = {
+	TRIB_ADHOC_REPORT_COLUMNS, TRIB_QUALITY_PART_DISTINCT | TRIB_QUALITY_PART_SUMS,
+	TribAdhocEmitColumns
+};
+
+/* A window's row(s) from its state; report is room for one report. */
+static void
+TribAdhocEmitState(const TribAdhocKind *kind, ReturnSetInfo *rsinfo, TribAdhocCall *call,
+				   TimestampTz start, const TribQualityWindow *w, void *report)
+{
+	TribAdhocReportRead(kind->report, w, report);
+	kind->emit(rsinfo->setResult, rsinfo->setDesc, call, start, report);
 }
 
 /* An empty window in a context of its own, under cxt (deleted once it is emitted). */
@@ -371,6 +398,7 @@ TribAdhocPanesByQuery(TribAdhocCall *call, TribAdhocPanes *panes, MemoryContext 
 	panes->n = (int) SPI_processed;
 	panes->starts = MemoryContextAlloc(cxt, sizeof(TimestampTz) * Max(panes->n, 1));
 	panes->states = MemoryContextAlloc(cxt, sizeof(TribQualityWindow *) * Max(panes->n, 1));
+	panes->reports = MemoryContextAllocZero(cxt, sizeof(void *) * Max(panes->n, 1));
 	for (int p = 0; p < panes->n; p++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[p];
@@ -401,11 +429,11 @@ TribAdhocCanScan(TribAdhocCall *call)
 }
 
 /*
- * What the direct read needs of the call: flat, for parallel workers; parts are those the
- * caller's metrics read (window.h).
+ * What the direct read needs of the call: flat, for parallel workers; the parts of the
+ * window states the function's report reads (window.h).
  */
 static TribAdhocScanSpec *
-TribAdhocSpec(TribAdhocCall *call, const AttrNumber *atts, int parts)
+TribAdhocSpec(TribAdhocCall *call, const AttrNumber *atts, const TribAdhocKind *kind)
 {
 	TribAdhocScanSpec *spec = palloc0(TribAdhocScanSpecSize(call->ncols));
 	Relation	rel = relation_open(call->relid, AccessShareLock);
@@ -414,7 +442,9 @@ TribAdhocSpec(TribAdhocCall *call, const AttrNumber *atts, int parts)
 	spec->timeatt = TribAdhocColumn(rel, call->time_column, "time column");
 	spec->keyatt = call->key_column ? TribAdhocColumn(rel, call->key_column, "key column") : 0;
 	relation_close(rel, AccessShareLock);
-	spec->parts = parts;
+	spec->parts = kind->parts;
+	spec->report = kind->report;
+	spec->tumbling = call->window == call->slide;
 	spec->slide = call->slide;
 	spec->slide_iv = *call->slide_iv;
 	spec->origin = call->origin;
@@ -435,7 +465,7 @@ TribAdhocSpec(TribAdhocCall *call, const AttrNumber *atts, int parts)
  * windows are the panes themselves.
  */
 static void
-TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
+TribAdhocRun(FunctionCallInfo fcinfo, const TribAdhocKind *kind)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TribAdhocCall call;
@@ -452,6 +482,8 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 	MemoryContext old;
 	Relation	rel;
 	AttrNumber *atts;
+	void	   *report;
+	ParallelContext *workers = NULL;
 
 	TribAdhocArgs(fcinfo, &call);
 	InitMaterializedSRF(fcinfo, 0);
@@ -463,7 +495,7 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 
 	old = MemoryContextSwitchTo(cxt);
 	if (TribAdhocCanScan(&call))
-		TribAdhocScan(TribAdhocSpec(&call, atts, parts), &panes, cxt);
+		workers = TribAdhocScan(TribAdhocSpec(&call, atts, kind), &panes, cxt);
 	else
 		TribAdhocPanesByQuery(&call, &panes, cxt);
 
@@ -480,6 +512,7 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 	}
 	else
 	{
+		TribAdhocScanEnd(workers);
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(cxt);
 		return;
@@ -495,25 +528,37 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 				 errhint("Pass \"from\" and \"to\", or a longer window or slide.")));
 
 	empty = TribQualityWindowCreate(call.ncols, numeric, false, cxt);
+	report = palloc(TribAdhocReportSize(kind->report, call.ncols));
 	open = palloc0(sizeof(TribQualityWindow *) * per_window);
 	for (int k = 1; k < per_window; k++)
 		open[k] = TribAdhocWindow(&call, numeric, cxt);
 	for (;; pane += call.slide)
 	{
 		TribQualityWindow *state = empty;
+		void	   *done = NULL;
 
 		CHECK_FOR_INTERRUPTS();
 		if (p < panes.n && panes.starts[p] == pane)
-			state = panes.states[p++];
+		{
+			state = panes.states[p];
+			done = panes.reports[p++];
+		}
 		if (per_window == 1)
-			emit(rsinfo->setResult, rsinfo->setDesc, &call, pane, state);
+		{
+			/* a tumbling window a parallel worker had alone comes as its report */
+			if (state == NULL)
+				kind->emit(rsinfo->setResult, rsinfo->setDesc, &call, pane, done);
+			else
+				TribAdhocEmitState(kind, rsinfo, &call, pane, state, report);
+		}
 		else
 		{
+			Assert(state != NULL);
 			open[0] = TribAdhocWindow(&call, numeric, cxt);
 			for (int k = 0; k < per_window; k++)
 				TribQualityWindowMerge(open[k], state);
-			emit(rsinfo->setResult, rsinfo->setDesc, &call,
-				 pane - (int64) (per_window - 1) * call.slide, open[per_window - 1]);
+			TribAdhocEmitState(kind, rsinfo, &call, pane - (int64) (per_window - 1) * call.slide,
+							   open[per_window - 1], report);
 			MemoryContextDelete(open[per_window - 1]->cxt);
 			memmove(open + 1, open, sizeof(TribQualityWindow *) * (per_window - 1));
 		}
@@ -522,7 +567,10 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 	}
 	/* the windows that cover the last pane and later ones, oldest first */
 	for (int k = per_window - 1; k >= 1; k--)
-		emit(rsinfo->setResult, rsinfo->setDesc, &call, pane - (int64) (k - 1) * call.slide, open[k]);
+		TribAdhocEmitState(kind, rsinfo, &call, pane - (int64) (k - 1) * call.slide, open[k],
+						   report);
+	/* the workers (if any) finished while the windows were reported */
+	TribAdhocScanEnd(workers);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 }
@@ -531,8 +579,7 @@ TribAdhocRun(FunctionCallInfo fcinfo, TribAdhocEmit emit, int parts)
 Datum
 window_quality(PG_FUNCTION_ARGS)
 {
-	/* the window metrics read no distinct counts, means or standard deviations */
-	TribAdhocRun(fcinfo, TribAdhocEmitWindow, TRIB_QUALITY_PART_KEYS);
+	TribAdhocRun(fcinfo, &TribAdhocWindows);
 	return (Datum) 0;
 }
 
@@ -540,7 +587,6 @@ window_quality(PG_FUNCTION_ARGS)
 Datum
 column_quality(PG_FUNCTION_ARGS)
 {
-	/* the column metrics read no duplicates */
-	TribAdhocRun(fcinfo, TribAdhocEmitColumns, TRIB_QUALITY_PART_DISTINCT | TRIB_QUALITY_PART_SUMS);
+	TribAdhocRun(fcinfo, &TribAdhocColumns);
 	return (Datum) 0;
 }

@@ -16,20 +16,30 @@
  * Participants claim ranges of blocks (TID range scans) from a counter under a spinlock,
  * large ranges first and smaller ones towards the end, so they finish together and, in a
  * table written in time order, few panes are split between participants. Each builds its
- * own panes. A worker sends its panes' stored forms (window.h) through its own shm_mq, and
- * at the end the number of panes it sent; the leader merges them into its own by pane
- * start. When a range's rows came in time order (few changes of pane), the worker sends
- * its panes after that range and starts afresh, and the leader takes what has arrived
- * between its own rows: so the merging goes on while the table is read, not after, and a
- * worker's memory stays that of a range. (A pane sent twice is merged twice: right, only
- * slower.) Window states are functions of the multiset of their rows and merge exactly, so
- * the panes are those of the serial read, to the last bit, whoever read which rows. A
- * worker's error reaches the leader as parallel query's errors do (the leader's
+ * own panes, and notes the times each of its ranges held. A worker sends to the leader,
+ * through its own shm_mq, its panes and at the end how many it sent; the leader merges
+ * them into its own by pane start. Window states are functions of the multiset of their
+ * rows and merge exactly, so the panes are those of the serial read, to the last bit,
+ * whoever read which rows.
+ *
+ * Tumbling windows (a pane is a window): once every range is read, a worker knows which of
+ * its panes no other participant can have had a row of (no range of another participant
+ * held a time in the pane), and for those sends the pane's report (the row or rows the
+ * function returns for it, TribAdhocReportRead), computed in the worker; only the panes
+ * split between participants go as states (window.h's stored form) to be merged. So the
+ * leader reads its share of the table and reports its share of the windows, instead of
+ * taking in every worker's pane. Hopping windows need every pane's state: a worker sends
+ * its panes after each range whose rows came in time order (few changes of pane), and the
+ * leader merges what has arrived between its own rows, so the merging goes on while the
+ * table is read (a pane sent twice is merged twice: right, only slower).
+ *
+ * A worker's error reaches the leader as parallel query's errors do (the leader's
  * CHECK_FOR_INTERRUPTS re-raises it), and aborting the leader's transaction stops the
  * workers.
  *
  * Locks: AccessShareLock on the table in every participant (the workers' are in the
- * leader's lock group); the claim counter's spinlock for a few instructions.
+ * leader's lock group); the claim counter's spinlock for a few instructions; workers of
+ * tumbling windows wait on a condition variable until every range is read.
  */
 #include "postgres.h"
 
@@ -44,7 +54,9 @@
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/paths.h"
+#include "pgstat.h"
 #include "storage/bufmgr.h"
+#include "storage/condition_variable.h"
 #include "storage/predicate.h"
 #include "storage/proc.h"
 #include "storage/shm_mq.h"
@@ -69,29 +81,54 @@
 #define TRIB_ADHOC_KEY_QUEUES	UINT64CONST(0x7B1B000000000004)
 
 /* each worker's queue to the leader */
-#define TRIB_ADHOC_QUEUE_SIZE	((Size) 4 * 1024 * 1024)
+#define TRIB_ADHOC_QUEUE_SIZE	((Size) 1024 * 1024)
 /* the leader takes what the workers sent every so many of its own rows */
 #define TRIB_ADHOC_DRAIN_ROWS	4096
 /* a range's rows are in time order when they change pane at most once in this many */
 #define TRIB_ADHOC_ORDERED_ROWS 8
-/* a claim is the unclaimed blocks / (participants * this), and at least the minimum */
+/*
+ * A claim is the unclaimed blocks / (participants * this), and at least the minimum,
+ * which grows for very large tables so that there are at most TRIB_ADHOC_MAX_RANGES.
+ */
 #define TRIB_ADHOC_CLAIMS_PER_SHARE 4
 #define TRIB_ADHOC_MIN_CLAIM	16
+#define TRIB_ADHOC_MAX_RANGES	65536
 
-/* What the participants share: the blocks still to claim. */
+/* a worker's messages: a pane's state, a pane's report, the number of panes sent */
+#define TRIB_ADHOC_MSG_STATE	'S'
+#define TRIB_ADHOC_MSG_REPORT	'R'
+#define TRIB_ADHOC_MSG_END		'E'
+#define TRIB_ADHOC_MSG_HEADER	(1 + sizeof(TimestampTz))
+
+/* The times of the rows a range held (min > max: none), and who read it. */
+typedef struct TribAdhocRange
+{
+	int			participant;	/* ParallelWorkerNumber; -1 the leader */
+	TimestampTz min;
+	TimestampTz max;
+} TribAdhocRange;
+
+/* What the participants share: the blocks still to claim, and the ranges read. */
 typedef struct TribAdhocShared
 {
 	slock_t		mutex;
 	BlockNumber nblocks;		/* the table's blocks when the read began */
 	BlockNumber next;			/* the first block nobody claimed yet */
+	BlockNumber min_claim;
 	int			nparticipants;	/* for the claims' sizes */
+	int			max_ranges;		/* room in ranges[] */
+	int			nranges;		/* ranges claimed */
+	int			ranges_read;
+	ConditionVariable all_read; /* every block claimed, every range read */
+	TribAdhocRange ranges[FLEXIBLE_ARRAY_MEMBER];	/* by claim */
 } TribAdhocShared;
 
-/* A pane's window, in a participant's hash table keyed by the pane's start. */
+/* A pane in a participant's hash table keyed by its start: its state, or its report. */
 typedef struct TribAdhocPaneEntry
 {
 	TimestampTz start;
 	TribQualityWindow *window;
+	void	   *report;			/* from a worker that had the pane alone (window NULL) */
 } TribAdhocPaneEntry;
 
 /* The leader's ends of the workers' queues, while they run. */
@@ -121,6 +158,9 @@ typedef struct TribAdhocScanner
 	TribAdhocPaneEntry *last;	/* the pane of the previous row */
 	uint64		nrows;
 	uint64		lookups;		/* rows in another pane than the previous row's */
+	TimestampTz range_min;		/* the times of the range being read */
+	TimestampTz range_max;
+	int			participant;	/* ParallelWorkerNumber; -1 the leader */
 	shm_mq_handle *mqh;			/* a worker's queue to the leader */
 	uint64		sent;			/* panes a worker sent */
 	TribAdhocQueues *queues;	/* the leader's, while workers run */
@@ -133,6 +173,31 @@ TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin)
 	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_bin, IntervalPGetDatum(stride),
 												   TimestampTzGetDatum(t),
 												   TimestampTzGetDatum(origin)));
+}
+
+/* The size of one pane's report. */
+Size
+TribAdhocReportSize(TribAdhocReport report, int ncols)
+{
+	if (report == TRIB_ADHOC_REPORT_WINDOWS)
+		return sizeof(TribAdhocWindowReport);
+	return sizeof(TribQualityColumnMetrics) * Max(ncols, 1);
+}
+
+/* What the function returns for a window, from its state (the one place it is read). */
+void
+TribAdhocReportRead(TribAdhocReport report, const TribQualityWindow *w, void *out)
+{
+	if (report == TRIB_ADHOC_REPORT_WINDOWS)
+	{
+		TribAdhocWindowReport *r = (TribAdhocWindowReport *) out;
+
+		TribQualityWindowRead(w, TribQualityDefaultWeights, &r->metrics);
+		r->newest_event = w->newest_event;
+		return;
+	}
+	for (int c = 0; c < w->ncols; c++)
+		TribQualityColumnRead(w, c, &((TribQualityColumnMetrics *) out)[c], true);
 }
 
 /* No panes: a new table, the memory of the panes before it freed. */
@@ -185,6 +250,7 @@ TribAdhocScannerInit(TribAdhocScanner *s, const TribAdhocScanSpec *spec, Relatio
 		s->hashes = palloc(sizeof(uint64) * Max(desc->natts, 1));
 		s->lastatt = desc->natts;
 	}
+	s->participant = -1;
 	s->panecxt = AllocSetContextCreate(cxt, "tributary quality panes", ALLOCSET_DEFAULT_SIZES);
 	TribAdhocScannerEmpty(s);
 	MemoryContextSwitchTo(old);
@@ -212,7 +278,10 @@ TribAdhocPane(TribAdhocScanner *s, TimestampTz t)
 		start = TribAdhocBin((Interval *) &spec->slide_iv, t, spec->origin);
 	s->last = hash_search(s->panes, &start, HASH_ENTER, &found);
 	if (!found)
+	{
 		s->last->window = TribQualityWindowCreate(spec->ncols, s->numeric, false, s->panecxt);
+		s->last->report = NULL;
+	}
 	return s->last->window;
 }
 
@@ -239,6 +308,8 @@ TribAdhocScanRow(TribAdhocScanner *s, TupleTableSlot *slot)
 	if (TIMESTAMP_NOT_FINITE(t) || (spec->has_from && t < spec->from) ||
 		(spec->has_to && t >= spec->to))
 		return;
+	s->range_min = Min(s->range_min, t);
+	s->range_max = Max(s->range_max, t);
 	w = TribAdhocPane(s, t);
 	TribQualityWindowAddEvent(w, t);
 	if (!(spec->parts & TRIB_QUALITY_PART_KEYS))
@@ -297,36 +368,72 @@ TribAdhocScannerPanes(TribAdhocScanner *s, TribAdhocPanes *panes)
 	qsort(sorted, panes->n, sizeof(TribAdhocPaneEntry), TribAdhocCompareStarts);
 	panes->starts = MemoryContextAlloc(s->cxt, sizeof(TimestampTz) * Max(panes->n, 1));
 	panes->states = MemoryContextAlloc(s->cxt, sizeof(TribQualityWindow *) * Max(panes->n, 1));
+	panes->reports = MemoryContextAlloc(s->cxt, sizeof(void *) * Max(panes->n, 1));
 	for (int p = 0; p < panes->n; p++)
 	{
 		panes->starts[p] = sorted[p].start;
 		panes->states[p] = sorted[p].window;
+		panes->reports[p] = sorted[p].report;
 	}
 	pfree(sorted);
 }
 
 /*
- * The next range of blocks to read, [*start, *start + *count); false when none is left.
- * Large ranges first, then smaller ones, so the participants finish close together.
+ * The next range of blocks to read, [*start, *start + *count), and its number in the
+ * ranges; false when none is left. Large ranges first, then smaller ones, so the
+ * participants finish close together.
  */
 static bool
-TribAdhocClaim(TribAdhocShared *shared, BlockNumber *start, BlockNumber *count)
+TribAdhocClaim(TribAdhocShared *shared, BlockNumber *start, BlockNumber *count, int *range)
 {
 	BlockNumber n;
 
 	SpinLockAcquire(&shared->mutex);
 	n = (shared->nblocks - shared->next) /
 		(BlockNumber) (shared->nparticipants * TRIB_ADHOC_CLAIMS_PER_SHARE);
-	n = Min(Max(n, TRIB_ADHOC_MIN_CLAIM), shared->nblocks - shared->next);
+	n = Min(Max(n, shared->min_claim), shared->nblocks - shared->next);
+	/* the last range there is room to note takes what is left (min_claim makes it rare) */
+	if (shared->nranges == shared->max_ranges - 1)
+		n = shared->nblocks - shared->next;
 	*start = shared->next;
 	shared->next += n;
+	*range = n > 0 ? shared->nranges++ : -1;
 	SpinLockRelease(&shared->mutex);
 	*count = n;
 	return n > 0;
 }
 
+/* Whether every block was claimed and every range read (so the ranges are final). */
+static bool
+TribAdhocAllRead(TribAdhocShared *shared)
+{
+	bool		all;
+
+	SpinLockAcquire(&shared->mutex);
+	all = shared->next >= shared->nblocks && shared->ranges_read == shared->nranges;
+	SpinLockRelease(&shared->mutex);
+	return all;
+}
+
+/* A range read: its times noted for the others, and whoever waits for the last woken. */
+static void
+TribAdhocRangeRead(TribAdhocScanner *s, TribAdhocShared *shared, int range)
+{
+	bool		all;
+
+	shared->ranges[range].participant = s->participant;
+	shared->ranges[range].min = s->range_min;
+	shared->ranges[range].max = s->range_max;
+	SpinLockAcquire(&shared->mutex);
+	shared->ranges_read++;
+	all = shared->next >= shared->nblocks && shared->ranges_read == shared->nranges;
+	SpinLockRelease(&shared->mutex);
+	if (all)
+		ConditionVariableBroadcast(&shared->all_read);
+}
+
 static void TribAdhocDrain(TribAdhocScanner *s, bool wait);
-static bool TribAdhocSendPanes(TribAdhocScanner *s);
+static bool TribAdhocSendPanes(TribAdhocScanner *s, TribAdhocShared *shared);
 
 /*
  * Read ranges of blocks until none is left, each a TID range scan with the read's
@@ -342,8 +449,9 @@ TribAdhocScanClaims(TribAdhocScanner *s, Relation rel, Snapshot snapshot,
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	BlockNumber start;
 	BlockNumber count;
+	int			range;
 
-	while (TribAdhocClaim(shared, &start, &count))
+	while (TribAdhocClaim(shared, &start, &count, &range))
 	{
 		ItemPointerData mintid;
 		ItemPointerData maxtid;
@@ -362,14 +470,19 @@ TribAdhocScanClaims(TribAdhocScanner *s, Relation rel, Snapshot snapshot,
 		else
 			table_rescan_tidrange(scan, &mintid, &maxtid);
 		s->lookups = 0;
+		s->range_min = DT_NOEND;
+		s->range_max = DT_NOBEGIN;
 		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
 		{
 			TribAdhocScanRow(s, slot);
 			if (s->queues != NULL && s->nrows % TRIB_ADHOC_DRAIN_ROWS == 0)
 				TribAdhocDrain(s, false);
 		}
-		if (s->mqh != NULL && s->lookups * TRIB_ADHOC_ORDERED_ROWS <= s->nrows - first &&
-			!TribAdhocSendPanes(s))
+		TribAdhocRangeRead(s, shared, range);
+		/* hopping windows: the panes of a range in time order go now (see file header) */
+		if (s->mqh != NULL && !s->spec->tumbling &&
+			s->lookups * TRIB_ADHOC_ORDERED_ROWS <= s->nrows - first &&
+			!TribAdhocSendPanes(s, NULL))
 			break;
 	}
 	if (scan != NULL)
@@ -397,32 +510,119 @@ TribAdhocSend(shm_mq_handle *mqh, shm_mq_iovec *iov, int iovcnt)
 	return shm_mq_sendv(mqh, iov, iovcnt, false, false) == SHM_MQ_SUCCESS;
 }
 
+/* The other participants' ranges, for a worker to tell the panes it had alone. */
+typedef struct TribAdhocOthers
+{
+	int			n;
+	TimestampTz *min;			/* ascending */
+	TimestampTz *max_so_far;	/* the largest max of the ranges up to this one */
+} TribAdhocOthers;
+
+/* Order of ranges by their first time. */
+static int
+TribAdhocCompareRanges(const void *a, const void *b)
+{
+	TimestampTz x = ((const TribAdhocRange *) a)->min;
+	TimestampTz y = ((const TribAdhocRange *) b)->min;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* The ranges read by participants other than me that held rows, in order of time. */
+static void
+TribAdhocOthersInit(TribAdhocOthers *o, TribAdhocShared *shared, int me)
+{
+	TribAdhocRange *ranges = palloc(sizeof(TribAdhocRange) * Max(shared->nranges, 1));
+
+	o->n = 0;
+	for (int k = 0; k < shared->nranges; k++)
+		if (shared->ranges[k].participant != me && shared->ranges[k].min <= shared->ranges[k].max)
+			ranges[o->n++] = shared->ranges[k];
+	qsort(ranges, o->n, sizeof(TribAdhocRange), TribAdhocCompareRanges);
+	o->min = palloc(sizeof(TimestampTz) * Max(o->n, 1));
+	o->max_so_far = palloc(sizeof(TimestampTz) * Max(o->n, 1));
+	for (int k = 0; k < o->n; k++)
+	{
+		o->min[k] = ranges[k].min;
+		o->max_so_far[k] = k == 0 ? ranges[k].max : Max(o->max_so_far[k - 1], ranges[k].max);
+	}
+	pfree(ranges);
+}
+
 /*
- * A worker's panes so far to the leader, each its start then its window's stored form;
- * then none. False when the leader is gone.
+ * Whether no other participant read a row with a time in [start, end): no range of theirs
+ * that starts before end reaches start.
  */
 static bool
-TribAdhocSendPanes(TribAdhocScanner *s)
+TribAdhocAlone(const TribAdhocOthers *o, TimestampTz start, TimestampTz end)
+{
+	int			lo = 0;
+	int			hi = o->n;
+
+	/* the ranges whose first time is before end: the first lo of them */
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (o->min[mid] < end)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo == 0 || o->max_so_far[lo - 1] < start;
+}
+
+/*
+ * A worker's panes so far to the leader: each a tag, its start, and its window's stored
+ * form or (with others: once every range is read, tumbling windows) its report when no
+ * other participant had rows in it; then none. False when the leader is gone.
+ */
+static bool
+TribAdhocSendPanes(TribAdhocScanner *s, TribAdhocShared *shared)
 {
 	MemoryContext scratch = AllocSetContextCreate(s->cxt, "tributary quality pane",
 												  ALLOCSET_DEFAULT_SIZES);
+	const TribAdhocScanSpec *spec = s->spec;
+	Size		report_size = TribAdhocReportSize(spec->report, spec->ncols);
+	char	   *report = palloc(report_size);
+	TribAdhocOthers others;
 	HASH_SEQ_STATUS seq;
 	TribAdhocPaneEntry *e;
 	bool		sent = true;
 
+	if (shared != NULL)
+		TribAdhocOthersInit(&others, shared, s->participant);
 	hash_seq_init(&seq, s->panes);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(scratch);
-		bytea	   *state = TribQualityWindowSerialize(e->window);
-		shm_mq_iovec iov[2];
+		TimestampTz end;
+		char		tag;
+		shm_mq_iovec iov[3];
 
+		if (pg_add_s64_overflow(e->start, spec->slide, &end))
+			end = PG_INT64_MAX;
+		iov[0].data = &tag;
+		iov[0].len = 1;
+		iov[1].data = (const char *) &e->start;
+		iov[1].len = sizeof(TimestampTz);
+		if (shared != NULL && TribAdhocAlone(&others, e->start, end))
+		{
+			tag = TRIB_ADHOC_MSG_REPORT;
+			TribAdhocReportRead(spec->report, e->window, report);
+			iov[2].data = report;
+			iov[2].len = report_size;
+		}
+		else
+		{
+			bytea	   *state = TribQualityWindowSerialize(e->window);
+
+			tag = TRIB_ADHOC_MSG_STATE;
+			iov[2].data = VARDATA(state);
+			iov[2].len = VARSIZE(state) - VARHDRSZ;
+		}
 		MemoryContextSwitchTo(old);
-		iov[0].data = (const char *) &e->start;
-		iov[0].len = sizeof(TimestampTz);
-		iov[1].data = VARDATA(state);
-		iov[1].len = VARSIZE(state) - VARHDRSZ;
-		if (!TribAdhocSend(s->mqh, iov, 2))
+		if (!TribAdhocSend(s->mqh, iov, 3))
 		{
 			hash_seq_term(&seq);
 			sent = false;
@@ -432,33 +632,65 @@ TribAdhocSendPanes(TribAdhocScanner *s)
 		s->sent++;
 	}
 	MemoryContextDelete(scratch);
+	pfree(report);
 	TribAdhocScannerEmpty(s);
 	return sent;
 }
 
-/* A worker's last message: how many panes it sent (8 bytes, shorter than any pane's). */
+/* A worker's last message: how many panes it sent. */
 static void
 TribAdhocSendEnd(TribAdhocScanner *s)
 {
-	shm_mq_iovec end;
+	char		tag = TRIB_ADHOC_MSG_END;
+	TimestampTz none = 0;
+	shm_mq_iovec iov[3];
 
-	end.data = (const char *) &s->sent;
-	end.len = sizeof(uint64);
-	(void) TribAdhocSend(s->mqh, &end, 1);
+	iov[0].data = &tag;
+	iov[0].len = 1;
+	iov[1].data = (const char *) &none;
+	iov[1].len = sizeof(TimestampTz);
+	iov[2].data = (const char *) &s->sent;
+	iov[2].len = sizeof(uint64);
+	(void) TribAdhocSend(s->mqh, iov, 3);
 }
 
-/* A pane from a worker into the leader's: adopted when new, else merged. */
+/* A worker that waits for the last range to be read, so that the ranges are final. */
 static void
-TribAdhocMergePane(TribAdhocScanner *s, TimestampTz start, const char *data, Size len,
-				   MemoryContext scratch)
+TribAdhocWaitAllRead(TribAdhocShared *shared)
+{
+	ConditionVariablePrepareToSleep(&shared->all_read);
+	while (!TribAdhocAllRead(shared))
+		ConditionVariableSleep(&shared->all_read, PG_WAIT_EXTENSION);
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * A pane from a worker into the leader's: a state adopted when new, else merged; a report
+ * kept (nobody else can have that pane).
+ */
+static void
+TribAdhocMergePane(TribAdhocScanner *s, char tag, TimestampTz start, const char *data,
+				   Size len, MemoryContext scratch)
 {
 	TribAdhocPaneEntry *e;
 	bool		found;
 
 	e = hash_search(s->panes, &start, HASH_ENTER, &found);
+	if (found && (e->report != NULL || tag == TRIB_ADHOC_MSG_REPORT))
+		elog(ERROR, "a pane of the parallel quality read came both as a report and otherwise");
+	if (tag == TRIB_ADHOC_MSG_REPORT)
+	{
+		if (len != TribAdhocReportSize(s->spec->report, s->spec->ncols))
+			elog(ERROR, "a parallel quality worker sent a report of %zu bytes", len);
+		e->window = NULL;
+		e->report = MemoryContextAlloc(s->panecxt, len);
+		memcpy(e->report, data, len);
+		return;
+	}
 	if (!found)
 	{
 		e->window = TribQualityWindowDeserialize(data, len, s->panecxt);
+		e->report = NULL;
 		return;
 	}
 	TribQualityWindowMerge(e->window, TribQualityWindowDeserialize(data, len, scratch));
@@ -480,6 +712,7 @@ TribAdhocDrain(TribAdhocScanner *s, bool wait)
 		{
 			Size		len;
 			void	   *data;
+			const char *msg;
 			TimestampTz start;
 			shm_mq_result res = shm_mq_receive(q->mqh[i], &len, &data, !wait);
 
@@ -491,20 +724,23 @@ TribAdhocDrain(TribAdhocScanner *s, bool wait)
 				q->done[i] = true;
 				break;
 			}
-			if (len == sizeof(uint64))
+			msg = (const char *) data;
+			if (len < TRIB_ADHOC_MSG_HEADER)
+				elog(ERROR, "a parallel quality worker sent a message of %zu bytes", len);
+			if (msg[0] == TRIB_ADHOC_MSG_END && len == TRIB_ADHOC_MSG_HEADER + sizeof(uint64))
 			{
 				uint64		sent;
 
-				memcpy(&sent, data, sizeof(uint64));
+				memcpy(&sent, msg + TRIB_ADHOC_MSG_HEADER, sizeof(uint64));
 				q->done[i] = true;
 				q->complete[i] = sent == q->received[i];
 				break;
 			}
-			if (len < sizeof(TimestampTz))
-				elog(ERROR, "a parallel quality worker sent a message of %zu bytes", len);
-			memcpy(&start, data, sizeof(TimestampTz));
-			TribAdhocMergePane(s, start, (const char *) data + sizeof(TimestampTz),
-							   len - sizeof(TimestampTz), q->scratch);
+			if (msg[0] != TRIB_ADHOC_MSG_STATE && msg[0] != TRIB_ADHOC_MSG_REPORT)
+				elog(ERROR, "a parallel quality worker sent a message of kind %d", msg[0]);
+			memcpy(&start, msg + 1, sizeof(TimestampTz));
+			TribAdhocMergePane(s, msg[0], start, msg + TRIB_ADHOC_MSG_HEADER,
+							   len - TRIB_ADHOC_MSG_HEADER, q->scratch);
 			q->received[i]++;
 		}
 	}
@@ -529,10 +765,10 @@ TribAdhocWorkers(Relation rel, BlockNumber nblocks)
 }
 
 /*
- * The parallel read (see the file header) into the leader's scanner; false when no worker
- * could be launched (nothing was read then).
+ * The parallel read (see the file header) into the leader's scanner, and its workers
+ * still finishing; NULL when no worker could be launched (nothing was read then).
  */
-static bool
+static ParallelContext *
 TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int nworkers,
 					  BlockNumber nblocks)
 {
@@ -542,12 +778,16 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 	char	   *queues_space;
 	TribAdhocQueues queues;
 	Size		specsize = TribAdhocScanSpecSize(spec->ncols);
+	BlockNumber min_claim = Max(TRIB_ADHOC_MIN_CLAIM, nblocks / TRIB_ADHOC_MAX_RANGES + 1);
+	int			max_ranges = (int) (nblocks / min_claim) + 2;
+	Size		sharedsize = add_size(offsetof(TribAdhocShared, ranges),
+									  mul_size(sizeof(TribAdhocRange), max_ranges));
 	Size		snapsize = EstimateSnapshotSpace(snapshot);
 	int			launched;
 
 	EnterParallelMode();
 	pcxt = CreateParallelContext(TRIB_ADHOC_LIBRARY, TRIB_ADHOC_WORKER_MAIN, nworkers);
-	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(TribAdhocShared));
+	shm_toc_estimate_chunk(&pcxt->estimator, sharedsize);
 	shm_toc_estimate_chunk(&pcxt->estimator, specsize);
 	shm_toc_estimate_chunk(&pcxt->estimator, snapsize);
 	shm_toc_estimate_chunk(&pcxt->estimator, mul_size(TRIB_ADHOC_QUEUE_SIZE, nworkers));
@@ -558,14 +798,19 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 		/* no dynamic shared memory segment to be had */
 		DestroyParallelContext(pcxt);
 		ExitParallelMode();
-		return false;
+		return NULL;
 	}
 
-	shared = shm_toc_allocate(pcxt->toc, sizeof(TribAdhocShared));
+	shared = shm_toc_allocate(pcxt->toc, sharedsize);
 	SpinLockInit(&shared->mutex);
 	shared->nblocks = nblocks;
 	shared->next = 0;
+	shared->min_claim = min_claim;
 	shared->nparticipants = nworkers + (parallel_leader_participation ? 1 : 0);
+	shared->max_ranges = max_ranges;
+	shared->nranges = 0;
+	shared->ranges_read = 0;
+	ConditionVariableInit(&shared->all_read);
 	shm_toc_insert(pcxt->toc, TRIB_ADHOC_KEY_SHARED, shared);
 	shm_toc_insert(pcxt->toc, TRIB_ADHOC_KEY_SPEC,
 				   memcpy(shm_toc_allocate(pcxt->toc, specsize), spec, specsize));
@@ -587,7 +832,7 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 	{
 		DestroyParallelContext(pcxt);
 		ExitParallelMode();
-		return false;
+		return NULL;
 	}
 	ereport(DEBUG1,
 			(errmsg_internal("tributary: reading \"%s\" in parallel", RelationGetRelationName(rel)),
@@ -607,25 +852,27 @@ TribAdhocScanParallel(TribAdhocScanner *s, Relation rel, Snapshot snapshot, int 
 		TribAdhocScanClaims(s, rel, snapshot, shared);
 	TribAdhocDrain(s, true);
 	s->queues = NULL;
-	/* raises a worker's error, if one failed */
-	WaitForParallelWorkersToFinish(pcxt);
+	MemoryContextDelete(queues.scratch);
 	for (int i = 0; i < launched; i++)
 		if (!queues.complete[i])
+		{
+			/* raises the worker's error, if it failed with one */
+			WaitForParallelWorkersToFinish(pcxt);
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("a parallel worker of tributary's quality read ended without its results"),
 					 errhint("See the server log for what ended it.")));
-	MemoryContextDelete(queues.scratch);
-	DestroyParallelContext(pcxt);
-	ExitParallelMode();
-	return true;
+		}
+	/* every pane is in: the workers finish while the leader reports (TribAdhocScanEnd) */
+	return pcxt;
 }
 
 /*
  * The panes of spec's table: read in parallel when the planner would read it in
- * parallel, else (or when no worker starts) in one serial scan.
+ * parallel, else (or when no worker starts) in one serial scan. With workers, returns
+ * them finishing: the caller passes that to TribAdhocScanEnd once it has reported.
  */
-void
+ParallelContext *
 TribAdhocScan(const TribAdhocScanSpec *spec, TribAdhocPanes *panes, MemoryContext cxt)
 {
 	Relation	rel = table_open(spec->relid, AccessShareLock);
@@ -633,15 +880,33 @@ TribAdhocScan(const TribAdhocScanSpec *spec, TribAdhocPanes *panes, MemoryContex
 	TribAdhocScanner scanner;
 	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
 	int			nworkers = TribAdhocWorkers(rel, nblocks);
+	ParallelContext *pcxt = NULL;
 
 	TribAdhocScannerInit(&scanner, spec, rel, cxt);
 	/* what a sequential scan locks for serializable transactions */
 	PredicateLockRelation(rel, snapshot);
-	if (nworkers == 0 || !TribAdhocScanParallel(&scanner, rel, snapshot, nworkers, nblocks))
+	if (nworkers > 0)
+		pcxt = TribAdhocScanParallel(&scanner, rel, snapshot, nworkers, nblocks);
+	if (pcxt == NULL)
 		TribAdhocScanSerial(&scanner, rel, snapshot);
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
 	TribAdhocScannerPanes(&scanner, panes);
+	return pcxt;
+}
+
+/*
+ * The end of a parallel read (pcxt from TribAdhocScan, or NULL): wait for the workers to
+ * finish, which raises a worker's late error, and leave parallel mode.
+ */
+void
+TribAdhocScanEnd(ParallelContext *pcxt)
+{
+	if (pcxt == NULL)
+		return;
+	WaitForParallelWorkersToFinish(pcxt);
+	DestroyParallelContext(pcxt);
+	ExitParallelMode();
 }
 
 /*
@@ -669,8 +934,11 @@ TribAdhocParallelMain(dsm_segment *seg, shm_toc *toc)
 	rel = table_open(spec->relid, AccessShareLock);
 	TribAdhocScannerInit(&scanner, spec, rel, cxt);
 	scanner.mqh = mqh;
+	scanner.participant = ParallelWorkerNumber;
 	TribAdhocScanClaims(&scanner, rel, snapshot, shared);
-	if (TribAdhocSendPanes(&scanner))
+	if (spec->tumbling)
+		TribAdhocWaitAllRead(shared);
+	if (TribAdhocSendPanes(&scanner, spec->tumbling ? shared : NULL))
 		TribAdhocSendEnd(&scanner);
 	table_close(rel, AccessShareLock);
 	UnregisterSnapshot(snapshot);

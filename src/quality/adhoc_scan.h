@@ -9,11 +9,26 @@
 
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "datatype/timestamp.h"
 #include "storage/dsm.h"
 #include "storage/shm_toc.h"
 
 #include "quality/window.h"
+
+/* What the function returns for a window: its row (window_quality), or a row per column. */
+typedef enum TribAdhocReport
+{
+	TRIB_ADHOC_REPORT_WINDOWS,	/* a TribAdhocWindowReport */
+	TRIB_ADHOC_REPORT_COLUMNS	/* a TribQualityColumnMetrics per watched column */
+} TribAdhocReport;
+
+/* window_quality's row for a window. */
+typedef struct TribAdhocWindowReport
+{
+	TribQualityWindowMetrics metrics;
+	TimestampTz newest_event;	/* DT_NOBEGIN when none */
+} TribAdhocWindowReport;
 
 /*
  * What a direct read reads and how it bins rows. Flat (no pointers), so a parallel
@@ -25,6 +40,8 @@ typedef struct TribAdhocScanSpec
 	AttrNumber	timeatt;
 	AttrNumber	keyatt;			/* 0: the whole row is the key */
 	int			parts;			/* TRIB_QUALITY_PART_* the caller reads (window.h) */
+	TribAdhocReport report;		/* what the caller returns for a window */
+	bool		tumbling;		/* the window is one pane (a worker may report it) */
 	int64		slide;			/* a pane's length in microseconds */
 	Interval	slide_iv;		/* the same, for date_bin before the origin */
 	TimestampTz origin;
@@ -39,22 +56,34 @@ typedef struct TribAdhocScanSpec
 #define TribAdhocScanSpecSize(ncols) \
 	(offsetof(TribAdhocScanSpec, atts) + sizeof(AttrNumber) * Max((ncols), 1))
 
-/* The panes with rows, in time order, each with its window state. */
+/*
+ * The panes with rows, in time order, each with its window state, or (tumbling windows
+ * read in parallel) its report from the worker that had it alone and no state.
+ */
 typedef struct TribAdhocPanes
 {
 	int			n;
 	TimestampTz *starts;
 	TribQualityWindow **states;
+	void	  **reports;		/* NULL when there is a state */
 } TribAdhocPanes;
+
+/* The size of a pane's report, and the report of a window's state. */
+extern Size TribAdhocReportSize(TribAdhocReport report, int ncols);
+extern void TribAdhocReportRead(TribAdhocReport report, const TribQualityWindow *w, void *out);
 
 /* date_bin(stride, t, origin), exactly as the query path bins panes. */
 extern TimestampTz TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin);
 
 /*
  * Read spec's table (a plain table or materialized view the caller may read, without
- * row-level security) into panes, whose states are allocated in cxt.
+ * row-level security) into panes, whose states are allocated in cxt. Read in parallel,
+ * it returns the workers still finishing (and parallel mode on): pass that to
+ * TribAdhocScanEnd before returning, after reading the panes.
  */
-extern void TribAdhocScan(const TribAdhocScanSpec *spec, TribAdhocPanes *panes, MemoryContext cxt);
+extern ParallelContext *TribAdhocScan(const TribAdhocScanSpec *spec, TribAdhocPanes *panes,
+									  MemoryContext cxt);
+extern void TribAdhocScanEnd(ParallelContext *pcxt);
 
 /* A parallel worker's part of TribAdhocScan (found by name in the library). */
 extern PGDLLEXPORT void TribAdhocParallelMain(dsm_segment *seg, shm_toc *toc);

@@ -43,7 +43,8 @@
  * Memory: per store, 8 bytes per bin its values span (a factor of 10 is 230 bins), with up
  * to as much again of room to grow (and for a range that slides upwards), at most
  * 2 * TRIB_DDS_MAX_BINS bins; a store starts at 16 bins. Values from 1e-6 to 5 take about
- * 12 KiB in memory and, stored as varints, 4 KiB. Cost per value: one log().
+ * 12 KiB in memory and, stored as varints, 4 KiB. Cost per value: a table look-up and a
+ * short series for the bin (log() only within 1e-7 of a bin edge; the same bins).
  *
  * Stored format (TribDdsSerialize), version TRIB_DDS_FORMAT_VERSION = 1; varints are
  * LEB128 (wire.h), doubles their IEEE bits little-endian:

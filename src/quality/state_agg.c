@@ -233,7 +233,7 @@ quality_metrics(PG_FUNCTION_ARGS)
 		elog(ERROR, "quality_metrics must return a record");
 	desc = BlessTupleDesc(desc);
 	TribQualityWindowRead(w, TribQualityDefaultWeights, &m);
-	i += TribQualityWindowDatums(w, &m, values + i, nulls + i);
+	i += TribQualityWindowDatums(&m, w->newest_event, values + i, nulls + i);
 	nulls[i] = !w->stream;
 	values[i++] = Int64GetDatum((int64) w->dead);
 	nulls[i] = !w->stream;

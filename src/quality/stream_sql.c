@@ -524,7 +524,7 @@ tributary_quality_now(PG_FUNCTION_ARGS)
 			TribQualityWindowRead(w, cfg->weights, &m);
 			values[i++] = TimestampTzGetDatum(s);
 			values[i++] = TimestampTzGetDatum(s + cfg->window);
-			i += TribQualityWindowDatums(w, &m, values + i, nulls + i);
+			i += TribQualityWindowDatums(&m, w->newest_event, values + i, nulls + i);
 			values[i++] = Int64GetDatum((int64) w->dead);
 			values[i++] = Int64GetDatum((int64) w->late);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -574,7 +574,7 @@ TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
  * Returns how many were filled (TRIB_QUALITY_WINDOW_DATUMS).
  */
 int
-TribQualityWindowDatums(const TribQualityWindow *w, const TribQualityWindowMetrics *m,
+TribQualityWindowDatums(const TribQualityWindowMetrics *m, TimestampTz newest_event,
 						Datum *values, bool *nulls)
 {
 	int			i = 0;
@@ -592,8 +592,8 @@ TribQualityWindowDatums(const TribQualityWindow *w, const TribQualityWindowMetri
 	values[i++] = Int64GetDatum(m->outliers);
 	nulls[i] = !m->has_score;
 	values[i++] = Float8GetDatum(m->score);
-	nulls[i] = w->newest_event == DT_NOBEGIN;
-	values[i++] = TimestampTzGetDatum(w->newest_event);
+	nulls[i] = newest_event == DT_NOBEGIN;
+	values[i++] = TimestampTzGetDatum(newest_event);
 	Assert(i == TRIB_QUALITY_WINDOW_DATUMS);
 	return i;
 }

@@ -92,7 +92,8 @@ typedef struct TribQualityColumnReader
  * TribQualityWindowCountRow): tributary.window_quality reports no distinct counts, means or
  * standard deviations, and column_quality no duplicates, so over a table each builds only
  * what it reads. Such a window is incomplete: only the parts it was built with are
- * meaningful. It merges with windows of the same parts, but is never stored or returned.
+ * meaningful. It merges with windows of the same parts (a parallel worker sends its own to
+ * the leader in the stored form), but is never stored in a table or returned as a state.
  */
 #define TRIB_QUALITY_PART_KEYS		0x01	/* the keys' set (duplicates) */
 #define TRIB_QUALITY_PART_DISTINCT	0x02	/* each column's distinct count */
@@ -186,7 +187,7 @@ extern void TribQualityColumnRead(const TribQualityWindow *w, int col,
 								  TribQualityColumnMetrics *m, bool distinct);
 /* the window-level values every result row of a window starts with (after start and end) */
 #define TRIB_QUALITY_WINDOW_DATUMS (4 + TRIB_QC_COUNT)
-extern int	TribQualityWindowDatums(const TribQualityWindow *w, const TribQualityWindowMetrics *m,
+extern int	TribQualityWindowDatums(const TribQualityWindowMetrics *m, TimestampTz newest_event,
 									Datum *values, bool *nulls);
 extern void TribQualityWindowRead(const TribQualityWindow *w, const double *weights,
 								  TribQualityWindowMetrics *m);
