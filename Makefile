@@ -1,8 +1,10 @@
 # tributary: PGXS build, tests and demo.
 #
 #   make            build the extension
-#   make tools      build tools/tributary-kafka-mock, the local Kafka broker
-#   make install    install it into the PostgreSQL found by PG_CONFIG
+#   make tools      build tools/tributary-kafka-mock (the local Kafka broker) and
+#                   tools/tributary-listen (the fan-out's listener client)
+#   make install    install the extension and tributary-listen into the PostgreSQL found by
+#                   PG_CONFIG
 #   make test       bootstrap, build, install, run every test (pg_regress, pgTAP, integration)
 #   make demo       bootstrap, build, install, run the demo on a private cluster
 #   make fuzz-sketch  fuzz the sketches' stored-form parsers (test/fuzz; not part of make test)
@@ -74,8 +76,9 @@ SHLIB_LINK = -lrdkafka
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include tools/kafka_mock.mk
+include tools/listen.mk
 include test/fuzz/fuzz.mk
-EXTRA_CLEAN = tools/tributary-kafka-mock test/fuzz/sketch_fuzz test/fuzz/dds_index_check
+EXTRA_CLEAN = tools/tributary-kafka-mock tools/tributary-listen test/fuzz/sketch_fuzz test/fuzz/dds_index_check
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)
