@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tributary needs to build, test and run its demo on a Debian 12 machine
-# that has only the PostgreSQL 15 server. Idempotent: installs only what is missing, and runs
+# that has only the PostgreSQL 15 server (and node-postgres for the client examples in
+# test/clients/node). Idempotent: installs only what is missing, and runs
 # `apt-get update` only when something is missing.
 set -euo pipefail
 
@@ -15,7 +16,24 @@ packages=(
 	kcat
 	redis-server
 	libipc-run-perl
+	libpq-dev
+	python3-psycopg
 )
+# The fan-out's client examples (test/clients/) run with Node.js and node-postgres: Debian's
+# nodejs and npm only where no Node.js with npm is installed already.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	packages+=(nodejs npm)
+fi
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# node-postgres for test/clients/node, from its package-lock.json (needs the npm registry).
+node_clients() {
+	if [ ! -f "$repo/test/clients/node/node_modules/pg/package.json" ]; then
+		echo "bootstrap: npm ci in test/clients/node" >&2
+		(cd "$repo/test/clients/node" && npm ci --no-audit --no-fund --silent)
+	fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +43,7 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+	node_clients
 	exit 0
 fi
 
@@ -45,3 +64,4 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1; then
 	$sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
+node_clients

@@ -23,6 +23,7 @@
  *                      seq is newer than last, and becomes last.
  *      An upsert without its record (payload "keys", or "truncated" because the record
  *      did not fit NOTIFY's 8000 bytes) re-reads that key with tributary.snapshot(S, K).
+ *      When even the key did not fit, the notification has none: hydrate again.
  *      A key's state also keeps the seq it was read at, so a notification older than a
  *      re-read record never overwrites it; a deleted key is kept as a tombstone (no record,
  *      a seq) until `last` has passed that seq.
@@ -629,7 +630,8 @@ HandleChange(Listener *L, const JsonMember *m, int64_t seq)
 	KeyEntry *held;
 	StepResult rc = STEP_OK;
 
-	if (key == NULL || op == NULL || (!is_delete && strcmp(op, "upsert") != 0))
+	if (op == NULL || (!is_delete && strcmp(op, "upsert") != 0) ||
+		(key == NULL && !JsonMemberIsTrue(&m[M_TRUNCATED])))
 	{
 		Log("notification without a key or with an unknown op: ignored");
 		goto done;
@@ -639,7 +641,7 @@ HandleChange(Listener *L, const JsonMember *m, int64_t seq)
 	if (L->opt.key != NULL)
 	{
 		/* one key: its seqs are increasing, not consecutive */
-		if (strcmp(key, L->opt.key) != 0 || seq <= L->last)
+		if ((key != NULL && strcmp(key, L->opt.key) != 0) || seq <= L->last)
 			goto done;
 		L->last = seq;
 	}
@@ -657,6 +659,12 @@ HandleChange(Listener *L, const JsonMember *m, int64_t seq)
 			goto done;
 		}
 		L->last = seq;
+	}
+	if (key == NULL)
+	{
+		/* a key too long for NOTIFY: which one changed is only in the snapshot */
+		RequestHydrate(L, "truncated", seq);
+		goto done;
 	}
 	/* a re-read may already hold a newer state of the key */
 	held = KeyTableFind(&L->state, key);
