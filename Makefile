@@ -58,7 +58,10 @@ OBJS = \
 	src/quality/settings.o \
 	src/quality/fold.o \
 	src/quality/alerts.o \
-	src/quality/stream_sql.o
+	src/quality/stream_sql.o \
+	src/fanout/snapshot.o \
+	src/fanout/notify.o \
+	src/fanout/snapshot_sql.o
 
 # Control file and install scripts live in control/; without EXTENSION set, MODULEDIR
 # sends DATA to share/extension as an extension's files.

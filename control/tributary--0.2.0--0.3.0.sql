@@ -100,6 +100,52 @@ ALTER TABLE @extschema@.quality_partials ALTER COLUMN state SET STORAGE EXTERNAL
 COMMENT ON TABLE @extschema@.quality_partials IS
     'Open quality windows, as per-batch partial states per pane; read them with tributary.quality_now().';
 
+-- Snapshots: the latest record per key of a stream (tributary.set_snapshot), kept by the
+-- snapshot stage in each batch's transaction (fanout/snapshot.c), and fan-out settings.
+CREATE TABLE @extschema@.snapshot_config (
+    stream         text PRIMARY KEY
+                   REFERENCES @extschema@.stream_catalog (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    "order"        text NOT NULL CHECK ("order" IN ('source', 'event_time')),
+    -- the stream's newest seq: each change (upsert or delete) takes the next one, in commit order
+    last_seq       bigint NOT NULL DEFAULT 0,
+    -- fan-out (tributary.set_fanout); channels NULL: none
+    channels       text[] CHECK (channels OPERATOR(pg_catalog.<@) '{stream,key}'),
+    payload        text CHECK (payload IN ('full', 'keys')),
+    min_interval   pg_catalog.interval,
+    heartbeat      pg_catalog.interval,
+    -- the last notification on the stream's channel (a change, a heartbeat or a resync)
+    notified_at    pg_catalog.timestamptz,
+    -- notifications skipped because the notification queue was too full, and whether
+    -- clients are owed a resync once it drains
+    skipped        bigint NOT NULL DEFAULT 0,
+    resync_pending boolean NOT NULL DEFAULT false,
+    created_at     pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE @extschema@.snapshot_config IS
+    'Snapshots per key and their fan-out; change them only with tributary.set_snapshot, drop_snapshot, set_fanout and drop_fanout.';
+
+-- One row per key ever seen; a deleted key keeps its row (record NULL) so that its seq
+-- and source position stay known. row_table, row_tid, row_xmin name the row as it
+-- landed in the target, which tributary.snapshot() shows under row-level security only
+-- when the caller may see that row.
+CREATE TABLE @extschema@.snapshots (
+    stream      text NOT NULL
+                REFERENCES @extschema@.snapshot_config (stream) ON DELETE CASCADE ON UPDATE CASCADE,
+    key         text NOT NULL,
+    seq         bigint NOT NULL,
+    record      jsonb,
+    updated_at  pg_catalog.timestamptz NOT NULL,
+    event_time  pg_catalog.timestamptz,
+    source_part text,
+    source_pos  bigint,
+    row_table   pg_catalog.oid,
+    row_tid     pg_catalog.tid,
+    row_xmin    pg_catalog.xid,
+    PRIMARY KEY (stream, key)
+);
+COMMENT ON TABLE @extschema@.snapshots IS
+    'The latest record per key of streams with a snapshot; read them with tributary.snapshot().';
+
 DROP VIEW @extschema@.stream_stats;
 DROP VIEW @extschema@.streams;
 
@@ -162,17 +208,20 @@ SELECT c.name AS stream,
        (SELECT count(DISTINCT p.pane_start) FROM @extschema@.quality_partials p
         WHERE q.stream IS NOT NULL AND p.stream = c.name) AS quality_open_panes,
        (SELECT sum(pg_catalog.octet_length(p.state)) FROM @extschema@.quality_partials p
-        WHERE q.stream IS NOT NULL AND p.stream = c.name)::bigint AS quality_state_bytes
+        WHERE q.stream IS NOT NULL AND p.stream = c.name)::bigint AS quality_state_bytes,
+       sc.last_seq AS snapshot_seq,
+       sc.skipped AS notifications_skipped
 FROM @extschema@.stream_catalog c
 JOIN @extschema@.streams s ON s.name = c.name
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
 LEFT JOIN @extschema@.quality_config q ON q.stream = c.name
+LEFT JOIN @extschema@.snapshot_config sc ON sc.stream = c.name
 UNION ALL
 SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,
        p.messages, p.rows, p.dead_letters, p.bytes, p.batches, p.last_commit,
        p.next_offset, p.high_watermark, p.lag, p.messages_per_sec,
        NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::interval,
-       NULL::bigint, NULL::bigint
+       NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint
 FROM parts p
 JOIN @extschema@.stream_catalog c ON c.id = p.stream_id;
 
@@ -846,3 +895,82 @@ CREATE FUNCTION @extschema@.quality_metrics(state pg_catalog.bytea,
 RETURNS record
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'quality_metrics';
+
+-- ---------------------------------------------------------------------------------------
+-- Snapshots per key and NOTIFY fan-out (docs/fanout.md)
+-- ---------------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.snapshot_config', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.snapshots', '');
+
+-- Everyone may read the settings; records only through tributary.snapshot(), which applies
+-- the caller's privileges on the target and its row-level security.
+GRANT SELECT ON @extschema@.snapshot_config TO PUBLIC;
+
+CREATE FUNCTION @extschema@.set_snapshot(stream pg_catalog.text, "order" pg_catalog.text DEFAULT 'source')
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_set_snapshot';
+CREATE FUNCTION @extschema@.drop_snapshot(stream pg_catalog.text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_drop_snapshot';
+CREATE FUNCTION @extschema@.snapshot(stream pg_catalog.text, key pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (key pg_catalog.text, seq pg_catalog.int8, record jsonb,
+               updated_at pg_catalog.timestamptz, stream_seq pg_catalog.int8)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'tributary_snapshot';
+CREATE FUNCTION @extschema@.snapshot_seq(stream pg_catalog.text)
+RETURNS pg_catalog.int8
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'tributary_snapshot_seq';
+CREATE FUNCTION @extschema@.set_fanout(stream pg_catalog.text,
+    channels pg_catalog.text[] DEFAULT '{stream,key}', payload pg_catalog.text DEFAULT 'full',
+    min_interval pg_catalog.interval DEFAULT NULL, heartbeat pg_catalog.interval DEFAULT '5 seconds')
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_set_fanout';
+CREATE FUNCTION @extschema@.drop_fanout(stream pg_catalog.text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_drop_fanout';
+CREATE FUNCTION @extschema@.fanout_channel(stream pg_catalog.text, key pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.text
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tributary_fanout_channel';
+COMMENT ON FUNCTION @extschema@.fanout_channel(pg_catalog.text, pg_catalog.text) IS
+    'The NOTIFY channel of a stream (key NULL) or of one of its keys; names over 63 bytes are shortened by a stable hash (docs/fanout.md).';
+
+-- ingest with message keys: a null payload with a key is a tombstone (deletes the key
+-- from the stream's snapshot).
+CREATE FUNCTION @extschema@.ingest(name text, payloads text[], keys text[])
+RETURNS @extschema@.ingest_result
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_ingest';
+CREATE FUNCTION @extschema@.ingest(name text, payloads bytea[], keys text[])
+RETURNS @extschema@.ingest_result
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_ingest';
+CREATE FUNCTION @extschema@.ingest(name text, payloads jsonb[], keys text[])
+RETURNS @extschema@.ingest_result
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tributary_ingest';
+
+REVOKE ALL ON FUNCTION @extschema@.set_snapshot(pg_catalog.text, pg_catalog.text),
+    @extschema@.drop_snapshot(pg_catalog.text, boolean),
+    @extschema@.snapshot(pg_catalog.text, pg_catalog.text),
+    @extschema@.snapshot_seq(pg_catalog.text),
+    @extschema@.set_fanout(pg_catalog.text, pg_catalog.text[], pg_catalog.text, pg_catalog.interval, pg_catalog.interval),
+    @extschema@.drop_fanout(pg_catalog.text, boolean),
+    @extschema@.fanout_channel(pg_catalog.text, pg_catalog.text),
+    @extschema@.ingest(text, text[], text[]), @extschema@.ingest(text, bytea[], text[]),
+    @extschema@.ingest(text, jsonb[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_snapshot(pg_catalog.text, pg_catalog.text),
+    @extschema@.drop_snapshot(pg_catalog.text, boolean),
+    @extschema@.snapshot(pg_catalog.text, pg_catalog.text),
+    @extschema@.snapshot_seq(pg_catalog.text),
+    @extschema@.set_fanout(pg_catalog.text, pg_catalog.text[], pg_catalog.text, pg_catalog.interval, pg_catalog.interval),
+    @extschema@.drop_fanout(pg_catalog.text, boolean),
+    @extschema@.fanout_channel(pg_catalog.text, pg_catalog.text),
+    @extschema@.ingest(text, text[], text[]), @extschema@.ingest(text, bytea[], text[]),
+    @extschema@.ingest(text, jsonb[], text[]) TO PUBLIC;

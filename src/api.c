@@ -356,8 +356,60 @@ TribIngestResult(FunctionCallInfo fcinfo, TribBatchCounts *counts)
 }
 
 /*
- * ingest(name, payload) and ingest(name, payloads[]): push messages through the same
- * path as a broker's, in the caller's transaction. Returns (accepted, dead_lettered).
+ * The message keys of ingest(name, payloads[], keys[]), one per payload (NULL: none); a
+ * null payload with a key is a tombstone.
+ */
+static void
+TribIngestKeys(FunctionCallInfo fcinfo, TribMessage *msgs, int nmsgs, bool *payload_nulls)
+{
+	ArrayType  *arr;
+	Datum	   *keys;
+	bool	   *keynulls;
+	int			nkeys;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("keys must not be null"),
+				 errhint("Pass one key per payload (a null element for a message without a key), or call ingest without keys.")));
+	arr = PG_GETARG_ARRAYTYPE_P(2);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &keys, &keynulls, &nkeys);
+	if (nkeys != nmsgs)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("ingest got %d payloads and %d keys", nmsgs, nkeys),
+				 errhint("Pass one key per payload, a null element for a message without a key.")));
+	for (int i = 0; i < nmsgs; i++)
+	{
+		if (payload_nulls[i] && keynulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("payload %d of the array is null and has no key", i + 1),
+					 errdetail("A null payload with a key is a tombstone: it deletes the key from the stream's snapshot."),
+					 errhint("Give the tombstone its key, or remove the element.")));
+		if (payload_nulls[i])
+		{
+			memset(&msgs[i], 0, sizeof(TribMessage));
+			msgs[i].data = "";
+			msgs[i].timestamp_ms = -1;
+			msgs[i].partition = -1;
+			msgs[i].offset = -1;
+			msgs[i].tombstone = true;
+		}
+		if (!keynulls[i])
+		{
+			text	   *key = DatumGetTextPP(keys[i]);
+
+			msgs[i].key = VARDATA_ANY(key);
+			msgs[i].key_len = VARSIZE_ANY_EXHDR(key);
+		}
+	}
+}
+
+/*
+ * ingest(name, payload), ingest(name, payloads[]) and ingest(name, payloads[], keys[]):
+ * push messages through the same path as a broker's, in the caller's transaction.
+ * Returns (accepted, dead_lettered).
  */
 Datum
 tributary_ingest(PG_FUNCTION_ARGS)
@@ -398,15 +450,19 @@ tributary_ingest(PG_FUNCTION_ARGS)
 
 		get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 		deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &elemnulls, &nmsgs);
-		for (int i = 0; i < nmsgs; i++)
-			if (elemnulls[i])
-				ereport(ERROR,
-						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("payload %d of the array is null", i + 1),
-						 errhint("Remove null elements; send an empty string for an empty message.")));
+		if (PG_NARGS() < 3)
+			for (int i = 0; i < nmsgs; i++)
+				if (elemnulls[i])
+					ereport(ERROR,
+							(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							 errmsg("payload %d of the array is null", i + 1),
+							 errhint("Remove null elements; send an empty string for an empty message, or pass keys to send tombstones.")));
 		msgs = palloc(sizeof(TribMessage) * Max(nmsgs, 1));
 		for (int i = 0; i < nmsgs; i++)
-			TribPayloadToMessage(elems[i], elemtype, &msgs[i]);
+			if (!elemnulls[i])
+				TribPayloadToMessage(elems[i], elemtype, &msgs[i]);
+		if (PG_NARGS() >= 3)
+			TribIngestKeys(fcinfo, msgs, nmsgs, elemnulls);
 	}
 	else
 	{

@@ -57,6 +57,9 @@ TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCoun
 	TribStageBatch stage_batch = {0};
 	TribStageBatch *stage = TribStreamHasStages(def) ? &stage_batch : NULL;
 
+	if (stage != NULL)
+		stage->tombstones = TribStreamTakesTombstones(def);
+
 	if (req->identity == TRIB_BATCH_AS_TABLE_OWNER)
 	{
 		TribOwnerContext table_owner;

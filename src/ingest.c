@@ -100,6 +100,7 @@ typedef struct TribBatch
 	bool		volatile_defaults;	/* a default a message may need is volatile */
 	int			cur_row;		/* the row an error belongs to, or -1 */
 	HeapTuple  *landed;			/* per chunk row: as stored, for stages; or NULL */
+	TribStageRow *landed_at;	/* per chunk row: where it was stored (tableoid, tid, xmin) */
 } TribBatch;
 
 /* Rows waiting for table_multi_insert into one relation (CopyFrom's CopyMultiInsertBuffer). */
@@ -280,8 +281,8 @@ TribFormatRange(TribBatch *b, int lo, int hi, int64 *count)
 		TribRow    *row = &b->rows[b->nrows];
 		char	   *space;
 
-		if (res->outcome == TRIB_DEAD)
-			continue;			/* rejected before reading */
+		if (res->outcome != TRIB_PENDING)
+			continue;			/* rejected before reading, or a tombstone */
 		space = palloc0((sizeof(Datum) + 2 * sizeof(bool)) * natts);
 		row->msg = i;
 		row->values = (Datum *) space;
@@ -409,6 +410,10 @@ TribKeepLanded(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, int r)
 		}
 	}
 	b->landed[r] = tuple;
+	b->landed_at[r].tableoid = RelationGetRelid(rri->ri_RelationDesc);
+	b->landed_at[r].tid = slot->tts_tid;
+	/* the (sub)transaction that inserted it, as heap_insert stamps xmin */
+	b->landed_at[r].xmin = GetCurrentTransactionId();
 	MemoryContextSwitchTo(old);
 }
 
@@ -891,6 +896,9 @@ TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, Oid key_outpu
 		row->tuple = tuple;
 		row->key = NULL;
 		row->has_event_time = false;
+		row->tableoid = b->landed_at[r].tableoid;
+		row->tid = b->landed_at[r].tid;
+		row->xmin = b->landed_at[r].xmin;
 		if (key_col >= 0)
 		{
 			value = heap_getattr(tuple, key_col + 1, desc, &isnull);
@@ -947,6 +955,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	if (stage != NULL)
 	{
 		b.landed = palloc0(sizeof(HeapTuple) * Max(nmsgs, 1));
+		b.landed_at = palloc0(sizeof(TribStageRow) * Max(nmsgs, 1));
 		MemoryContextSwitchTo(old);
 		stage->desc = CreateTupleDescCopy(RelationGetDescr(rel));
 		stage->rows = palloc(sizeof(TribStageRow) * Max(nmsgs, 1));
@@ -976,7 +985,9 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 			counts->messages++;
 			counts->bytes += msgs[hi].len;
 			chunk_bytes += msgs[hi].len;
-			if (msgs[hi].len > tributary_max_message_size)
+			if (msgs[hi].tombstone && stage != NULL && stage->tombstones)
+				results[hi].outcome = TRIB_TOMBSTONE;
+			else if (msgs[hi].len > tributary_max_message_size)
 			{
 				MemoryContextSwitchTo(old);
 				TribRejectOversized(&b, hi);

@@ -49,6 +49,7 @@
 #include "sources/source.h"
 #include "tributary.h"
 #include "quality/continuous.h"
+#include "fanout/fanout.h"
 
 #define TRIB_BACKOFF_MIN_MS 1000
 #define TRIB_BACKOFF_MAX_MS 60000
@@ -533,6 +534,26 @@ TribLauncherCloseQuality(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Heartbeats of idle streams with fan-out, and resyncs owed once the notification queue
+ * has room again. Returns the milliseconds until the next heartbeat is due, or -1.
+ */
+static long
+TribLauncherFanout(void)
+{
+	long		next;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "sending tributary heartbeats");
+	next = TribFanoutTick();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return next;
+}
+
 static void
 TribLauncherOnExit(int code, Datum arg)
 {
@@ -572,6 +593,12 @@ TribLauncherMain(Datum arg)
 		}
 		sleep_ms = TribReconcile();
 		TribLauncherCloseQuality();
+		{
+			long		heartbeat_ms = TribLauncherFanout();
+
+			if (heartbeat_ms >= 0)
+				sleep_ms = Min(sleep_ms, heartbeat_ms);
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

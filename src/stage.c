@@ -77,6 +77,16 @@ TribStreamHasStages(StreamDef *def)
 	return false;
 }
 
+/* Whether a stage that applies to the stream takes its tombstones. */
+bool
+TribStreamTakesTombstones(StreamDef *def)
+{
+	for (int i = 0; i < trib_nstages; i++)
+		if (trib_stages[i]->takes_tombstones && trib_stages[i]->applies(def))
+			return true;
+	return false;
+}
+
 /* Name the stage and the stream in the context of any error a stage raises. */
 static void
 TribStageErrorContext(void *arg)

@@ -30,6 +30,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "storage/itemptr.h"
 #include "datatype/timestamp.h"
 
 #include "tributary.h"
@@ -44,6 +45,10 @@ typedef struct TribStageRow
 	/* the stream's event time column (StreamDef.event_time_column) */
 	TimestampTz event_time;
 	bool		has_event_time; /* false when the stream has none or it is null */
+	/* where it was stored: its table (a partition, for partitioned targets), TID and xmin */
+	Oid			tableoid;
+	ItemPointerData tid;
+	TransactionId xmin;
 } TribStageRow;
 
 /*
@@ -65,6 +70,11 @@ typedef struct TribStageBatch
 	int			nrows;
 	int64		dead[TRIB_DEAD_REASONS];	/* dead-lettered messages by reason */
 	TimestampTz arrived;		/* when the batch was committed (its transaction's start) */
+	/*
+	 * whether tombstones (TribMessage.tombstone) were taken by a stage (takes_tombstones):
+	 * they then end TRIB_TOMBSTONE, with no row, and the stages find them in results
+	 */
+	bool		tombstones;
 } TribStageBatch;
 
 /* A stage; the registry keeps a pointer to it, so it must be static (const) storage. */
@@ -83,6 +93,12 @@ typedef struct TribStageRoutine
 	 * that is reset when it returns
 	 */
 	void		(*process) (const TribStageBatch *batch);
+
+	/*
+	 * true when the stage, where it applies, takes the stream's tombstones (a key without a
+	 * payload) as deletes: they are then neither inserted nor dead-lettered
+	 */
+	bool		takes_tombstones;
 } TribStageRoutine;
 
 /*
@@ -94,6 +110,9 @@ extern PGDLLEXPORT void TribRegisterStage(const TribStageRoutine *stage);
 
 /* Whether any stage applies to the stream: the batch path then keeps its rows. */
 extern bool TribStreamHasStages(StreamDef *def);
+
+/* Whether a stage that applies to the stream takes its tombstones. */
+extern bool TribStreamTakesTombstones(StreamDef *def);
 
 /*
  * Run the stages that apply to batch->def over the batch (batch.c), for every batch, also

@@ -19,6 +19,7 @@
 #include "shmem.h"
 #include "tributary.h"
 #include "quality/continuous.h"
+#include "fanout/fanout.h"
 
 PG_MODULE_MAGIC;
 
@@ -152,6 +153,7 @@ _PG_init(void)
 	TribShmemInitXactHooks();
 	TribOwnershipInit();
 	TribQualityInit();
+	TribSnapshotInit();
 	TribLauncherRegister();
 }
 

@@ -112,6 +112,12 @@ typedef struct TribMessage
 	const char *headers;		/* the headers as a JSON object text; NULL when none */
 	const char *position;		/* text position for sources whose positions are not
 								 * integers (Redis ids), or NULL */
+	/*
+	 * a tombstone: the message has a key and no payload (a null Kafka value, a null element
+	 * of tributary.ingest's payloads); a stream whose stages take tombstones (a snapshot)
+	 * deletes the key instead of inserting a row (data is then "", len 0)
+	 */
+	bool		tombstone;
 } TribMessage;
 
 extern const char *const TribMetaFieldNames[TRIB_META_COUNT];
@@ -120,7 +126,8 @@ typedef enum TribOutcome
 {
 	TRIB_PENDING = 0,
 	TRIB_INSERTED,
-	TRIB_DEAD
+	TRIB_DEAD,
+	TRIB_TOMBSTONE				/* a tombstone the stream's stages take: no row */
 } TribOutcome;
 
 /* Why a message was dead-lettered, for the counters stages see (stage.h). */

@@ -24,6 +24,7 @@
 #include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/float.h"
 #include "utils/hsearch.h"
@@ -43,6 +44,7 @@
 #include "quality/continuous.h"
 #include "quality/continuous_internal.h"
 #include "quality/window.h"
+#include "fanout/fanout.h"
 
 /* ---------------------------------------------------------------------------------------
  * Writing windows and alerts
@@ -55,6 +57,57 @@
  * Insert (revision 0) or update (an amendment) a closed window and its columns. closed_at
  * is the window's first closing time (freshness is measured at it).
  */
+/* A JSON timestamp (as to_json writes it) of t. */
+static void
+TribQualityJsonTime(StringInfo buf, const char *name, TimestampTz t)
+{
+	char		text[MAXDATELEN + 1];
+
+	appendStringInfo(buf, ",\"%s\":", name);
+	if (t == DT_NOBEGIN)
+		appendStringInfoString(buf, "null");
+	else
+		appendStringInfo(buf, "\"%s\"", JsonEncodeDateTime(text, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL));
+}
+
+/* A JSON number, or null. */
+static void
+TribQualityJsonNumber(StringInfo buf, const char *name, bool has, double value)
+{
+	appendStringInfo(buf, ",\"%s\":", name);
+	if (has && !isnan(value) && !isinf(value))
+		appendStringInfoString(buf, float8out_internal(value));
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/*
+ * A closed (or amended) window on the stream's quality channel, tributary.<stream>.quality:
+ * its window metrics as JSON (docs/fanout.md).
+ */
+static void
+TribQualityWindowNotify(TribQualityConfig *cfg, TimestampTz start, const TribQualityWindow *w,
+						int revision, const TribQualityWindowMetrics *m)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"stream\":");
+	escape_json(&buf, cfg->stream);
+	TribQualityJsonTime(&buf, "window_start", start);
+	TribQualityJsonTime(&buf, "window_end", start + cfg->window);
+	appendStringInfo(&buf, ",\"revision\":%d,\"rows\":" INT64_FORMAT ",\"duplicates\":" INT64_FORMAT,
+					 revision, (int64) m->rows, m->duplicates);
+	for (int c = 0; c < TRIB_QC_COUNT; c++)
+		TribQualityJsonNumber(&buf, TribQualityComponentNames[c], m->has_component[c], m->component[c]);
+	appendStringInfo(&buf, ",\"outliers\":" INT64_FORMAT, m->outliers);
+	TribQualityJsonNumber(&buf, "quality_score", m->has_score, m->score);
+	TribQualityJsonTime(&buf, "newest_event", w->newest_event);
+	appendStringInfo(&buf, ",\"dead_letters\":" INT64_FORMAT ",\"late_rows\":" INT64_FORMAT "}",
+					 (int64) w->dead, (int64) w->late);
+	TribFanoutQuality(cfg->stream, buf.data);
+}
+
 void
 TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start, const TribQualityWindow *w,
 					   TimestampTz closed_at, int revision, TribQualityWindowMetrics *m)
@@ -114,6 +167,7 @@ TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start, const TribQual
 				   "lag_p50 = excluded.lag_p50, lag_p90 = excluded.lag_p90, lag_p99 = excluded.lag_p99, "
 				   "freshness = excluded.freshness, closed_at = excluded.closed_at, state = excluded.state",
 				   TRIB_QW_NARGS, types, v, n, SPI_OK_INSERT);
+	TribQualityWindowNotify(cfg, start, w, revision, m);
 
 	/* the columns: replaced whole */
 	{

@@ -260,6 +260,7 @@ TribKafkaMessage(TribMessage *m, rd_kafka_message_t *msg)
 	rd_kafka_timestamp_type_t tstype;
 
 	m->data = msg->payload ? msg->payload : "";
+	m->tombstone = msg->payload == NULL && msg->key != NULL;
 	m->len = (int) msg->len;
 	m->topic = rd_kafka_topic_name(msg->rkt);
 	m->partition = msg->partition;
