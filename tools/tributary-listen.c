@@ -523,7 +523,7 @@ Hydrate(Listener *L, const char *reason, int64_t got)
  * notifications to ignore. Gone since: a tombstone at the stream's seq of the read.
  */
 static StepResult
-RereadKey(Listener *L, const char *key)
+RereadKey(Listener *L, const char *key, int64_t notified_seq)
 {
 	KeyTable one;
 	int64_t stream_seq = 0;
@@ -554,7 +554,8 @@ RereadKey(Listener *L, const char *key)
 		StrBufAppendInt64(&L->out, stream_seq);
 		KeyTableSet(&L->state, key, stream_seq, NULL);
 	}
-	StrBufAppendStr(&L->out, ",\"reread\":true");
+	StrBufAppendStr(&L->out, ",\"reread\":true,\"notified_seq\":");
+	StrBufAppendInt64(&L->out, notified_seq);
 	if (L->opt.key != NULL && stream_seq > L->last)
 		L->last = stream_seq;
 	KeyTableFree(&one);
@@ -601,7 +602,7 @@ ApplyChange(Listener *L, const char *key, int64_t seq, bool is_delete, const Jso
 	bool has_record = m[M_RECORD].type != JSON_ABSENT && !JsonMemberIsTrue(&m[M_TRUNCATED]);
 
 	if (!is_delete && !has_record)
-		return RereadKey(L, key);
+		return RereadKey(L, key, seq);
 	BeginEvent(L, is_delete ? "delete" : "upsert");
 	AppendMember(&L->out, "key");
 	StrBufAppendJsonString(&L->out, key);
