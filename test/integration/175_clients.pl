@@ -55,6 +55,9 @@ sub follow_with
 {
 	my ($name, @cmd) = @_;
 	my ($out, $err) = ("$outdir/$name.out", "$outdir/$name.err");
+	# every client starts from ann, bob and cid
+	sql($node, q{SELECT tributary.ingest('orders', '{"customer": "bob", "amount": 2}'::jsonb);
+		SELECT tributary.ingest('orders', ARRAY[NULL]::jsonb[], keys => ARRAY['dan'])});
 	my $h = IPC::Run::start([ @cmd, 'orders', scalar(@changes) ], '<', \undef, '>', $out, '2>', $err,
 		IPC::Run::timeout($timeout));
 	my $lines = sub { map { decode_json($_) } (-e $out ? slurp_file($out) : '') =~ /^(.*)\n/mg };
@@ -86,6 +89,8 @@ open(my $fh, '>', $changes_file) or die "cannot write $changes_file: $!";
 print $fh "$_;\n" for @changes;
 print $fh "SELECT 'done';\n";
 close $fh;
+sql($node, q{SELECT tributary.ingest('orders', '{"customer": "bob", "amount": 2}'::jsonb);
+	SELECT tributary.ingest('orders', ARRAY[NULL]::jsonb[], keys => ARRAY['dan'])});
 my $seq0 = sql($node, q{SELECT tributary.snapshot_seq('orders')});
 my $snapshot = sql($node, q{SELECT key || '|' || seq || '|' || record FROM tributary.snapshot('orders') ORDER BY key});
 my ($out, $err) = ('', '');
