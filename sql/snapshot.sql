@@ -135,12 +135,14 @@ SELECT tributary.set_fanout('sn', channels => NULL);
 SELECT tributary.set_fanout('sn', payload => 'all');
 SELECT tributary.set_fanout('sn', heartbeat => '0 seconds');
 SELECT tributary.set_fanout('sn', heartbeat => '1 month');
-SELECT tributary.set_fanout('sn', min_interval => '1 second');
+SELECT tributary.set_fanout('sn', min_interval => '0 seconds');
+-- min_interval throttles key channels only: the stream's channel keeps every seq
+SELECT tributary.set_fanout('sn', '{stream}', min_interval => '1 second');
 SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
 SELECT tributary.set_fanout('sn');
 SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
-SELECT tributary.set_fanout('sn', '{key}', 'keys', heartbeat => NULL);
-SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
+SELECT tributary.set_fanout('sn', '{key}', 'keys', min_interval => '250 ms', heartbeat => NULL);
+SELECT channels, payload, min_interval, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
 SELECT tributary.drop_fanout('sn');
 SELECT tributary.drop_fanout('sn');
 SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
