@@ -11,6 +11,9 @@
 # Usage: bench/ingest_local.sh [N=1000000] [BATCH=10000] [RUNS=3]
 # QUALITY=1: the stream keeps continuous quality windows (one-minute windows over at,
 # duplicates by id, every column watched), to measure what they cost.
+# SNAPSHOT=1: the stream keeps a snapshot per key; SNAPSHOT_KEY is its key column (default
+# name: 10000 keys, each once per batch of 10000), FANOUT=1 also notifies every change
+# (channels '{stream,key}', nobody listening), to measure what they cost (docs/fanout.md).
 # PERF=1: one more ingest pass, not counted, under perf record -g on its backend; prints the
 # top symbols by self time.
 set -euo pipefail
@@ -45,8 +48,10 @@ ALTER TABLE batches ALTER payloads SET STORAGE EXTERNAL;
 INSERT INTO batches
 SELECT (i - 1) / $batch, array_agg(payload ORDER BY i) FROM messages GROUP BY 1;
 SELECT tributary.create_stream('bench', 'target', 'local', '{"format": "json"}',
-                               key => 'id', event_time => 'at');
-SELECT tributary.set_quality('bench', '1 minute') WHERE ${QUALITY:-0} = 1;
+                               key => '${SNAPSHOT_KEY:-name}', event_time => 'at');
+SELECT tributary.set_quality('bench', '1 minute', key_column => 'id') WHERE ${QUALITY:-0} = 1;
+SELECT tributary.set_snapshot('bench') WHERE ${SNAPSHOT:-0} = 1;
+SELECT tributary.set_fanout('bench') WHERE ${FANOUT:-0} = 1;
 COPY (SELECT (payload::jsonb ->> 'id')::bigint, payload::jsonb ->> 'name',
              (payload::jsonb ->> 'at')::timestamptz, (payload::jsonb ->> 'value')::float8,
              payload::jsonb ->> 'tag' FROM messages ORDER BY i)

@@ -141,8 +141,13 @@ CREATE TABLE @extschema@.snapshots (
     row_table   pg_catalog.oid,
     row_tid     pg_catalog.tid,
     row_xmin    pg_catalog.xid,
+    -- the key's channel: its last notification, and whether a change waits for min_interval
+    notified_at    pg_catalog.timestamptz,
+    notify_pending boolean NOT NULL DEFAULT false,
     PRIMARY KEY (stream, key)
-);
+) WITH (fillfactor = 70);	-- every change updates its key's row: room for HOT updates
+-- (notified_at is not indexed, so that an unthrottled key's update stays a HOT update)
+CREATE INDEX snapshots_pending_idx ON @extschema@.snapshots (stream) WHERE notify_pending;
 COMMENT ON TABLE @extschema@.snapshots IS
     'The latest record per key of streams with a snapshot; read them with tributary.snapshot().';
 

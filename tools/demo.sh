@@ -280,6 +280,39 @@ run -c "SELECT window_start, kind, round(quality_score::numeric, 3) AS score, fa
         FROM tributary.alerts WHERE stream = 'sensor' ORDER BY id"
 run -c "SELECT alert ->> 'kind' AS kind, alert ->> 'window_start' AS window_start FROM demo.pages ORDER BY paged_at"
 
+echo "== snapshots and fan-out: the latest order per customer, and a listener following one"
+# From here on the orders stream keeps each customer's latest order and notifies changes.
+# tributary-listen LISTENs, reads the snapshot, then follows: one JSON line per event.
+run >/dev/null -c "SELECT tributary.set_snapshot('orders');
+                   SELECT tributary.set_fanout('orders', heartbeat => '2 seconds')"
+listen_bin="$(trib_pg_bindir)/tributary-listen"
+[ -x "$listen_bin" ] || fail "tributary-listen is not installed in $(trib_pg_bindir)"
+trib_as_user "$listen_bin" -d "host=$PGHOST port=$PGPORT dbname=postgres application_name=demo-listener" \
+	--stream orders --key c7 >"$tmp/listen.out" 2>"$tmp/listen.err" &
+listen_pid=$!
+for _ in $(seq 100); do grep -q '"event":"hydrate' "$tmp/listen.out" && break; sleep 0.1; done
+grep -q '"event":"hydrate' "$tmp/listen.out" || fail "tributary-listen did not hydrate: $(cat "$tmp/listen.err")"
+# three new orders of customer c7 and one of c8; then a tombstone (a NULL value) for c7
+produce() {
+	printf '%b' "$@" | kcat -P -b "$bootstrap" -t orders -D $'\x1e' -K $'\x1f' -Z 2>"$tmp/kafka/kcat.err" ||
+		fail "kcat could not produce to $bootstrap: $(cat "$tmp/kafka/kcat.err")"
+}
+produce 'c7\x1f{"order_id": 900001, "customer": "c7", "amount": 10, "placed_at": "2026-11-23T12:00:00Z"}\x1e' \
+	'c8\x1f{"order_id": 900002, "customer": "c8", "amount": 11, "placed_at": "2026-11-23T12:00:01Z"}\x1e' \
+	'c7\x1f{"order_id": 900003, "customer": "c7", "amount": 12, "placed_at": "2026-11-23T12:00:02Z"}\x1e' \
+	'c7\x1f{"order_id": 900004, "customer": "c7", "amount": 13, "placed_at": "2026-11-23T12:00:03Z"}\x1e'
+for _ in $(seq 150); do grep -q '900004' "$tmp/listen.out" && break; sleep 0.1; done
+grep -q '900004' "$tmp/listen.out" || fail "tributary-listen did not see order 900004: $(cat "$tmp/listen.err")"
+run -c "SELECT key, seq, record ->> 'order_id' AS order_id, record ->> 'amount' AS amount, stream_seq
+        FROM tributary.snapshot('orders') ORDER BY seq"
+produce 'c7\x1f\x1e'
+for _ in $(seq 150); do grep -q '"event":"delete"' "$tmp/listen.out" && break; sleep 0.1; done
+kill -TERM "$listen_pid"
+wait "$listen_pid" || fail "tributary-listen failed: $(cat "$tmp/listen.err")"
+echo "tributary-listen --stream orders --key c7 printed:"
+sed 's/^/  /' "$tmp/listen.out"
+run -c "SELECT key, seq, record IS NULL AS deleted FROM tributary.snapshots WHERE stream = 'orders' ORDER BY seq"
+
 echo "== the same insert path without a broker: a local stream, fed by tributary.ingest"
 run >/dev/null <<'SQL'
 CREATE TABLE phone_orders (LIKE orders INCLUDING ALL);

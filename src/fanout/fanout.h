@@ -35,6 +35,7 @@ typedef struct TribSnapshotConfig
 	bool		channel_key;
 	bool		payload_keys;	/* payload = 'keys': no record */
 	int64		heartbeat_us;	/* 0: none */
+	int64		min_interval_us;	/* a key channel's least interval; 0: none */
 	TimestampTz notified_at;	/* DT_NOBEGIN: never */
 	int64		skipped;
 	bool		resync_pending;
@@ -56,7 +57,7 @@ extern char *TribFanoutChannel(const char *stream, const char *key, const char *
 extern bool TribFanoutQueueHasRoom(void);
 extern void TribFanoutNotice(TribSnapshotConfig *cfg, const char *kind);
 extern void TribFanoutChange(TribSnapshotConfig *cfg, const char *key, int64 seq, bool deleted,
-							 const char *record);
+							 const char *record, bool to_stream, bool to_key);
 extern long TribFanoutTick(void);
 extern void TribFanoutQuality(const char *stream, const char *payload);
 

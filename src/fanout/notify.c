@@ -107,11 +107,11 @@ TribFanoutNotice(TribSnapshotConfig *cfg, const char *kind)
 
 /*
  * One change: its payload (the record, unless the stream's payload is 'keys' or it would
- * not fit NOTIFY's limit) on the stream's channel and the key's, as the stream has them.
+ * not fit NOTIFY's limit) on the stream's channel and on the key's, as asked.
  */
 void
 TribFanoutChange(TribSnapshotConfig *cfg, const char *key, int64 seq, bool deleted,
-				 const char *record)
+				 const char *record, bool to_stream, bool to_key)
 {
 	StringInfoData payload;
 	int			head;
@@ -146,9 +146,9 @@ TribFanoutChange(TribSnapshotConfig *cfg, const char *key, int64 seq, bool delet
 		appendStringInfo(&payload, ",\"seq\":" INT64_FORMAT ",\"op\":\"%s\",\"truncated\":true}", seq,
 						 deleted ? "delete" : "upsert");
 	}
-	if (cfg->channel_stream)
+	if (to_stream)
 		Async_Notify(TribFanoutChannel(cfg->stream, NULL, NULL), payload.data);
-	if (cfg->channel_key)
+	if (to_key)
 		Async_Notify(TribFanoutChannel(cfg->stream, key, NULL), payload.data);
 }
 
@@ -166,6 +166,62 @@ TribFanoutQuality(const char *stream, const char *payload)
  */
 
 /*
+ * The key channels' changes that waited for min_interval and may go now, each with the
+ * key's current state (SPI connected, under the stream's seq lock). Returns the
+ * microseconds until the next waiting one may go, or -1 when none waits.
+ */
+static int64
+TribFanoutFlushKeys(TribSnapshotConfig *cfg, TimestampTz now)
+{
+	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	int			n;
+	char	  **keys;
+	char	  **records;
+	int64	   *seqs;
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(cfg->stream);
+	values[1] = TimestampTzGetDatum(now);
+	values[2] = TimestampTzGetDatum(now - cfg->min_interval_us);
+	if (SPI_execute_with_args("SELECT key, seq, record FROM tributary.snapshots "
+							  "WHERE stream OPERATOR(pg_catalog.=) $1 AND notify_pending "
+							  "AND notified_at OPERATOR(pg_catalog.<=) $3 ORDER BY seq",
+							  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "tributary: could not read tributary.snapshots");
+	n = (int) SPI_processed;
+	keys = palloc(sizeof(char *) * Max(n, 1));
+	records = palloc(sizeof(char *) * Max(n, 1));
+	seqs = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		seqs[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		records[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+	}
+	if (n > 0)
+	{
+		for (int i = 0; i < n; i++)
+			TribFanoutChange(cfg, keys[i], seqs[i], records[i] == NULL,
+							 cfg->payload_keys ? NULL : records[i], false, true);
+		if (SPI_execute_with_args("UPDATE tributary.snapshots SET notify_pending = false, notified_at = $2 "
+								  "WHERE stream OPERATOR(pg_catalog.=) $1 AND notify_pending "
+								  "AND notified_at OPERATOR(pg_catalog.<=) $3",
+								  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "tributary: could not update tributary.snapshots");
+	}
+	if (SPI_execute_with_args("SELECT min(notified_at) FROM tributary.snapshots "
+							  "WHERE stream OPERATOR(pg_catalog.=) $1 AND notify_pending",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "tributary: could not read tributary.snapshots");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return -1;
+	return Max(DatumGetTimestampTz(d) + cfg->min_interval_us - now, 0);
+}
+
+/*
  * One stream: a resync owed or a heartbeat due goes out, unless a batch of the stream is in
  * flight (it notifies itself) or the queue is still too full. Returns the microseconds until
  * its next heartbeat is due, or -1 when none.
@@ -179,7 +235,7 @@ TribFanoutTickStream(const char *stream, TimestampTz now)
 	if (cfg == NULL || !cfg->fanout)
 		return -1;
 	if (!TribSnapshotLock(cfg->stream_id, false))
-		return cfg->heartbeat_us > 0 ? cfg->heartbeat_us : -1;
+		return cfg->heartbeat_us > 0 ? Min(cfg->heartbeat_us, USECS_PER_SEC) : USECS_PER_SEC;
 	cfg = TribSnapshotConfigLoad(stream);
 	if (cfg == NULL || !cfg->fanout)
 		return -1;
@@ -187,11 +243,18 @@ TribFanoutTickStream(const char *stream, TimestampTz now)
 	if (cfg->resync_pending || (cfg->heartbeat_us > 0 && since >= cfg->heartbeat_us))
 	{
 		if (!TribFanoutQueueHasRoom())
-			return cfg->heartbeat_us > 0 ? cfg->heartbeat_us : -1;
+			return USECS_PER_SEC;
 		TribFanoutNotice(cfg, cfg->resync_pending ? "resync" : "heartbeat");
 		cfg->notified_at = now;
 		TribSnapshotStore(cfg);
 		since = 0;
+	}
+	if (cfg->channel_key && cfg->min_interval_us > 0 && TribFanoutQueueHasRoom())
+	{
+		int64		waiting = TribFanoutFlushKeys(cfg, now);
+
+		if (waiting >= 0 && (cfg->heartbeat_us <= 0 || waiting < cfg->heartbeat_us - since))
+			return waiting;
 	}
 	if (cfg->heartbeat_us <= 0)
 		return -1;

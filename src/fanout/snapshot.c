@@ -54,6 +54,13 @@
 #include "position.h"
 #include "stage.h"
 
+/* This file's statements, planned once per process (TribSnapSpi). */
+static SPIPlanPtr plan_config = NULL;
+static SPIPlanPtr plan_store = NULL;
+static SPIPlanPtr plan_applies = NULL;
+static SPIPlanPtr plan_stored = NULL;
+static SPIPlanPtr plan_write = NULL;
+
 /* What is known of a key: stored, or a change of the batch. */
 typedef struct TribSnapState
 {
@@ -81,6 +88,10 @@ typedef struct TribSnapKey
 	TribSnapState state;
 	TribSnapState stored;
 	TribSnapChange *winner;		/* NULL: unchanged */
+	/* the key's channel: its last notification (DT_NOBEGIN: none), and this batch's */
+	TimestampTz notified_at;
+	bool		notify_now;
+	bool		notify_pending;
 } TribSnapKey;
 
 /* ---------------------------------------------------------------------------------------
@@ -109,11 +120,28 @@ TribSnapshotForget(void)
 	applies_lxid = InvalidLocalTransactionId;
 }
 
+/*
+ * Run one of this file's statements (SPI connected, as the extension's owner), planned once
+ * per process: *plan caches it (PostgreSQL re-plans a kept plan when the tables change).
+ */
 static void
-TribSnapSpi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
+TribSnapSpi(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
+			const char *nulls, int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	int			rc;
 
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL)
+			elog(ERROR, "tributary snapshot: could not prepare (%s): %s",
+				 SPI_result_code_string(SPI_result), sql);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "tributary snapshot: could not keep the plan of: %s", sql);
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "tributary snapshot: statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
@@ -132,11 +160,12 @@ TribSnapshotConfigLoad(const char *stream)
 	TupleDesc	desc;
 	bool		isnull;
 
-	TribSnapSpi("SELECT s.id, c.\"order\" OPERATOR(pg_catalog.=) 'event_time', c.last_seq, "
+	TribSnapSpi(&plan_config, "SELECT s.id, c.\"order\" OPERATOR(pg_catalog.=) 'event_time', c.last_seq, "
 				"c.channels IS NOT NULL, 'stream' OPERATOR(pg_catalog.=) ANY (c.channels), "
 				"'key' OPERATOR(pg_catalog.=) ANY (c.channels), c.payload OPERATOR(pg_catalog.=) 'keys', "
 				"(pg_catalog.date_part('epoch', c.heartbeat) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, "
-				"c.notified_at, c.skipped, c.resync_pending "
+				"c.notified_at, c.skipped, c.resync_pending, "
+				"(pg_catalog.date_part('epoch', c.min_interval) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 "
 				"FROM tributary.snapshot_config c JOIN tributary.stream_catalog s ON s.name OPERATOR(pg_catalog.=) c.stream "
 				"WHERE c.stream OPERATOR(pg_catalog.=) $1",
 				1, types, values, NULL, SPI_OK_SELECT);
@@ -167,6 +196,12 @@ TribSnapshotConfigLoad(const char *stream)
 		cfg->notified_at = DT_NOBEGIN;
 	cfg->skipped = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
 	cfg->resync_pending = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+	if (cfg->fanout)
+	{
+		cfg->min_interval_us = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+		if (isnull)
+			cfg->min_interval_us = 0;
+	}
 	return cfg;
 }
 
@@ -184,7 +219,7 @@ TribSnapshotStore(TribSnapshotConfig *cfg)
 	nulls[2] = cfg->notified_at == DT_NOBEGIN ? 'n' : ' ';
 	values[3] = Int64GetDatum(cfg->skipped);
 	values[4] = BoolGetDatum(cfg->resync_pending);
-	TribSnapSpi("UPDATE tributary.snapshot_config SET last_seq = $2, notified_at = $3, skipped = $4, "
+	TribSnapSpi(&plan_store, "UPDATE tributary.snapshot_config SET last_seq = $2, notified_at = $3, skipped = $4, "
 				"resync_pending = $5 WHERE stream OPERATOR(pg_catalog.=) $1",
 				5, types, values, nulls, SPI_OK_UPDATE);
 }
@@ -224,7 +259,7 @@ TribSnapshotApplies(StreamDef *def)
 	TribBecomeExtensionOwner(&owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	TribSnapSpi("SELECT 1 FROM tributary.snapshot_config WHERE stream OPERATOR(pg_catalog.=) $1",
+	TribSnapSpi(&plan_applies, "SELECT 1 FROM tributary.snapshot_config WHERE stream OPERATOR(pg_catalog.=) $1",
 				1, types, values, NULL, SPI_OK_SELECT);
 	applies_answer = SPI_processed > 0;
 	SPI_finish();
@@ -342,7 +377,7 @@ TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys, int nkeys)
 		elems[i++] = CStringGetTextDatum(k->key);
 	values[0] = CStringGetTextDatum(cfg->stream);
 	values[1] = PointerGetDatum(construct_array(elems, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
-	TribSnapSpi("SELECT key, record IS NULL, event_time, source_part, source_pos "
+	TribSnapSpi(&plan_stored, "SELECT key, record IS NULL, event_time, source_part, source_pos, notified_at "
 				"FROM tributary.snapshots WHERE stream OPERATOR(pg_catalog.=) $1 "
 				"AND key OPERATOR(pg_catalog.=) ANY ($2)",
 				2, types, values, NULL, SPI_OK_SELECT);
@@ -368,6 +403,8 @@ TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys, int nkeys)
 		k->stored.pos = isnull ? -1 : DatumGetInt64(d);
 		if (isnull)
 			k->stored.part = NULL;
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		k->notified_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
 		k->state = k->stored;
 	}
 }
@@ -428,11 +465,15 @@ TribSnapWrite(TribSnapshotConfig *cfg, TribSnapKey **changed, int nchanged, Datu
 	bool	   *timenull = palloc0(sizeof(bool) * nchanged);
 	bool	   *partnull = palloc0(sizeof(bool) * nchanged);
 	bool	   *rownull = palloc0(sizeof(bool) * nchanged);
+	Datum	   *notified = palloc(sizeof(Datum) * nchanged);
+	bool	   *notifiednull = palloc0(sizeof(bool) * nchanged);
+	Datum	   *pending = palloc(sizeof(Datum) * nchanged);
 	int			dims[1] = {nchanged};
 	int			lbs[1] = {1};
-	Oid			types[11] = {TEXTOID, TIMESTAMPTZOID, TEXTARRAYOID, INT8ARRAYOID, JSONBARRAYOID,
-	TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID, OIDARRAYOID, TIDARRAYOID, XIDARRAYOID};
-	Datum		values[11];
+	Oid			types[13] = {TEXTOID, TIMESTAMPTZOID, TEXTARRAYOID, INT8ARRAYOID, JSONBARRAYOID,
+		TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID, OIDARRAYOID, TIDARRAYOID, XIDARRAYOID,
+	TIMESTAMPTZARRAYOID, BOOLARRAYOID};
+	Datum		values[13];
 
 	for (int i = 0; i < nchanged; i++)
 	{
@@ -447,6 +488,9 @@ TribSnapWrite(TribSnapshotConfig *cfg, TribSnapKey **changed, int nchanged, Datu
 		parts[i] = partnull[i] ? (Datum) 0 : CStringGetTextDatum(c->state.part);
 		poss[i] = Int64GetDatum(c->state.pos);
 		rownull[i] = c->row == NULL;
+		notifiednull[i] = changed[i]->notified_at == DT_NOBEGIN;
+		notified[i] = TimestampTzGetDatum(changed[i]->notified_at);
+		pending[i] = BoolGetDatum(changed[i]->notify_pending);
 		if (c->row != NULL)
 		{
 			ItemPointer tid = palloc(sizeof(ItemPointerData));
@@ -471,17 +515,22 @@ TribSnapWrite(TribSnapshotConfig *cfg, TribSnapKey **changed, int nchanged, Datu
 	values[9] = PointerGetDatum(construct_md_array(tids, rownull, 1, dims, lbs, TIDOID,
 												   sizeof(ItemPointerData), false, TYPALIGN_SHORT));
 	values[10] = PointerGetDatum(construct_md_array(xmins, rownull, 1, dims, lbs, XIDOID, 4, true, TYPALIGN_INT));
-	TribSnapSpi("INSERT INTO tributary.snapshots AS s (stream, key, seq, record, updated_at, event_time, "
-				"source_part, source_pos, row_table, row_tid, row_xmin) "
-				"SELECT $1, u.k, u.q, u.r, $2, u.e, u.p, u.o, u.t, u.c, u.x "
+	values[11] = PointerGetDatum(construct_md_array(notified, notifiednull, 1, dims, lbs, TIMESTAMPTZOID, 8,
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[12] = PointerGetDatum(construct_array(pending, nchanged, BOOLOID, 1, true, TYPALIGN_CHAR));
+	TribSnapSpi(&plan_write, "INSERT INTO tributary.snapshots AS s (stream, key, seq, record, updated_at, event_time, "
+				"source_part, source_pos, row_table, row_tid, row_xmin, notified_at, notify_pending) "
+				"SELECT $1, u.k, u.q, u.r, $2, u.e, u.p, u.o, u.t, u.c, u.x, u.n, u.w "
 				"FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
 				"pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), "
-				"pg_catalog.unnest($10), pg_catalog.unnest($11)) AS u(k, q, r, e, p, o, t, c, x) "
+				"pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), "
+				"pg_catalog.unnest($13)) AS u(k, q, r, e, p, o, t, c, x, n, w) "
 				"ON CONFLICT (stream, key) DO UPDATE SET seq = excluded.seq, record = excluded.record, "
 				"updated_at = excluded.updated_at, event_time = excluded.event_time, "
 				"source_part = excluded.source_part, source_pos = excluded.source_pos, "
-				"row_table = excluded.row_table, row_tid = excluded.row_tid, row_xmin = excluded.row_xmin",
-				11, types, values, NULL, SPI_OK_INSERT);
+				"row_table = excluded.row_table, row_tid = excluded.row_tid, row_xmin = excluded.row_xmin, "
+				"notified_at = excluded.notified_at, notify_pending = excluded.notify_pending",
+				13, types, values, NULL, SPI_OK_INSERT);
 }
 
 /* The stage (the file header). */
@@ -504,18 +553,11 @@ TribSnapshotProcess(const TribStageBatch *batch)
 	if (nchanges == 0)
 		return;
 
+	/* one batch of the stream at a time from here to its commit; then the latest progress */
+	(void) TribSnapshotLock(batch->def->id, true);
 	TribBecomeExtensionOwner(&owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	cfg = TribSnapshotConfigLoad(batch->def->name);
-	if (cfg == NULL)
-	{
-		SPI_finish();
-		TribRestoreUser(&owner);
-		return;
-	}
-	/* one batch of the stream at a time from here to its commit; then the latest progress */
-	(void) TribSnapshotLock(cfg->stream_id, true);
 	cfg = TribSnapshotConfigLoad(batch->def->name);
 	if (cfg == NULL)
 	{
@@ -540,6 +582,7 @@ TribSnapshotProcess(const TribStageBatch *batch)
 		{
 			memset(((char *) k) + sizeof(char *), 0, sizeof(TribSnapKey) - sizeof(char *));
 			k->key = changes[i].key;
+			k->notified_at = DT_NOBEGIN;
 		}
 	}
 	nkeys = (int) hash_get_num_entries(keys);
@@ -587,17 +630,18 @@ TribSnapshotProcess(const TribStageBatch *batch)
 	records = TribSnapRecords(batch, changed, nchanged);
 	TribBecomeExtensionOwner(&owner);
 
-	TribSnapWrite(cfg, changed, nchanged, records, cfg->last_seq + 1, batch->arrived);
 	if (cfg->fanout)
 	{
 		/* a resync owed goes first: it carries the seq before this batch's changes */
 		bool		room = TribFanoutQueueHasRoom();
+		TimestampTz now = GetCurrentTimestamp();
 
 		if (room && cfg->resync_pending)
 			TribFanoutNotice(cfg, "resync");
 		for (int i = 0; i < nchanged; i++)
 		{
-			TribSnapChange *c = changed[i]->winner;
+			TribSnapKey *k = changed[i];
+			TribSnapChange *c = k->winner;
 			char	   *record = NULL;
 
 			if (!room)
@@ -605,19 +649,30 @@ TribSnapshotProcess(const TribStageBatch *batch)
 				cfg->skipped++;
 				continue;
 			}
+			/* a key's channel hears it at most once per min_interval; the rest waits */
+			if (cfg->channel_key)
+			{
+				k->notify_now = cfg->min_interval_us == 0 || k->notified_at == DT_NOBEGIN ||
+					now - k->notified_at >= cfg->min_interval_us;
+				k->notify_pending = !k->notify_now;
+				if (k->notify_now)
+					k->notified_at = now;
+			}
 			if (c->row != NULL && !cfg->payload_keys)
 			{
 				Jsonb	   *jb = DatumGetJsonbP(records[i]);
 
 				record = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 			}
-			TribFanoutChange(cfg, c->key, cfg->last_seq + 1 + i, c->row == NULL, record);
+			TribFanoutChange(cfg, c->key, cfg->last_seq + 1 + i, c->row == NULL, record,
+							 cfg->channel_stream, k->notify_now);
 		}
 		if (room)
-			cfg->notified_at = GetCurrentTimestamp();
+			cfg->notified_at = now;
 		else
 			cfg->resync_pending = true;
 	}
+	TribSnapWrite(cfg, changed, nchanged, records, cfg->last_seq + 1, batch->arrived);
 	cfg->last_seq += nchanged;
 	TribSnapshotStore(cfg);
 	SPI_finish();

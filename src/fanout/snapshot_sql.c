@@ -167,15 +167,15 @@ tributary_drop_snapshot(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* A heartbeat: positive, without months. */
+/* A heartbeat or min_interval: positive, without months. */
 static void
-TribSnapCheckHeartbeat(Interval *iv)
+TribSnapCheckInterval(Interval *iv, const char *what, const char *hint)
 {
 	if (iv->month != 0 || iv->day < 0 || iv->time < 0 || (iv->day == 0 && iv->time <= 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("heartbeat must be a positive interval without months or years"),
-				 errhint("Pass for example '5 seconds', or null for no heartbeat.")));
+				 errmsg("%s must be a positive interval without months or years", what),
+				 errhint("%s", hint)));
 }
 
 /* set_fanout(stream, channels, payload, min_interval, heartbeat): NOTIFY the snapshot's changes. */
@@ -190,9 +190,9 @@ tributary_set_fanout(PG_FUNCTION_ARGS)
 	int			n;
 	bool		seen_stream = false,
 				seen_key = false;
-	Oid			types[4] = {TEXTOID, TEXTARRAYOID, TEXTOID, INTERVALOID};
-	Datum		values[4];
-	char		vnulls[4] = "    ";
+	Oid			types[5] = {TEXTOID, TEXTARRAYOID, TEXTOID, INTERVALOID, INTERVALOID};
+	Datum		values[5];
+	char		vnulls[5] = "     ";
 
 	PreventCommandIfReadOnly("tributary.set_fanout");
 	TribSnapRequireCatalog();
@@ -235,22 +235,30 @@ tributary_set_fanout(PG_FUNCTION_ARGS)
 				 errmsg("unknown fan-out payload \"%s\"", payload),
 				 errhint("Use 'full' (the record in the notification) or 'keys' (clients read it with tributary.snapshot, under their own privileges).")));
 	if (!PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("min_interval is not supported yet"),
-				 errdetail("Throttling a channel is not implemented in this version of tributary."),
-				 errhint("Pass min_interval => null: every change is notified.")));
+	{
+		TribSnapCheckInterval(PG_GETARG_INTERVAL_P(3), "min_interval",
+							  "Pass for example '200 milliseconds', or null to notify every change at once.");
+		if (!seen_key)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("min_interval throttles the key channels, and channels has none"),
+					 errdetail("The stream's channel is never throttled: its consecutive seqs are how clients see what they missed."),
+					 errhint("Add 'key' to channels, or pass min_interval => null.")));
+	}
 	if (!PG_ARGISNULL(4))
-		TribSnapCheckHeartbeat(PG_GETARG_INTERVAL_P(4));
+		TribSnapCheckInterval(PG_GETARG_INTERVAL_P(4), "heartbeat",
+							  "Pass for example '5 seconds', or null for no heartbeat.");
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = CStringGetTextDatum(payload);
 	values[3] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
 	vnulls[3] = PG_ARGISNULL(4) ? 'n' : ' ';
+	values[4] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	vnulls[4] = PG_ARGISNULL(3) ? 'n' : ' ';
 	TribCatalogExecute("UPDATE tributary.snapshot_config SET channels = $2, payload = $3, "
-					   "min_interval = NULL, heartbeat = $4 WHERE stream OPERATOR(pg_catalog.=) $1",
-					   4, types, values, vnulls);
+					   "min_interval = $5, heartbeat = $4 WHERE stream OPERATOR(pg_catalog.=) $1",
+					   5, types, values, vnulls);
 	TribWakeLauncherAtCommit();
 	PG_RETURN_VOID();
 }

@@ -46,6 +46,8 @@
 #                               split with -K "\x1f" (keys must not contain \x1f)
 #       headers   => [ k => v, ... ] or { k => v }   -H k=v on every message of the call
 #       timeout_ms => N         message.timeout.ms (default 10000)
+#       tombstones => 1         kcat -Z: a keyed message with an empty value is sent with a
+#                               NULL value (a tombstone, as compacted topics carry)
 #       keep_going => 1         kcat -E: do not give up when all brokers are down, retry
 #                               until message.timeout.ms
 #       x         => { prop => value }   more librdkafka properties (-X)
@@ -248,6 +250,7 @@ sub kcat_produce
 	push @args, '-p', $opts{partition} if defined $opts{partition};
 	push @args, '-K', '\x1f' if $opts{keys};
 	push @args, '-E' if $opts{keep_going};
+	push @args, '-Z' if $opts{tombstones};
 	my $h = $opts{headers};
 	my @hdr = !defined $h ? () : ref $h eq 'HASH' ? (map { ($_, $h->{$_}) } sort keys %$h) : @$h;
 	while (my ($k, $v) = splice(@hdr, 0, 2))

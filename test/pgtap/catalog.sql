@@ -15,7 +15,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(30);
+SELECT plan(32);
 
 -- The install script's objects, columns, types, keys and signatures are not restated
 -- here: the upgrade test compares every definition of a fresh install with an upgraded
@@ -99,7 +99,8 @@ SELECT set_eq(
     ARRAY['tributary.stream_catalog', 'tributary.stream_catalog_id_seq', 'tributary.offsets',
           'tributary.dead_letters', 'tributary.dead_letters_id_seq', 'tributary.quality_config',
           'tributary.quality_partials', 'tributary.quality_windows', 'tributary.quality_columns',
-          'tributary.alerts', 'tributary.alerts_id_seq'],
+          'tributary.alerts', 'tributary.alerts_id_seq', 'tributary.snapshot_config',
+          'tributary.snapshots'],
     'config tables and their sequences are registered with pg_extension_config_dump');
 
 -- Every aggregate can run in parallel and merge partial states: the quality metrics rely on
@@ -114,6 +115,13 @@ SELECT is_empty(
          AND (p.proparallel <> 's' OR a.aggcombinefn = 0
               OR (a.aggtranstype = 'internal'::regtype AND (a.aggserialfn = 0 OR a.aggdeserialfn = 0))) $$,
     'every aggregate is parallel safe with a combine function (and serialize and deserialize for internal states)');
+
+-- Snapshot records are read only through tributary.snapshot(), which applies the caller's
+-- privileges on the target and its row-level security: no one reads the table directly.
+SELECT table_privs_are('tributary', 'snapshots', 'public', ARRAY[]::text[],
+    'PUBLIC has no privilege on tributary.snapshots');
+SELECT table_privs_are('tributary', 'snapshot_config', 'public', ARRAY['SELECT'],
+    'PUBLIC may read tributary.snapshot_config (settings and seqs, no records)');
 
 -- Row-level security on dead letters.
 SELECT is((SELECT relrowsecurity FROM pg_class WHERE oid = 'tributary.dead_letters'::regclass), true,

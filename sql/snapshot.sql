@@ -1,0 +1,176 @@
+--
+-- snapshot: the latest record per key of a local stream (set_snapshot, snapshot,
+-- snapshot_seq), seqs, coalescing, tombstones, 'source' and 'event_time' order, records as
+-- they landed, row-level security on read, fan-out settings and channel names. What
+-- listeners hear is tested with real LISTEN clients in test/integration/160_snapshot.pl.
+--
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO, YMD';
+
+CREATE TABLE sn_t (id text, qty integer, note text DEFAULT 'new', at timestamptz,
+                   total integer GENERATED ALWAYS AS (qty * 10) STORED);
+-- a trigger changes what lands: the snapshot holds the row as stored
+CREATE FUNCTION sn_upper() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN NEW.note := upper(NEW.note); RETURN NEW; END $$;
+CREATE TRIGGER sn_upper BEFORE INSERT ON sn_t FOR EACH ROW EXECUTE FUNCTION sn_upper();
+SELECT tributary.create_stream('sn', 'sn_t', 'local', '{"format": "json"}', key => 'id', event_time => 'at');
+
+-- Bad calls fail before anything changes.
+CREATE TABLE sn_nokey (id text);
+SELECT tributary.create_stream('sn_nokey', 'sn_nokey', 'local', '{"format": "json"}');
+SELECT tributary.set_snapshot('sn_nokey');
+SELECT tributary.set_snapshot('nope');
+SELECT tributary.set_snapshot('sn', 'newest');
+SELECT tributary.set_snapshot(NULL);
+SELECT tributary.set_fanout('sn');
+SELECT tributary.snapshot('sn');
+SELECT tributary.snapshot_seq('sn');
+SELECT tributary.drop_snapshot('sn');
+SELECT tributary.drop_snapshot('sn', if_exists => true);
+SELECT tributary.drop_fanout('sn', if_exists => true);
+CREATE TABLE sn_noevent (id text);
+SELECT tributary.create_stream('sn_noevent', 'sn_noevent', 'local', '{"format": "json"}', key => 'id');
+SELECT tributary.set_snapshot('sn_noevent', 'event_time');
+SELECT count(*) FROM tributary.snapshot_config;
+
+SELECT tributary.set_snapshot('sn');
+SELECT stream, "order", last_seq, channels FROM tributary.snapshot_config;
+SELECT tributary.snapshot_seq('sn');
+SELECT * FROM tributary.snapshot('sn');
+
+-- A batch: k1 three times, k2 once, a row without a key. Only the newest state per key is
+-- kept, and the keys take consecutive seqs in the order of their last change.
+SELECT * FROM tributary.ingest('sn', ARRAY[
+    '{"id": "k1", "qty": 1}', '{"id": "k2", "qty": 2, "note": "two"}', '{"id": "k1", "qty": 3}',
+    '{"qty": 99}', '{"id": "k1", "qty": 4}']::jsonb[]);
+SELECT key, seq, record, stream_seq FROM tributary.snapshot('sn');
+SELECT tributary.snapshot_seq('sn');
+-- the record is the row as stored: default, trigger and generated column applied
+SELECT record ->> 'note' AS note, record ->> 'total' AS total FROM tributary.snapshot('sn', 'k1');
+SELECT count(*) FROM tributary.snapshot('sn', 'nope');
+
+-- Tombstones: a null payload with a key deletes the key (and takes a seq); deleting a key
+-- that is not there changes nothing.
+SELECT * FROM tributary.ingest('sn', ARRAY[NULL, NULL, '{"id": "k3", "qty": 7}']::jsonb[],
+                               keys => ARRAY['k2', 'never', NULL]);
+SELECT key, seq, record ->> 'qty' AS qty, stream_seq FROM tributary.snapshot('sn');
+SELECT key, seq, record IS NULL AS deleted FROM tributary.snapshots WHERE stream = 'sn' ORDER BY key;
+-- a deleted key comes back with its next upsert
+SELECT * FROM tributary.ingest('sn', ARRAY['{"id": "k2", "qty": 22}']::jsonb[]);
+SELECT key, seq, record ->> 'qty' AS qty FROM tributary.snapshot('sn', 'k2');
+-- upsert then delete in one batch of a key that was not there: no change at all
+SELECT * FROM tributary.ingest('sn', ARRAY['{"id": "k9", "qty": 9}', NULL]::jsonb[], keys => ARRAY[NULL, 'k9']);
+SELECT tributary.snapshot_seq('sn'), (SELECT count(*) FROM tributary.snapshots WHERE key = 'k9');
+-- a message without a key and without a payload, or keys that do not match, are refused
+SELECT * FROM tributary.ingest('sn', ARRAY[NULL]::jsonb[], keys => ARRAY[NULL]::text[]);
+SELECT * FROM tributary.ingest('sn', ARRAY['{"id": "k1"}']::jsonb[], keys => ARRAY['a', 'b']);
+SELECT * FROM tributary.ingest('sn', ARRAY['{"id": "k1"}']::jsonb[], keys => NULL);
+-- a stream without a snapshot dead-letters a tombstone, as a broker's empty message
+SELECT * FROM tributary.ingest('sn_noevent', ARRAY[NULL]::jsonb[], keys => ARRAY['x']);
+SELECT error FROM tributary.dead_letters WHERE stream = 'sn_noevent';
+-- a batch whose rows all die changes nothing
+SELECT * FROM tributary.ingest('sn', ARRAY['{"id": "k1", "qty": "many"}']::jsonb[]);
+SELECT tributary.snapshot_seq('sn');
+-- a rolled back batch leaves no trace, and its seqs are given again
+BEGIN;
+SELECT * FROM tributary.ingest('sn', ARRAY['{"id": "k5", "qty": 5}']::jsonb[]);
+SELECT tributary.snapshot_seq('sn');
+ROLLBACK;
+SELECT tributary.snapshot_seq('sn'), (SELECT count(*) FROM tributary.snapshot('sn', 'k5'));
+
+-- 'event_time' order: an older event never overwrites a newer one, within a batch or across.
+CREATE TABLE sn_ev (id text, v integer, at timestamptz);
+SELECT tributary.create_stream('sn_ev', 'sn_ev', 'local', '{"format": "json"}', key => 'id', event_time => 'at');
+SELECT tributary.set_snapshot('sn_ev', 'event_time');
+SELECT * FROM tributary.ingest('sn_ev', ARRAY[
+    '{"id": "a", "v": 2, "at": "2026-01-01 10:00:02"}', '{"id": "a", "v": 1, "at": "2026-01-01 10:00:01"}',
+    '{"id": "b", "v": 1, "at": "2026-01-01 10:00:01"}']::jsonb[]);
+SELECT key, seq, record ->> 'v' AS v FROM tributary.snapshot('sn_ev');
+SELECT * FROM tributary.ingest('sn_ev', ARRAY[
+    '{"id": "a", "v": 0, "at": "2026-01-01 09:00:00"}', '{"id": "b", "v": 3, "at": "2026-01-01 10:00:03"}',
+    '{"id": "a", "v": 9}']::jsonb[]);
+-- a: the older event and the one without an event time lose; b: the newer wins
+SELECT key, seq, record ->> 'v' AS v, stream_seq FROM tributary.snapshot('sn_ev');
+-- an equal event time wins (the later message)
+SELECT * FROM tributary.ingest('sn_ev', ARRAY['{"id": "b", "v": 4, "at": "2026-01-01 10:00:03"}']::jsonb[]);
+SELECT key, seq, record ->> 'v' AS v FROM tributary.snapshot('sn_ev', 'b');
+-- 'source' order: the last message wins whatever its event time
+SELECT tributary.set_snapshot('sn_ev', 'source');
+SELECT * FROM tributary.ingest('sn_ev', ARRAY['{"id": "b", "v": 5, "at": "2020-01-01"}']::jsonb[]);
+SELECT key, seq, record ->> 'v' AS v FROM tributary.snapshot('sn_ev', 'b');
+
+-- Reading a snapshot needs SELECT on the target; row-level security on the target applies.
+CREATE ROLE sn_reader;
+CREATE ROLE sn_other;
+SET ROLE sn_reader;
+SELECT * FROM tributary.snapshot('sn');
+SELECT count(*) FROM tributary.snapshots;
+RESET ROLE;
+GRANT SELECT ON sn_t TO sn_reader, sn_other;
+ALTER TABLE sn_t ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sn_mine ON sn_t FOR SELECT TO sn_reader USING (id IN ('k1', 'k3'));
+SET ROLE sn_reader;
+SELECT key, seq FROM tributary.snapshot('sn');
+SELECT key FROM tributary.snapshot('sn', 'k2');
+RESET ROLE;
+-- no policy for sn_other: row-level security shows nothing
+SET ROLE sn_other;
+SELECT count(*) FROM tributary.snapshot('sn');
+RESET ROLE;
+-- the table's owner (not subject to its policies) sees every key
+SELECT key FROM tributary.snapshot('sn');
+ALTER TABLE sn_t DISABLE ROW LEVEL SECURITY;
+SET ROLE sn_other;
+SELECT count(*) FROM tributary.snapshot('sn');
+-- nor may others change a stream's snapshot or fan-out
+SELECT tributary.set_fanout('sn');
+SELECT tributary.drop_snapshot('sn');
+RESET ROLE;
+
+-- Fan-out settings.
+SELECT tributary.set_fanout('sn', channels => '{stream,room}');
+SELECT tributary.set_fanout('sn', channels => '{stream,stream}');
+SELECT tributary.set_fanout('sn', channels => '{}');
+SELECT tributary.set_fanout('sn', channels => NULL);
+SELECT tributary.set_fanout('sn', payload => 'all');
+SELECT tributary.set_fanout('sn', heartbeat => '0 seconds');
+SELECT tributary.set_fanout('sn', heartbeat => '1 month');
+SELECT tributary.set_fanout('sn', min_interval => '0 seconds');
+-- min_interval throttles key channels only: the stream's channel keeps every seq
+SELECT tributary.set_fanout('sn', '{stream}', min_interval => '1 second');
+SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
+SELECT tributary.set_fanout('sn');
+SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
+SELECT tributary.set_fanout('sn', '{key}', 'keys', min_interval => '250 ms', heartbeat => NULL);
+SELECT channels, payload, min_interval, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
+SELECT tributary.drop_fanout('sn');
+SELECT tributary.drop_fanout('sn');
+SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';
+
+-- Channel names: a stream's, a key's, and names over 63 bytes shortened by a stable hash.
+SELECT tributary.fanout_channel('sn');
+SELECT tributary.fanout_channel('sn', 'k1');
+SELECT tributary.fanout_channel('sn', repeat('k', 60)) AS long_key,
+       length(tributary.fanout_channel('sn', repeat('k', 60))) AS bytes;
+-- the rule: the first 46 bytes, '#', the first 16 hex digits of the name's SHA-256
+SELECT tributary.fanout_channel('sn', repeat('k', 60)) =
+       left('tributary.sn.' || repeat('k', 60), 46) || '#' ||
+       left(encode(sha256(convert_to('tributary.sn.' || repeat('k', 60), 'UTF8')), 'hex'), 16) AS rule_holds;
+-- cut at a character boundary
+SELECT octet_length(tributary.fanout_channel('sn', repeat('é', 40))) <= 63 AS fits;
+
+-- stream_stats shows the seq; dropping the snapshot drops its rows; dropping the stream too.
+SELECT stream, snapshot_seq, notifications_skipped FROM tributary.stream_stats
+WHERE stream IN ('sn', 'sn_ev', 'sn_nokey') ORDER BY stream;
+SELECT tributary.drop_snapshot('sn');
+SELECT count(*) FROM tributary.snapshots WHERE stream = 'sn';
+SELECT tributary.drop_stream('sn_ev');
+SELECT count(*) FROM tributary.snapshots WHERE stream = 'sn_ev';
+SELECT count(*) FROM tributary.snapshot_config;
+
+SELECT tributary.drop_stream('sn');
+SELECT tributary.drop_stream('sn_nokey');
+SELECT tributary.drop_stream('sn_noevent');
+DROP TABLE sn_t, sn_nokey, sn_noevent, sn_ev;
+DROP FUNCTION sn_upper();
+DROP ROLE sn_reader, sn_other;
