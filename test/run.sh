@@ -2,7 +2,8 @@
 #
 # test/run.sh: tributary's one test harness (`make test`, called by .ci/run).
 #
-# Bootstraps the machine (tools/bootstrap.sh), builds and installs the extension and the
+# Bootstraps the machine (tools/bootstrap.sh), builds and installs the extension, its
+# listener client tributary-listen (into the PostgreSQL bindir, first on the tests' PATH) and the
 # test modules (test/modules/*: libraries integration tests preload after tributary), copies
 # sql/ expected/ test/ into a private temp dir owned by the PostgreSQL OS user (the clone
 # may live where that user cannot read, e.g. /root), then runs three suites:
@@ -246,7 +247,7 @@ done
 # sudo only when needed: not root and the PostgreSQL install dirs are not writable.
 sudo=""
 if [ "$(id -u)" -ne 0 ] && ! { [ -w "$("$PG_CONFIG" --pkglibdir)" ] &&
-	[ -w "$("$PG_CONFIG" --sharedir)/extension" ]; }; then
+	[ -w "$("$PG_CONFIG" --sharedir)/extension" ] && [ -w "$("$PG_CONFIG" --bindir)" ]; }; then
 	sudo="sudo"
 fi
 if ! $sudo make -s install PG_CONFIG="$PG_CONFIG"; then
