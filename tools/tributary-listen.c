@@ -334,12 +334,20 @@ ResolveChannels(Listener *L)
 		return STEP_OK;
 	res = PQexecParams(L->conn,
 					   "SELECT tributary.fanout_channel($1, $2), "
-					   "tributary.fanout_channel($1, 'quality')",
+					   "tributary.fanout_channel($1, 'quality'), "
+					   "(SELECT CASE WHEN $2::text IS NULL THEN 'stream' ELSE 'key' END "
+					   "        OPERATOR(pg_catalog.=) ANY (c.channels) "
+					   " FROM tributary.snapshot_config c WHERE c.stream OPERATOR(pg_catalog.=) $1)",
 					   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		return QueryFailed(L, res, "tributary.fanout_channel");
 	L->follow_channel = xstrdup(PQgetvalue(res, 0, 0));
 	L->quality_channel = xstrdup(PQgetvalue(res, 0, 1));
+	/* not fatal: the fan-out may be set later; but say why nothing may be heard */
+	if (PQgetisnull(res, 0, 2) || strcmp(PQgetvalue(res, 0, 2), "t") != 0)
+		Log("warning: stream \"%s\" does not notify on %s (see tributary.set_fanout's channels): "
+			"nothing is heard until it does",
+			L->opt.stream, L->follow_channel);
 	PQclear(res);
 	return STEP_OK;
 }
