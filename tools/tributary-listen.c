@@ -332,13 +332,14 @@ ResolveChannels(Listener *L)
 
 	if (L->follow_channel != NULL)
 		return STEP_OK;
-	res = PQexecParams(L->conn,
-					   "SELECT tributary.fanout_channel($1, $2), "
-					   "tributary.fanout_channel($1, 'quality'), "
-					   "(SELECT CASE WHEN $2::text IS NULL THEN 'stream' ELSE 'key' END "
-					   "        OPERATOR(pg_catalog.=) ANY (c.channels) "
-					   " FROM tributary.snapshot_config c WHERE c.stream OPERATOR(pg_catalog.=) $1)",
-					   2, NULL, params, NULL, NULL, 0);
+	res =
+		PQexecParams(L->conn,
+					 "SELECT tributary.fanout_channel($1, $2), "
+					 "tributary.fanout_channel($1, 'quality'), "
+					 "(SELECT CASE WHEN $2::text IS NULL THEN 'stream' ELSE 'key' END "
+					 "        OPERATOR(pg_catalog.=) ANY (c.channels) "
+					 " FROM tributary.snapshot_config c WHERE c.stream OPERATOR(pg_catalog.=) $1)",
+					 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		return QueryFailed(L, res, "tributary.fanout_channel");
 	L->follow_channel = xstrdup(PQgetvalue(res, 0, 0));
@@ -460,8 +461,8 @@ ReadSnapshot(Listener *L, const char *key, KeyTable *into, int64_t *seq)
 	rc = Command(L, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 	if (rc != STEP_OK)
 		return rc;
-	res = PQexecParams(L->conn, "SELECT tributary.snapshot_seq($1)", 1, NULL, params, NULL, NULL,
-					   0);
+	res =
+		PQexecParams(L->conn, "SELECT tributary.snapshot_seq($1)", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		return QueryFailed(L, res, "tributary.snapshot_seq");
 	*seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -868,7 +869,8 @@ Run(Listener *L)
 				break;
 			rc = Hydrate(L, L->pending_reason, L->pending_seq);
 		}
-		if (rc == STEP_OK && L->opt.key == NULL && L->state.used > 2 * L->state.live + TOMBSTONE_SLACK)
+		if (rc == STEP_OK && L->opt.key == NULL &&
+			L->state.used > 2 * L->state.live + TOMBSTONE_SLACK)
 			KeyTablePrune(&L->state, L->last);
 		if (rc == STEP_FATAL)
 			return 1;
@@ -941,11 +943,16 @@ static bool
 ParseOptions(int argc, char **argv, Options *o)
 {
 	static const struct option longopts[] = {
-		{"dbname", required_argument, NULL, 'd'},  {"stream", required_argument, NULL, 's'},
-		{"key", required_argument, NULL, 'k'},	   {"quality", no_argument, NULL, 'Q'},
-		{"alerts", no_argument, NULL, 'A'},		   {"exit-after", required_argument, NULL, 'N'},
-		{"idle-exit", required_argument, NULL, 'I'}, {"verbose", no_argument, NULL, 'v'},
-		{"version", no_argument, NULL, 'V'},	   {"help", no_argument, NULL, 'h'},
+		{"dbname", required_argument, NULL, 'd'},
+		{"stream", required_argument, NULL, 's'},
+		{"key", required_argument, NULL, 'k'},
+		{"quality", no_argument, NULL, 'Q'},
+		{"alerts", no_argument, NULL, 'A'},
+		{"exit-after", required_argument, NULL, 'N'},
+		{"idle-exit", required_argument, NULL, 'I'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;

@@ -160,7 +160,8 @@ JsonString(JsonCursor *c)
 			continue;
 		}
 		{
-			int n = Utf8SequenceLength((const unsigned char *) c->p, (const unsigned char *) c->end);
+			int n =
+				Utf8SequenceLength((const unsigned char *) c->p, (const unsigned char *) c->end);
 
 			if (n == 0)
 				return JsonFail(c, "invalid UTF-8 in a string");
