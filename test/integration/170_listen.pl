@@ -12,7 +12,9 @@
 #    off and on a gap, and a heartbeat newer than the client a re-hydration; each time the
 #    state equals the snapshot again;
 #  - --exit-after and --idle-exit end it with a state line, exit status 0;
-#  - --quality and --alerts print a closed window and its alert.
+#  - --quality and --alerts print a closed window and its alert;
+#  - a Kafka stream with tombstones, followed across a terminated connection, ends equal to
+#    its snapshot too.
 use strict;
 use warnings;
 
@@ -23,7 +25,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 use TributaryTest;
+use TributaryKafka;
 
+my $kafka = kafka_mock_start(brokers => 1, topics => { kf => 2 });
 my $node = tributary_node('listen');
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
@@ -265,6 +269,11 @@ ingest('{"id": "k4", "v": -4}');
 ok(wait_events($ld, 'a gap', sub { grep { $_->{event} eq 'resync' && $_->{reason} eq 'gap' } @_ }),
 	'listen-d: a gap in the seqs re-hydrates');
 
+# Payloads that are not JSON, or an old seq with a forged record: ignored (no re-hydration,
+# the forged record never reaches the state).
+sql($node, q{SELECT pg_notify('tributary.s', 'not json'), pg_notify('tributary.s', '{"stream":"s","seq":1,,}'),
+	pg_notify('tributary.s', '{"stream":"s","key":"k1","seq":1,"op":"upsert","record":{"forged":true}}')});
+
 # Fan-out off while a change commits, on again with heartbeats: the heartbeat's seq is newer.
 sql($node, q{SELECT tributary.drop_fanout('s')});
 ingest('{"id": "k5", "v": -5}');
@@ -277,6 +286,8 @@ ok(wait_events($ld, "seq $hb_seq", sub { shown_seq(@_) >= $hb_seq }), 'listen-d:
 ($rc, $state, @ev) = stop_listener($ld);
 is(join(',', map { $_->{reason} } grep { $_->{event} eq 'resync' } @ev), 'resync,gap,heartbeat',
 	'listen-d: re-hydrated for exactly these reasons');
+is(scalar(() = slurp($ld->{err}) =~ /notification that is not valid JSON/g), 2, 'listen-d: both invalid payloads reported');
+is(scalar(grep { ($_->{record} // {})->{forged} } @ev), 0, 'listen-d: the forged old change was not applied');
 is(state_differs($state, 's'), '0 of ' . sql($node, q{SELECT count(*) FROM tributary.snapshot('s')}),
 	'listen-d: the final state equals the snapshot');
 
@@ -330,5 +341,47 @@ is(state_differs($state, 'q'), '0 of 3', 'listen-g: the state equals the snapsho
 my (undef, $hstate, @hev) = stop_listener($lh);
 ok(!defined $hstate, 'listen-h: no state line without --stream');
 is(scalar(grep { $_->{event} eq 'alert' } @hev), 1, 'listen-h: one alert');
+
+# ---------------------------------------------------------------------------------------
+# A Kafka stream: upserts and tombstones from two partitions, the listener's backend
+# terminated between the two halves.
+
+my $bs = $kafka->bootstrap;
+sql($node, qq{
+	CREATE TABLE kf_rows (id text, v int);
+	SELECT tributary.create_stream('kf', 'kf_rows', 'kafka',
+		'{"brokers": "$bs", "topic": "kf", "batch_size": 20, "batch_ms": 10}', key => 'id');
+	SELECT tributary.set_snapshot('kf');
+	SELECT tributary.set_fanout('kf');
+});
+my $lk = listener('listen-k', '--stream', 'kf');
+ok(wait_events($lk, 'the hydration', sub { grep { $_->{event} eq 'hydrate' } @_ }), 'listen-k: hydrated');
+# message $i: key "f<i % 30>" (partition by key, so each key's messages stay in order);
+# every 9th a tombstone
+my ($rows, @half) = (0, [], []);
+for my $i (1 .. 300)
+{
+	my $k = 'f' . ($i % 30);
+	my $msg = $i % 9 == 0 ? [ $k, '' ] : [ $k, qq({"id": "$k", "v": $i}) ];
+	$rows++ unless $i % 9 == 0;
+	push @{ $half[ $i > 150 ? 1 : 0 ][ ($i % 30) % 2 ] }, $msg;
+}
+for my $part (0, 1)
+{
+	kcat_produce($bs, 'kf', $half[$part][$_], partition => $_, keys => 1, tombstones => 1)
+	  for grep { $half[$part][$_] } 0 .. 1;
+	ok(wait_for($node, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listen-k'", '1'),
+		'listen-k connected') if $part == 0;
+	is(sql($node, 'SELECT pg_terminate_backend(' . backend_of('listen-k') . ')'), 't',
+		"listen-k's backend terminated") if $part == 0;
+}
+ok(wait_for($node, 'SELECT count(*) FROM kf_rows', $rows, 120), "kafka: all $rows rows landed");
+my $kseq = sql($node, q{SELECT tributary.snapshot_seq('kf')});
+ok(wait_events($lk, "seq $kseq", sub { shown_seq(@_) >= $kseq }), "listen-k: caught up to seq $kseq");
+($rc, $state, @ev) = stop_listener($lk);
+is(state_differs($state, 'kf'), '0 of ' . sql($node, q{SELECT count(*) FROM tributary.snapshot('kf')}),
+	'listen-k: the final state equals the snapshot of the Kafka stream');
+ok((grep { $_->{event} eq 'delete' } @ev), 'listen-k: tombstones arrived as deletes');
+is(scalar(grep { $_->{event} eq 'resync' && $_->{reason} eq 'reconnect' } @ev), 1, 'listen-k: one reconnect');
 
 done_testing();
