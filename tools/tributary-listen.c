@@ -660,7 +660,8 @@ HandleChange(Listener *L, const JsonMember *m, int64_t seq)
 		if (seq <= L->last)
 		{
 			if (L->opt.verbose)
-				Log("seq %" PRId64 " of key %s: already held (at %" PRId64 ")", seq, key, L->last);
+				Log("seq %" PRId64 " of key %s: already held (at %" PRId64 ")", seq,
+					key ? key : "(too long for NOTIFY)", L->last);
 			goto done;
 		}
 		if (seq > L->last + 1)
