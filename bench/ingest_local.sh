@@ -5,7 +5,8 @@
 # then each contender loads the same rows into the same typed table
 #   (id bigint, name text, at timestamptz, value float8, tag text):
 #   copy_csv       COPY FROM a CSV file of the rows (the limit: one backend parsing)
-#   ingest         tributary.ingest(name, text[]) in batches of BATCH messages
+#   ingest         tributary.ingest(name, text[]) in batches of BATCH messages, in one statement
+#   ingest_tx      the same, each batch in its own transaction, as a stream worker commits
 #   populate       INSERT ... SELECT jsonb_populate_record(...) (what one writes in SQL)
 # Each is run RUNS times on a truncated table; the best time is reported.
 # Usage: bench/ingest_local.sh [N=1000000] [BATCH=10000] [RUNS=3]
@@ -80,6 +81,8 @@ SQL
 
 best copy_csv "COPY target FROM '$tmp/rows.csv' WITH (FORMAT csv);"
 best ingest "SELECT sum(r.accepted) FROM batches, LATERAL tributary.ingest('bench', payloads) r;"
+best ingest_tx "DO \$\$ DECLARE p text[]; BEGIN FOR p IN SELECT payloads FROM batches ORDER BY b LOOP
+	PERFORM tributary.ingest('bench', p); COMMIT; END LOOP; END \$\$;"
 best populate "INSERT INTO target SELECT r.* FROM messages, LATERAL jsonb_populate_record(NULL::target, payload::jsonb) r;"
 
 if [ "${PERF:-0}" = 1 ]; then

@@ -288,8 +288,8 @@ run >/dev/null -c "SELECT tributary.set_snapshot('orders');
 listen_bin="$(trib_pg_bindir)/tributary-listen"
 [ -x "$listen_bin" ] || fail "tributary-listen is not installed in $(trib_pg_bindir)"
 trib_as_user "$listen_bin" -d "host=$PGHOST port=$PGPORT dbname=postgres application_name=demo-listener" \
-	--stream orders --key c7 >"$tmp/listen.out" 2>"$tmp/listen.err" &
-listen_pid=$!
+	--stream orders --key c7 --idle-exit 4 >"$tmp/listen.out" 2>"$tmp/listen.err" &
+listen_pid=$!	# trib_as_user's subshell: the client exits by itself 4 s after its last event
 for _ in $(seq 100); do grep -q '"event":"hydrate' "$tmp/listen.out" && break; sleep 0.1; done
 grep -q '"event":"hydrate' "$tmp/listen.out" || fail "tributary-listen did not hydrate: $(cat "$tmp/listen.err")"
 # three new orders of customer c7 and one of c8; then a tombstone (a NULL value) for c7
@@ -307,7 +307,6 @@ run -c "SELECT key, seq, record ->> 'order_id' AS order_id, record ->> 'amount' 
         FROM tributary.snapshot('orders') ORDER BY seq"
 produce 'c7\x1f\x1e'
 for _ in $(seq 150); do grep -q '"event":"delete"' "$tmp/listen.out" && break; sleep 0.1; done
-kill -TERM "$listen_pid"
 wait "$listen_pid" || fail "tributary-listen failed: $(cat "$tmp/listen.err")"
 echo "tributary-listen --stream orders --key c7 printed:"
 sed 's/^/  /' "$tmp/listen.out"

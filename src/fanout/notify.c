@@ -166,8 +166,8 @@ TribFanoutQuality(const char *stream, const char *payload)
  */
 
 /*
- * The key channels' changes that waited for min_interval and may go now, each with the
- * key's current state (SPI connected, under the stream's seq lock). Returns the
+ * The key channels' changes that waited (for min_interval, or for room in the queue) and
+ * may go now, each with the key's current state (SPI connected, under the stream's seq lock). Returns the
  * microseconds until the next waiting one may go, or -1 when none waits.
  */
 static int64
@@ -187,7 +187,7 @@ TribFanoutFlushKeys(TribSnapshotConfig *cfg, TimestampTz now)
 	values[2] = TimestampTzGetDatum(now - cfg->min_interval_us);
 	if (SPI_execute_with_args("SELECT key, seq, record FROM tributary.snapshots "
 							  "WHERE stream OPERATOR(pg_catalog.=) $1 AND notify_pending "
-							  "AND notified_at OPERATOR(pg_catalog.<=) $3 ORDER BY seq",
+							  "AND (notified_at IS NULL OR notified_at OPERATOR(pg_catalog.<=) $3) ORDER BY seq",
 							  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "tributary: could not read tributary.snapshots");
 	n = (int) SPI_processed;
@@ -207,7 +207,7 @@ TribFanoutFlushKeys(TribSnapshotConfig *cfg, TimestampTz now)
 							 cfg->payload_keys ? NULL : records[i], false, true);
 		if (SPI_execute_with_args("UPDATE tributary.snapshots SET notify_pending = false, notified_at = $2 "
 								  "WHERE stream OPERATOR(pg_catalog.=) $1 AND notify_pending "
-								  "AND notified_at OPERATOR(pg_catalog.<=) $3",
+								  "AND (notified_at IS NULL OR notified_at OPERATOR(pg_catalog.<=) $3)",
 								  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "tributary: could not update tributary.snapshots");
 	}
@@ -249,7 +249,7 @@ TribFanoutTickStream(const char *stream, TimestampTz now)
 		TribSnapshotStore(cfg);
 		since = 0;
 	}
-	if (cfg->channel_key && cfg->min_interval_us > 0 && TribFanoutQueueHasRoom())
+	if (cfg->channel_key && TribFanoutQueueHasRoom())
 	{
 		int64		waiting = TribFanoutFlushKeys(cfg, now);
 

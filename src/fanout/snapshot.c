@@ -79,6 +79,7 @@ typedef struct TribSnapChange
 	int			msg;			/* its message */
 	const TribStageRow *row;	/* an upsert's row; NULL for a delete */
 	TribSnapState state;
+	struct TribSnapKey *entry;	/* its key's entry (TribSnapshotProcess) */
 } TribSnapChange;
 
 /* A key of the batch: its state so far and the change that made it. */
@@ -283,13 +284,21 @@ TribSnapKeyMatch(const void *a, const void *b, Size keysize)
 	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-/* The source partition of a message as "topic/partition", or NULL when it has none. */
+/*
+ * The source partition of a message as "topic/partition", or NULL when it has none; made
+ * once per run of messages from one partition (*last keeps the previous message's).
+ */
 static const char *
-TribSnapPart(const TribMessage *msg)
+TribSnapPart(const TribMessage *msg, const TribMessage **last, const char **last_part)
 {
 	if (msg->partition < 0 || msg->offset < 0)
 		return NULL;
-	return psprintf("%s/%d", msg->topic ? msg->topic : "", msg->partition);
+	if (*last == NULL || (*last)->partition != msg->partition || (*last)->topic != msg->topic)
+	{
+		*last_part = psprintf("%s/%d", msg->topic ? msg->topic : "", msg->partition);
+		*last = msg;
+	}
+	return *last_part;
 }
 
 /* Whether change c replaces state cur (the file header, step 3). */
@@ -316,6 +325,8 @@ TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 	TribSnapChange *changes = palloc0(sizeof(TribSnapChange) * Max(batch->nmsgs + batch->nrows, 1));
 	int			n = 0;
 	int			r = 0;
+	const TribMessage *last = NULL;
+	const char *last_part = NULL;
 
 	for (int i = 0; i < batch->nmsgs; i++)
 	{
@@ -334,7 +345,7 @@ TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 			c->row = NULL;
 			c->state.exists = true;
 			c->state.deleted = true;
-			c->state.part = TribSnapPart(msg);
+			c->state.part = TribSnapPart(msg, &last, &last_part);
 			c->state.pos = msg->offset;
 			continue;
 		}
@@ -353,7 +364,7 @@ TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 			c->state.exists = true;
 			c->state.has_event_time = row->has_event_time;
 			c->state.event_time = row->event_time;
-			c->state.part = TribSnapPart(msg);
+			c->state.part = TribSnapPart(msg, &last, &last_part);
 			c->state.pos = msg->offset;
 		}
 	}
@@ -584,6 +595,7 @@ TribSnapshotProcess(const TribStageBatch *batch)
 			k->key = changes[i].key;
 			k->notified_at = DT_NOBEGIN;
 		}
+		changes[i].entry = k;
 	}
 	nkeys = (int) hash_get_num_entries(keys);
 	TribSnapReadStored(cfg, keys, nkeys);
@@ -592,7 +604,7 @@ TribSnapshotProcess(const TribStageBatch *batch)
 	for (int i = 0; i < nchanges; i++)
 	{
 		TribSnapChange *c = &changes[i];
-		TribSnapKey *k = hash_search(keys, &c->key, HASH_FIND, NULL);
+		TribSnapKey *k = c->entry;
 
 		if (TribSnapWins(&k->state, c, cfg->event_order))
 		{
@@ -646,7 +658,12 @@ TribSnapshotProcess(const TribStageBatch *batch)
 
 			if (!room)
 			{
+				/*
+				 * skipped: the stream's channel gets a resync; a key's channel, which hears
+				 * no resync, gets the key's state from the launcher once the queue drains
+				 */
 				cfg->skipped++;
+				k->notify_pending = cfg->channel_key;
 				continue;
 			}
 			/* a key's channel hears it at most once per min_interval; the rest waits */

@@ -236,6 +236,7 @@ $stalled->query_safe('LISTEN "tributary.qs"');
 $stalled->query_safe('BEGIN');    # idle in a transaction: it reads no notification
 my $follower = $node->background_psql('postgres');
 $follower->query_safe('LISTEN "tributary.qs"');
+$follower->query_safe('LISTEN "tributary.qs.q1"');
 my $pad = 'y' x 3000;
 for my $b (1 .. 20)
 {
@@ -249,13 +250,17 @@ is(sql($node, q{SELECT resync_pending FROM tributary.snapshot_config WHERE strea
 	'full queue: a resync is owed');
 $stalled->query_safe('COMMIT');
 $stalled->quit;
-my @resync;
+my (@resync, @q1);
 for (1 .. 100)
 {
-	push @resync, grep { $_->[1] =~ /"resync":true/ } heard($follower);
-	last if @resync;
+	my @h = heard($follower);
+	push @resync, grep { $_->[1] =~ /"resync":true/ } @h;
+	push @q1, grep { $_->[0] eq 'tributary.qs.q1' } @h;
+	last if @resync && @q1 && field($q1[-1][1], 'seq') == sql($node, q{SELECT seq FROM tributary.snapshot('qs', 'q1')});
 	sleep 0.1;
 }
+is(@q1 ? field($q1[-1][1], 'seq') : undef, sql($node, q{SELECT seq FROM tributary.snapshot('qs', 'q1')}),
+	"full queue: a key's channel, which hears no resync, gets the key's last state once the queue drains");
 my $qs_seq = sql($node, q{SELECT tributary.snapshot_seq('qs')});
 is(scalar(@resync), 1, 'full queue: once the queue drains, one resync goes out');
 is($resync[0][1], qq({"stream":"qs","seq":$qs_seq,"resync":true}), 'full queue: the resync carries the stream seq');
