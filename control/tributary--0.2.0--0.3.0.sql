@@ -131,7 +131,7 @@ COMMENT ON TABLE @extschema@.snapshot_config IS
 CREATE TABLE @extschema@.snapshots (
     stream      text NOT NULL
                 REFERENCES @extschema@.snapshot_config (stream) ON DELETE CASCADE ON UPDATE CASCADE,
-    key         text NOT NULL,
+    key         text COLLATE "C" NOT NULL,	-- byte order: cheap comparisons, any key
     seq         bigint NOT NULL,
     record      jsonb,
     updated_at  pg_catalog.timestamptz NOT NULL,
