@@ -10,7 +10,9 @@
 # the cause of one kind of failure and replays the dead letters. Quality windows: the
 # Kafka stream's (with dead letters lowering validity) next to window_quality over the
 # table, then a local stream of sensor readings with live windows, a burst of bad data that
-# raises an alert (its handler pages), and the recovery. Last, the same insert path without
+# raises an alert (its handler pages), and the recovery. Then snapshots and fan-out: the
+# orders stream keeps each customer's latest order, tributary-listen follows one customer
+# while new orders and a tombstone arrive through Kafka. Last, the same insert path without
 # a broker: a `local` stream fed by tributary.ingest.
 #
 # The cluster and the broker are removed on any exit (KEEP_TMP=1 keeps the cluster's files).
