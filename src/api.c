@@ -40,7 +40,8 @@ PG_FUNCTION_INFO_V1(tributary_replay_dead_letters);
 PG_FUNCTION_INFO_V1(tributary_alter_stream_owner);
 PG_FUNCTION_INFO_V1(tributary_redact_options);
 
-static char *
+/* A text argument of a SQL function, which must not be null (what names it in the error). */
+char *
 TribArgText(FunctionCallInfo fcinfo, int arg, const char *what)
 {
 	if (PG_ARGISNULL(arg))

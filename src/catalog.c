@@ -13,6 +13,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
@@ -25,6 +26,8 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
@@ -426,6 +429,60 @@ TribStreamLoadById(int32 id)
 {
 	return TribStreamQuery("SELECT " TRIB_STREAM_COLUMNS " FROM tributary.stream_catalog WHERE id = $1",
 						   INT4OID, Int32GetDatum(id));
+}
+
+/*
+ * For the launcher's ticks: the stream names sql returns (SPI connected, as the extension's
+ * owner), then fn(name, arg) for each, in a subtransaction of its own, so that one stream's
+ * error (logged as a WARNING naming what was done) does not stop the others'. The names and
+ * what fn allocates live in the caller's memory context.
+ */
+void
+TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile streams = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "tributary: could not list the streams to %s", what);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		streams = lappend(streams, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		MemoryContextSwitchTo(old);
+	}
+	foreach(lc, streams)
+	{
+		const char *stream = lfirst(lc);
+		ResourceOwner ro = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			fn(stream, arg);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = ro;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = ro;
+			ereport(WARNING,
+					(errmsg("tributary: could not %s of stream \"%s\": %s", what, stream, edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
 }
 
 /* Run one statement on tributary's own tables as the extension's owner. */

@@ -8,6 +8,8 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
+
 #include "tributary.h"
 
 /* Saved identity while tributary acts as the extension's owner on its own tables. */
@@ -28,6 +30,11 @@ extern void TribRestoreUser(TribOwnerContext *ctx);
 
 extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
 							   const char *nulls);
+
+extern char *TribArgText(FunctionCallInfo fcinfo, int arg, const char *what);
+
+typedef void (*TribStreamFn) (const char *stream, void *arg);
+extern void TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what);
 
 extern StreamDef *TribStreamLoad(const char *name, bool missing_ok, bool lock_row);
 extern StreamDef *TribStreamLoadById(int32 id);

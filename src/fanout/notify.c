@@ -30,7 +30,6 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -266,65 +265,37 @@ TribFanoutTickStream(const char *stream, TimestampTz now)
  * subtransaction (one stream's error must not stop the others'). Returns the milliseconds
  * until the next heartbeat is due (at most tributary.naptime), or -1 when none.
  */
+/* The tick's progress: now, and the microseconds until the next heartbeat due (-1: none). */
+typedef struct TribFanoutTickState
+{
+	TimestampTz now;
+	int64		next;
+} TribFanoutTickState;
+
+static void
+TribFanoutTickOne(const char *stream, void *arg)
+{
+	TribFanoutTickState *state = arg;
+	int64		due = TribFanoutTickStream(stream, state->now);
+
+	if (due >= 0 && (state->next < 0 || due < state->next))
+		state->next = due;
+}
+
 long
 TribFanoutTick(void)
 {
 	TribOwnerContext owner;
-	MemoryContext cxt = CurrentMemoryContext;
-	List	   *volatile streams = NIL;
-	ListCell   *lc;
-	TimestampTz now = GetCurrentTimestamp();
-	volatile int64 next = -1;
+	TribFanoutTickState state = {GetCurrentTimestamp(), -1};
 
 	if (!TribSnapshotCatalogPresent())
 		return -1;
 	TribBecomeExtensionOwner(&owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT stream FROM tributary.snapshot_config WHERE channels IS NOT NULL "
-					"ORDER BY stream", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "tributary: could not read tributary.snapshot_config");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		streams = lappend(streams, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		MemoryContextSwitchTo(old);
-	}
-	foreach(lc, streams)
-	{
-		const char *stream = lfirst(lc);
-		ResourceOwner ro = CurrentResourceOwner;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			int64		due = TribFanoutTickStream(stream, now);
-
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = ro;
-			if (due >= 0 && (next < 0 || due < next))
-				next = due;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = ro;
-			ereport(WARNING,
-					(errmsg("tributary: fan-out of stream \"%s\": %s", stream, edata->message)));
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
-	}
+	TribForEachStream("SELECT stream FROM tributary.snapshot_config WHERE channels IS NOT NULL "
+					  "ORDER BY stream", TribFanoutTickOne, &state, "send the fan-out");
 	SPI_finish();
 	TribRestoreUser(&owner);
-	return next < 0 ? -1 : (long) Max(next / 1000, 10);
+	return state.next < 0 ? -1 : (long) Max(state.next / 1000, 10);
 }

@@ -43,16 +43,6 @@ PG_FUNCTION_INFO_V1(tributary_set_fanout);
 PG_FUNCTION_INFO_V1(tributary_drop_fanout);
 PG_FUNCTION_INFO_V1(tributary_fanout_channel);
 
-static char *
-TribSnapArgText(FunctionCallInfo fcinfo, int arg, const char *what)
-{
-	if (PG_ARGISNULL(arg))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(arg));
-}
-
 static void
 TribSnapRequireCatalog(void)
 {
@@ -98,8 +88,8 @@ TribSnapRequire(const char *stream)
 Datum
 tributary_set_snapshot(PG_FUNCTION_ARGS)
 {
-	char	   *name = TribSnapArgText(fcinfo, 0, "stream");
-	char	   *order = TribSnapArgText(fcinfo, 1, "order");
+	char	   *name = TribArgText(fcinfo, 0, "stream");
+	char	   *order = TribArgText(fcinfo, 1, "order");
 	StreamDef  *def;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -137,7 +127,7 @@ tributary_set_snapshot(PG_FUNCTION_ARGS)
 Datum
 tributary_drop_snapshot(PG_FUNCTION_ARGS)
 {
-	char	   *name = TribSnapArgText(fcinfo, 0, "stream");
+	char	   *name = TribArgText(fcinfo, 0, "stream");
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	StreamDef  *def;
 	Oid			types[1] = {TEXTOID};
@@ -182,8 +172,8 @@ TribSnapCheckInterval(Interval *iv, const char *what, const char *hint)
 Datum
 tributary_set_fanout(PG_FUNCTION_ARGS)
 {
-	char	   *name = TribSnapArgText(fcinfo, 0, "stream");
-	char	   *payload = TribSnapArgText(fcinfo, 2, "payload");
+	char	   *name = TribArgText(fcinfo, 0, "stream");
+	char	   *payload = TribArgText(fcinfo, 2, "payload");
 	StreamDef  *def;
 	Datum	   *elems;
 	bool	   *nulls;
@@ -267,7 +257,7 @@ tributary_set_fanout(PG_FUNCTION_ARGS)
 Datum
 tributary_drop_fanout(PG_FUNCTION_ARGS)
 {
-	char	   *name = TribSnapArgText(fcinfo, 0, "stream");
+	char	   *name = TribArgText(fcinfo, 0, "stream");
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	StreamDef  *def;
 	TribSnapshotConfig *cfg;
@@ -314,7 +304,7 @@ tributary_fanout_channel(PG_FUNCTION_ARGS)
 Datum
 tributary_snapshot_seq(PG_FUNCTION_ARGS)
 {
-	char	   *name = TribSnapArgText(fcinfo, 0, "stream");
+	char	   *name = TribArgText(fcinfo, 0, "stream");
 
 	TribSnapRequireCatalog();
 	(void) TribStreamLoad(name, false, false);
@@ -411,7 +401,7 @@ Datum
 tributary_snapshot(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *name = TribSnapArgText(fcinfo, 0, "stream");
+	char	   *name = TribArgText(fcinfo, 0, "stream");
 	StreamDef  *def;
 	TribOwnerContext owner;
 	TribSnapRow *rows = NULL;

@@ -359,64 +359,30 @@ TribQualityFoldStream(const char *stream, bool wait, TribPendingList *pending)
 	return TribQualityFold(cfg, target, GetCurrentTimestamp(), pending);
 }
 
+/* One stream of TribQualityCloseDue: its alerts count only if its fold commits. */
+static void
+TribQualityCloseStream(const char *stream, void *arg)
+{
+	List	  **pending = arg;
+	TribPendingList mine = {NIL, CurrentMemoryContext};
+
+	(void) TribQualityFoldStream(stream, false, &mine);
+	*pending = list_concat(*pending, mine.alerts);
+}
+
 void
 TribQualityCloseDue(void)
 {
 	TribOwnerContext owner;
-	MemoryContext cxt = CurrentMemoryContext;
-	List	   *volatile streams = NIL;
-	List	   *volatile pending = NIL;
-	ListCell   *lc;
+	List	   *pending = NIL;
 
 	if (!TribQualityCatalogPresent())
 		return;
 	TribBecomeExtensionOwner(&owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	TribQualitySpi("SELECT stream FROM tributary.quality_config ORDER BY stream", 0, NULL, NULL,
-				   NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		streams = lappend(streams, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		MemoryContextSwitchTo(old);
-	}
-	/* each stream in a subtransaction: one stream's error must not stop the others' */
-	foreach(lc, streams)
-	{
-		const char *stream = lfirst(lc);
-		ResourceOwner ro = CurrentResourceOwner;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			TribPendingList mine = {NIL, cxt};
-
-			/* a stream's alerts count only if its fold commits */
-			(void) TribQualityFoldStream(stream, false, &mine);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			pending = list_concat(pending, mine.alerts);
-			CurrentResourceOwner = ro;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = ro;
-			ereport(WARNING,
-					(errmsg("tributary: closing the quality windows of stream \"%s\" failed: %s",
-							stream, edata->message)));
-		}
-		PG_END_TRY();
-	}
+	TribForEachStream("SELECT stream FROM tributary.quality_config ORDER BY stream",
+					  TribQualityCloseStream, &pending, "close the quality windows");
 	SPI_finish();
 	TribRestoreUser(&owner);
 	TribQualityRunHandlers(pending);
