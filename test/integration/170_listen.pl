@@ -13,8 +13,8 @@
 #    state equals the snapshot again;
 #  - --exit-after and --idle-exit end it with a state line, exit status 0;
 #  - --quality and --alerts print a closed window and its alert;
-#  - a Kafka stream with tombstones, followed across a terminated connection, ends equal to
-#    its snapshot too.
+#  - a Kafka stream of 100,000 updates over 1,000 keys (every 50th a tombstone), its
+#    follower's backend terminated twice mid-stream, ends equal to its snapshot too.
 use strict;
 use warnings;
 
@@ -27,7 +27,7 @@ use Time::HiRes qw(usleep);
 use TributaryTest;
 use TributaryKafka;
 
-my $kafka = kafka_mock_start(brokers => 1, topics => { kf => 2 });
+my $kafka = kafka_mock_start(brokers => 1, topics => { kf => 4 });
 my $node = tributary_node('listen');
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
@@ -350,38 +350,72 @@ my $bs = $kafka->bootstrap;
 sql($node, qq{
 	CREATE TABLE kf_rows (id text, v int);
 	SELECT tributary.create_stream('kf', 'kf_rows', 'kafka',
-		'{"brokers": "$bs", "topic": "kf", "batch_size": 20, "batch_ms": 10}', key => 'id');
+		'{"brokers": "$bs", "topic": "kf", "batch_size": 500, "batch_ms": 10}', key => 'id');
 	SELECT tributary.set_snapshot('kf');
-	SELECT tributary.set_fanout('kf');
+	SELECT tributary.set_fanout('kf', '{stream}');
 });
 my $lk = listener('listen-k', '--stream', 'kf');
 ok(wait_events($lk, 'the hydration', sub { grep { $_->{event} eq 'hydrate' } @_ }), 'listen-k: hydrated');
-# message $i: key "f<i % 30>" (partition by key, so each key's messages stay in order);
-# every 9th a tombstone
-my ($rows, @half) = (0, [], []);
-for my $i (1 .. 300)
+
+# The newest seq the listener printed, from its last lines only (its output grows to 100,000
+# lines: decoding all of it on every poll would take longer than the stream).
+sub tail_seq
 {
-	my $k = 'f' . ($i % 30);
-	my $msg = $i % 9 == 0 ? [ $k, '' ] : [ $k, qq({"id": "$k", "v": $i}) ];
-	$rows++ unless $i % 9 == 0;
-	push @{ $half[ $i > 150 ? 1 : 0 ][ ($i % 30) % 2 ] }, $msg;
+	my ($l) = @_;
+	my @tail = (lines($l))[-20 .. -1];
+	my $seq = -1;
+	for my $line (grep { defined } @tail)
+	{
+		my $e = decode_json($line);
+		next unless $e->{event} =~ /^(hydrate|upsert|delete)$/;
+		my $s = $e->{reread} ? $e->{notified_seq} : $e->{seq};
+		$seq = $s if $s > $seq;
+	}
+	return $seq;
 }
-for my $part (0, 1)
+
+# 100,000 messages over 1,000 keys: key "f<i % 1000>", partition by key (so each key's
+# messages stay in order); every 50th message a tombstone of key f<(i / 50) * 7 % 1000>. Produced in three parts; the
+# listener's backend is terminated after the first and after the second.
+my $n = 100_000;
+my ($rows, @parts, %deleted) = (0);
+for my $i (1 .. $n)
 {
-	kcat_produce($bs, 'kf', $half[$part][$_], partition => $_, keys => 1, tombstones => 1)
-	  for grep { $half[$part][$_] } 0 .. 1;
+	my $tomb = $i % 50 == 0;
+	my $ki = $tomb ? int($i / 50) * 7 % 1000 : $i % 1000;	# a tombstone deletes another key
+	my $k = "f$ki";
+	my $msg = $tomb ? [ $k, '' ] : [ $k, qq({"id":"$k","v":$i}) ];
+	$rows++ unless $tomb;
+	$deleted{$k} = $tomb;
+	push @{ $parts[ int(($i - 1) * 3 / $n) ][ $ki % 4 ] }, $msg;
+}
+for my $part (0 .. 2)
+{
+	kcat_produce($bs, 'kf', $parts[$part][$_], partition => $_, keys => 1, tombstones => 1)
+	  for grep { $parts[$part][$_] } 0 .. 3;
+	next if $part == 2;
+	my $landed = int($rows * ($part + 1) / 3 / 2);
+	ok(wait_for($node, "SELECT count(*) >= $landed FROM kf_rows", 't', 120), "kafka: part $part is landing");
 	ok(wait_for($node, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listen-k'", '1'),
-		'listen-k connected') if $part == 0;
+		"listen-k connected before termination $part");
 	is(sql($node, 'SELECT pg_terminate_backend(' . backend_of('listen-k') . ')'), 't',
-		"listen-k's backend terminated") if $part == 0;
+		"listen-k's backend terminated mid-stream ($part)");
 }
-ok(wait_for($node, 'SELECT count(*) FROM kf_rows', $rows, 120), "kafka: all $rows rows landed");
+ok(wait_for($node, 'SELECT count(*) FROM kf_rows', $rows, 180), "kafka: all $rows rows landed");
 my $kseq = sql($node, q{SELECT tributary.snapshot_seq('kf')});
-ok(wait_events($lk, "seq $kseq", sub { shown_seq(@_) >= $kseq }), "listen-k: caught up to seq $kseq");
-($rc, $state, @ev) = stop_listener($lk);
-is(state_differs($state, 'kf'), '0 of ' . sql($node, q{SELECT count(*) FROM tributary.snapshot('kf')}),
-	'listen-k: the final state equals the snapshot of the Kafka stream');
-ok((grep { $_->{event} eq 'delete' } @ev), 'listen-k: tombstones arrived as deletes');
-is(scalar(grep { $_->{event} eq 'resync' && $_->{reason} eq 'reconnect' } @ev), 1, 'listen-k: one reconnect');
+my $deadline = time + $timeout;
+usleep(200_000) while tail_seq($lk) < $kseq && time < $deadline;
+is(tail_seq($lk) >= $kseq ? 'caught up' : tail_seq($lk), 'caught up', "listen-k: caught up to seq $kseq");
+$lk->{h}->signal('TERM');
+$lk->{h}->finish;
+my $out = slurp($lk->{out});
+my ($kstate) = $out =~ /^(\{"event":"state".*)$/m;
+is(state_differs($kstate, 'kf'), '0 of ' . sql($node, q{SELECT count(*) FROM tributary.snapshot('kf')}),
+	'listen-k: after 100,000 updates and two terminated connections, its state equals the snapshot');
+is(sql($node, q{SELECT count(*) FROM tributary.snapshot('kf')}), scalar(grep { !$_ } values %deleted),
+	'kafka: the keys whose last message is a tombstone are gone, the others live');
+my $reconnects = () = $out =~ /"event":"resync"[^\n]*"reason":"reconnect"/g;
+is($reconnects, 2, 'listen-k: two reconnects');
+ok($out =~ /"event":"delete"/, 'listen-k: tombstones arrived as deletes');
 
 done_testing();
