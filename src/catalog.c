@@ -432,6 +432,54 @@ TribStreamLoadById(int32 id)
 }
 
 /*
+ * Run fn(arg) in a subtransaction of its own. Returns NULL when it succeeded; otherwise the
+ * subtransaction is rolled back (which also restores the user and security context it
+ * started with) and its error is returned, in the caller's memory context.
+ */
+ErrorData *
+TribRunInSubtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+/* One stream of TribForEachStream. */
+typedef struct TribStreamCall
+{
+	TribStreamFn fn;
+	const char *stream;
+	void	   *arg;
+} TribStreamCall;
+
+static void
+TribStreamCallRun(void *arg)
+{
+	TribStreamCall *call = arg;
+
+	call->fn(call->stream, call->arg);
+}
+
+/*
  * For the launcher's ticks: the stream names sql returns (SPI connected, as the extension's
  * owner), then fn(name, arg) for each, in a subtransaction of its own, so that one stream's
  * error (logged as a WARNING naming what was done) does not stop the others'. The names and
@@ -441,7 +489,7 @@ void
 TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	List	   *volatile streams = NIL;
+	List	   *streams = NIL;
 	ListCell   *lc;
 
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -455,33 +503,16 @@ TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what)
 	}
 	foreach(lc, streams)
 	{
-		const char *stream = lfirst(lc);
-		ResourceOwner ro = CurrentResourceOwner;
+		TribStreamCall call = {fn, lfirst(lc), arg};
+		ErrorData  *edata = TribRunInSubtransaction(TribStreamCallRun, &call);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
+		if (edata != NULL)
 		{
-			fn(stream, arg);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = ro;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = ro;
 			ereport(WARNING,
-					(errmsg("tributary: could not %s of stream \"%s\": %s", what, stream, edata->message)));
+					(errmsg("tributary: could not %s of stream \"%s\": %s", what, call.stream,
+							edata->message)));
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
 	}
 }
 

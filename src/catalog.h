@@ -33,6 +33,8 @@ extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum 
 
 extern char *TribArgText(FunctionCallInfo fcinfo, int arg, const char *what);
 
+extern ErrorData *TribRunInSubtransaction(void (*fn) (void *arg), void *arg);
+
 typedef void (*TribStreamFn) (const char *stream, void *arg);
 extern void TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what);
 

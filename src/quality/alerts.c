@@ -149,61 +149,49 @@ TribQualityShortfalls(TribQualityConfig *cfg, const TribQualityWindow *w,
 	return failed.data;
 }
 
-/* Call one alert's handler as the stream's owner; its error, or NULL. */
-static char *
-TribQualityCallHandler(TribPendingAlert *pa)
+/* Call one alert's handler (arg: its TribPendingAlert) as the stream's owner. */
+static void
+TribQualityHandlerCall(void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *error = NULL;
+	TribPendingAlert *pa = arg;
+	Jsonb	   *alert = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pa->payload)));
 	Oid			saved_user;
 	int			saved_sec;
 
 	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	SetUserIdAndSecContext(pa->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (pg_proc_aclcheck(pa->handler, pa->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", format_procedure(pa->handler)),
+				 errdetail("on_alert runs as the stream's owner.")));
 	{
-		Jsonb	   *alert = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pa->payload)));
+		/* a void (or null-returning) handler is fine: its result is not read */
+		FmgrInfo	flinfo;
+		LOCAL_FCINFO(call, 1);
 
-		SetUserIdAndSecContext(pa->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		if (pg_proc_aclcheck(pa->handler, pa->owner, ACL_EXECUTE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for function %s", format_procedure(pa->handler)),
-					 errdetail("on_alert runs as the stream's owner.")));
-		{
-			/* a void (or null-returning) handler is fine: its result is not read */
-			FmgrInfo	flinfo;
-			LOCAL_FCINFO(call, 1);
-
-			fmgr_info(pa->handler, &flinfo);
-			InitFunctionCallInfoData(*call, &flinfo, 1, InvalidOid, NULL, NULL);
-			call->args[0].value = JsonbPGetDatum(alert);
-			call->args[0].isnull = false;
-			(void) FunctionCallInvoke(call);
-		}
-		SetUserIdAndSecContext(saved_user, saved_sec);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		fmgr_info(pa->handler, &flinfo);
+		InitFunctionCallInfoData(*call, &flinfo, 1, InvalidOid, NULL, NULL);
+		call->args[0].value = JsonbPGetDatum(alert);
+		call->args[0].isnull = false;
+		(void) FunctionCallInvoke(call);
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	SetUserIdAndSecContext(saved_user, saved_sec);
+}
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		SetUserIdAndSecContext(saved_user, saved_sec);
-		error = psprintf("%s (SQLSTATE %s)", edata->message, unpack_sql_state(edata->sqlerrcode));
-	}
-	PG_END_TRY();
-	return error;
+/*
+ * Call one alert's handler in a subtransaction (whose rollback also gives back the
+ * caller's identity); its error, or NULL.
+ */
+static char *
+TribQualityCallHandler(TribPendingAlert *pa)
+{
+	ErrorData  *edata = TribRunInSubtransaction(TribQualityHandlerCall, pa);
+
+	if (edata == NULL)
+		return NULL;
+	return psprintf("%s (SQLSTATE %s)", edata->message, unpack_sql_state(edata->sqlerrcode));
 }
 
 /*
