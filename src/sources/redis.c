@@ -139,9 +139,8 @@ TribRedisFieldIsJson(TribRedisOptions *o, const char *name, size_t len)
 
 /*
  * An entry's field-value pairs as one JSON object: values as strings, or as JSON where
- * parse says so (and as_strings is false). A value asked for as JSON that is not JSON
- * sets *bad to its field (the caller then keeps the all-strings object as the dead
- * letter's payload).
+ * option "fields" says so (and as_strings is false). A value asked for as JSON that is not
+ * JSON is written as it came, and *bad (NULL on entry) set to its field, the first such.
  */
 static char *
 TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, int *len,
@@ -162,11 +161,9 @@ TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, i
 		appendStringInfoString(&buf, ": ");
 		if (!as_strings && TribRedisFieldIsJson(o, f->str, f->len))
 		{
-			if (!TribRedisIsJson(v->str, v->len))
-			{
+			/* not JSON: kept as it came, so the object is no JSON either (nor on replay) */
+			if (*bad == NULL && !TribRedisIsJson(v->str, v->len))
 				*bad = pnstrdup(f->str, f->len);
-				return NULL;
-			}
 			appendBinaryStringInfo(&buf, v->str, (int) v->len);
 		}
 		else
@@ -230,18 +227,16 @@ TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, Trib
 	else
 	{
 		m->data = TribRedisEntryObject(o, fields, false, &len, &bad);
+		m->len = len;
 		if (bad != NULL)
 		{
 			m->malformed = psprintf("field \"%s\" of the Redis entry is not valid JSON", bad);
-			m->malformed_detail = "Option \"fields\" asks for the field's value to be parsed as JSON; the dead letter holds the entry's fields as strings.";
+			m->malformed_detail = "Option \"fields\" asks for the field's value to be parsed as JSON; the dead letter holds the entry as the object it makes, with that value as it came.";
 		}
-		else
-		{
-			m->len = len;
-			return;
-		}
+		return;
 	}
 	/* a dead letter: the entry as an object of strings, for the user to see */
+	bad = NULL;
 	m->data = TribRedisEntryObject(o, fields, true, &len, &bad);
 	m->len = len;
 }
