@@ -625,6 +625,7 @@ TribRedisSourceCollect(void *consumer, TribMessage **msgs)
 
 		if (ahead != NULL && TribRedisTakeRead(r, ahead, NULL, *msgs, &bytes) > 0)
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->def->batch_ms);
+		TribRedisRefreshLag(r);
 		MemoryContextSwitchTo(batch_cxt);
 	}
 
