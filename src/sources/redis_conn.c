@@ -287,7 +287,7 @@ TribRedisGetReply(TribRedis *r)
 	return reply;
 }
 
-/* A command of NUL-terminated arguments. */
+/* A command of NUL-terminated arguments (keys are: they come from JSON strings, which hold no NUL). */
 static redisReply *
 TribRedisCommandV(TribRedis *r, int argc, const char **argv)
 {
@@ -562,8 +562,7 @@ static bool
 TribRedisLastId(TribRedis *r, TribRedisKey *key, TribRedisId *last, char **error)
 {
 	const char *argv[3] = {"XINFO", "STREAM", key->name};
-	size_t		lens[3] = {5, 6, key->name_len};
-	redisReply *reply = TribRedisCommand(r, 3, argv, lens);
+	redisReply *reply = TribRedisCommandV(r, 3, argv);
 
 	last->ms = 0;
 	last->seq = 0;
@@ -610,13 +609,9 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 		{
 			const char *argv[] = {"XAUTOCLAIM", key->name, r->opts.group, r->consumer, "0",
 			cursor, "COUNT", TRIB_REDIS_CLAIM_COUNT, "JUSTID"};
-			size_t		lens[lengthof(argv)];
 			redisReply *reply;
 
-			for (int i = 0; i < lengthof(argv); i++)
-				lens[i] = strlen(argv[i]);
-			lens[1] = key->name_len;
-			reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+			reply = TribRedisCommandV(r, lengthof(argv), argv);
 			if (reply == NULL)
 				return false;
 			if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
@@ -635,16 +630,11 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 	for (;;)
 	{
 		const char *argv[] = {"XPENDING", key->name, r->opts.group, "-", "+", TRIB_REDIS_CLAIM_COUNT};
-		size_t		lens[lengthof(argv)];
 		redisReply *reply;
 		const char **claim;
-		size_t	   *claim_lens;
 		int			nclaim = 0;
 
-		for (int i = 0; i < lengthof(argv); i++)
-			lens[i] = strlen(argv[i]);
-		lens[1] = key->name_len;
-		reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+		reply = TribRedisCommandV(r, lengthof(argv), argv);
 		if (reply == NULL)
 			return false;
 		if (reply->type != REDIS_REPLY_ARRAY)
@@ -653,7 +643,6 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 			return false;
 		}
 		claim = palloc(sizeof(char *) * (reply->elements + 6));
-		claim_lens = palloc(sizeof(size_t) * (reply->elements + 6));
 		claim[0] = "XCLAIM";
 		claim[1] = key->name;
 		claim[2] = r->opts.group;
@@ -672,10 +661,7 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 		if (nclaim == 5)
 			return true;
 		claim[nclaim++] = "JUSTID";
-		for (int i = 0; i < nclaim; i++)
-			claim_lens[i] = strlen(claim[i]);
-		claim_lens[1] = key->name_len;
-		reply = TribRedisCommand(r, nclaim, claim, claim_lens);
+		reply = TribRedisCommandV(r, nclaim, claim);
 		if (reply == NULL)
 			return false;
 		if (reply->type == REDIS_REPLY_ERROR)
@@ -695,15 +681,11 @@ static bool
 TribRedisCreateGroup(TribRedis *r, TribRedisKey *key, const char *pos, char **error)
 {
 	const char *argv[] = {"XGROUP", "CREATE", key->name, r->opts.group, pos, "MKSTREAM"};
-	size_t		lens[lengthof(argv)];
 	redisReply *reply;
 	bool		made;
 
-	for (int i = 0; i < lengthof(argv); i++)
-		lens[i] = strlen(argv[i]);
-	lens[2] = key->name_len;
 	*error = NULL;
-	reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+	reply = TribRedisCommandV(r, lengthof(argv), argv);
 	if (reply == NULL)
 		return false;
 	if (TribRedisReplyIsError(reply, "BUSYGROUP"))
@@ -727,14 +709,10 @@ static bool
 TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **error)
 {
 	const char *argv[] = {"XGROUP", "SETID", key->name, r->opts.group, pos};
-	size_t		lens[lengthof(argv)];
 	redisReply *reply;
 
-	for (int i = 0; i < lengthof(argv); i++)
-		lens[i] = strlen(argv[i]);
-	lens[2] = key->name_len;
 	*error = NULL;
-	reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+	reply = TribRedisCommandV(r, lengthof(argv), argv);
 	if (reply == NULL)
 		return false;
 	if (reply->type == REDIS_REPLY_ERROR)
@@ -879,12 +857,11 @@ TribRedisRefreshLag(TribRedis *r)
 	{
 		TribRedisKey *key = &r->keys[i];
 		const char *argv[3] = {"XINFO", "GROUPS", key->name};
-		size_t		lens[3] = {5, 6, key->name_len};
 		redisReply *reply;
 
 		if (!key->ready)
 			continue;
-		reply = TribRedisCommand(r, 3, argv, lens);
+		reply = TribRedisCommandV(r, 3, argv);
 		if (reply == NULL)
 			return;
 		for (size_t g = 0; reply->type == REDIS_REPLY_ARRAY && g < reply->elements; g++)
