@@ -52,8 +52,8 @@ TribConsumeAtExit(int code, Datum arg)
 /*
  * Serve def as worker number index: a consumer kept from before a reload goes on when its
  * source can reuse it for def (the old definition is still valid during that call), else
- * it is closed and a new one opened. A source without a consumer (redis, declared with
- * 0.2.0 before that source was refused) raises.
+ * it is closed and a new one opened. A source without a consumer (one not available
+ * yet) raises.
  */
 void
 TribConsumeStart(StreamDef *def, int index)

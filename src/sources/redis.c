@@ -937,6 +937,7 @@ const TribSourceRoutine TribRedisSource = {
 	.options = redis_options,
 	.secret_options = redis_secret_options,
 	.validate = TribRedisValidateOptions,
+	.check_rights = TribRedisCheckRights,
 	.open = TribRedisSourceOpen,
 	.reuse = TribRedisSourceReuse,
 	.collect = TribRedisSourceCollect,

@@ -599,42 +599,52 @@ static bool
 TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 {
 	char	   *cursor = pstrdup("0-0");
-	int			rounds = 0;
+	TribRedisId from = {0, 0};
+	bool		older = r->server_major > 0 &&
+		(r->server_major < 6 || (r->server_major == 6 && r->server_minor < 2));
 
 	*error = NULL;
-	if (r->server_major > 6 || (r->server_major == 6 && r->server_minor >= 2))
+	/* XAUTOCLAIM key group consumer 0 cursor COUNT n JUSTID, until the cursor is back at 0-0 */
+	while (!older)
 	{
-		/* XAUTOCLAIM key group consumer 0 cursor COUNT n JUSTID, until the cursor is back at 0-0 */
-		do
-		{
-			const char *argv[] = {"XAUTOCLAIM", key->name, r->opts.group, r->consumer, "0",
-			cursor, "COUNT", TRIB_REDIS_CLAIM_COUNT, "JUSTID"};
-			redisReply *reply;
+		const char *argv[] = {"XAUTOCLAIM", key->name, r->opts.group, r->consumer, "0",
+		cursor, "COUNT", TRIB_REDIS_CLAIM_COUNT, "JUSTID"};
+		redisReply *reply = TribRedisCommandV(r, lengthof(argv), argv);
 
-			reply = TribRedisCommandV(r, lengthof(argv), argv);
-			if (reply == NULL)
-				return false;
-			if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-				reply->element[0]->type != REDIS_REPLY_STRING)
-			{
-				*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
-				return false;
-			}
-			cursor = pnstrdup(reply->element[0]->str, reply->element[0]->len);
+		if (reply == NULL)
+			return false;
+		if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "unknown command") != NULL)
+		{
+			/* a server older than 6.2 whose version INFO did not tell (an ACL without INFO) */
 			TribRedisFreeReply(reply);
-		} while (strcmp(cursor, "0-0") != 0 && ++rounds < 100000);
-		return true;
+			older = true;
+			break;
+		}
+		if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+			reply->element[0]->type != REDIS_REPLY_STRING)
+		{
+			*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
+			return false;
+		}
+		cursor = pnstrdup(reply->element[0]->str, reply->element[0]->len);
+		TribRedisFreeReply(reply);
+		if (strcmp(cursor, "0-0") == 0)
+			return true;
 	}
 
-	/* before 6.2: XPENDING key group - + n, then XCLAIM the ids of other consumers */
+	/*
+	 * Before 6.2: XPENDING key group from + n, page by page in id order, and XCLAIM the
+	 * entries of other consumers on each page.
+	 */
 	for (;;)
 	{
-		const char *argv[] = {"XPENDING", key->name, r->opts.group, "-", "+", TRIB_REDIS_CLAIM_COUNT};
-		redisReply *reply;
+		char	   *start = TribRedisIdText(from);
+		const char *argv[] = {"XPENDING", key->name, r->opts.group, start, "+", TRIB_REDIS_CLAIM_COUNT};
+		redisReply *reply = TribRedisCommandV(r, lengthof(argv), argv);
 		const char **claim;
-		int			nclaim = 0;
+		int			nclaim;
+		size_t		listed;
 
-		reply = TribRedisCommandV(r, lengthof(argv), argv);
 		if (reply == NULL)
 			return false;
 		if (reply->type != REDIS_REPLY_ARRAY)
@@ -642,34 +652,52 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 			*error = TribRedisErrorText(reply, psprintf("could not list the pending entries of key \"%s\"", key->name));
 			return false;
 		}
-		claim = palloc(sizeof(char *) * (reply->elements + 6));
+		listed = reply->elements;
+		claim = palloc(sizeof(char *) * (listed + 6));
 		claim[0] = "XCLAIM";
 		claim[1] = key->name;
 		claim[2] = r->opts.group;
 		claim[3] = r->consumer;
 		claim[4] = "0";
 		nclaim = 5;
-		for (size_t i = 0; i < reply->elements; i++)
+		for (size_t i = 0; i < listed; i++)
 		{
 			redisReply *e = reply->element[i];
+			TribRedisId id;
 
-			if (e->type == REDIS_REPLY_ARRAY && e->elements >= 2 &&
-				strcmp(e->element[1]->str, r->consumer) != 0)
+			if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+				e->element[0]->type != REDIS_REPLY_STRING ||
+				e->element[1]->type != REDIS_REPLY_STRING ||
+				!TribRedisParseId(e->element[0]->str, e->element[0]->len, &id))
+				continue;
+			/* the next page starts after this id */
+			from = id;
+			if (from.seq == PG_UINT64_MAX)
+			{
+				from.ms++;
+				from.seq = 0;
+			}
+			else
+				from.seq++;
+			if (strcmp(e->element[1]->str, r->consumer) != 0)
 				claim[nclaim++] = pstrdup(e->element[0]->str);
 		}
 		TribRedisFreeReply(reply);
-		if (nclaim == 5)
-			return true;
-		claim[nclaim++] = "JUSTID";
-		reply = TribRedisCommandV(r, nclaim, claim);
-		if (reply == NULL)
-			return false;
-		if (reply->type == REDIS_REPLY_ERROR)
+		if (nclaim > 5)
 		{
-			*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
-			return false;
+			claim[nclaim++] = "JUSTID";
+			reply = TribRedisCommandV(r, nclaim, claim);
+			if (reply == NULL)
+				return false;
+			if (reply->type == REDIS_REPLY_ERROR)
+			{
+				*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
+				return false;
+			}
+			TribRedisFreeReply(reply);
 		}
-		TribRedisFreeReply(reply);
+		if (listed < (size_t) atoi(TRIB_REDIS_CLAIM_COUNT))
+			return true;
 	}
 }
 

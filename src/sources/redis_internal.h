@@ -134,6 +134,7 @@ extern char *TribRedisConsumerName(TribRedisOptions *o, StreamDef *def, int inde
 extern bool TribRedisParseId(const char *text, size_t len, TribRedisId *id);
 extern char *TribRedisIdText(TribRedisId id);
 extern JsonbValue *TribRedisRedactUrl(JsonbValue *value);
+extern void TribRedisCheckRights(StreamDef *def, Oid roleid);
 
 static inline int
 TribRedisIdCmp(TribRedisId a, TribRedisId b)
