@@ -276,8 +276,8 @@ drop_stream() {	# stream: drop it and wait (at most 30 s) for its worker to exit
 
 redis_cpu() { cpu_ms "/proc/$redis_pid/stat"; }
 
-# One tributary run on a fresh stream; sets run_ms, join_ms, rss_line, cpu_proc_ms and
-# redis_cpu_run_ms (redis-server's CPU time during the run).
+# One tributary run on a fresh stream; sets run_ms, join_ms, rss_line, cpu_proc_ms (the
+# worker's CPU time: one thread) and redis_cpu_run_ms (redis-server's CPU time during the run).
 tributary_run() {	# run label, pairs|payload, "profile" to run perf alongside
 	local stream="bench_$1" t0 out first_ms last_ms rss_file="$tmp/rss.$1" options
 	case "$2" in
@@ -300,11 +300,10 @@ SQL
 	fi
 	IFS='|' read -r first_ms last_ms <<<"$(tail -n 1 <<<"$out")"
 	redis_cpu_run_ms=$(($(redis_cpu) - redis_cpu0))
-	cpu_proc_ms=0 cpu_thread_ms=0
+	cpu_proc_ms=0
 	p="$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $stream'")"
 	if [ -n "$p" ]; then
 		cpu_proc_ms="$(cpu_ms "/proc/$p/stat")"
-		cpu_thread_ms="$(cpu_ms "/proc/$p/task/$p/stat")"
 	fi
 	run_ms=$((last_ms - t0))
 	join_ms=$((first_ms - t0))
