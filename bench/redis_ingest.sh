@@ -31,7 +31,8 @@
 #               quote, no consumer group and no stored position)
 #
 # RUNS runs of each; the best is reported, with seconds, rows/s, % of copy_csv and the
-# ratio to xread_psql; for tributary also the rate after its first rows.
+# ratio to xread_psql; for tributary also the rate after its first rows. The first and last
+# rows are seen by polling every 0.2 s: keep N large enough for runs of several seconds.
 #
 # Usage: bench/redis_ingest.sh [N=1000000]
 # Environment:
