@@ -5,7 +5,7 @@
  *
  * redis_options.c resolves and checks a stream's options (the URL, keys, group, start,
  * fields) and masks the URL's password; redis_conn.c talks to the server (connecting with
- * backoff, commands, the consumer group of each key, claims); redis.c collects batches,
+ * backoff, commands, the consumer group of each key); redis.c collects batches,
  * turns entries into messages, fences and stores positions, acknowledges, and holds the
  * source routine. Only these files include this header.
  */
@@ -76,15 +76,12 @@ typedef struct TribRedisKey
 	bool		owned;			/* this worker holds the key's session lock */
 	bool		ready;			/* group made and claims taken since the last connect */
 	bool		was_ready;		/* ready once before: a missing group was lost, not new */
-	bool		history;		/* reading this consumer's pending entries first */
-	TribRedisId history_after;	/* the next history read starts after this id */
 	bool		has_stored;
 	TribRedisId stored;			/* last entry id stored, as last read */
 
 	/* the batch in flight */
 	TribRedisId batch_last;		/* newest id kept in the batch */
 	int64		counts[4];		/* messages, rows, dead letters, bytes */
-	List	   *acks;			/* entry ids (char *) to acknowledge after the commit */
 } TribRedisKey;
 
 /* One consumer: the source routine's opaque consumer (sources/source.h). */
@@ -102,16 +99,13 @@ typedef struct TribRedis
 	int			nkeys;
 
 	redisContext *rc;			/* NULL while disconnected */
-	int			server_major;	/* redis_version, for XAUTOCLAIM (6.2) */
-	int			server_minor;
 	int			backoff_ms;		/* next wait before connecting again */
 	TimestampTz retry_at;		/* no connection attempt before this */
 	TimestampTz locks_at;		/* when keys held elsewhere were last tried */
 	TimestampTz lag_at;			/* when the group's lag was last read */
 
-	/* commands sent ahead, whose replies the next collect reads first (TribRedisDrain) */
-	bool		read_ahead;		/* the next batch's XREADGROUP */
-	int			acks_ahead;		/* the last batch's XACKs */
+	/* the next batch's XREADGROUP, sent ahead: the next collect reads its reply first */
+	bool		read_ahead;
 
 	/* the batch: replies held (messages point into them) and each message's key and id */
 	redisReply **replies;
