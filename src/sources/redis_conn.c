@@ -669,7 +669,7 @@ TribRedisCreateGroup(TribRedis *r, TribRedisKey *key, const char *pos, char **er
 	return made;
 }
 
-/* Move the key's group to pos (after a reset of a position past the key's end). */
+/* Move the key's group to pos: its reader goes on after pos. */
 static bool
 TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **error)
 {
@@ -690,20 +690,83 @@ TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **err
 	return true;
 }
 
-/* Where a key without a stored position starts: the "start" option as an id for XGROUP CREATE. */
-static char *
-TribRedisStartId(TribRedis *r)
+/*
+ * Where a key without a stored position starts, as the "start" option says: before every
+ * entry, after last (the key's last id now: "$" without the race of reading it twice), or
+ * after the given id.
+ */
+static TribRedisId
+TribRedisStartId(TribRedis *r, TribRedisId last)
 {
+	TribRedisId none = {0, 0};
+
 	switch (r->opts.start)
 	{
 		case TRIB_REDIS_START_ALL:
-			return pstrdup("0");
+			return none;
 		case TRIB_REDIS_START_NEW:
-			return pstrdup("$");
+			return last;
 		case TRIB_REDIS_START_AFTER:
-			return TribRedisIdText(r->opts.start_after);
+			return r->opts.start_after;
 	}
-	return pstrdup("0");
+	return none;
+}
+
+/* The id right before id (0-0 stays 0-0). */
+static TribRedisId
+TribRedisIdBefore(TribRedisId id)
+{
+	if (id.seq > 0)
+		id.seq--;
+	else if (id.ms > 0)
+	{
+		id.ms--;
+		id.seq = PG_UINT64_MAX;
+	}
+	return id;
+}
+
+/* The group's last delivered id (XINFO GROUPS), into *pos; false when unknown or refused. */
+static bool
+TribRedisGroupPosition(TribRedis *r, TribRedisKey *key, TribRedisId *pos, char **error)
+{
+	const char *argv[3] = {"XINFO", "GROUPS", key->name};
+	redisReply *reply = TribRedisCommandV(r, 3, argv);
+	bool		found = false;
+
+	*error = NULL;
+	if (reply == NULL)
+		return false;
+	if (reply->type != REDIS_REPLY_ARRAY)
+	{
+		*error = TribRedisErrorText(reply, psprintf("could not read the groups of key \"%s\"", key->name));
+		return false;
+	}
+	for (size_t g = 0; g < reply->elements && !found; g++)
+	{
+		redisReply *group = reply->element[g];
+		bool		ours = false;
+		redisReply *delivered = NULL;
+
+		for (size_t f = 0; group->type == REDIS_REPLY_ARRAY && f + 1 < group->elements; f += 2)
+		{
+			redisReply *name = group->element[f];
+			redisReply *value = group->element[f + 1];
+
+			if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(name->str, "name") == 0)
+				ours = strcmp(value->str, r->opts.group) == 0;
+			else if (strcmp(name->str, "last-delivered-id") == 0)
+				delivered = value;
+		}
+		if (ours && delivered != NULL)
+			found = TribRedisParseId(delivered->str, delivered->len, pos);
+	}
+	TribRedisFreeReply(reply);
+	if (!found)
+		*error = psprintf("could not find consumer group \"%s\" of key \"%s\"", r->opts.group, key->name);
+	return found;
 }
 
 /*
@@ -748,7 +811,12 @@ TribRedisSetUpKeys(TribRedis *r)
 	for (int i = 0; i < r->nkeys; i++)
 		need |= r->keys[i].owned && !r->keys[i].ready;
 	if (!need)
-		return true;
+	{
+		/* connected, nothing to take: an error from before the connection is over */
+		if (r->rc != NULL && r->reported_error != NULL)
+			TribRedisReport(r, NULL);
+		return r->rc != NULL;
+	}
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -770,12 +838,13 @@ TribRedisSetUpKeys(TribRedis *r)
 			continue;
 		exists = TribRedisLastId(r, key, &last, &error);
 		if (error == NULL && r->rc != NULL && key->has_stored && TribRedisIdCmp(key->stored, last) > 0)
-		{
 			TribRedisResetPosition(r, key, last, exists);
-		}
 		if (error == NULL && r->rc != NULL)
 		{
-			pos = key->has_stored ? TribRedisIdText(key->stored) : TribRedisStartId(r);
+			bool		first_take = !key->has_stored;
+			TribRedisId from = key->has_stored ? key->stored : TribRedisStartId(r, last);
+
+			pos = TribRedisIdText(from);
 			if (TribRedisCreateGroup(r, key, pos, &error))
 			{
 				if (key->was_ready)
@@ -789,28 +858,44 @@ TribRedisSetUpKeys(TribRedis *r)
 				/*
 				 * The group existed: what it handed out after the stored position and this
 				 * worker did not store (it stopped, failed, lost the connection) must be
-				 * handed out again, pending or not. Move it back to the stored position;
-				 * without one, to before its first pending entry.
+				 * handed out again, pending or not. Move it back to the stored position.
+				 * Without one (a group made outside tributary), go on from before its
+				 * first pending entry, or from where it is.
 				 */
 				bool		has_first;
 				TribRedisId first;
 
-				if (TribRedisClearPending(r, key, &has_first, &first, &error) &&
-					(key->has_stored || has_first))
+				if (TribRedisClearPending(r, key, &has_first, &first, &error))
 				{
-					if (!key->has_stored)
+					if (key->has_stored)
+						(void) TribRedisSetGroupId(r, key, pos, &error);
+					else if (has_first)
 					{
-						if (first.seq > 0)
-							first.seq--;
-						else if (first.ms > 0)
-						{
-							first.ms--;
-							first.seq = PG_UINT64_MAX;
-						}
-						pos = TribRedisIdText(first);
+						from = TribRedisIdBefore(first);
+						pos = TribRedisIdText(from);
+						(void) TribRedisSetGroupId(r, key, pos, &error);
 					}
-					(void) TribRedisSetGroupId(r, key, pos, &error);
+					else
+						(void) TribRedisGroupPosition(r, key, &from, &error);
 				}
+			}
+
+			/*
+			 * A key read for the first time: its starting point is stored before anything
+			 * is read, so entries read and not stored (a crash before the first commit)
+			 * are read again from there, as after any other.
+			 */
+			if (error == NULL && r->rc != NULL && first_take)
+			{
+				key->stored = from;
+				key->has_stored = true;
+				SetCurrentStatementStartTimestamp();
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				TribRedisStorePositions(r, false);
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+				MemoryContextSwitchTo(caller);
 			}
 		}
 		if (error != NULL)
@@ -871,7 +956,8 @@ TribRedisRefreshLag(TribRedis *r)
 				else if (strcmp(name->str, "lag") == 0 && value->type == REDIS_REPLY_INTEGER)
 					lag = value->integer;
 			}
-			if (ours && lag >= 0)
+			/* after XGROUP SETID the server may not know the lag for a while: shown as NULL */
+			if (ours)
 				TribPartitionSetLag(&r->def->key, key->name, -1, lag);
 		}
 		TribRedisFreeReply(reply);

@@ -6,7 +6,7 @@
  * redis_options.c resolves and checks a stream's options (the URL, keys, group, start,
  * fields) and masks the URL's password; redis_conn.c talks to the server (connecting with
  * backoff, commands, the consumer group of each key); redis.c collects batches,
- * turns entries into messages, fences and stores positions, acknowledges, and holds the
+ * turns entries into messages, fences and stores positions, and holds the
  * source routine. Only these files include this header.
  */
 #ifndef TRIBUTARY_REDIS_INTERNAL_H
@@ -74,7 +74,7 @@ typedef struct TribRedisKey
 	char	   *name;
 	int			name_len;
 	bool		owned;			/* this worker holds the key's session lock */
-	bool		ready;			/* group made and claims taken since the last connect */
+	bool		ready;			/* taken since the last connect: group, pending list, position */
 	bool		was_ready;		/* ready once before: a missing group was lost, not new */
 	bool		has_stored;
 	TribRedisId stored;			/* last entry id stored, as last read */
