@@ -223,6 +223,7 @@ TribRedisDisconnect(TribRedis *r, const char *why)
 {
 	if (r->rc == NULL)
 		return;
+	why = pstrdup(why);			/* often the context's own errstr, freed next */
 	redisFree(r->rc);
 	r->rc = NULL;
 	r->read_ahead = false;
