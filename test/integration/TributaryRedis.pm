@@ -48,6 +48,9 @@
 #     ->pipeline(\@commands)    send many commands ([ @args ] each) in chunks of 1000 without
 #                               waiting for each reply; the replies in order (errors as
 #                               TributaryRedis::Error objects, not dying)
+#     ->transaction(\@commands)  MULTI, the commands, EXEC in one pipeline: no other client's
+#                               command runs between them; EXEC's replies (an array ref);
+#                               dies when any command fails
 #     ->xadd($key, \@fields, %o)          XADD $key ID f v ...; the id. o: id => (default '*')
 #     ->xadd_bulk($key, \@entries, %o)    XADD of every entry (a [f, v, ...] array ref) in a
 #                               pipeline; the ids XADD returned, in order; dies on any error.
@@ -482,6 +485,19 @@ sub pipeline
 		push @replies, $self->_reply for $i .. $end;
 	}
 	return @replies;
+}
+
+sub transaction
+{
+	my ($self, $cmds) = @_;
+	my @replies = $self->pipeline([ ['MULTI'], @$cmds, ['EXEC'] ]);
+	my $exec = pop @replies;
+	for my $r (@replies, ref $exec eq 'ARRAY' ? @$exec : $exec)
+	{
+		croak "redis transaction failed: $r" if ref $r eq 'TributaryRedis::Error';
+	}
+	croak 'redis transaction was aborted' unless ref $exec eq 'ARRAY';
+	return $exec;
 }
 
 # ---------------------------------------------------------------------------------------

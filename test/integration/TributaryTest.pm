@@ -184,10 +184,10 @@ sub check_entry_ids
 	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows arrived");
 	is( sql($node, qq{WITH want AS (SELECT unnest('{$list}'::text[]) AS id)
 		SELECT (SELECT count(*) - count(DISTINCT $column) FROM $table) || '/' ||
-		       (SELECT count(*) FROM want WHERE id NOT IN (SELECT $column FROM $table
-		                                                   WHERE $column IS NOT NULL)) || '/' ||
-		       (SELECT count(*) FROM $table t WHERE t.$column IS NULL
-		                                         OR t.$column NOT IN (SELECT id FROM want)) || '/' ||
+		       (SELECT count(*) FROM want w
+		        WHERE NOT EXISTS (SELECT FROM $table t WHERE t.$column = w.id)) || '/' ||
+		       (SELECT count(*) FROM $table t
+		        WHERE t.$column IS NULL OR NOT EXISTS (SELECT FROM want w WHERE w.id = t.$column)) || '/' ||
 		       (SELECT count(*) FROM tributary.dead_letters WHERE stream = }
 		  . sql_literal($stream) . ')'),
 		'0/0/0/0', "$what: none twice, none missing, none extra, no dead letter");
