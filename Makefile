@@ -33,6 +33,8 @@ OBJS = \
 	src/sources/registry.o \
 	src/sources/local.o \
 	src/sources/redis.o \
+	src/sources/redis_options.o \
+	src/sources/redis_conn.o \
 	src/sources/kafka.o \
 	src/sources/kafka_options.o \
 	src/sources/kafka_consumer.o \
@@ -74,7 +76,7 @@ REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-sign-compare -Wno-missing-field-initializers
-SHLIB_LINK = -lrdkafka
+SHLIB_LINK = -lrdkafka -lhiredis
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -18,13 +18,16 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "batch.h"
+#include "catalog.h"
 #include "consume.h"
 #include "sources/source.h"
 
@@ -173,4 +176,48 @@ TribConsumeAbandonBatch(void)
 	if (consumer != NULL)
 		consumer_source->release(consumer);
 	MemoryContextReset(batch_cxt);
+}
+
+/*
+ * Write a consumer's current trouble to the stream's last_error, once per distinct message,
+ * or clear it (error NULL); *reported is the consumer's memory of what it wrote last (in
+ * TopMemoryContext). A stream with several workers shares last_error: each worker prefixes
+ * its errors with its number and clears only its own (and errors of no worker's), so one
+ * worker's good batches do not hide another's trouble. Runs a transaction of its own, so
+ * not inside one; the caller's memory context is current again when it returns.
+ */
+void
+TribSourceReport(StreamDef *def, int index, char **reported, const char *error)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	const char *prefix = def->parallelism > 1 ? psprintf("worker #%d: ", index + 1) : "";
+	MemoryContext caller = CurrentMemoryContext;
+
+	if ((error == NULL && *reported == NULL) ||
+		(error != NULL && *reported != NULL && strcmp(error, *reported) == 0))
+		return;
+	if (*reported)
+		pfree(*reported);
+	*reported = error ? MemoryContextStrdup(TopMemoryContext, error) : NULL;
+	if (error)
+		ereport(LOG, (errmsg("tributary stream \"%s\": %s%s", def->name, prefix, error)));
+
+	values[0] = Int32GetDatum(def->id);
+	values[1] = error ? CStringGetTextDatum(psprintf("%s%s", prefix, error)) : (Datum) 0;
+	nulls[1] = error ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(prefix);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	TribCatalogExecute(error ?
+					   "UPDATE tributary.stream_catalog SET last_error = $2, last_error_at = pg_catalog.now() WHERE id = $1" :
+					   "UPDATE tributary.stream_catalog SET last_error = $2 WHERE id = $1 AND last_error IS NOT NULL "
+					   "AND (pg_catalog.starts_with(last_error, $3) "
+					   "OR last_error OPERATOR(pg_catalog.!~) '^worker #[0-9]+: ')",
+					   3, types, values, nulls);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
 }

@@ -993,6 +993,13 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 				TribRejectOversized(&b, hi);
 				MemoryContextSwitchTo(batchcxt);
 			}
+			else if (msgs[hi].malformed != NULL)
+			{
+				MemoryContextSwitchTo(old);
+				TribFormatFail(&results[hi], ERRCODE_INVALID_TEXT_REPRESENTATION,
+							   msgs[hi].malformed, msgs[hi].malformed_detail);
+				MemoryContextSwitchTo(batchcxt);
+			}
 			hi++;
 		}
 		b.nrows = 0;

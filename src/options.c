@@ -187,7 +187,10 @@ TribOptionColumns(StreamDef *def, JsonbValue *v)
 static void TribCheckColumnType(StreamDef *def, const char *column, const char *role, int ntypes,
 								const Oid *types, const char *expected);
 
-/* The "metadata" option: {"key": "column", "partition": "column", ...}. */
+/*
+ * The "metadata" option: {"key": "column", "partition": "column", ...}, of the fields the
+ * stream's source fills (TribSourceRoutine.metadata).
+ */
 static void
 TribOptionMetadata(StreamDef *def, JsonbValue *v)
 {
@@ -195,10 +198,29 @@ TribOptionMetadata(StreamDef *def, JsonbValue *v)
 	JsonbValue	k;
 	JsonbValue	col;
 	JsonbIteratorToken tok;
-	const char *expected = "an object mapping topic, partition, offset, key, timestamp and headers to column names";
+	uint32		known = def->source->metadata;
+	StringInfoData expected;
+	int			nknown = 0;
 
+	initStringInfo(&expected);
+	appendStringInfoString(&expected, "an object mapping ");
+	for (int f = 0; f < TRIB_META_COUNT; f++)
+		nknown += (known & TRIB_META_BIT(f)) != 0;
+	for (int f = 0, i = 0; f < TRIB_META_COUNT; f++)
+		if (known & TRIB_META_BIT(f))
+			appendStringInfo(&expected, "%s%s", i++ == 0 ? "" : i == nknown ? " and " : ", ",
+							 TribMetaFieldNames[f]);
+	appendStringInfo(&expected, " (what a %s source gives) to column names", def->source->name);
+
+	if (known == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream \"%s\" of source %s cannot map metadata to columns", def->name,
+						def->source->name),
+				 errdetail("Messages of a %s source carry no metadata.", def->source->name),
+				 errhint("Remove option \"metadata\".")));
 	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		TribBadOption(def, "metadata", expected);
+		TribBadOption(def, "metadata", expected.data);
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
@@ -211,10 +233,10 @@ TribOptionMetadata(StreamDef *def, JsonbValue *v)
 		(void) JsonbIteratorNext(&it, &col, true);
 		field = pnstrdup(k.val.string.val, k.val.string.len);
 		for (f = 0; f < TRIB_META_COUNT; f++)
-			if (strcmp(field, TribMetaFieldNames[f]) == 0)
+			if ((known & TRIB_META_BIT(f)) && strcmp(field, TribMetaFieldNames[f]) == 0)
 				break;
 		if (f == TRIB_META_COUNT || col.type != jbvString || col.val.string.len == 0)
-			TribBadOption(def, "metadata", expected);
+			TribBadOption(def, "metadata", expected.data);
 		column = pnstrdup(col.val.string.val, col.val.string.len);
 		TribCheckColumn(def, column, psprintf("%s metadata column", field));
 		for (int g = 0; g < TRIB_META_COUNT; g++)

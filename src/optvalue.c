@@ -10,6 +10,13 @@
 
 #include "optvalue.h"
 
+/* The stream's option key, or NULL when it is not given. */
+JsonbValue *
+TribStreamOption(StreamDef *def, const char *key)
+{
+	return getKeyJsonValueFromContainer(&def->options->root, key, strlen(key), NULL);
+}
+
 /* The one error for an option whose value does not fit; sources use it too. */
 void
 TribBadOption(StreamDef *def, const char *key, const char *expected)

@@ -12,6 +12,7 @@
 
 #include "tributary.h"
 
+extern JsonbValue *TribStreamOption(StreamDef *def, const char *key);
 extern bool TribJsonbInteger(JsonbValue *v, int64 *out);
 extern void TribBadOption(StreamDef *def, const char *key, const char *expected) pg_attribute_noreturn();
 

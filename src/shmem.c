@@ -108,6 +108,7 @@ typedef struct TribPartitionSlot
 	TimestampTz last_commit;
 	int64		next_offset;	/* -1 until a batch committed */
 	int64		high_watermark; /* -1 until known */
+	int64		lag;			/* entries behind, as the source counts them (Redis); -1: none */
 	double		rate;			/* messages per second over the last window */
 	TimestampTz rate_at;		/* end of that window */
 	TimestampTz window_start;
@@ -808,6 +809,7 @@ TribPartitionSlotFor(const TribStreamKey *key, const char *topic, int32 partitio
 		free_slot->partition = partition;
 		free_slot->next_offset = -1;
 		free_slot->high_watermark = -1;
+		free_slot->lag = -1;
 	}
 	return free_slot;
 }
@@ -877,6 +879,22 @@ TribPartitionSetWatermark(const TribStreamKey *key, const char *topic, int32 par
 	LWLockRelease(TribState->lock);
 }
 
+/* Record how far behind a partition is, for a source that counts it itself (Redis's group lag). */
+void
+TribPartitionSetLag(const TribStreamKey *key, const char *topic, int32 partition, int64 lag)
+{
+	TribPartitionSlot *p;
+
+	LWLockAcquire(TribState->lock, LW_EXCLUSIVE);
+	p = TribPartitionSlotFor(key, topic, partition);
+	if (p != NULL)
+	{
+		p->lag = lag;
+		p->worker_pid = MyProcPid;
+	}
+	LWLockRelease(TribState->lock);
+}
+
 PG_FUNCTION_INFO_V1(tributary_partition_counters);
 
 /* SRF behind the per-partition rows of tributary.stream_stats. */
@@ -905,6 +923,7 @@ tributary_partition_counters(PG_FUNCTION_ARGS)
 		values[0] = Int32GetDatum(p->key.id);
 		values[1] = CStringGetTextDatum(p->topic);
 		values[2] = Int32GetDatum(p->partition);
+		nulls[2] = p->partition < 0;
 		values[3] = Int64GetDatum(p->messages);
 		values[4] = Int64GetDatum(p->rows);
 		values[5] = Int64GetDatum(p->dead_letters);
@@ -916,8 +935,8 @@ tributary_partition_counters(PG_FUNCTION_ARGS)
 		nulls[9] = p->next_offset < 0;
 		values[10] = Int64GetDatum(p->high_watermark);
 		nulls[10] = p->high_watermark < 0;
-		values[11] = Int64GetDatum(Max(p->high_watermark - p->next_offset, 0));
-		nulls[11] = p->next_offset < 0 || p->high_watermark < 0;
+		values[11] = Int64GetDatum(p->lag >= 0 ? p->lag : Max(p->high_watermark - p->next_offset, 0));
+		nulls[11] = p->lag < 0 && (p->next_offset < 0 || p->high_watermark < 0);
 		/* a rate older than 10 s describes a stream that has gone quiet */
 		values[12] = Float8GetDatum(TimestampDifferenceExceeds(p->rate_at, now, 10000) ? 0.0 : p->rate);
 		values[13] = Int32GetDatum(p->worker_pid);

@@ -23,6 +23,8 @@ extern void TribStatsForgetAtCommit(const TribStreamKey *key);
 extern void TribPartitionStatsAdd(const TribStreamKey *key, const char *topic, int32 partition,
 								  int64 messages, int64 rows, int64 dead_letters, int64 bytes,
 								  int64 next_offset);
+extern void TribPartitionSetLag(const TribStreamKey *key, const char *topic, int32 partition,
+								int64 lag);
 extern void TribPartitionSetWatermark(const TribStreamKey *key, const char *topic,
 									  int32 partition, int64 high_watermark);
 

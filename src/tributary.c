@@ -158,5 +158,5 @@ _PG_init(void)
 }
 
 const char *const TribMetaFieldNames[TRIB_META_COUNT] = {
-	"topic", "partition", "offset", "key", "timestamp", "headers"
+	"topic", "partition", "offset", "key", "timestamp", "headers", "stream", "id"
 };

@@ -62,8 +62,12 @@ typedef enum TribMetaField
 	TRIB_META_KEY,
 	TRIB_META_TIMESTAMP,
 	TRIB_META_HEADERS,
+	TRIB_META_STREAM,			/* a Redis stream key */
+	TRIB_META_ID,				/* a Redis entry id */
 	TRIB_META_COUNT
 } TribMetaField;
+
+#define TRIB_META_BIT(f) (1U << (f))
 
 /* One declared stream, as loaded from tributary.stream_catalog and its options. */
 typedef struct StreamDef
@@ -118,6 +122,13 @@ typedef struct TribMessage
 	 * deletes the key instead of inserting a row (data is then "", len 0)
 	 */
 	bool		tombstone;
+	/*
+	 * why the source could not make a payload of what it read (a Redis entry without the
+	 * payload field), or NULL: the message is then a dead letter with this error and
+	 * detail, and data holds what the source read, for the user to see
+	 */
+	const char *malformed;
+	const char *malformed_detail;
 } TribMessage;
 
 extern const char *const TribMetaFieldNames[TRIB_META_COUNT];

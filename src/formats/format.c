@@ -390,6 +390,18 @@ TribRowSetMetadata(TribTarget *t, const TribMessage *msg, TribRow *row, TribMess
 					ok = TribRowSetText(t, row, col, msg->headers, strlen(msg->headers),
 										TRIB_TEXT_TERMINATED | TRIB_TEXT_PARSED_JSON, res);
 				break;
+			case TRIB_META_STREAM:
+				if (msg->topic == NULL)
+					TribRowSetNull(t, row, col);
+				else
+					ok = TribRowSetMetaText(t, row, col, msg->topic, res);
+				break;
+			case TRIB_META_ID:
+				if (msg->position == NULL)
+					TribRowSetNull(t, row, col);
+				else
+					ok = TribRowSetMetaText(t, row, col, msg->position, res);
+				break;
 			case TRIB_META_COUNT:
 				break;
 		}

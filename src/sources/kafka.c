@@ -407,6 +407,9 @@ const TribSourceRoutine TribKafkaSource = {
 	.needs_worker = true,
 	/* bench/RESULTS.md, 2026-12-02: 1000 -> 10000 nearly halves a static stream's time */
 	.default_batch_size = 10000,
+	.metadata = TRIB_META_BIT(TRIB_META_TOPIC) | TRIB_META_BIT(TRIB_META_PARTITION) |
+	TRIB_META_BIT(TRIB_META_OFFSET) | TRIB_META_BIT(TRIB_META_KEY) |
+	TRIB_META_BIT(TRIB_META_TIMESTAMP) | TRIB_META_BIT(TRIB_META_HEADERS),
 	.options = kafka_options,
 	.secret_options = kafka_secret_options,
 	.validate = TribKafkaValidateOptions,

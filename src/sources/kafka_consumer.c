@@ -25,6 +25,7 @@
 
 #include "catalog.h"
 #include "sources/kafka_internal.h"
+#include "sources/source.h"
 
 #define TRIB_KAFKA_CLOSE_MS 5000
 #define TRIB_KAFKA_LEADERS_MS 1000	/* the wait for partition leaders before a static assign */
@@ -121,38 +122,10 @@ TribKafkaRebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 void
 TribKafkaReport(TribKafka *k, const char *error)
 {
-	Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = "   ";
-	const char *prefix = k->def->parallelism > 1 ? psprintf("worker #%d: ", k->index + 1) : "";
-
 	/* librdkafka appends "(after 0ms in state CONNECT, 3 identical error(s) suppressed)" */
 	if (error != NULL && strstr(error, " (after ") != NULL)
 		error = pnstrdup(error, strstr(error, " (after ") - error);
-	if ((error == NULL && k->reported_error == NULL) ||
-		(error != NULL && k->reported_error != NULL && strcmp(error, k->reported_error) == 0))
-		return;
-	if (k->reported_error)
-		pfree(k->reported_error);
-	k->reported_error = error ? MemoryContextStrdup(TopMemoryContext, error) : NULL;
-	if (error)
-		ereport(LOG, (errmsg("tributary stream \"%s\": %s%s", k->def->name, prefix, error)));
-
-	values[0] = Int32GetDatum(k->def->id);
-	values[1] = error ? CStringGetTextDatum(psprintf("%s%s", prefix, error)) : (Datum) 0;
-	nulls[1] = error ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(prefix);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	TribCatalogExecute(error ?
-					   "UPDATE tributary.stream_catalog SET last_error = $2, last_error_at = pg_catalog.now() WHERE id = $1" :
-					   "UPDATE tributary.stream_catalog SET last_error = $2 WHERE id = $1 AND last_error IS NOT NULL "
-					   "AND (pg_catalog.starts_with(last_error, $3) "
-					   "OR last_error OPERATOR(pg_catalog.!~) '^worker #[0-9]+: ')",
-					   3, types, values, nulls);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	TribSourceReport(k->def, k->index, &k->reported_error, error);
 }
 
 /*

@@ -27,13 +27,6 @@
 #include "sources/kafka_internal.h"
 #include "sources/kafka_policy.h"
 
-/* The stream's option key, or NULL when it is not given. */
-static JsonbValue *
-TribOption(StreamDef *def, const char *key)
-{
-	return getKeyJsonValueFromContainer(&def->options->root, key, strlen(key), NULL);
-}
-
 /* A JSON scalar as text (a librdkafka property's value); NULL for anything else. */
 static char *
 TribJsonbScalarText(JsonbValue *v)
@@ -117,7 +110,7 @@ TribKafkaRelativeTime(const char *text)
 static void
 TribKafkaParseStart(StreamDef *def, TribKafkaOptions *o)
 {
-	JsonbValue *v = TribOption(def, "start");
+	JsonbValue *v = TribStreamOption(def, "start");
 	const char *expected = "\"earliest\", \"latest\", an object of offsets per partition such as {\"0\": 42}, or a timestamp";
 
 	o->start = TRIB_START_EARLIEST;
@@ -189,12 +182,12 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 	JsonbValue *v;
 
 	memset(o, 0, sizeof(*o));
-	v = TribOption(def, "brokers");
+	v = TribStreamOption(def, "brokers");
 	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
 		TribBadOption(def, "brokers", "a non-empty string such as \"host1:9092,host2:9092\"");
 	o->brokers = pnstrdup(v->val.string.val, v->val.string.len);
 
-	v = TribOption(def, "topic");
+	v = TribStreamOption(def, "topic");
 	if (v != NULL && v->type == jbvString && v->val.string.len > 0)
 		o->topics = list_make1(pnstrdup(v->val.string.val, v->val.string.len));
 	else if (v != NULL && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
@@ -215,7 +208,7 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 	if (o->topics == NIL)
 		TribBadOption(def, "topic", "a topic name or an array of topic names");
 
-	v = TribOption(def, "group");
+	v = TribStreamOption(def, "group");
 	if (v != NULL && (v->type != jbvString || v->val.string.len == 0))
 		TribBadOption(def, "group", "a non-empty string");
 	o->group_given = v != NULL;
@@ -225,7 +218,7 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 
 	TribKafkaParseStart(def, o);
 
-	v = TribOption(def, "partitions");
+	v = TribStreamOption(def, "partitions");
 	if (v != NULL)
 	{
 		JsonbIterator *it;
@@ -253,7 +246,7 @@ TribKafkaParseOptions(StreamDef *def, TribKafkaOptions *o)
 		}
 	}
 
-	v = TribOption(def, "librdkafka");
+	v = TribStreamOption(def, "librdkafka");
 	if (v != NULL && (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data)))
 		TribBadOption(def, "librdkafka", "an object of librdkafka properties");
 	o->librdkafka = v != NULL ? v->val.binary.data : NULL;
@@ -393,7 +386,7 @@ TribKafkaSignature(StreamDef *def, int index)
 	initStringInfo(&buf);
 	for (int i = 0; i < lengthof(keys); i++)
 	{
-		JsonbValue *v = TribOption(def, keys[i]);
+		JsonbValue *v = TribStreamOption(def, keys[i]);
 
 		appendStringInfo(&buf, "%s=", keys[i]);
 		if (v != NULL)
@@ -404,7 +397,7 @@ TribKafkaSignature(StreamDef *def, int index)
 		}
 		appendStringInfoChar(&buf, ';');
 	}
-	if (TribOption(def, "partitions") != NULL)
+	if (TribStreamOption(def, "partitions") != NULL)
 		appendStringInfo(&buf, "share=%d/%d", index, def->parallelism);
 	return buf.data;
 }

@@ -1,46 +1,805 @@
 /*
  * redis.c
- *		The Redis Streams source, by name only: it has no consumer yet, so streams of it are
- *		refused (TribSourceRoutine.available). Its options are listed so the refusal, not
- *		an "unknown option", is what a user sees, and the password of its URL is masked.
+ *		The Redis Streams source: a consumer of a consumer group per worker, reading with
+ *		XREADGROUP through hiredis. This file collects batches, turns entries into messages
+ *		(option "fields"), fences and stores positions, acknowledges after the commit, and
+ *		holds the source routine, TribRedisSource, at its end: the one consume loop
+ *		(consume.c) drives the consumer through it and commits each batch through the
+ *		batch path.
+ *
+ * Exactly once into PostgreSQL: a batch's rows, its dead letters and, per key, the last
+ * entry id it stored (tributary.offsets) commit in one transaction; XACK follows the
+ * commit. Each key is read by one worker at a time, in id order, so the stored id divides
+ * the key: at or below it everything is stored, above it nothing (redis_conn.c). After a
+ * crash, a lost connection or a server restart, the worker claims the key's pending
+ * entries and reads them first: those at or below the stored id are acknowledged, never
+ * stored twice; the others are stored. An entry deleted while pending (XDEL, trimming) is
+ * acknowledged and said in the log.
+ *
+ * Memory: at most batch_size entries are held, in hiredis's replies, which messages point
+ * into (a payload field's value is not copied); an entry made into a JSON object is built
+ * in the batch's memory. Replies are freed at release.
+ *
+ * The rest of the source: redis_options.c (options, entry ids, the URL's password),
+ * redis_conn.c (the server: connection, keys' locks, groups, claims, stored positions),
+ * redis_internal.h, what they share.
  */
 #include "postgres.h"
 
-#include "catalog/pg_collation.h"
-#include "utils/builtins.h"
+#include <hiredis/hiredis.h>
 
+#include "access/xact.h"
+#include "common/jsonapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "catalog.h"
+#include "shmem.h"
+#include "sources/redis_internal.h"
 #include "sources/source.h"
 
+#define TRIB_REDIS_POLL_MS 100		/* longest XREADGROUP BLOCK: signals are seen this often */
+#define TRIB_REDIS_LOCK_RETRY_MS 1000
+
+/* Append len bytes as a JSON string; control characters escaped, other bytes as they are. */
+static void
+TribRedisAppendJsonString(StringInfo buf, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t		run = 0;
+
+	appendStringInfoCharMacro(buf, '"');
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(buf, s + run, (int) (i - run));
+		run = i + 1;
+		switch (c)
+		{
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			default:
+				appendStringInfoString(buf, "\\u00");
+				appendStringInfoCharMacro(buf, hex[c >> 4]);
+				appendStringInfoCharMacro(buf, hex[c & 15]);
+				break;
+		}
+	}
+	appendBinaryStringInfo(buf, s + run, (int) (len - run));
+	appendStringInfoCharMacro(buf, '"');
+}
+
+/* Whether len bytes are one JSON value (for a field the "fields" option parses). */
+static bool
+TribRedisIsJson(const char *s, size_t len)
+{
+	JsonLexContext *lex;
+	JsonParseErrorType err;
+
+	if (len == 0 || !pg_verify_mbstr(GetDatabaseEncoding(), s, (int) len, true))
+		return false;
+#if PG_VERSION_NUM >= 170000
+	lex = makeJsonLexContextCstringLen(NULL, unconstify(char *, s), (int) len, GetDatabaseEncoding(), false);
+#elif PG_VERSION_NUM >= 160000
+	lex = makeJsonLexContextCstringLen(NULL, unconstify(char *, s), (int) len, GetDatabaseEncoding(), false);
+#else
+	lex = makeJsonLexContextCstringLen(unconstify(char *, s), (int) len, GetDatabaseEncoding(), false);
+#endif
+	err = pg_parse_json(lex, &nullSemAction);
+	return err == JSON_SUCCESS;
+}
+
+/* Whether field name (len bytes) is in list. */
+static bool
+TribRedisFieldListed(List *list, const char *name, size_t len)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		const char *f = lfirst(lc);
+
+		if (strlen(f) == len && memcmp(f, name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Whether the "fields" option parses field name's value as JSON. */
+static bool
+TribRedisFieldIsJson(TribRedisOptions *o, const char *name, size_t len)
+{
+	if (TribRedisFieldListed(o->json_fields, name, len))
+		return true;
+	if (o->json_default)
+		return !TribRedisFieldListed(o->text_fields, name, len);
+	return false;
+}
+
+/*
+ * An entry's field-value pairs as one JSON object: values as strings, or as JSON where
+ * parse says so (and as_strings is false). A value asked for as JSON that is not JSON
+ * sets *bad to its field (the caller then keeps the all-strings object as the dead
+ * letter's payload).
+ */
+static char *
+TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, int *len,
+					 char **bad)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoCharMacro(&buf, '{');
+	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+	{
+		redisReply *f = fields->element[i];
+		redisReply *v = fields->element[i + 1];
+
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		TribRedisAppendJsonString(&buf, f->str, f->len);
+		appendStringInfoString(&buf, ": ");
+		if (!as_strings && TribRedisFieldIsJson(o, f->str, f->len))
+		{
+			if (!TribRedisIsJson(v->str, v->len))
+			{
+				*bad = pnstrdup(f->str, f->len);
+				return NULL;
+			}
+			appendBinaryStringInfo(&buf, v->str, (int) v->len);
+		}
+		else
+			TribRedisAppendJsonString(&buf, v->str, v->len);
+	}
+	appendStringInfoCharMacro(&buf, '}');
+	*len = buf.len;
+	return buf.data;
+}
+
+/* Whether an entry's field list is pairs of strings. */
+static bool
+TribRedisFieldsWellFormed(redisReply *fields)
+{
+	if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2 != 0)
+		return false;
+	for (size_t i = 0; i < fields->elements; i++)
+		if (fields->element[i]->type != REDIS_REPLY_STRING)
+			return false;
+	return true;
+}
+
+/* Fill m from an entry of key: its payload as the "fields" option makes it, its metadata. */
+static void
+TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, TribRedisId id,
+					  redisReply *fields, TribMessage *m)
+{
+	TribRedisOptions *o = &r->opts;
+	char	   *bad = NULL;
+	int			len;
+
+	memset(m, 0, sizeof(*m));
+	m->topic = key->name;
+	m->partition = -1;
+	m->offset = -1;
+	m->position = idreply->str;
+	m->timestamp_ms = id.ms > (uint64) PG_INT64_MAX ? -1 : (int64) id.ms;
+	m->data = "";
+
+	if (!TribRedisFieldsWellFormed(fields))
+	{
+		m->malformed = "the Redis entry is not a list of field-value pairs";
+		return;
+	}
+	if (o->fields == TRIB_FIELDS_ONE)
+	{
+		for (size_t i = 0; i + 1 < fields->elements; i += 2)
+		{
+			redisReply *f = fields->element[i];
+
+			if (f->len == strlen(o->field) && memcmp(f->str, o->field, f->len) == 0)
+			{
+				m->data = fields->element[i + 1]->str;
+				m->len = (int) Min(fields->element[i + 1]->len, (size_t) PG_INT32_MAX);
+				return;
+			}
+		}
+		m->malformed = psprintf("the Redis entry has no field \"%s\"", o->field);
+		m->malformed_detail = "Option \"fields\" names the field that holds the payload; the dead letter holds the entry's fields as a JSON object.";
+	}
+	else
+	{
+		m->data = TribRedisEntryObject(o, fields, false, &len, &bad);
+		if (bad != NULL)
+		{
+			m->malformed = psprintf("field \"%s\" of the Redis entry is not valid JSON", bad);
+			m->malformed_detail = "Option \"fields\" asks for the field's value to be parsed as JSON; the dead letter holds the entry's fields as strings.";
+		}
+		else
+		{
+			m->len = len;
+			return;
+		}
+	}
+	/* a dead letter: the entry as an object of strings, for the user to see */
+	m->data = TribRedisEntryObject(o, fields, true, &len, &bad);
+	m->len = len;
+}
+
+/* Hold reply until release: messages point into it. */
+static void
+TribRedisHoldReply(TribRedis *r, redisReply *reply)
+{
+	if (r->nreplies == r->maxreplies)
+	{
+		r->maxreplies = Max(16, r->maxreplies * 2);
+		r->replies = r->replies == NULL ?
+			MemoryContextAlloc(r->cxt, sizeof(redisReply *) * r->maxreplies) :
+			repalloc(r->replies, sizeof(redisReply *) * r->maxreplies);
+	}
+	r->replies[r->nreplies++] = reply;
+}
+
+/* Acknowledge ids (entry id texts) of key now: entries stored already, or deleted. */
+static void
+TribRedisAck(TribRedis *r, TribRedisKey *key, List *ids)
+{
+	int			argc = 3 + list_length(ids);
+	const char **argv;
+	size_t	   *lens;
+	int			n = 0;
+	ListCell   *lc;
+	redisReply *reply;
+
+	if (ids == NIL || r->rc == NULL)
+		return;
+	argv = palloc(sizeof(char *) * argc);
+	lens = palloc(sizeof(size_t) * argc);
+	argv[n] = "XACK";
+	lens[n++] = 4;
+	argv[n] = key->name;
+	lens[n++] = key->name_len;
+	argv[n] = r->opts.group;
+	lens[n++] = strlen(r->opts.group);
+	foreach(lc, ids)
+	{
+		argv[n] = lfirst(lc);
+		lens[n++] = strlen(lfirst(lc));
+	}
+	reply = TribRedisCommand(r, argc, argv, lens);
+	if (reply != NULL)
+	{
+		if (reply->type == REDIS_REPLY_ERROR && !TribRedisReplyIsError(reply, "NOGROUP"))
+			TribRedisReport(r, psprintf("could not acknowledge entries of key \"%s\": %s",
+										key->name, reply->str));
+		freeReplyObject(reply);
+	}
+	pfree(argv);
+	pfree(lens);
+}
+
+/*
+ * Take the entries of one XREADGROUP reply ([[key, [[id, [field, value, ...]], ...]], ...]).
+ * Entries at or below their key's stored id, and entries deleted while pending, are
+ * acknowledged at once; the others become messages. history: the reply is of this
+ * consumer's pending entries, read after history_after; a key that gives none is done
+ * with them. Returns how many messages it added.
+ */
+static int
+TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool history,
+				   int64 *bytes)
+{
+	int			added = 0;
+
+	for (size_t s = 0; reply->type == REDIS_REPLY_ARRAY && s < reply->elements; s++)
+	{
+		redisReply *sr = reply->element[s];
+		TribRedisKey *key = NULL;
+		redisReply *entries;
+		List	   *acks = NIL;
+		int			deleted = 0;
+
+		if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
+			sr->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		for (int k = 0; k < r->nkeys; k++)
+			if ((size_t) r->keys[k].name_len == sr->element[0]->len &&
+				memcmp(r->keys[k].name, sr->element[0]->str, sr->element[0]->len) == 0)
+				key = &r->keys[k];
+		entries = sr->element[1];
+		if (key == NULL || entries->type != REDIS_REPLY_ARRAY)
+			continue;
+		if (history && entries->elements == 0)
+			key->history = false;
+		for (size_t e = 0; e < entries->elements; e++)
+		{
+			redisReply *entry = entries->element[e];
+			TribRedisId id;
+
+			if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+				entry->element[0]->type != REDIS_REPLY_STRING ||
+				!TribRedisParseId(entry->element[0]->str, entry->element[0]->len, &id))
+				continue;
+			if (history)
+				key->history_after = id;
+			if (entry->element[1]->type == REDIS_REPLY_NIL)
+			{
+				deleted++;
+				acks = lappend(acks, entry->element[0]->str);
+				continue;
+			}
+			if (key->has_stored && TribRedisIdCmp(id, key->stored) <= 0)
+			{
+				acks = lappend(acks, entry->element[0]->str);
+				continue;
+			}
+			TribRedisEntryMessage(r, key, entry->element[0], id, entry->element[1],
+								  &msgs[r->held]);
+			r->msg_key[r->held] = (int) (key - r->keys);
+			r->msg_id[r->held] = id;
+			*bytes += msgs[r->held].len;
+			r->held++;
+			added++;
+		}
+		if (deleted > 0)
+			ereport(LOG,
+					(errmsg("tributary stream \"%s\": %d entries of key \"%s\" were deleted before they were stored",
+							r->def->name, deleted, key->name),
+					 errdetail("They were read but not stored when the worker stopped, and XDEL or trimming removed them since.")));
+		TribRedisAck(r, key, acks);
+		list_free(acks);
+	}
+	return added;
+}
+
+/*
+ * One read into msgs: this consumer's pending entries of a key that still has some
+ * (history), else new entries of every ready key, waiting up to block_ms (0: not at all)
+ * for the first. Asks for at most want entries. Returns the messages added, or -1 when
+ * the connection failed; an error reply (a group gone: NOGROUP) makes the keys be taken
+ * again.
+ */
+static int
+TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *bytes)
+{
+	int			nready = 0;
+	TribRedisKey *history = NULL;
+	const char **argv;
+	size_t	   *lens;
+	int			argc = 0;
+	char	   *count;
+	char	   *block = psprintf("%ld", block_ms);
+	redisReply *reply;
+	int			added;
+
+	for (int i = 0; i < r->nkeys; i++)
+	{
+		if (!r->keys[i].ready)
+			continue;
+		nready++;
+		if (r->keys[i].history && history == NULL)
+			history = &r->keys[i];
+	}
+	if (nready == 0)
+	{
+		TribRedisWait(r, Min(block_ms, TRIB_REDIS_POLL_MS));
+		return 0;
+	}
+	count = psprintf("%d", history != NULL ? want : Max(1, want / nready));
+	argv = palloc(sizeof(char *) * (9 + 2 * nready));
+	lens = palloc(sizeof(size_t) * (9 + 2 * nready));
+#define TRIB_ARG(s, l) (argv[argc] = (s), lens[argc++] = (l))
+	TRIB_ARG("XREADGROUP", 10);
+	TRIB_ARG("GROUP", 5);
+	TRIB_ARG(r->opts.group, strlen(r->opts.group));
+	TRIB_ARG(r->consumer, strlen(r->consumer));
+	TRIB_ARG("COUNT", 5);
+	TRIB_ARG(count, strlen(count));
+	if (history == NULL && block_ms > 0)
+	{
+		TRIB_ARG("BLOCK", 5);
+		TRIB_ARG(block, strlen(block));
+	}
+	TRIB_ARG("STREAMS", 7);
+	if (history != NULL)
+	{
+		char	   *after = TribRedisIdText(history->history_after);
+
+		TRIB_ARG(history->name, history->name_len);
+		TRIB_ARG(after, strlen(after));
+	}
+	else
+	{
+		for (int i = 0; i < r->nkeys; i++)
+			if (r->keys[i].ready)
+				TRIB_ARG(r->keys[i].name, r->keys[i].name_len);
+		for (int i = 0; i < r->nkeys; i++)
+			if (r->keys[i].ready)
+				TRIB_ARG(">", 1);
+	}
+#undef TRIB_ARG
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	reply = TribRedisCommand(r, argc, argv, lens);
+	pgstat_report_wait_end();
+	if (reply == NULL)
+		return -1;
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		/* the group or the key is gone (NOGROUP), or the key is no stream: take the keys again */
+		bool		nogroup = TribRedisReplyIsError(reply, "NOGROUP");
+
+		if (!nogroup)
+			TribRedisReport(r, psprintf("could not read from Redis at %s: %s", r->opts.where, reply->str));
+		for (int i = 0; i < r->nkeys; i++)
+			r->keys[i].ready = false;
+		freeReplyObject(reply);
+		if (!nogroup)
+			TribRedisWait(r, TRIB_REDIS_LOCK_RETRY_MS);
+		return 0;
+	}
+	if (reply->type == REDIS_REPLY_NIL)
+	{
+		/* nothing within BLOCK; a history read of nothing ends the key's history */
+		if (history != NULL)
+			history->history = false;
+		freeReplyObject(reply);
+		return 0;
+	}
+	added = TribRedisTakeReply(r, reply, msgs, history != NULL, bytes);
+	if (added > 0)
+		TribRedisHoldReply(r, reply);
+	else
+		freeReplyObject(reply);
+	return added;
+}
+
+/* Milliseconds from now to t, at least 0. */
+static long
+TribRedisMsUntil(TimestampTz t)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(GetCurrentTimestamp(), t, &secs, &usecs);
+	return secs * 1000 + usecs / 1000;
+}
+
+/*
+ * The routine's collect: connect when needed, take the keys of this worker's share, then
+ * read until batch_size entries, tributary.max_message_size bytes, or batch_ms after the
+ * first. A lost connection ends the batch with what it holds (stored, then acknowledged
+ * once connected again). Returns 0 when a reload is asked for and nothing is held.
+ */
+static int
+TribRedisSourceCollect(void *consumer, TribMessage **msgs)
+{
+	TribRedis  *r = consumer;
+	MemoryContext batch_cxt = CurrentMemoryContext;
+	int			max = r->def->batch_size + r->nkeys;
+	TimestampTz deadline = 0;
+	int64		bytes = 0;
+
+	Assert(r->held == 0 && r->nreplies == 0);
+	if (r->maxheld < max)
+	{
+		if (r->msg_key != NULL)
+		{
+			pfree(r->msg_key);
+			pfree(r->msg_id);
+		}
+		r->msg_key = MemoryContextAlloc(r->cxt, sizeof(int) * max);
+		r->msg_id = MemoryContextAlloc(r->cxt, sizeof(TribRedisId) * max);
+		r->maxheld = max;
+	}
+	*msgs = palloc(sizeof(TribMessage) * max);
+
+	while (r->held < r->def->batch_size && bytes < tributary_max_message_size)
+	{
+		long		block_ms = TRIB_REDIS_POLL_MS;
+		int			got;
+
+		if (r->rc == NULL)
+		{
+			if (r->held > 0)
+				break;
+			if (!TribRedisConnect(r))
+			{
+				MemoryContextSwitchTo(batch_cxt);
+				TribRedisWait(r, Max(1, Min(TRIB_REDIS_POLL_MS, TribRedisMsUntil(r->retry_at))));
+				if (ConfigReloadPending)
+					break;
+				continue;
+			}
+		}
+		if (TimestampDifferenceExceeds(r->locks_at, GetCurrentTimestamp(), TRIB_REDIS_LOCK_RETRY_MS))
+		{
+			bool		all = true;
+
+			for (int i = 0; i < r->nkeys; i++)
+				all &= r->keys[i].owned;
+			if (!all)
+				TribRedisLockKeys(r);
+		}
+		if (!TribRedisSetUpKeys(r))
+		{
+			MemoryContextSwitchTo(batch_cxt);
+			if (r->held > 0)
+				break;
+			if (r->rc != NULL)
+				TribRedisWait(r, TRIB_REDIS_LOCK_RETRY_MS);
+			if (ConfigReloadPending)
+				break;
+			continue;
+		}
+		MemoryContextSwitchTo(batch_cxt);
+
+		if (r->held > 0)
+		{
+			block_ms = Min(block_ms, TribRedisMsUntil(deadline));
+			if (block_ms <= 0)
+				block_ms = 0;
+		}
+		{
+			int			want = r->def->batch_size - r->held;
+			int64		largest = r->held > 0 ? Max(1, bytes / r->held) : 1;
+			int64		fit = (tributary_max_message_size - bytes) / largest;
+
+			got = TribRedisRead(r, *msgs, (int) Max(1, Min(want, fit)), block_ms, &bytes);
+		}
+		MemoryContextSwitchTo(batch_cxt);
+		if (got > 0 && deadline == 0)
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->def->batch_ms);
+		if (got <= 0)
+		{
+			TribRedisRefreshLag(r);
+			MemoryContextSwitchTo(batch_cxt);
+			CHECK_FOR_INTERRUPTS();
+			if (r->held > 0 && (got < 0 || GetCurrentTimestamp() >= deadline))
+				break;
+			if (r->held == 0 && ConfigReloadPending)
+				break;
+		}
+		else if (GetCurrentTimestamp() >= deadline)
+			break;
+	}
+	return r->held;
+}
+
+/*
+ * The routine's fence, first in the batch's transaction: the stored positions read again
+ * (a snapshot taken now); messages at or below their key's are given back (acknowledged
+ * after the commit). The reader's lock makes that rare: a server restored from an older
+ * snapshot hands out entries again.
+ */
+static int
+TribRedisSourceFence(void *consumer, TribMessage *msgs, int n)
+{
+	TribRedis  *r = consumer;
+	int			kept = 0;
+
+	Assert(n == r->held);
+	TribRedisReadStored(r, false);
+	for (int i = 0; i < n; i++)
+	{
+		TribRedisKey *key = &r->keys[r->msg_key[i]];
+
+		if (key->has_stored && TribRedisIdCmp(r->msg_id[i], key->stored) <= 0)
+		{
+			key->acks = lappend(key->acks, unconstify(char *, msgs[i].position));
+			continue;
+		}
+		msgs[kept] = msgs[i];
+		r->msg_key[kept] = r->msg_key[i];
+		r->msg_id[kept] = r->msg_id[i];
+		kept++;
+	}
+	if (kept < n)
+		ereport(LOG,
+				(errmsg("tributary stream \"%s\": %d entries read again were stored already; acknowledging them",
+						r->def->name, n - kept)));
+	r->held = kept;
+	return kept;
+}
+
+/*
+ * The routine's store_positions (the batch path's settle step): each key's share of the
+ * batch, and its newest id stored in tributary.offsets.
+ */
+static void
+TribRedisSourceStorePositions(void *consumer, TribMessage *msgs, TribMessageResult *results, int n)
+{
+	TribRedis  *r = consumer;
+
+	Assert(n == r->held);
+	for (int i = 0; i < n; i++)
+	{
+		TribRedisKey *key = &r->keys[r->msg_key[i]];
+
+		if (key->counts[0] == 0 || TribRedisIdCmp(r->msg_id[i], key->batch_last) > 0)
+			key->batch_last = r->msg_id[i];
+		key->counts[0]++;
+		key->counts[1] += results[i].outcome == TRIB_INSERTED;
+		key->counts[2] += results[i].outcome == TRIB_DEAD;
+		key->counts[3] += msgs[i].len;
+		key->acks = lappend(key->acks, unconstify(char *, msgs[i].position));
+	}
+	TribRedisStorePositions(r, true);
+}
+
+/*
+ * The routine's after_commit: the stored positions are now the keys', the entries are
+ * acknowledged, each key's share goes to the shared statistics, and the worker's
+ * last_error is cleared when the server answered.
+ */
+static void
+TribRedisSourceAfterCommit(void *consumer)
+{
+	TribRedis  *r = consumer;
+
+	for (int i = 0; i < r->nkeys; i++)
+	{
+		TribRedisKey *key = &r->keys[i];
+
+		if (key->counts[0] > 0)
+		{
+			key->stored = key->batch_last;
+			key->has_stored = true;
+			TribPartitionStatsAdd(&r->def->key, key->name, -1, key->counts[0], key->counts[1],
+								  key->counts[2], key->counts[3], -1);
+		}
+		TribRedisAck(r, key, key->acks);
+	}
+	TribRedisRefreshLag(r);
+	if (r->rc != NULL)
+		TribRedisReport(r, NULL);
+}
+
+/* The routine's release: free the replies the messages pointed into, forget the batch. */
+static void
+TribRedisSourceRelease(void *consumer)
+{
+	TribRedis  *r = consumer;
+
+	for (int i = 0; i < r->nreplies; i++)
+		freeReplyObject(r->replies[i]);
+	r->nreplies = 0;
+	r->held = 0;
+	for (int i = 0; i < r->nkeys; i++)
+	{
+		r->keys[i].acks = NIL;	/* in the batch's memory */
+		memset(r->keys[i].counts, 0, sizeof(r->keys[i].counts));
+	}
+}
+
+/* This worker's share of the keys: key i of the option's list goes to worker i mod parallelism. */
+static void
+TribRedisShareKeys(TribRedis *r)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	r->keys = palloc0(sizeof(TribRedisKey) * list_length(r->opts.keys));
+	r->nkeys = 0;
+	foreach(lc, r->opts.keys)
+	{
+		if (i++ % r->def->parallelism != r->index)
+			continue;
+		r->keys[r->nkeys].name = lfirst(lc);
+		r->keys[r->nkeys].name_len = (int) strlen(lfirst(lc));
+		r->nkeys++;
+	}
+}
+
+/*
+ * The routine's open: the consumer for worker index, connected at the first collect. A
+ * catalog not yet updated to 0.3.0 has no text positions, which Redis needs.
+ */
+static void *
+TribRedisSourceOpen(StreamDef *def, int index)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "tributary redis consumer",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TribRedis  *r = palloc0(sizeof(TribRedis));
+
+	/* the catalog and the database's name are read in a transaction */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (!TribCatalogHasTextPositions())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" needs tributary 0.3.0's catalog", def->name),
+				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
+	r->cxt = cxt;
+	r->def = def;
+	r->index = index;
+	TribRedisParseOptions(def, &r->opts);
+	r->signature = TribRedisSignature(def, index);
+	r->consumer = TribRedisConsumerName(&r->opts, def, index);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	r->backoff_ms = 100;
+	TribRedisShareKeys(r);
+	if (r->nkeys == 0)
+		ereport(LOG,
+				(errmsg("tributary stream \"%s\" worker #%d has no key to read: the stream has %d keys and parallelism %d",
+						def->name, index + 1, list_length(r->opts.keys), def->parallelism)));
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+/*
+ * The routine's reuse: the same server, keys, group and consumer keep the connection and
+ * the keys' locks; the rest of the options is read again.
+ */
+static bool
+TribRedisSourceReuse(void *consumer, StreamDef *def, int index)
+{
+	TribRedis  *r = consumer;
+	MemoryContext old;
+	char	   *signature = TribRedisSignature(def, index);
+
+	if (strcmp(signature, r->signature) != 0)
+		return false;
+	old = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	MemoryContextSwitchTo(r->cxt);
+	r->def = def;
+	TribRedisParseOptions(def, &r->opts);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* The routine's close: the connection and, unless the process is ending, the keys' locks. */
+static void
+TribRedisSourceClose(void *consumer, bool at_exit)
+{
+	TribRedis  *r = consumer;
+
+	TribRedisSourceRelease(r);
+	if (r->rc != NULL)
+		redisFree(r->rc);
+	r->rc = NULL;
+	if (at_exit)
+		return;					/* the process's end gives the locks back */
+	TribRedisUnlockKeys(r);
+	MemoryContextDelete(r->cxt);
+}
+
 static const TribSourceOption redis_options[] = {
-	{"url"},
-	{"stream_key", "{\"stream_key\": \"key\"}"},
+	{"url", "{\"url\": \"redis://host:6379\"}"},
+	{"stream", "{\"stream\": \"key\"}"},
 	{"group"},
 	{"consumer"},
+	{"start"},
+	{"fields"},
+	{"parallelism"},
+	{"metadata"},
 	{NULL}
 };
-
-/* The "url" option without its password: redis://user:password@host and ?password=... */
-static JsonbValue *
-TribRedisRedactUrl(JsonbValue *value)
-{
-	Datum		url;
-	char	   *masked;
-
-	if (value->type != jbvString)
-		return value;
-	url = PointerGetDatum(cstring_to_text_with_len(value->val.string.val, value->val.string.len));
-	url = DirectFunctionCall3Coll(textregexreplace_noopt, C_COLLATION_OID, url,
-								  CStringGetTextDatum("^([a-z]+://)([^:@/]*):[^@/]*@"),
-								  CStringGetTextDatum("\\1\\2:" TRIB_SECRET_MASK "@"));
-	url = DirectFunctionCall4Coll(textregexreplace, C_COLLATION_OID, url,
-								  CStringGetTextDatum("([?&]password=)[^&]*"),
-								  CStringGetTextDatum("\\1" TRIB_SECRET_MASK),
-								  CStringGetTextDatum("g"));
-	masked = TextDatumGetCString(url);
-	value->val.string.val = masked;
-	value->val.string.len = strlen(masked);
-	return value;
-}
 
 static const TribSecretOption redis_secret_options[] = {
 	{"url", TribRedisRedactUrl},
@@ -49,8 +808,20 @@ static const TribSecretOption redis_secret_options[] = {
 
 const TribSourceRoutine TribRedisSource = {
 	.name = "redis",
-	.available = false,
+	.available = true,
 	.needs_worker = true,
+	.default_batch_size = 10000,
+	.metadata = TRIB_META_BIT(TRIB_META_STREAM) | TRIB_META_BIT(TRIB_META_ID) |
+	TRIB_META_BIT(TRIB_META_TIMESTAMP),
 	.options = redis_options,
 	.secret_options = redis_secret_options,
+	.validate = TribRedisValidateOptions,
+	.open = TribRedisSourceOpen,
+	.reuse = TribRedisSourceReuse,
+	.collect = TribRedisSourceCollect,
+	.fence = TribRedisSourceFence,
+	.store_positions = TribRedisSourceStorePositions,
+	.after_commit = TribRedisSourceAfterCommit,
+	.release = TribRedisSourceRelease,
+	.close = TribRedisSourceClose,
 };

@@ -73,6 +73,9 @@ typedef struct TribSourceRoutine
 	/* batch_size when the stream sets none (0: tributary's own default, 1000) */
 	int			default_batch_size;
 
+	/* the metadata fields its messages carry (TRIB_META_BIT of each), for option "metadata" */
+	uint32		metadata;
+
 	/* the source's own options, ended by {NULL} */
 	const TribSourceOption *options;
 
@@ -165,6 +168,9 @@ typedef struct TribSourceRoutine
 
 extern const TribSourceRoutine *TribSourceLookup(const char *name);
 extern const char *TribSourceNameList(void);
+
+/* Write a consumer's trouble to the stream's last_error, or clear it (consume.c). */
+extern void TribSourceReport(StreamDef *def, int index, char **reported, const char *error);
 
 /* options with the secret values of every source's secret_options redacted */
 extern Jsonb *TribSourceRedactOptions(Jsonb *options);
