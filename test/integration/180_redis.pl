@@ -29,7 +29,7 @@ my $redis = redis_start(unix => 1);
 my $url = $redis->url;
 my $port = $redis->port;
 
-my $node = tributary_node('redis', conf => 'log_min_messages = info');
+my $node = tributary_node('redis', conf => "log_min_messages = info\ntributary.max_workers = 16");
 
 # $stream's dead letters as "source_stream|source_partition|source_position|sqlstate", one
 # line each, in the order of their entry ids.
@@ -40,6 +40,13 @@ sub dead_letters
 		SELECT string_agg(concat_ws('|', source_stream, source_partition, source_position, sqlstate),
 		                  E'\\n' ORDER BY string_to_array(source_position, '-')::numeric[])
 		FROM tributary.dead_letters WHERE stream = '$stream'});
+}
+
+# Stop streams whose part of the test is over, so the workers of the next parts start at
+# once (tributary.max_workers and tributary.max_workers_per_role bound the running ones).
+sub done_with
+{
+	sql($node, join('', map { "SELECT tributary.stop('$_');\n" } @_));
 }
 
 # The error of a statement, with its SQLSTATE (psql's verbose errors: "ERROR:  22023: ...").
@@ -86,6 +93,7 @@ ok(wait_for($node, q{SELECT count(*) FROM tributary.dead_letters WHERE stream = 
 	'all strings: a value bigint refuses and a NUL byte are dead letters');
 like(dead_letters('typed'), qr/^typed\|\|\Q$typed[3]\E\|22P02\ntyped\|\|\Q$typed[4]\E\|\w{5}$/,
 	'all strings: dead letters carry the key, no partition, the entry id and the SQLSTATE');
+done_with('typed');
 
 # ---------------------------------------------------------------------------------------
 # A "fields" object: named fields parsed as JSON ("json") or kept as strings ("text"); "*"
@@ -125,11 +133,14 @@ like(sql($node, qq{SELECT error FROM tributary.dead_letters WHERE stream = 'pars
 # Fix the table, replay: the refused entry lands with its entry id; the invalid JSON stays.
 sql($node, 'ALTER TABLE parsed DROP CONSTRAINT parsed_v_check');
 is(sql($node, q{SELECT accepted || '/' || dead_lettered FROM tributary.replay_dead_letters('parsed')}),
-	'1/1', 'replay: the refused entry is stored, the invalid JSON is still dead');
+	'1/1', 'replay: the refused entry is stored, the invalid JSON is still dead')
+  or diag('rows of entry 8 after the replay: ' . sql($node, q{SELECT id || ' ' || attrs::text FROM parsed WHERE id = '8'}));
+is(sql($node, q{SELECT count(*) FROM parsed WHERE id = '8'}), '0', 'replay: the entry with invalid JSON in "attrs" is not stored');
 is(sql($node, q{SELECT concat_ws('|', id, attrs::text, v, eid) FROM parsed WHERE id = '9'}),
 	"9|[]|-3|$parsed[2]", 'replay: the row has its values and its entry id');
 is( sql($node, q{SELECT source_position || '|' || attempts FROM tributary.dead_letters WHERE stream = 'parsed'}),
 	"$parsed[1]|2", 'replay: the one left keeps its entry id, attempted twice');
+done_with('parsed', 'stringy');
 
 # ---------------------------------------------------------------------------------------
 # A "fields" string: that one field's value is the whole payload, in any format.
@@ -155,7 +166,7 @@ my @fj = $redis->xadd_bulk('fj', [
 	[ payload => '{"id": 4, "name": "four"}' ],
 ]);
 $redis->xadd_bulk('fc', [ map { [ line => qq($_,"name, $_",$_.5) ] } 1 .. 50 ]);
-my @fc_bad = $redis->xadd_bulk('fc', [ [ line => qq(999,"unterminated) ], [ line => 'x,y,z,w' ] ]);
+my @fc_bad = $redis->xadd_bulk('fc', [ [ line => qq(999,"unterminated) ], [ line => '5,five,5.5,extra' ] ]);
 $redis->xadd_bulk('ft', [ map { [ msg => "line $_ with\ttab and \\ backslash" ] } 1 .. 50 ]);
 $redis->xadd_bulk('fb', [ map { [ blob => pack('C*', $_, 0, 255, 13, 10) ] } 1 .. 50 ]);
 ok(wait_for($node, 'SELECT count(*) FROM fj', '2', 60), 'fields string, json: two rows land');
@@ -176,6 +187,7 @@ is(sql($node, q{SELECT count(*) FROM ft WHERE line = E'line 7 with\ttab and \\\\
 ok(wait_for($node, 'SELECT count(*) FROM fb', '50', 60), 'fields string, bytes: 50 payloads');
 is(sql($node, q{SELECT count(*) FROM fb WHERE b = '\x0700ff0d0a'::bytea}), '1',
 	'fields string, bytes: NUL, 0xff, CR and LF bytes unchanged');
+done_with('fj', 'fc', 'ft', 'fb');
 
 # ---------------------------------------------------------------------------------------
 # Metadata: the key, the entry id, the id's milliseconds as a time. The entry's own fields
@@ -193,6 +205,7 @@ is( sql($node, q{SELECT string_agg(concat_ws('|', n, k, eid, to_char(ts AT TIME 
                                    E'\n' ORDER BY n) FROM meta}),
 	"1|meta|1700000000123-5|2023-11-14 22:13:20.123\n2|meta|1700000000124-0|2023-11-14 22:13:20.124",
 	'metadata: the key, the full entry id and its milliseconds as timestamptz; entry fields do not override them');
+done_with('meta');
 
 # ---------------------------------------------------------------------------------------
 # "start": "0" (default: everything the key holds), "$" (only what comes after the group is
@@ -224,6 +237,7 @@ is( join(',', sort map { $_->{name} } $redis->xinfo_groups('starts')),
   or diag(explain([ $redis->xinfo_groups('starts') ]));
 is( join(',', sort map { $_->{name} } $redis->xinfo_consumers('starts', "tributary-$sysid-postgres-st_zero")),
 	'tributary-st_zero-1', 'the default consumer is tributary-<stream>-1');
+done_with('st_zero', 'st_end', 'st_id');
 
 # ---------------------------------------------------------------------------------------
 # A key that does not exist yet: created with the group (MKSTREAM), consumed once it fills.
@@ -238,6 +252,7 @@ is($redis->xlen('later_key'), 0, 'missing key: the key is empty');
 $redis->xadd_bulk('later_key', [ map { [ n => $_ ] } 1 .. 20 ]);
 ok(wait_for($node, 'SELECT count(*) || \'/\' || sum(n) FROM later', '20/210', 60), 'missing key: its entries arrive');
 is(sql($node, q{SELECT last_error IS NULL FROM tributary.streams WHERE name = 'later'}), 't', 'missing key: no error');
+done_with('later');
 
 # ---------------------------------------------------------------------------------------
 # Two keys into one table: positions and statistics per key.
@@ -261,6 +276,7 @@ ok( wait_for(
 		         FROM tributary.stream_stats WHERE stream = 'two' AND topic IS NOT NULL},
 		'two_a|NULL|300|300|NULL,two_b|NULL|200|200|NULL', 30),
 	'two keys: stream_stats has a row per key (no partition, no offset) with its counts');
+done_with('two');
 
 # ---------------------------------------------------------------------------------------
 # A unix socket url, with a database number: the key of database 2, not of database 0.
@@ -274,6 +290,7 @@ $redis->xadd_bulk('sockkey', [ map { [ n => $_ ] } 101 .. 130 ]);
 $redis->command('SELECT', 0);
 ok(wait_for($node, q{SELECT count(*) || '/' || min(n) FROM sock}, '30/101', 60),
 	'unix socket with ?db=2: the 30 entries of database 2 arrive, none of database 0');
+done_with('sock');
 
 # ---------------------------------------------------------------------------------------
 # Entries another consumer of the group read and never acknowledged: claimed and stored
@@ -296,6 +313,7 @@ ok(redis_wait(sub { $redis->xpending('pend', 'shared')->{count} == 0 }, 30),
 ok( (grep { $_->{name} eq 'mine' } $redis->xinfo_consumers('pend', 'shared')),
 	'pending: the consumer option names the consumer ("mine")')
   or diag(explain([ $redis->xinfo_consumers('pend', 'shared') ]));
+done_with('pend');
 
 # ---------------------------------------------------------------------------------------
 # A user and password in the url: the stream authenticates; its non-admin owner sees the
