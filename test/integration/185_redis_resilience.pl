@@ -191,10 +191,10 @@ is(sql($node, q{SELECT position FROM tributary.offsets WHERE stream = 'low'}), '
 # A stored position ahead of the key, as left by a key deleted while the stream was stopped.
 my @ahead = $r2->xadd_bulk('aheadk', [ map { [ n => $_ ] } 1 .. 10 ], ids => [ map { "5-$_" } 1 .. 10 ]);
 $log_offset = -s $node->logfile;
-sql($node, q{
+sql($node, qq{
 	CREATE TABLE ahead (n bigint, eid text);
 	SELECT tributary.create_stream('ahead', 'ahead', 'redis',
-		'{"url": "} . $url2 . q{", "stream": "aheadk", "metadata": {"id": "eid"}}', enabled => false);
+		'{"url": "$url2", "stream": "aheadk", "metadata": {"id": "eid"}}', enabled => false);
 	INSERT INTO tributary.offsets (stream, source_stream, source_partition, position)
 		VALUES ('ahead', 'aheadk', '', '999999-0');
 	SELECT tributary.start('ahead');
