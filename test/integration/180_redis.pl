@@ -272,10 +272,11 @@ is( sql($node, q{SELECT string_agg(concat_ws('|', source_stream, source_partitio
 	"two_a||$two_a[-1],two_b||$two_b[-1]", 'two keys: one stored position per key, the last entry id');
 ok( wait_for(
 		$node, q{SELECT string_agg(concat_ws('|', topic, coalesce(partition::text, 'NULL'), messages, rows,
-		                                     coalesce(current_offset::text, 'NULL')), ',' ORDER BY topic)
+		                                     coalesce(current_offset::text, 'NULL'), lag), ',' ORDER BY topic)
+		           || ' ' || (SELECT messages || '|' || lag FROM tributary.stream_stats WHERE stream = 'two' AND topic IS NULL)
 		         FROM tributary.stream_stats WHERE stream = 'two' AND topic IS NOT NULL},
-		'two_a|NULL|300|300|NULL,two_b|NULL|200|200|NULL', 30),
-	'two keys: stream_stats has a row per key (no partition, no offset) with its counts');
+		'two_a|NULL|300|300|NULL|0,two_b|NULL|200|200|NULL|0 500|0', 30),
+	'two keys: stream_stats has a row per key (no partition, no offset) with its counts and the group\'s lag (0), the stream row sums them');
 done_with('two');
 
 # ---------------------------------------------------------------------------------------

@@ -206,6 +206,31 @@ is(sql($node, q{SELECT position FROM tributary.offsets WHERE stream = 'ahead'}),
 	'stored position ahead of the key: stored anew');
 
 # ---------------------------------------------------------------------------------------
+# Entries delivered again that are stored already (as after a crash between the commit and
+# XACK, or a group moved back with XGROUP SETID): acknowledged, never stored twice. While
+# the stream is stopped, its group is set back to the key's start and 30 entries are
+# delivered to the stream's own consumer and left pending; 20 new entries follow.
+
+sql($node, qq{
+	CREATE TABLE redo (n bigint, eid text);
+	SELECT tributary.create_stream('redo', 'redo', 'redis', '{"url": "$url2", "stream": "redok", "metadata": {"id": "eid"}}');
+});
+my @redo = $r2->xadd_bulk('redok', [ map { [ n => $_ ] } 1 .. 100 ]);
+check_entry_ids($node, 'redo', 'eid', 'redo', \@redo, 'before the group is set back');
+sql($node, q{SELECT tributary.stop('redo')});
+ok(wait_for($node, workers_sql('redo'), '', 60), 'set back: the worker stopped');
+my $rgroup = group_of($r2, 'redok');
+$r2->command('XGROUP', 'SETID', 'redok', $rgroup, '0');
+$r2->cli('XREADGROUP', 'GROUP', $rgroup, 'tributary-redo-1', 'COUNT', '30', 'STREAMS', 'redok', '>');
+is($r2->xpending('redok', $rgroup)->{count}, 30, 'set back: 30 stored entries pending again');
+push @redo, $r2->xadd_bulk('redok', [ map { [ n => $_ ] } 101 .. 120 ]);
+sql($node, q{SELECT tributary.start('redo')});
+check_entry_ids($node, 'redo', 'eid', 'redo', \@redo, 'group set back, entries delivered again');
+none_pending($r2, 'redok', 'group set back');
+is(sql($node, q{SELECT position FROM tributary.offsets WHERE stream = 'redo'}), $redo[-1],
+	'group set back: the stored position is the last entry id');
+
+# ---------------------------------------------------------------------------------------
 # parallelism 2 over 4 keys, kill -9 of one worker mid-stream.
 
 slow_table('par');
