@@ -70,7 +70,7 @@ OBJS = \
 MODULEDIR = extension
 DATA = control/tributary.control $(wildcard control/tributary--*.sql)
 
-REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch quality quality_stream snapshot upgrade
+REGRESS = setup api errors ingest insert formats json_fuzz dead_letters privileges poison kafka_policy sketch quality quality_stream snapshot redis upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=$(CURDIR)/test/results
 
 PG_CONFIG ?= pg_config

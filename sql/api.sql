@@ -28,9 +28,8 @@ SELECT tributary.create_stream('api_local', 'api_events');
 -- Every source.
 SELECT tributary.create_stream('api_kafka', 'api_events', 'kafka',
                                '{"brokers": "localhost:9092", "topic": "events"}', enabled => false);
--- redis has no consumer yet: refused, rather than a stream that idles as "running"
 SELECT tributary.create_stream('api_redis', 'api_events', 'redis',
-                               '{"url": "redis://localhost:6379", "stream_key": "events", "group": "g1"}');
+                               '{"url": "redis://localhost:6379", "stream": "events", "group": "g1"}', enabled => false);
 SELECT tributary.create_stream('api_other', 'api_events');
 
 -- Named parameters, in any order; enabled => false creates it stopped.

@@ -209,7 +209,8 @@ SELECT tributary.drop_stream('upgrade_probe_2');
 -- as text (an offset past int4 intact, updated_at unchanged; NULL stays NULL), and a
 -- carried dead letter replays with its partition and offset in the metadata columns; a
 -- redis stream, which 0.2.0 accepted and ran as an idle worker that showed "running",
--- fails with the reason (one transaction, so the launcher never sees it started on 0.2.0).
+-- fails with the reason (one transaction, so the launcher never sees it started on 0.2.0),
+-- and cannot start with 0.2.0's option names (stream_key is now stream).
 --
 DROP EXTENSION tributary;
 CREATE EXTENSION tributary VERSION '0.2.0';

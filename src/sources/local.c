@@ -12,7 +12,5 @@ const TribSourceRoutine TribLocalSource = {
 	.name = "local",
 	.available = true,
 	.needs_worker = false,
-	/* tributary.ingest's keys */
-	.metadata = TRIB_META_BIT(TRIB_META_KEY),
 	.options = local_options,
 };

@@ -18,7 +18,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS tributary;
 
-SELECT plan(83);
+SELECT plan(84);
 
 CREATE TABLE public.tap_t (id integer PRIMARY KEY, v integer CHECK (v > 0), at timestamptz,
                            doc jsonb, raw bytea, body text);
@@ -39,10 +39,13 @@ SELECT lives_ok($$ SELECT tributary.create_stream('tap_local', 'public.tap_t') $
 SELECT lives_ok($$ SELECT tributary.create_stream('tap_kafka', 'public.tap_t', 'kafka',
                                                   '{"brokers": "localhost:9092", "topic": "t"}', enabled => false) $$,
                 'create_stream for kafka');
-SELECT throws_ok($$ SELECT tributary.create_stream('tap_redis', 'public.tap_t', 'redis',
-                                                  '{"url": "redis://localhost", "stream_key": "k"}', enabled => false) $$,
-                 '0A000', 'source "redis" is not available yet',
-                 'create_stream refuses redis until it has a consumer');
+SELECT lives_ok($$ SELECT tributary.create_stream('tap_redis', 'public.tap_t', 'redis',
+                                                  '{"url": "redis://localhost", "stream": "k"}', enabled => false) $$,
+                'create_stream for redis');
+SELECT throws_ok($$ SELECT tributary.create_stream('tap_rediss', 'public.tap_t', 'redis',
+                                                   '{"url": "rediss://localhost", "stream": "k"}', enabled => false) $$,
+                 '0A000', 'stream "tap_rediss" asks for TLS (rediss://), which tributary cannot offer',
+                 'create_stream refuses TLS to Redis, which hiredis here cannot do');
 SELECT lives_ok($$ SELECT tributary.create_stream(name => 'tap_named', target => 'public.tap_t',
                                                   key => 'id', event_time => 'at', options => '{"overflow": "doc"}') $$,
                 'create_stream with named parameters');
@@ -61,6 +64,7 @@ SELECT results_eq(
               ('tap_kafka', 'kafka', 'json', NULL, NULL, false, 1),
               ('tap_local', 'local', 'json', NULL, NULL, true, 1),
               ('tap_named', 'local', 'json', 'id', 'at', true, 1),
+              ('tap_redis', 'redis', 'json', NULL, NULL, false, 1),
               ('tap_stopped', 'local', 'json', NULL, NULL, false, 1),
               ('tap_text', 'local', 'text', NULL, NULL, true, 1) $$,
     'tributary.streams lists the declared streams');
