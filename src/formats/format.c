@@ -322,6 +322,7 @@ TribRowSetMetadata(TribTarget *t, const TribMessage *msg, TribRow *row, TribMess
 		switch ((TribMetaField) f)
 		{
 			case TRIB_META_TOPIC:
+			case TRIB_META_STREAM:	/* a Redis key, where Kafka has its topic */
 				if (msg->topic == NULL)
 					TribRowSetNull(t, row, col);
 				else
@@ -389,12 +390,6 @@ TribRowSetMetadata(TribTarget *t, const TribMessage *msg, TribRow *row, TribMess
 				else
 					ok = TribRowSetText(t, row, col, msg->headers, strlen(msg->headers),
 										TRIB_TEXT_TERMINATED | TRIB_TEXT_PARSED_JSON, res);
-				break;
-			case TRIB_META_STREAM:
-				if (msg->topic == NULL)
-					TribRowSetNull(t, row, col);
-				else
-					ok = TribRowSetMetaText(t, row, col, msg->topic, res);
 				break;
 			case TRIB_META_ID:
 				if (msg->position == NULL)

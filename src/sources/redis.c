@@ -139,9 +139,8 @@ TribRedisFieldIsJson(TribRedisOptions *o, const char *name, size_t len)
 
 /*
  * An entry's field-value pairs as one JSON object: values as strings, or as JSON where
- * parse says so (and as_strings is false). A value asked for as JSON that is not JSON
- * sets *bad to its field (the caller then keeps the all-strings object as the dead
- * letter's payload).
+ * option "fields" says so (and as_strings is false). A value asked for as JSON that is not
+ * JSON is written as it came, and *bad (NULL on entry) set to its field, the first such.
  */
 static char *
 TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, int *len,
@@ -162,11 +161,9 @@ TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, i
 		appendStringInfoString(&buf, ": ");
 		if (!as_strings && TribRedisFieldIsJson(o, f->str, f->len))
 		{
-			if (!TribRedisIsJson(v->str, v->len))
-			{
+			/* not JSON: kept as it came, so the object is no JSON either (nor on replay) */
+			if (*bad == NULL && !TribRedisIsJson(v->str, v->len))
 				*bad = pnstrdup(f->str, f->len);
-				return NULL;
-			}
 			appendBinaryStringInfo(&buf, v->str, (int) v->len);
 		}
 		else
@@ -230,18 +227,16 @@ TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, Trib
 	else
 	{
 		m->data = TribRedisEntryObject(o, fields, false, &len, &bad);
+		m->len = len;
 		if (bad != NULL)
 		{
 			m->malformed = psprintf("field \"%s\" of the Redis entry is not valid JSON", bad);
-			m->malformed_detail = "Option \"fields\" asks for the field's value to be parsed as JSON; the dead letter holds the entry's fields as strings.";
+			m->malformed_detail = "Option \"fields\" asks for the field's value to be parsed as JSON; the dead letter holds the entry as the object it makes, with that value as it came.";
 		}
-		else
-		{
-			m->len = len;
-			return;
-		}
+		return;
 	}
 	/* a dead letter: the entry as an object of strings, for the user to see */
+	bad = NULL;
 	m->data = TribRedisEntryObject(o, fields, true, &len, &bad);
 	m->len = len;
 }
@@ -260,16 +255,19 @@ TribRedisHoldReply(TribRedis *r, redisReply *reply)
 	r->replies[r->nreplies++] = reply;
 }
 
-/* Acknowledge ids (entry id texts) of key now: entries stored already, or deleted. */
+/*
+ * Acknowledge ids (entry id texts) of key: now (ahead false: entries stored already, or
+ * deleted, found while collecting), or sent ahead without waiting (after a commit; the
+ * reply is read by the next collect, TribRedisDrain).
+ */
 static void
-TribRedisAck(TribRedis *r, TribRedisKey *key, List *ids)
+TribRedisAck(TribRedis *r, TribRedisKey *key, List *ids, bool ahead)
 {
 	int			argc = 3 + list_length(ids);
 	const char **argv;
 	size_t	   *lens;
 	int			n = 0;
 	ListCell   *lc;
-	redisReply *reply;
 
 	if (ids == NIL || r->rc == NULL)
 		return;
@@ -286,13 +284,22 @@ TribRedisAck(TribRedis *r, TribRedisKey *key, List *ids)
 		argv[n] = lfirst(lc);
 		lens[n++] = strlen(lfirst(lc));
 	}
-	reply = TribRedisCommand(r, argc, argv, lens);
-	if (reply != NULL)
+	if (ahead)
 	{
-		if (reply->type == REDIS_REPLY_ERROR && !TribRedisReplyIsError(reply, "NOGROUP"))
-			TribRedisReport(r, psprintf("could not acknowledge entries of key \"%s\": %s",
-										key->name, reply->str));
-		freeReplyObject(reply);
+		if (TribRedisSend(r, argc, argv, lens))
+			r->acks_ahead++;
+	}
+	else
+	{
+		redisReply *reply = TribRedisCommand(r, argc, argv, lens);
+
+		if (reply != NULL)
+		{
+			if (reply->type == REDIS_REPLY_ERROR && !TribRedisReplyIsError(reply, "NOGROUP"))
+				TribRedisReport(r, psprintf("could not acknowledge entries of key \"%s\": %s",
+											key->name, reply->str));
+			TribRedisFreeReply(reply);
+		}
 	}
 	pfree(argv);
 	pfree(lens);
@@ -366,83 +373,98 @@ TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool hist
 					(errmsg("tributary stream \"%s\": %d entries of key \"%s\" were deleted before they were stored",
 							r->def->name, deleted, key->name),
 					 errdetail("They were read but not stored when the worker stopped, and XDEL or trimming removed them since.")));
-		TribRedisAck(r, key, acks);
+		TribRedisAck(r, key, acks, false);
 		list_free(acks);
 	}
 	return added;
 }
 
-/*
- * One read into msgs: this consumer's pending entries of a key that still has some
- * (history), else new entries of every ready key, waiting up to block_ms (0: not at all)
- * for the first. Asks for at most want entries. Returns the messages added, or -1 when
- * the connection failed; an error reply (a group gone: NOGROUP) makes the keys be taken
- * again.
- */
-static int
-TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *bytes)
+/* An XREADGROUP being built: its arguments. */
+typedef struct TribRedisArgs
 {
-	int			nready = 0;
-	TribRedisKey *history = NULL;
 	const char **argv;
 	size_t	   *lens;
-	int			argc = 0;
-	char	   *count;
-	char	   *block = psprintf("%ld", block_ms);
-	redisReply *reply;
-	int			added;
+	int			argc;
+} TribRedisArgs;
 
+static void
+TribRedisArg(TribRedisArgs *a, const char *s, size_t len)
+{
+	a->argv[a->argc] = s;
+	a->lens[a->argc++] = len;
+}
+
+/*
+ * The XREADGROUP of one read: this consumer's pending entries of *history (the first key
+ * still reading them) after its history_after, or else new entries (">") of every ready
+ * key, waiting up to block_ms for the first (0: not at all); at most want entries. False
+ * when no key is ready.
+ */
+static bool
+TribRedisReadArgs(TribRedis *r, int want, long block_ms, TribRedisArgs *a, TribRedisKey **history)
+{
+	int			nready = 0;
+	char	   *count;
+
+	*history = NULL;
 	for (int i = 0; i < r->nkeys; i++)
 	{
 		if (!r->keys[i].ready)
 			continue;
 		nready++;
-		if (r->keys[i].history && history == NULL)
-			history = &r->keys[i];
+		if (r->keys[i].history && *history == NULL)
+			*history = &r->keys[i];
 	}
 	if (nready == 0)
+		return false;
+	count = psprintf("%d", *history != NULL ? want : Max(1, want / nready));
+	a->argv = palloc(sizeof(char *) * (9 + 2 * nready));
+	a->lens = palloc(sizeof(size_t) * (9 + 2 * nready));
+	a->argc = 0;
+	TribRedisArg(a, "XREADGROUP", 10);
+	TribRedisArg(a, "GROUP", 5);
+	TribRedisArg(a, r->opts.group, strlen(r->opts.group));
+	TribRedisArg(a, r->consumer, strlen(r->consumer));
+	TribRedisArg(a, "COUNT", 5);
+	TribRedisArg(a, count, strlen(count));
+	if (*history == NULL && block_ms > 0)
 	{
-		TribRedisWait(r, Min(block_ms, TRIB_REDIS_POLL_MS));
-		return 0;
-	}
-	count = psprintf("%d", history != NULL ? want : Max(1, want / nready));
-	argv = palloc(sizeof(char *) * (9 + 2 * nready));
-	lens = palloc(sizeof(size_t) * (9 + 2 * nready));
-#define TRIB_ARG(s, l) (argv[argc] = (s), lens[argc++] = (l))
-	TRIB_ARG("XREADGROUP", 10);
-	TRIB_ARG("GROUP", 5);
-	TRIB_ARG(r->opts.group, strlen(r->opts.group));
-	TRIB_ARG(r->consumer, strlen(r->consumer));
-	TRIB_ARG("COUNT", 5);
-	TRIB_ARG(count, strlen(count));
-	if (history == NULL && block_ms > 0)
-	{
-		TRIB_ARG("BLOCK", 5);
-		TRIB_ARG(block, strlen(block));
-	}
-	TRIB_ARG("STREAMS", 7);
-	if (history != NULL)
-	{
-		char	   *after = TribRedisIdText(history->history_after);
+		char	   *block = psprintf("%ld", block_ms);
 
-		TRIB_ARG(history->name, history->name_len);
-		TRIB_ARG(after, strlen(after));
+		TribRedisArg(a, "BLOCK", 5);
+		TribRedisArg(a, block, strlen(block));
+	}
+	TribRedisArg(a, "STREAMS", 7);
+	if (*history != NULL)
+	{
+		char	   *after = TribRedisIdText((*history)->history_after);
+
+		TribRedisArg(a, (*history)->name, (*history)->name_len);
+		TribRedisArg(a, after, strlen(after));
 	}
 	else
 	{
 		for (int i = 0; i < r->nkeys; i++)
 			if (r->keys[i].ready)
-				TRIB_ARG(r->keys[i].name, r->keys[i].name_len);
+				TribRedisArg(a, r->keys[i].name, r->keys[i].name_len);
 		for (int i = 0; i < r->nkeys; i++)
 			if (r->keys[i].ready)
-				TRIB_ARG(">", 1);
+				TribRedisArg(a, ">", 1);
 	}
-#undef TRIB_ARG
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	reply = TribRedisCommand(r, argc, argv, lens);
-	pgstat_report_wait_end();
-	if (reply == NULL)
-		return -1;
+	return true;
+}
+
+/*
+ * Take an XREADGROUP's reply into msgs (history: the key whose pending entries it read,
+ * or NULL). Returns the messages added; an error reply (a group gone: NOGROUP) makes the
+ * keys be taken again. Frees the reply, or holds it when messages point into it.
+ */
+static int
+TribRedisTakeRead(TribRedis *r, redisReply *reply, TribRedisKey *history, TribMessage *msgs,
+				  int64 *bytes)
+{
+	int			added;
+
 	if (reply->type == REDIS_REPLY_ERROR)
 	{
 		/* the group or the key is gone (NOGROUP), or the key is no stream: take the keys again */
@@ -452,7 +474,7 @@ TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *b
 			TribRedisReport(r, psprintf("could not read from Redis at %s: %s", r->opts.where, reply->str));
 		for (int i = 0; i < r->nkeys; i++)
 			r->keys[i].ready = false;
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 		if (!nogroup)
 			TribRedisWait(r, TRIB_REDIS_LOCK_RETRY_MS);
 		return 0;
@@ -462,15 +484,99 @@ TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *b
 		/* nothing within BLOCK; a history read of nothing ends the key's history */
 		if (history != NULL)
 			history->history = false;
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 		return 0;
 	}
 	added = TribRedisTakeReply(r, reply, msgs, history != NULL, bytes);
 	if (added > 0)
 		TribRedisHoldReply(r, reply);
 	else
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 	return added;
+}
+
+/*
+ * One read into msgs (TribRedisReadArgs), waited for. Returns the messages added, or -1
+ * when the connection failed.
+ */
+static int
+TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *bytes)
+{
+	TribRedisArgs a;
+	TribRedisKey *history;
+	redisReply *reply;
+
+	if (!TribRedisReadArgs(r, want, block_ms, &a, &history))
+	{
+		TribRedisWait(r, Min(block_ms, TRIB_REDIS_POLL_MS));
+		return 0;
+	}
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	reply = TribRedisCommand(r, a.argc, a.argv, a.lens);
+	pgstat_report_wait_end();
+	if (reply == NULL)
+		return -1;
+	return TribRedisTakeRead(r, reply, history, msgs, bytes);
+}
+
+/*
+ * After a full batch, while it is inserted: ask for the next one already (new entries of
+ * every ready key, not waiting), so the server prepares it while PostgreSQL works rather
+ * than after. Its reply is read by the next collect (TribRedisDrain). Only when no key
+ * reads pending entries: those must come first.
+ */
+static void
+TribRedisReadAhead(TribRedis *r)
+{
+	TribRedisArgs a;
+	TribRedisKey *history;
+
+	if (r->rc == NULL || r->read_ahead || r->acks_ahead > 0)
+		return;
+	for (int i = 0; i < r->nkeys; i++)
+		if (!r->keys[i].ready)
+			return;
+	if (!TribRedisReadArgs(r, r->def->batch_size, 0, &a, &history) || history != NULL)
+		return;
+	if (!TribRedisSend(r, a.argc, a.argv, a.lens))
+		return;
+	r->read_ahead = true;
+}
+
+/*
+ * Read the replies of the commands sent ahead: the read ahead (returned, or NULL) and the
+ * acknowledgements of the last batch. Before any other command: replies come in order.
+ */
+static redisReply *
+TribRedisDrain(TribRedis *r)
+{
+	redisReply *ahead = NULL;
+
+	if (r->read_ahead && r->rc != NULL)
+	{
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		ahead = TribRedisGetReply(r);
+		pgstat_report_wait_end();
+	}
+	r->read_ahead = false;
+	while (r->acks_ahead > 0 && r->rc != NULL)
+	{
+		redisReply *ack = TribRedisGetReply(r);
+
+		r->acks_ahead--;
+		if (ack == NULL)
+			break;
+		if (ack->type == REDIS_REPLY_ERROR && !TribRedisReplyIsError(ack, "NOGROUP"))
+			TribRedisReport(r, psprintf("could not acknowledge entries: %s", ack->str));
+		TribRedisFreeReply(ack);
+	}
+	r->acks_ahead = 0;
+	if (r->rc == NULL && ahead != NULL)
+	{
+		TribRedisFreeReply(ahead);
+		ahead = NULL;
+	}
+	return ahead;
 }
 
 /* Milliseconds from now to t, at least 0. */
@@ -512,6 +618,16 @@ TribRedisSourceCollect(void *consumer, TribMessage **msgs)
 		r->maxheld = max;
 	}
 	*msgs = palloc(sizeof(TribMessage) * max);
+
+	/* first what was asked ahead: the acknowledgements of the last batch, this batch's read */
+	{
+		redisReply *ahead = TribRedisDrain(r);
+
+		if (ahead != NULL && TribRedisTakeRead(r, ahead, NULL, *msgs, &bytes) > 0)
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->def->batch_ms);
+		TribRedisRefreshLag(r);
+		MemoryContextSwitchTo(batch_cxt);
+	}
 
 	while (r->held < r->def->batch_size && bytes < tributary_max_message_size)
 	{
@@ -582,6 +698,10 @@ TribRedisSourceCollect(void *consumer, TribMessage **msgs)
 		else if (GetCurrentTimestamp() >= deadline)
 			break;
 	}
+	/* a full batch: more is likely waiting; have the server prepare it meanwhile */
+	if (r->held >= r->def->batch_size)
+		TribRedisReadAhead(r);
+	MemoryContextSwitchTo(batch_cxt);
 	return r->held;
 }
 
@@ -667,9 +787,8 @@ TribRedisSourceAfterCommit(void *consumer)
 			TribPartitionStatsAdd(&r->def->key, key->name, -1, key->counts[0], key->counts[1],
 								  key->counts[2], key->counts[3], -1);
 		}
-		TribRedisAck(r, key, key->acks);
+		TribRedisAck(r, key, key->acks, true);
 	}
-	TribRedisRefreshLag(r);
 	if (r->rc != NULL)
 		TribRedisReport(r, NULL);
 }
@@ -680,8 +799,8 @@ TribRedisSourceRelease(void *consumer)
 {
 	TribRedis  *r = consumer;
 
-	for (int i = 0; i < r->nreplies; i++)
-		freeReplyObject(r->replies[i]);
+	if (r->nreplies > 0)
+		TribRedisResetReplies(r);	/* the batch's replies, and no other is alive */
 	r->nreplies = 0;
 	r->held = 0;
 	for (int i = 0; i < r->nkeys; i++)
@@ -732,6 +851,8 @@ TribRedisSourceOpen(StreamDef *def, int index)
 				 errmsg("stream \"%s\" needs tributary 0.3.0's catalog", def->name),
 				 errhint("Run ALTER EXTENSION tributary UPDATE.")));
 	r->cxt = cxt;
+	r->reply_cxt = AllocSetContextCreate(cxt, "tributary redis replies", 0,
+										 ALLOCSET_DEFAULT_INITSIZE, 8 * 1024 * 1024);
 	r->def = def;
 	r->index = index;
 	TribRedisParseOptions(def, &r->opts);

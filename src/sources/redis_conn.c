@@ -71,6 +71,115 @@ TribRedisTimeval(int ms)
 	return tv;
 }
 
+/*
+ * Reply objects. hiredis builds every reply of a connection through the reader's object
+ * functions; tributary's put them in the consumer's reply memory (reply_cxt) rather than
+ * malloc, one allocation per element: a batch of 10000 entries is some 50000 objects, and
+ * malloc and free of them (with the heap consolidations the reader's growing buffer set
+ * off) were a sixth of the worker's time. The replies of a batch are freed at once when it
+ * is released; others one by one (TribRedisFreeReply).
+ */
+static MemoryContext reply_cxt = NULL;	/* the consumer's: one per worker process */
+
+/* Link a new element into its parent array, as hiredis's own functions do. */
+static void *
+TribRedisLinkReply(const redisReadTask *task, redisReply *reply)
+{
+	if (task->parent != NULL)
+	{
+		redisReply *parent = task->parent->obj;
+
+		Assert(parent->type == REDIS_REPLY_ARRAY);
+		parent->element[task->idx] = reply;
+	}
+	return reply;
+}
+
+static redisReply *
+TribRedisNewReply(int type)
+{
+	redisReply *reply = MemoryContextAllocZero(reply_cxt, sizeof(redisReply));
+
+	reply->type = type;
+	return reply;
+}
+
+static void *
+TribRedisCreateString(const redisReadTask *task, char *str, size_t len)
+{
+	redisReply *reply = TribRedisNewReply(task->type);
+
+	reply->str = MemoryContextAlloc(reply_cxt, len + 1);
+	memcpy(reply->str, str, len);
+	reply->str[len] = '\0';
+	reply->len = len;
+	return TribRedisLinkReply(task, reply);
+}
+
+static void *
+TribRedisCreateArray(const redisReadTask *task, int elements)
+{
+	redisReply *reply = TribRedisNewReply(REDIS_REPLY_ARRAY);
+
+	if (elements > 0)
+		reply->element = MemoryContextAllocZero(reply_cxt, sizeof(redisReply *) * elements);
+	reply->elements = elements;
+	return TribRedisLinkReply(task, reply);
+}
+
+static void *
+TribRedisCreateInteger(const redisReadTask *task, long long value)
+{
+	redisReply *reply = TribRedisNewReply(REDIS_REPLY_INTEGER);
+
+	reply->integer = value;
+	return TribRedisLinkReply(task, reply);
+}
+
+static void *
+TribRedisCreateNil(const redisReadTask *task)
+{
+	return TribRedisLinkReply(task, TribRedisNewReply(REDIS_REPLY_NIL));
+}
+
+/* Free a reply and its elements (hiredis's freeReplyObject, for tributary's reply memory). */
+void
+TribRedisFreeReply(redisReply *reply)
+{
+	if (reply == NULL)
+		return;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->element != NULL)
+	{
+		for (size_t i = 0; i < reply->elements; i++)
+			TribRedisFreeReply(reply->element[i]);
+		pfree(reply->element);
+	}
+	if (reply->str != NULL)
+		pfree(reply->str);
+	pfree(reply);
+}
+
+static void
+TribRedisFreeObject(void *reply)
+{
+	TribRedisFreeReply(reply);
+}
+
+static redisReplyObjectFunctions trib_reply_functions = {
+	TribRedisCreateString,
+	TribRedisCreateArray,
+	TribRedisCreateInteger,
+	TribRedisCreateNil,
+	TribRedisFreeObject
+};
+
+/* Forget every reply at once: the batch's, when it is released (none other is alive then). */
+void
+TribRedisResetReplies(TribRedis *r)
+{
+	MemoryContextReset(r->reply_cxt);
+}
+
 /* Wait up to ms for a signal, or the postmaster's death. */
 void
 TribRedisWait(TribRedis *r, long ms)
@@ -109,6 +218,8 @@ TribRedisDisconnect(TribRedis *r, const char *why)
 		return;
 	redisFree(r->rc);
 	r->rc = NULL;
+	r->read_ahead = false;
+	r->acks_ahead = 0;
 	for (int i = 0; i < r->nkeys; i++)
 		r->keys[i].ready = false;
 	r->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->backoff_ms);
@@ -132,7 +243,51 @@ TribRedisCommand(TribRedis *r, int argc, const char **argv, const size_t *lens)
 	return reply;
 }
 
-/* A command of NUL-terminated arguments. */
+/*
+ * Send a command without waiting for its reply (pipelining: the server works on it while
+ * the worker does something else); its reply must be read (TribRedisGetReply) before any
+ * other command's. False when the connection failed (it is then closed and reported).
+ */
+bool
+TribRedisSend(TribRedis *r, int argc, const char **argv, const size_t *lens)
+{
+	int			done = 0;
+
+	if (r->rc == NULL)
+		return false;
+	if (redisAppendCommandArgv(r->rc, argc, argv, lens) != REDIS_OK)
+	{
+		TribRedisDisconnect(r, r->rc->errstr[0] ? r->rc->errstr : "could not send");
+		return false;
+	}
+	while (!done)
+	{
+		if (redisBufferWrite(r->rc, &done) != REDIS_OK)
+		{
+			TribRedisDisconnect(r, r->rc->errstr[0] ? r->rc->errstr : "could not send");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The reply of the oldest command sent ahead; NULL when the connection failed (then closed). */
+redisReply *
+TribRedisGetReply(TribRedis *r)
+{
+	void	   *reply = NULL;
+
+	if (r->rc == NULL)
+		return NULL;
+	if (redisGetReply(r->rc, &reply) != REDIS_OK || reply == NULL)
+	{
+		TribRedisDisconnect(r, r->rc->errstr[0] ? r->rc->errstr : "no reply");
+		return NULL;
+	}
+	return reply;
+}
+
+/* A command of NUL-terminated arguments (keys are: they come from JSON strings, which hold no NUL). */
 static redisReply *
 TribRedisCommandV(TribRedis *r, int argc, const char **argv)
 {
@@ -146,7 +301,7 @@ TribRedisErrorText(redisReply *reply, const char *what)
 	char	   *text = psprintf("%s: %s", what, reply->type == REDIS_REPLY_ERROR ?
 								reply->str : "unexpected reply");
 
-	freeReplyObject(reply);
+	TribRedisFreeReply(reply);
 	return text;
 }
 
@@ -168,7 +323,7 @@ TribRedisReadVersion(TribRedis *r)
 		if (v != NULL)
 			(void) sscanf(v + strlen("redis_version:"), "%d.%d", &r->server_major, &r->server_minor);
 	}
-	freeReplyObject(reply);
+	TribRedisFreeReply(reply);
 }
 
 /*
@@ -203,6 +358,10 @@ TribRedisConnect(TribRedis *r)
 	{
 		r->rc = rc;
 		(void) redisSetTimeout(rc, TribRedisTimeval(TRIB_REDIS_COMMAND_TIMEOUT_MS));
+		/* replies in the consumer's memory; the reader's buffer kept, not freed each reply */
+		reply_cxt = r->reply_cxt;
+		rc->reader->fn = &trib_reply_functions;
+		rc->reader->maxbuf = 0;
 		if (r->opts.password != NULL)
 		{
 			const char *argv[3] = {"AUTH"};
@@ -216,7 +375,7 @@ TribRedisConnect(TribRedis *r)
 			if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 				failure = TribRedisErrorText(reply, psprintf("Redis at %s refused the login", r->opts.where));
 			else if (reply != NULL)
-				freeReplyObject(reply);
+				TribRedisFreeReply(reply);
 		}
 		if (failure == NULL && r->rc != NULL && r->opts.db != 0)
 		{
@@ -227,7 +386,7 @@ TribRedisConnect(TribRedis *r)
 			if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 				failure = TribRedisErrorText(reply, psprintf("Redis at %s refused database %d", r->opts.where, r->opts.db));
 			else if (reply != NULL)
-				freeReplyObject(reply);
+				TribRedisFreeReply(reply);
 		}
 		if (failure == NULL && r->rc != NULL)
 			TribRedisReadVersion(r);
@@ -403,8 +562,7 @@ static bool
 TribRedisLastId(TribRedis *r, TribRedisKey *key, TribRedisId *last, char **error)
 {
 	const char *argv[3] = {"XINFO", "STREAM", key->name};
-	size_t		lens[3] = {5, 6, key->name_len};
-	redisReply *reply = TribRedisCommand(r, 3, argv, lens);
+	redisReply *reply = TribRedisCommandV(r, 3, argv);
 
 	last->ms = 0;
 	last->seq = 0;
@@ -416,7 +574,7 @@ TribRedisLastId(TribRedis *r, TribRedisKey *key, TribRedisId *last, char **error
 		if (strstr(reply->str, "no such key") == NULL)
 			*error = TribRedisErrorText(reply, psprintf("could not read key \"%s\"", key->name));
 		else
-			freeReplyObject(reply);
+			TribRedisFreeReply(reply);
 		return false;
 	}
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i + 1 < reply->elements; i += 2)
@@ -428,7 +586,7 @@ TribRedisLastId(TribRedis *r, TribRedisKey *key, TribRedisId *last, char **error
 			value->type == REDIS_REPLY_STRING)
 			(void) TribRedisParseId(value->str, value->len, last);
 	}
-	freeReplyObject(reply);
+	TribRedisFreeReply(reply);
 	return true;
 }
 
@@ -451,13 +609,9 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 		{
 			const char *argv[] = {"XAUTOCLAIM", key->name, r->opts.group, r->consumer, "0",
 			cursor, "COUNT", TRIB_REDIS_CLAIM_COUNT, "JUSTID"};
-			size_t		lens[lengthof(argv)];
 			redisReply *reply;
 
-			for (int i = 0; i < lengthof(argv); i++)
-				lens[i] = strlen(argv[i]);
-			lens[1] = key->name_len;
-			reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+			reply = TribRedisCommandV(r, lengthof(argv), argv);
 			if (reply == NULL)
 				return false;
 			if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
@@ -467,7 +621,7 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 				return false;
 			}
 			cursor = pnstrdup(reply->element[0]->str, reply->element[0]->len);
-			freeReplyObject(reply);
+			TribRedisFreeReply(reply);
 		} while (strcmp(cursor, "0-0") != 0 && ++rounds < 100000);
 		return true;
 	}
@@ -476,16 +630,11 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 	for (;;)
 	{
 		const char *argv[] = {"XPENDING", key->name, r->opts.group, "-", "+", TRIB_REDIS_CLAIM_COUNT};
-		size_t		lens[lengthof(argv)];
 		redisReply *reply;
 		const char **claim;
-		size_t	   *claim_lens;
 		int			nclaim = 0;
 
-		for (int i = 0; i < lengthof(argv); i++)
-			lens[i] = strlen(argv[i]);
-		lens[1] = key->name_len;
-		reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+		reply = TribRedisCommandV(r, lengthof(argv), argv);
 		if (reply == NULL)
 			return false;
 		if (reply->type != REDIS_REPLY_ARRAY)
@@ -494,7 +643,6 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 			return false;
 		}
 		claim = palloc(sizeof(char *) * (reply->elements + 6));
-		claim_lens = palloc(sizeof(size_t) * (reply->elements + 6));
 		claim[0] = "XCLAIM";
 		claim[1] = key->name;
 		claim[2] = r->opts.group;
@@ -509,14 +657,11 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 				strcmp(e->element[1]->str, r->consumer) != 0)
 				claim[nclaim++] = pstrdup(e->element[0]->str);
 		}
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 		if (nclaim == 5)
 			return true;
 		claim[nclaim++] = "JUSTID";
-		for (int i = 0; i < nclaim; i++)
-			claim_lens[i] = strlen(claim[i]);
-		claim_lens[1] = key->name_len;
-		reply = TribRedisCommand(r, nclaim, claim, claim_lens);
+		reply = TribRedisCommandV(r, nclaim, claim);
 		if (reply == NULL)
 			return false;
 		if (reply->type == REDIS_REPLY_ERROR)
@@ -524,7 +669,7 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 			*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
 			return false;
 		}
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 	}
 }
 
@@ -536,20 +681,16 @@ static bool
 TribRedisCreateGroup(TribRedis *r, TribRedisKey *key, const char *pos, char **error)
 {
 	const char *argv[] = {"XGROUP", "CREATE", key->name, r->opts.group, pos, "MKSTREAM"};
-	size_t		lens[lengthof(argv)];
 	redisReply *reply;
 	bool		made;
 
-	for (int i = 0; i < lengthof(argv); i++)
-		lens[i] = strlen(argv[i]);
-	lens[2] = key->name_len;
 	*error = NULL;
-	reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+	reply = TribRedisCommandV(r, lengthof(argv), argv);
 	if (reply == NULL)
 		return false;
 	if (TribRedisReplyIsError(reply, "BUSYGROUP"))
 	{
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 		return false;
 	}
 	if (reply->type == REDIS_REPLY_ERROR)
@@ -559,7 +700,7 @@ TribRedisCreateGroup(TribRedis *r, TribRedisKey *key, const char *pos, char **er
 		return false;
 	}
 	made = true;
-	freeReplyObject(reply);
+	TribRedisFreeReply(reply);
 	return made;
 }
 
@@ -568,14 +709,10 @@ static bool
 TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **error)
 {
 	const char *argv[] = {"XGROUP", "SETID", key->name, r->opts.group, pos};
-	size_t		lens[lengthof(argv)];
 	redisReply *reply;
 
-	for (int i = 0; i < lengthof(argv); i++)
-		lens[i] = strlen(argv[i]);
-	lens[2] = key->name_len;
 	*error = NULL;
-	reply = TribRedisCommand(r, lengthof(argv), argv, lens);
+	reply = TribRedisCommandV(r, lengthof(argv), argv);
 	if (reply == NULL)
 		return false;
 	if (reply->type == REDIS_REPLY_ERROR)
@@ -584,7 +721,7 @@ TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **err
 													r->opts.group, key->name));
 		return false;
 	}
-	freeReplyObject(reply);
+	TribRedisFreeReply(reply);
 	return true;
 }
 
@@ -720,12 +857,11 @@ TribRedisRefreshLag(TribRedis *r)
 	{
 		TribRedisKey *key = &r->keys[i];
 		const char *argv[3] = {"XINFO", "GROUPS", key->name};
-		size_t		lens[3] = {5, 6, key->name_len};
 		redisReply *reply;
 
 		if (!key->ready)
 			continue;
-		reply = TribRedisCommand(r, 3, argv, lens);
+		reply = TribRedisCommandV(r, 3, argv);
 		if (reply == NULL)
 			return;
 		for (size_t g = 0; reply->type == REDIS_REPLY_ARRAY && g < reply->elements; g++)
@@ -749,6 +885,6 @@ TribRedisRefreshLag(TribRedis *r)
 			if (ours && lag >= 0)
 				TribPartitionSetLag(&r->def->key, key->name, -1, lag);
 		}
-		freeReplyObject(reply);
+		TribRedisFreeReply(reply);
 	}
 }

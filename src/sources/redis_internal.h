@@ -91,6 +91,7 @@ typedef struct TribRedisKey
 typedef struct TribRedis
 {
 	MemoryContext cxt;			/* lives as long as the consumer */
+	MemoryContext reply_cxt;	/* hiredis's replies (redis_conn.c) */
 	StreamDef  *def;
 	int			index;			/* which of the stream's workers this is */
 	char	   *signature;		/* the options it was built from */
@@ -107,6 +108,10 @@ typedef struct TribRedis
 	TimestampTz retry_at;		/* no connection attempt before this */
 	TimestampTz locks_at;		/* when keys held elsewhere were last tried */
 	TimestampTz lag_at;			/* when the group's lag was last read */
+
+	/* commands sent ahead, whose replies the next collect reads first (TribRedisDrain) */
+	bool		read_ahead;		/* the next batch's XREADGROUP */
+	int			acks_ahead;		/* the last batch's XACKs */
 
 	/* the batch: replies held (messages point into them) and each message's key and id */
 	redisReply **replies;
@@ -142,6 +147,10 @@ TribRedisIdCmp(TribRedisId a, TribRedisId b)
 extern bool TribRedisConnect(TribRedis *r);
 extern void TribRedisDisconnect(TribRedis *r, const char *why);
 extern redisReply *TribRedisCommand(TribRedis *r, int argc, const char **argv, const size_t *lens);
+extern bool TribRedisSend(TribRedis *r, int argc, const char **argv, const size_t *lens);
+extern redisReply *TribRedisGetReply(TribRedis *r);
+extern void TribRedisFreeReply(redisReply *reply);
+extern void TribRedisResetReplies(TribRedis *r);
 extern bool TribRedisReplyIsError(redisReply *reply, const char *code);
 extern void TribRedisLockKeys(TribRedis *r);
 extern void TribRedisUnlockKeys(TribRedis *r);
