@@ -155,6 +155,9 @@ sub _spawn
 	croak "fork: $!" unless defined $pid;
 	if ($pid == 0)
 	{
+		# Nothing the test inherited beyond stdio (say, the fd of a `flock` around the test
+		# run) may outlive the test in the server.
+		POSIX::close($_) for 3 .. 1023;
 		open(STDIN, '<', '/dev/null');
 		open(STDOUT, '>>', $log) or POSIX::_exit(126);
 		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
