@@ -19,11 +19,12 @@ ALTER TABLE @extschema@.stream_catalog
     ADD COLUMN failed boolean NOT NULL DEFAULT false,
     ADD COLUMN waiting boolean NOT NULL DEFAULT false;
 
--- Redis Streams has no consumer yet: 0.2.0 accepted such streams and ran an idle worker
--- that showed "running". They fail now, saying why; create_stream refuses new ones.
+-- 0.2.0 accepted Redis streams and ran an idle worker that showed "running"; 0.3.0 consumes
+-- them, with its own option names. Such a stream fails now, saying what to do; nothing was
+-- ever read from it, so nothing is lost.
 UPDATE @extschema@.stream_catalog
 SET failed = true, last_error_at = pg_catalog.now(),
-    last_error = 'source "redis" is not available yet: this version of tributary has no Redis Streams consumer'
+    last_error = 'declared with tributary 0.2.0, which never consumed Redis streams: give it the options of 0.3.0''s redis source (option "stream" instead of "stream_key") with alter_stream, then start it'
 WHERE source = 'redis';
 
 -- True when the current user may manage a stream owned by owner and see its options,

@@ -78,7 +78,14 @@ SELECT tributary.alter_stream_owner('redis_all', 'regress_redis_owner');
 SELECT tributary.alter_stream_owner('redis_unix', 'regress_redis_owner');
 SET ROLE regress_redis_owner;
 SELECT name, options ->> 'url' AS url FROM tributary.streams WHERE name IN ('redis_all', 'redis_unix', 'redis_v6') ORDER BY name;
+-- a unix socket is opened as the server's OS user: only admins may name one
+SELECT tributary.create_stream('redis_bad', 'redis_t', 'redis', '{"url": "unix:///var/run/postgresql/.s.PGSQL.5432", "stream": "k"}');
+SELECT tributary.alter_stream('redis_all', '{"url": "unix:///tmp/redis.sock", "stream": "k"}');
 RESET ROLE;
+-- passwords that hold '@' or '/', and a user without a password, are masked whole
+SELECT u AS stored, tributary._redact_options(jsonb_build_object('url', u)) ->> 'url' AS shown
+FROM (VALUES ('redis://u:p@ss@h:1'), ('unix://u:a/b@/tmp/x.sock'), ('redis://secret@h'),
+             ('redis://h:6379?password=a&db=2'), ('unix:///tmp/no@secret.sock')) AS v(u);
 SELECT name, options ->> 'url' AS url FROM tributary.streams WHERE name IN ('redis_all', 'redis_unix') ORDER BY name;
 
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'redis\_%' ORDER BY name;

@@ -67,8 +67,8 @@ TribParseSource(const char *name)
 }
 
 /*
- * A source that can be declared must consume: one without a consumer yet (redis) would
- * idle as "running" and look done. Refused until it exists.
+ * A source that can be declared must consume: one without a consumer yet would idle as
+ * "running" and look done. Refused until it exists (TribSourceRoutine.available).
  */
 static void
 TribCheckSourceAvailable(const TribSourceRoutine *source, const char *stream)

@@ -292,7 +292,7 @@ TribCheckMayInsert(StreamDef *def, Oid userid)
 
 /*
  * Why a broker stream's worker cannot go on, whatever it retries: its source has no
- * consumer (redis, declared before it was refused), its target is gone or no longer a
+ * consumer (a source that is not available), its target is gone or no longer a
  * table, its owner role was dropped, or row-level security now applies to its rows. NULL when none of these holds. The worker marks such a stream failed and
  * stops until it is altered, started or dropped.
  */

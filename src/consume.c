@@ -3,7 +3,7 @@
  *		The one consume loop of a stream worker, for every source with a consumer: collect a
  *		batch outside a transaction, then in one transaction fence it, put it through the
  *		batch path (rows as the target's owner, dead letters, the source's positions,
- *		counters) and commit; then let the source acknowledge and release it. The source's
+ *		counters) and commit; then let the source act on the commit (Kafka: commit offsets for lag tools) and release it. The source's
  *		callbacks and their contract are in sources/source.h.
  *
  * The consumer outlives a reload: TribConsumeStart gives the source the new definition
@@ -52,8 +52,8 @@ TribConsumeAtExit(int code, Datum arg)
 /*
  * Serve def as worker number index: a consumer kept from before a reload goes on when its
  * source can reuse it for def (the old definition is still valid during that call), else
- * it is closed and a new one opened. A source without a consumer (redis, declared with
- * 0.2.0 before that source was refused) raises.
+ * it is closed and a new one opened. A source without a consumer (one not available
+ * yet) raises.
  */
 void
 TribConsumeStart(StreamDef *def, int index)
@@ -94,7 +94,7 @@ TribConsumeStart(StreamDef *def, int index)
 
 /*
  * One batch: collect it, then fence it, insert it and store its positions in one
- * transaction, commit, and let the source acknowledge and release it.
+ * transaction, commit, and let the source act on the commit and release it.
  */
 static void
 TribConsumeBatch(void)

@@ -13,8 +13,7 @@
  * stream's definition, which is how alter_stream reaches it.
  *
  * It consumes through the one consume loop (consume.c) with its source's consumer
- * (sources/source.h), which it keeps across reloads when the source can. A redis stream
- * (declared with 0.2.0, before that source was refused) fails: it has no consumer yet.
+ * (sources/source.h), which it keeps across reloads when the source can.
  */
 #include "postgres.h"
 

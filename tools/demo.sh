@@ -15,9 +15,24 @@
 # while new orders and a tombstone arrive through Kafka. Last, the same insert path without
 # a broker: a `local` stream fed by tributary.ingest.
 #
+# SOURCE=redis (`make demo SOURCE=redis`) runs the same demo on Redis Streams instead of
+# Kafka: a redis-server of its own on a free loopback port, in the demo's temporary directory
+# (nothing saved to disk), stopped at exit; the 5000 events as entries of four stream keys
+# orders:0 .. orders:3 (the customer's number modulo 4, as the keys spread the Kafka
+# messages over partitions), each `XADD orders:N * customer <key> payload <JSON>`, loaded with
+# one redis-cli --pipe; a `redis` stream with "fields": "payload" reads them. The new orders
+# of the snapshot section are XADDs too, and the tombstone, which Redis entries have no form
+# for, goes through tributary.ingest with a key and no payload.
+#
 # The cluster and the broker are removed on any exit (KEEP_TMP=1 keeps the cluster's files).
 # DEMO_WAIT=N changes how long to wait for the stream to catch up (default 60 s).
 set -euo pipefail
+
+source_kind="${SOURCE:-kafka}"
+case "$source_kind" in
+kafka | redis) ;;
+*) echo "demo: SOURCE must be kafka or redis, not '$source_kind'" >&2; exit 2 ;;
+esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -34,6 +49,7 @@ make -s tools
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/tributary-demo.XXXXXX")"
 broker_pid=""
+redis_pid=""
 cleanup() {
 	local rc=$?
 	set +e
@@ -41,6 +57,10 @@ cleanup() {
 	if [ -n "$broker_pid" ]; then
 		kill -TERM "$broker_pid" 2>/dev/null
 		wait "$broker_pid" 2>/dev/null
+	fi
+	if [ -n "$redis_pid" ]; then
+		kill -TERM "$redis_pid" 2>/dev/null
+		wait "$redis_pid" 2>/dev/null
 	fi
 	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "demo files kept in $tmp"; else rm -rf "$tmp"; fi
 	return "$rc"
@@ -62,6 +82,10 @@ fail() {
 		echo "--- last lines of the broker's stderr:" >&2
 		tail -n 20 "$tmp/kafka/stderr" >&2
 	fi
+	if [ -s "$tmp/redis/log" ]; then
+		echo "--- last lines of redis-server's log:" >&2
+		tail -n 20 "$tmp/redis/log" >&2
+	fi
 	exit 1
 }
 
@@ -70,12 +94,39 @@ trib_cluster_start "$tmp" "tributary.database = 'postgres'" "tributary.naptime =
 run() { trib_as_user psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 value() { run -At -F ' ' -c "$1"; }
 
-# The broker: a child of this script (it stops by itself if the script dies).
-trib_kafka_mock_start "$tmp/kafka" 10 --brokers 1 --topic orders:4 ||
-	fail "the local Kafka broker did not start"
+if [ "$source_kind" = kafka ]; then
+	# The broker: a child of this script (it stops by itself if the script dies).
+	trib_kafka_mock_start "$tmp/kafka" 10 --brokers 1 --topic orders:4 ||
+		fail "the local Kafka broker did not start"
 
-echo "== tributary demo: a private cluster on $PGHOST, port $PGPORT;"
-echo "   a local Kafka broker at $bootstrap (pid $broker_pid), topic orders with 4 partitions"
+	echo "== tributary demo: a private cluster on $PGHOST, port $PGPORT;"
+	echo "   a local Kafka broker at $bootstrap (pid $broker_pid), topic orders with 4 partitions"
+else
+	# redis-server: a child of this script on a free loopback port, nothing saved to disk.
+	redis_port=""
+	for _ in $(seq 100); do
+		p=$((26379 + RANDOM % 10000))
+		if ! timeout 2 bash -c ": </dev/tcp/127.0.0.1/$p" 2>/dev/null; then redis_port="$p"; break; fi
+	done
+	[ -n "$redis_port" ] || fail "no free loopback port for redis-server"
+	mkdir -p "$tmp/redis"
+	redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' --appendonly no \
+		--logfile "$tmp/redis/log" </dev/null >/dev/null 2>&1 &
+	redis_pid=$!
+	rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
+	for _ in $(seq 100); do
+		[ "$(rcli PING 2>/dev/null)" = PONG ] && break
+		kill -0 "$redis_pid" 2>/dev/null || fail "redis-server exited"
+		sleep 0.1
+	done
+	[ "$(rcli PING 2>/dev/null)" = PONG ] || fail "redis-server did not answer within 10 s"
+	redis_url="redis://127.0.0.1:$redis_port"
+	rkeys='"orders:0", "orders:1", "orders:2", "orders:3"'
+
+	echo "== tributary demo: a private cluster on $PGHOST, port $PGPORT;"
+	echo "   redis-server $(rcli INFO server | sed -n 's/^redis_version:\([^\r]*\).*/\1/p')" \
+		"at $redis_url (pid $redis_pid), stream keys orders:0 .. orders:3"
+fi
 
 echo
 echo "== the target table, and 5000 sample order events"
@@ -130,6 +181,7 @@ SQL
 run -c "SELECT kind AS produced, count(*) AS messages FROM demo.sample
         GROUP BY kind ORDER BY kind = 'good' DESC, kind"
 
+if [ "$source_kind" = kafka ]; then
 # Export as KEY \x1f VALUE, one message after another separated by \x1e (bytes no message
 # holds), and produce them all with one kcat run; kcat's partitioner spreads the keys.
 msgs="$(run -At -F $'\x1f' -R $'\x1e' -c "SELECT key, payload FROM demo.sample ORDER BY i")"
@@ -145,15 +197,46 @@ echo "produced $n messages with kcat -P in $((SECONDS - t0)) s; on the broker, p
 kcat -C -b "$bootstrap" -t orders -o beginning -e -q -f '%p\n' 2>"$tmp/kafka/kcat.err" |
 	sort -n | uniq -c | awk '{ printf "  partition %s: %s messages\n", $2, $1 }' ||
 	fail "kcat could not consume from $bootstrap: $(cat "$tmp/kafka/kcat.err")"
+else
+# The same messages as entries `XADD orders:<customer number % 4> * customer <key> payload
+# <message>`, in the order of the sample: the commands in Redis's protocol (RESP), one
+# redis-cli --pipe for all of them.
+run -At >"$tmp/redis/orders.resp" <<'SQL'
+SELECT string_agg(format(E'*7\r\n$4\r\nXADD\r\n$%s\r\n%s\r\n$1\r\n*\r\n$8\r\ncustomer\r\n$%s\r\n%s\r\n$7\r\npayload\r\n$%s\r\n%s\r\n',
+                         octet_length(rkey), rkey, octet_length(key), key, octet_length(payload), payload), ''
+                  ORDER BY i)
+FROM (SELECT i, key, payload, 'orders:' || substr(key, 2)::int % 4 AS rkey FROM demo.sample) AS s
+SQL
+truncate -s -1 "$tmp/redis/orders.resp"	# psql's newline after the one value
+n=5000
+t0=$SECONDS
+rcli --pipe <"$tmp/redis/orders.resp" >"$tmp/redis/pipe.out" 2>&1 ||
+	fail "redis-cli --pipe failed: $(tail -n 3 "$tmp/redis/pipe.out")"
+grep -q "errors: 0, replies: $n" "$tmp/redis/pipe.out" ||
+	fail "redis-cli --pipe: $(tail -n 1 "$tmp/redis/pipe.out")"
+echo "added $n entries with one redis-cli --pipe in $((SECONDS - t0)) s; per key (XLEN):"
+for k in 0 1 2 3; do echo "  orders:$k: $(rcli XLEN "orders:$k") entries"; done
+echo "  the first entry of orders:1 (XRANGE orders:1 - + COUNT 1):"
+rcli XRANGE orders:1 - + COUNT 1 | sed 's/^/     /'
+fi
 
 echo
-echo "== declare the stream: source kafka, from the start of the topic"
+if [ "$source_kind" = kafka ]; then
+	echo "== declare the stream: source kafka, from the start of the topic"
+	stream_source=kafka
+	stream_options="{\"brokers\": \"$bootstrap\", \"topic\": \"orders\", \"format\": \"json\",
+                    \"overflow\": \"extra\", \"batch_size\": 500}"
+else
+	echo "== declare the stream: source redis, the message in field payload, from the first entry of each key"
+	stream_source=redis
+	stream_options="{\"url\": \"$redis_url\", \"stream\": [$rkeys], \"fields\": \"payload\",
+                    \"format\": \"json\", \"overflow\": \"extra\", \"batch_size\": 500}"
+fi
 run >/dev/null -c "SELECT tributary.create_stream(
     name       => 'orders',
     target     => 'orders',
-    source     => 'kafka',
-    options    => '{\"brokers\": \"$bootstrap\", \"topic\": \"orders\", \"format\": \"json\",
-                    \"overflow\": \"extra\", \"batch_size\": 500}',
+    source     => '$stream_source',
+    options    => '$stream_options',
     key        => 'customer',
     event_time => 'placed_at');
   SELECT tributary.set_quality('orders', '10 minutes', allowed_lateness => '20 minutes',
@@ -167,12 +250,15 @@ while :; do
 	state="$(value "SELECT concat_ws(' ',
 	                       (SELECT count(*) FROM orders),
 	                       (SELECT count(*) FROM tributary.dead_letters WHERE stream = 'orders'),
-	                       (SELECT coalesce(sum(next_offset), 0) FROM tributary.kafka_offsets WHERE stream = 'orders'),
+	                       $([ "$source_kind" = kafka ] &&
+		echo "(SELECT coalesce(sum(next_offset), 0) FROM tributary.kafka_offsets WHERE stream = 'orders')," ||
+		echo "(SELECT coalesce(sum(messages), 0) FROM tributary.stream_stats WHERE stream = 'orders' AND topic IS NOT NULL),")
 	                       (SELECT coalesce(state, '?') FROM tributary.streams WHERE name = 'orders'))")"
 	read -r rows dead offs st <<<"$state"
 	if [ "$state" != "$last" ]; then
-		printf '  %3d s  %-8s rows %5d  dead letters %4d  offsets %5d\n' \
-			$((SECONDS - t0)) "$st" "$rows" "$dead" "$offs"
+		printf '  %3d s  %-8s rows %5d  dead letters %4d  %s %5d\n' \
+			$((SECONDS - t0)) "$st" "$rows" "$dead" \
+			"$([ "$source_kind" = kafka ] && echo offsets || echo "entries stored")" "$offs"
 		last="$state"
 	fi
 	if [ $((rows + dead)) -ge "$n" ] && [ "$offs" -ge "$n" ]; then
@@ -199,6 +285,7 @@ run -c "SELECT order_id, customer, amount, currency, placed_at, items, extra
 echo "== dead letters, by error"
 run -c "SELECT sqlstate, error, count(*) AS messages FROM tributary.dead_letters
         WHERE stream = 'orders' GROUP BY sqlstate, error ORDER BY count(*) DESC, error"
+if [ "$source_kind" = kafka ]; then
 echo "   one of each kind, with its source position (from several partitions):"
 run -c "SELECT source_stream, source_partition, source_position, sqlstate,
                left(convert_from(payload, 'UTF8'), 56) AS payload
@@ -222,6 +309,33 @@ run -c "SELECT sum(next_offset) AS total FROM tributary.kafka_offsets WHERE stre
 echo "== tributary.stream_stats"
 run -c "SELECT stream, worker_pid IS NOT NULL AS worker, messages, rows, dead_letters, bytes, batches
         FROM tributary.stream_stats"
+else
+echo "   one of each kind, with its source position (the key and the entry id):"
+run -c "SELECT DISTINCT ON (sqlstate) source_stream, source_partition, source_position, sqlstate,
+               left(convert_from(payload, 'UTF8'), 56) AS payload
+        FROM tributary.dead_letters WHERE stream = 'orders' ORDER BY sqlstate, id"
+read -r k id <<<"$(value "SELECT source_stream, source_position FROM tributary.dead_letters
+                          WHERE stream = 'orders' AND sqlstate = '22P02' ORDER BY id LIMIT 1")"
+echo "   the entry $id of key $k on redis-server (XRANGE $k $id $id):"
+rcli XRANGE "$k" "$id" "$id" | sed 's/^/     /'
+echo
+
+echo "== tributary.offsets: the last entry id stored per key, committed with the rows"
+run -c "SELECT source_stream, source_partition, position FROM tributary.offsets
+        WHERE stream = 'orders' ORDER BY source_stream"
+echo "   on redis-server, per key: its last entry id, and the stream's consumer group (XINFO GROUPS):"
+for k in 0 1 2 3; do
+	last="$(rcli XINFO STREAM "orders:$k" | sed -n '/^last-generated-id$/{n;p}')"
+	rcli XINFO GROUPS "orders:$k" | awk -v k="orders:$k" -v last="$last" '
+		{ v[prev] = $0; prev = $0 }
+		END { printf "     %s: last id %s; group %s: consumers %s, pending %s, last delivered %s, lag %s\n",
+		             k, last, v["name"], v["consumers"], v["pending"], v["last-delivered-id"], v["lag"] }'
+done
+
+echo "== tributary.stream_stats: the stream, and each key"
+run -c "SELECT stream, topic, worker_pid IS NOT NULL AS worker, messages, rows, dead_letters, bytes, batches, lag
+        FROM tributary.stream_stats ORDER BY topic NULLS FIRST"
+fi
 echo "== tributary.streams"
 run -c "SELECT name, source, state, last_error FROM tributary.streams"
 
@@ -232,7 +346,7 @@ run -c "SELECT sqlstate, count(*) AS still_dead, max(attempts) AS attempts FROM 
         WHERE stream = 'orders' GROUP BY sqlstate ORDER BY sqlstate"
 run -c "SELECT count(*) AS rows, count(*) FILTER (WHERE amount < 0) AS refunds FROM orders"
 
-echo "== quality windows of the Kafka stream (10 minutes of placed_at; dead letters lower validity)"
+echo "== quality windows of the $([ "$source_kind" = kafka ] && echo Kafka || echo Redis) stream (10 minutes of placed_at; dead letters lower validity)"
 run -c "SELECT window_start, rows, duplicates, round(completeness::numeric, 3) AS completeness,
                dead_letters, round(validity::numeric, 3) AS validity, late_rows,
                round(quality_score::numeric, 3) AS score
@@ -295,6 +409,7 @@ listen_pid=$!	# trib_as_user's subshell: the client exits by itself 4 s after it
 for _ in $(seq 100); do grep -q '"event":"hydrate' "$tmp/listen.out" && break; sleep 0.1; done
 grep -q '"event":"hydrate' "$tmp/listen.out" || fail "tributary-listen did not hydrate: $(cat "$tmp/listen.err")"
 # three new orders of customer c7 and one of c8; then a tombstone (a NULL value) for c7
+if [ "$source_kind" = kafka ]; then
 produce() {
 	printf '%b' "$@" | kcat -P -b "$bootstrap" -t orders -D $'\x1e' -K $'\x1f' -Z 2>"$tmp/kafka/kcat.err" ||
 		fail "kcat could not produce to $bootstrap: $(cat "$tmp/kafka/kcat.err")"
@@ -303,11 +418,28 @@ produce 'c7\x1f{"order_id": 900001, "customer": "c7", "amount": 10, "placed_at":
 	'c8\x1f{"order_id": 900002, "customer": "c8", "amount": 11, "placed_at": "2026-11-23T12:00:01Z"}\x1e' \
 	'c7\x1f{"order_id": 900003, "customer": "c7", "amount": 12, "placed_at": "2026-11-23T12:00:02Z"}\x1e' \
 	'c7\x1f{"order_id": 900004, "customer": "c7", "amount": 13, "placed_at": "2026-11-23T12:00:03Z"}\x1e'
+else
+xadd() {	# customer, message: to key orders:<customer number % 4>
+	rcli XADD "orders:$((${1#c} % 4))" '*' customer "$1" payload "$2" >/dev/null ||
+		fail "XADD to redis-server failed"
+}
+xadd c7 '{"order_id": 900001, "customer": "c7", "amount": 10, "placed_at": "2026-11-23T12:00:00Z"}'
+xadd c8 '{"order_id": 900002, "customer": "c8", "amount": 11, "placed_at": "2026-11-23T12:00:01Z"}'
+xadd c7 '{"order_id": 900003, "customer": "c7", "amount": 12, "placed_at": "2026-11-23T12:00:02Z"}'
+xadd c7 '{"order_id": 900004, "customer": "c7", "amount": 13, "placed_at": "2026-11-23T12:00:03Z"}'
+fi
 for _ in $(seq 150); do grep -q '900004' "$tmp/listen.out" && break; sleep 0.1; done
 grep -q '900004' "$tmp/listen.out" || fail "tributary-listen did not see order 900004: $(cat "$tmp/listen.err")"
 run -c "SELECT key, seq, record ->> 'order_id' AS order_id, record ->> 'amount' AS amount, stream_seq
         FROM tributary.snapshot('orders') ORDER BY seq"
-produce 'c7\x1f\x1e'
+if [ "$source_kind" = kafka ]; then
+	produce 'c7\x1f\x1e'
+else
+	# A Redis entry has no form for "this key is gone": the tombstone goes through ingest,
+	# which takes any stream's messages (a key and no payload).
+	echo "   customer c7's tombstone, through tributary.ingest (a Redis entry has no tombstone form):"
+	run -c "SELECT * FROM tributary.ingest('orders', ARRAY[NULL]::jsonb[], keys => ARRAY['c7'])"
+fi
 for _ in $(seq 150); do grep -q '"event":"delete"' "$tmp/listen.out" && break; sleep 0.1; done
 wait "$listen_pid" || fail "tributary-listen failed: $(cat "$tmp/listen.err")"
 echo "tributary-listen --stream orders --key c7 printed:"

@@ -2,26 +2,28 @@
  * redis.c
  *		The Redis Streams source: a consumer of a consumer group per worker, reading with
  *		XREADGROUP through hiredis. This file collects batches, turns entries into messages
- *		(option "fields"), fences and stores positions, acknowledges after the commit, and
- *		holds the source routine, TribRedisSource, at its end: the one consume loop
- *		(consume.c) drives the consumer through it and commits each batch through the
- *		batch path.
+ *		(option "fields"), fences and stores positions, and holds the source routine,
+ *		TribRedisSource, at its end: the one consume loop (consume.c) drives the consumer
+ *		through it and commits each batch through the batch path.
  *
  * Exactly once into PostgreSQL: a batch's rows, its dead letters and, per key, the last
- * entry id it stored (tributary.offsets) commit in one transaction; XACK follows the
- * commit. Each key is read by one worker at a time, in id order, so the stored id divides
- * the key: at or below it everything is stored, above it nothing (redis_conn.c). After a
- * crash, a lost connection or a server restart, the worker claims the key's pending
- * entries and reads them first: those at or below the stored id are acknowledged, never
- * stored twice; the others are stored. An entry deleted while pending (XDEL, trimming) is
- * acknowledged and said in the log.
+ * entry id it stored (tributary.offsets) commit in one transaction. Each key is read by one
+ * worker at a time, in id order, so the stored id divides the key: at or below it
+ * everything is stored, above it nothing. Entries are read with NOACK (no pending list;
+ * redis_conn.c says why) and a key's reader starts by moving the group back to the stored
+ * id, so after a crash, a lost connection or a server restart what was read and not stored
+ * is read again, and what was stored is not.
  *
- * Memory: at most batch_size entries are held, in hiredis's replies, which messages point
- * into (a payload field's value is not copied); an entry made into a JSON object is built
- * in the batch's memory. Replies are freed at release.
+ * After a full batch the next read is sent before the batch is inserted (read ahead), so
+ * redis-server prepares it while PostgreSQL works.
+ *
+ * Memory: at most batch_size entries (and one read ahead) are held, in hiredis's replies,
+ * which live in the consumer's reply memory (redis_conn.c) and which messages point into
+ * (a payload field's value is not copied); an entry made into a JSON object is built in
+ * the batch's memory. Replies are freed with the batch at release.
  *
  * The rest of the source: redis_options.c (options, entry ids, the URL's password),
- * redis_conn.c (the server: connection, keys' locks, groups, claims, stored positions),
+ * redis_conn.c (the server: connection, replies, keys' locks, groups, stored positions),
  * redis_internal.h, what they share.
  */
 #include "postgres.h"
@@ -256,65 +258,13 @@ TribRedisHoldReply(TribRedis *r, redisReply *reply)
 }
 
 /*
- * Acknowledge ids (entry id texts) of key: now (ahead false: entries stored already, or
- * deleted, found while collecting), or sent ahead without waiting (after a commit; the
- * reply is read by the next collect, TribRedisDrain).
- */
-static void
-TribRedisAck(TribRedis *r, TribRedisKey *key, List *ids, bool ahead)
-{
-	int			argc = 3 + list_length(ids);
-	const char **argv;
-	size_t	   *lens;
-	int			n = 0;
-	ListCell   *lc;
-
-	if (ids == NIL || r->rc == NULL)
-		return;
-	argv = palloc(sizeof(char *) * argc);
-	lens = palloc(sizeof(size_t) * argc);
-	argv[n] = "XACK";
-	lens[n++] = 4;
-	argv[n] = key->name;
-	lens[n++] = key->name_len;
-	argv[n] = r->opts.group;
-	lens[n++] = strlen(r->opts.group);
-	foreach(lc, ids)
-	{
-		argv[n] = lfirst(lc);
-		lens[n++] = strlen(lfirst(lc));
-	}
-	if (ahead)
-	{
-		if (TribRedisSend(r, argc, argv, lens))
-			r->acks_ahead++;
-	}
-	else
-	{
-		redisReply *reply = TribRedisCommand(r, argc, argv, lens);
-
-		if (reply != NULL)
-		{
-			if (reply->type == REDIS_REPLY_ERROR && !TribRedisReplyIsError(reply, "NOGROUP"))
-				TribRedisReport(r, psprintf("could not acknowledge entries of key \"%s\": %s",
-											key->name, reply->str));
-			TribRedisFreeReply(reply);
-		}
-	}
-	pfree(argv);
-	pfree(lens);
-}
-
-/*
- * Take the entries of one XREADGROUP reply ([[key, [[id, [field, value, ...]], ...]], ...]).
- * Entries at or below their key's stored id, and entries deleted while pending, are
- * acknowledged at once; the others become messages. history: the reply is of this
- * consumer's pending entries, read after history_after; a key that gives none is done
- * with them. Returns how many messages it added.
+ * Take the entries of one XREADGROUP reply ([[key, [[id, [field, value, ...]], ...]], ...])
+ * as messages. An entry at or below its key's stored id is stored already (the group was
+ * moved back by hand, or a server restored from an older snapshot): skipped. Returns how
+ * many messages it added.
  */
 static int
-TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool history,
-				   int64 *bytes)
+TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, int64 *bytes)
 {
 	int			added = 0;
 
@@ -323,8 +273,7 @@ TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool hist
 		redisReply *sr = reply->element[s];
 		TribRedisKey *key = NULL;
 		redisReply *entries;
-		List	   *acks = NIL;
-		int			deleted = 0;
+		int			skipped = 0;
 
 		if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
 			sr->element[0]->type != REDIS_REPLY_STRING)
@@ -336,8 +285,6 @@ TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool hist
 		entries = sr->element[1];
 		if (key == NULL || entries->type != REDIS_REPLY_ARRAY)
 			continue;
-		if (history && entries->elements == 0)
-			key->history = false;
 		for (size_t e = 0; e < entries->elements; e++)
 		{
 			redisReply *entry = entries->element[e];
@@ -345,19 +292,12 @@ TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool hist
 
 			if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
 				entry->element[0]->type != REDIS_REPLY_STRING ||
+				entry->element[1]->type != REDIS_REPLY_ARRAY ||
 				!TribRedisParseId(entry->element[0]->str, entry->element[0]->len, &id))
 				continue;
-			if (history)
-				key->history_after = id;
-			if (entry->element[1]->type == REDIS_REPLY_NIL)
-			{
-				deleted++;
-				acks = lappend(acks, entry->element[0]->str);
-				continue;
-			}
 			if (key->has_stored && TribRedisIdCmp(id, key->stored) <= 0)
 			{
-				acks = lappend(acks, entry->element[0]->str);
+				skipped++;
 				continue;
 			}
 			TribRedisEntryMessage(r, key, entry->element[0], id, entry->element[1],
@@ -368,13 +308,11 @@ TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool hist
 			r->held++;
 			added++;
 		}
-		if (deleted > 0)
+		if (skipped > 0)
 			ereport(LOG,
-					(errmsg("tributary stream \"%s\": %d entries of key \"%s\" were deleted before they were stored",
-							r->def->name, deleted, key->name),
-					 errdetail("They were read but not stored when the worker stopped, and XDEL or trimming removed them since.")));
-		TribRedisAck(r, key, acks, false);
-		list_free(acks);
+					(errmsg("tributary stream \"%s\": skipped %d entries of key \"%s\" handed out again, stored already",
+							r->def->name, skipped, key->name),
+					 errdetail("The key's stored position is %s.", TribRedisIdText(key->stored))));
 	}
 	return added;
 }
@@ -383,85 +321,55 @@ TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, bool hist
 typedef struct TribRedisArgs
 {
 	const char **argv;
-	size_t	   *lens;
 	int			argc;
 } TribRedisArgs;
 
-static void
-TribRedisArg(TribRedisArgs *a, const char *s, size_t len)
-{
-	a->argv[a->argc] = s;
-	a->lens[a->argc++] = len;
-}
-
 /*
- * The XREADGROUP of one read: this consumer's pending entries of *history (the first key
- * still reading them) after its history_after, or else new entries (">") of every ready
- * key, waiting up to block_ms for the first (0: not at all); at most want entries. False
- * when no key is ready.
+ * The XREADGROUP of one read: new entries (">") of every ready key, at most want in all,
+ * waiting up to block_ms for the first (0: not at all). NOACK: the group keeps no pending
+ * list of them; the position stored in PostgreSQL says what is stored, and a key's new
+ * reader moves the group back to it (redis_conn.c). False when no key is ready.
  */
 static bool
-TribRedisReadArgs(TribRedis *r, int want, long block_ms, TribRedisArgs *a, TribRedisKey **history)
+TribRedisReadArgs(TribRedis *r, int want, long block_ms, TribRedisArgs *a)
 {
 	int			nready = 0;
-	char	   *count;
 
-	*history = NULL;
 	for (int i = 0; i < r->nkeys; i++)
-	{
-		if (!r->keys[i].ready)
-			continue;
-		nready++;
-		if (r->keys[i].history && *history == NULL)
-			*history = &r->keys[i];
-	}
+		nready += r->keys[i].ready;
 	if (nready == 0)
 		return false;
-	count = psprintf("%d", *history != NULL ? want : Max(1, want / nready));
-	a->argv = palloc(sizeof(char *) * (9 + 2 * nready));
-	a->lens = palloc(sizeof(size_t) * (9 + 2 * nready));
+	a->argv = palloc(sizeof(char *) * (10 + 2 * nready));
 	a->argc = 0;
-	TribRedisArg(a, "XREADGROUP", 10);
-	TribRedisArg(a, "GROUP", 5);
-	TribRedisArg(a, r->opts.group, strlen(r->opts.group));
-	TribRedisArg(a, r->consumer, strlen(r->consumer));
-	TribRedisArg(a, "COUNT", 5);
-	TribRedisArg(a, count, strlen(count));
-	if (*history == NULL && block_ms > 0)
+	a->argv[a->argc++] = "XREADGROUP";
+	a->argv[a->argc++] = "GROUP";
+	a->argv[a->argc++] = r->opts.group;
+	a->argv[a->argc++] = r->consumer;
+	a->argv[a->argc++] = "COUNT";
+	a->argv[a->argc++] = psprintf("%d", Max(1, want / nready));
+	if (block_ms > 0)
 	{
-		char	   *block = psprintf("%ld", block_ms);
-
-		TribRedisArg(a, "BLOCK", 5);
-		TribRedisArg(a, block, strlen(block));
+		a->argv[a->argc++] = "BLOCK";
+		a->argv[a->argc++] = psprintf("%ld", block_ms);
 	}
-	TribRedisArg(a, "STREAMS", 7);
-	if (*history != NULL)
-	{
-		char	   *after = TribRedisIdText((*history)->history_after);
-
-		TribRedisArg(a, (*history)->name, (*history)->name_len);
-		TribRedisArg(a, after, strlen(after));
-	}
-	else
-	{
-		for (int i = 0; i < r->nkeys; i++)
-			if (r->keys[i].ready)
-				TribRedisArg(a, r->keys[i].name, r->keys[i].name_len);
-		for (int i = 0; i < r->nkeys; i++)
-			if (r->keys[i].ready)
-				TribRedisArg(a, ">", 1);
-	}
+	a->argv[a->argc++] = "NOACK";
+	a->argv[a->argc++] = "STREAMS";
+	for (int i = 0; i < r->nkeys; i++)
+		if (r->keys[i].ready)
+			a->argv[a->argc++] = r->keys[i].name;
+	for (int i = 0; i < r->nkeys; i++)
+		if (r->keys[i].ready)
+			a->argv[a->argc++] = ">";
 	return true;
 }
 
 /*
- * Take an XREADGROUP's reply into msgs (history: the key whose pending entries it read,
- * or NULL). Returns the messages added; an error reply (a group gone: NOGROUP) makes the
- * keys be taken again. Frees the reply, or holds it when messages point into it.
+ * Take an XREADGROUP's reply into msgs. Returns the messages added; an error reply (a
+ * group gone: NOGROUP) makes the keys be taken again. Frees the reply, or holds it when
+ * messages point into it.
  */
 static int
-TribRedisTakeRead(TribRedis *r, redisReply *reply, TribRedisKey *history, TribMessage *msgs,
-				  int64 *bytes)
+TribRedisTakeRead(TribRedis *r, redisReply *reply, TribMessage *msgs, int64 *bytes)
 {
 	int			added;
 
@@ -481,13 +389,10 @@ TribRedisTakeRead(TribRedis *r, redisReply *reply, TribRedisKey *history, TribMe
 	}
 	if (reply->type == REDIS_REPLY_NIL)
 	{
-		/* nothing within BLOCK; a history read of nothing ends the key's history */
-		if (history != NULL)
-			history->history = false;
-		TribRedisFreeReply(reply);
+		TribRedisFreeReply(reply);	/* nothing within BLOCK */
 		return 0;
 	}
-	added = TribRedisTakeReply(r, reply, msgs, history != NULL, bytes);
+	added = TribRedisTakeReply(r, reply, msgs, bytes);
 	if (added > 0)
 		TribRedisHoldReply(r, reply);
 	else
@@ -503,50 +408,45 @@ static int
 TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *bytes)
 {
 	TribRedisArgs a;
-	TribRedisKey *history;
 	redisReply *reply;
 
-	if (!TribRedisReadArgs(r, want, block_ms, &a, &history))
+	if (!TribRedisReadArgs(r, want, block_ms, &a))
 	{
 		TribRedisWait(r, Min(block_ms, TRIB_REDIS_POLL_MS));
 		return 0;
 	}
 	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	reply = TribRedisCommand(r, a.argc, a.argv, a.lens);
+	reply = TribRedisCommand(r, a.argc, a.argv, NULL);
 	pgstat_report_wait_end();
 	if (reply == NULL)
 		return -1;
-	return TribRedisTakeRead(r, reply, history, msgs, bytes);
+	return TribRedisTakeRead(r, reply, msgs, bytes);
 }
 
 /*
- * After a full batch, while it is inserted: ask for the next one already (new entries of
- * every ready key, not waiting), so the server prepares it while PostgreSQL works rather
- * than after. Its reply is read by the next collect (TribRedisDrain). Only when no key
- * reads pending entries: those must come first.
+ * After a full batch, while it is inserted: ask for the next one already (not waiting), so
+ * the server prepares it while PostgreSQL works rather than after. Its reply is read by
+ * the next collect (TribRedisDrain). Entries it hands out that this worker does not store
+ * (it stops, fails) are handed out again from the stored position by the key's next reader.
  */
 static void
 TribRedisReadAhead(TribRedis *r)
 {
 	TribRedisArgs a;
-	TribRedisKey *history;
 
-	if (r->rc == NULL || r->read_ahead || r->acks_ahead > 0)
+	if (r->rc == NULL || r->read_ahead)
 		return;
 	for (int i = 0; i < r->nkeys; i++)
 		if (!r->keys[i].ready)
 			return;
-	if (!TribRedisReadArgs(r, r->def->batch_size, 0, &a, &history) || history != NULL)
+	if (!TribRedisReadArgs(r, r->def->batch_size, 0, &a))
 		return;
-	if (!TribRedisSend(r, a.argc, a.argv, a.lens))
+	if (!TribRedisSend(r, a.argc, a.argv, NULL))
 		return;
 	r->read_ahead = true;
 }
 
-/*
- * Read the replies of the commands sent ahead: the read ahead (returned, or NULL) and the
- * acknowledgements of the last batch. Before any other command: replies come in order.
- */
+/* The reply of the read ahead (NULL: none, or the connection failed). Before any other command. */
 static redisReply *
 TribRedisDrain(TribRedis *r)
 {
@@ -559,23 +459,6 @@ TribRedisDrain(TribRedis *r)
 		pgstat_report_wait_end();
 	}
 	r->read_ahead = false;
-	while (r->acks_ahead > 0 && r->rc != NULL)
-	{
-		redisReply *ack = TribRedisGetReply(r);
-
-		r->acks_ahead--;
-		if (ack == NULL)
-			break;
-		if (ack->type == REDIS_REPLY_ERROR && !TribRedisReplyIsError(ack, "NOGROUP"))
-			TribRedisReport(r, psprintf("could not acknowledge entries: %s", ack->str));
-		TribRedisFreeReply(ack);
-	}
-	r->acks_ahead = 0;
-	if (r->rc == NULL && ahead != NULL)
-	{
-		TribRedisFreeReply(ahead);
-		ahead = NULL;
-	}
 	return ahead;
 }
 
@@ -593,8 +476,8 @@ TribRedisMsUntil(TimestampTz t)
 /*
  * The routine's collect: connect when needed, take the keys of this worker's share, then
  * read until batch_size entries, tributary.max_message_size bytes, or batch_ms after the
- * first. A lost connection ends the batch with what it holds (stored, then acknowledged
- * once connected again). Returns 0 when a reload is asked for and nothing is held.
+ * first. A lost connection ends the batch with what it holds (it is stored all the same).
+ * Returns 0 when a reload is asked for and nothing is held.
  */
 static int
 TribRedisSourceCollect(void *consumer, TribMessage **msgs)
@@ -619,11 +502,11 @@ TribRedisSourceCollect(void *consumer, TribMessage **msgs)
 	}
 	*msgs = palloc(sizeof(TribMessage) * max);
 
-	/* first what was asked ahead: the acknowledgements of the last batch, this batch's read */
+	/* first what was asked ahead: this batch's read */
 	{
 		redisReply *ahead = TribRedisDrain(r);
 
-		if (ahead != NULL && TribRedisTakeRead(r, ahead, NULL, *msgs, &bytes) > 0)
+		if (ahead != NULL && TribRedisTakeRead(r, ahead, *msgs, &bytes) > 0)
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->def->batch_ms);
 		TribRedisRefreshLag(r);
 		MemoryContextSwitchTo(batch_cxt);
@@ -707,9 +590,8 @@ TribRedisSourceCollect(void *consumer, TribMessage **msgs)
 
 /*
  * The routine's fence, first in the batch's transaction: the stored positions read again
- * (a snapshot taken now); messages at or below their key's are given back (acknowledged
- * after the commit). The reader's lock makes that rare: a server restored from an older
- * snapshot hands out entries again.
+ * (a snapshot taken now); messages at or below their key's are dropped. The reader's lock
+ * makes that rare: the group moved back by hand, a server restored from an older snapshot.
  */
 static int
 TribRedisSourceFence(void *consumer, TribMessage *msgs, int n)
@@ -724,10 +606,7 @@ TribRedisSourceFence(void *consumer, TribMessage *msgs, int n)
 		TribRedisKey *key = &r->keys[r->msg_key[i]];
 
 		if (key->has_stored && TribRedisIdCmp(r->msg_id[i], key->stored) <= 0)
-		{
-			key->acks = lappend(key->acks, unconstify(char *, msgs[i].position));
 			continue;
-		}
 		msgs[kept] = msgs[i];
 		r->msg_key[kept] = r->msg_key[i];
 		r->msg_id[kept] = r->msg_id[i];
@@ -735,7 +614,7 @@ TribRedisSourceFence(void *consumer, TribMessage *msgs, int n)
 	}
 	if (kept < n)
 		ereport(LOG,
-				(errmsg("tributary stream \"%s\": %d entries read again were stored already; acknowledging them",
+				(errmsg("tributary stream \"%s\": %d entries read were stored already; skipping them",
 						r->def->name, n - kept)));
 	r->held = kept;
 	return kept;
@@ -761,15 +640,14 @@ TribRedisSourceStorePositions(void *consumer, TribMessage *msgs, TribMessageResu
 		key->counts[1] += results[i].outcome == TRIB_INSERTED;
 		key->counts[2] += results[i].outcome == TRIB_DEAD;
 		key->counts[3] += msgs[i].len;
-		key->acks = lappend(key->acks, unconstify(char *, msgs[i].position));
 	}
 	TribRedisStorePositions(r, true);
 }
 
 /*
- * The routine's after_commit: the stored positions are now the keys', the entries are
- * acknowledged, each key's share goes to the shared statistics, and the worker's
- * last_error is cleared when the server answered.
+ * The routine's after_commit: the stored positions are now the keys', each key's share
+ * goes to the shared statistics, and the worker's last_error is cleared when the server
+ * answered.
  */
 static void
 TribRedisSourceAfterCommit(void *consumer)
@@ -787,7 +665,6 @@ TribRedisSourceAfterCommit(void *consumer)
 			TribPartitionStatsAdd(&r->def->key, key->name, -1, key->counts[0], key->counts[1],
 								  key->counts[2], key->counts[3], -1);
 		}
-		TribRedisAck(r, key, key->acks, true);
 	}
 	if (r->rc != NULL)
 		TribRedisReport(r, NULL);
@@ -804,10 +681,7 @@ TribRedisSourceRelease(void *consumer)
 	r->nreplies = 0;
 	r->held = 0;
 	for (int i = 0; i < r->nkeys; i++)
-	{
-		r->keys[i].acks = NIL;	/* in the batch's memory */
 		memset(r->keys[i].counts, 0, sizeof(r->keys[i].counts));
-	}
 }
 
 /* This worker's share of the keys: key i of the option's list goes to worker i mod parallelism. */
@@ -937,6 +811,7 @@ const TribSourceRoutine TribRedisSource = {
 	.options = redis_options,
 	.secret_options = redis_secret_options,
 	.validate = TribRedisValidateOptions,
+	.check_rights = TribRedisCheckRights,
 	.open = TribRedisSourceOpen,
 	.reuse = TribRedisSourceReuse,
 	.collect = TribRedisSourceCollect,

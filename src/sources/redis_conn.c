@@ -1,33 +1,40 @@
 /*
  * redis_conn.c
- *		The Redis source's side of the server: connecting (with backoff), commands, the lock
- *		that makes one worker the reader of a key, each key's consumer group and the entries
- *		other consumers left pending, and the positions stored in tributary.offsets.
+ *		The Redis source's side of the server: connecting (with backoff), commands and their
+ *		replies, the lock that makes one worker the reader of a key, each key's consumer
+ *		group, and the positions stored in tributary.offsets.
  *
- * Why a key has one reader at a time. A consumer group hands each new entry to one
- * consumer, in id order; tributary stores, per key, the last entry id it stored, in the
- * batch's transaction. That position is exact only when the entries of a key are stored in
- * id order, which holds when one consumer reads the key at a time: every entry at or below
- * the position is stored, every entry after it is not. So a worker reads a key only while it
- * holds the key's lock, a session-level advisory lock of the database keyed by the stream's
- * name and the key (TRIB_LOCKTAG_REDIS_KEY), taken without waiting; the keys of a stream are
- * split among its workers, and a worker whose share is held by another (a worker of the
- * previous definition that has not exited yet) tries again every second.
+ * Why a key has one reader at a time. A consumer group hands each new entry out once, in
+ * id order; tributary stores, per key, the last entry id it stored, in the batch's
+ * transaction. That position is exact only when the entries of a key are stored in id
+ * order, which holds when one consumer reads the key at a time: every entry at or below
+ * the position is stored, every entry after it is not. So a worker reads a key only while
+ * it holds the key's lock, a session-level advisory lock of the database keyed by the
+ * stream's name and the key (TRIB_LOCKTAG_REDIS_KEY), taken without waiting; the keys of a
+ * stream are split among its workers, and a worker whose share is held by another (a
+ * worker of the previous definition that has not exited yet) tries again every second.
  *
- * Taking a key (TribRedisSetUpKeys): the stored position is read; the key's group is made
- * where it is missing (XGROUP CREATE ... MKSTREAM, at the stored position or the "start"
- * option), and said in the log when it existed before (a FLUSHALL, a deleted key, a
- * destroyed group); a stored position past the key's last id (the key was deleted and
- * re-created) is reset, with a WARNING, as Kafka's out-of-range offsets are; then every
- * entry pending in the group for the key is claimed by this worker's consumer (XAUTOCLAIM;
- * XPENDING and XCLAIM before Redis 6.2), and the worker reads its pending entries first
- * (redis.c): those at or below the stored position were stored by whoever read them and are
- * only acknowledged, the others are stored now. Only then does it read new entries.
+ * Why no pending list. Since the stored position divides the key, the group's list of
+ * pending entries would only repeat what PostgreSQL knows, at twice the server's work per
+ * entry (bench/RESULTS.md): the worker reads with NOACK, so entries are never pending, and
+ * nothing is acknowledged. What the group handed out past the stored position and was not
+ * stored (the worker stopped, failed, lost its connection) is handed out again because a
+ * key's new reader moves the group back to the stored position.
+ *
+ * Taking a key (TribRedisSetUpKeys), after every connect: the stored position is read; a
+ * stored position past the key's last id (the key was deleted and re-created) is reset,
+ * with a WARNING, as Kafka's out-of-range offsets are; the key's group is made where it is
+ * missing (XGROUP CREATE ... MKSTREAM, at the stored position or the "start" option), and
+ * said in the log when it existed before (a FLUSHALL, a deleted key, a destroyed group);
+ * where it exists, its pending list is emptied (entries left by an earlier version or by
+ * another consumer of the group: each is stored already or handed out again) and it is
+ * moved back to the stored position (XGROUP SETID), or, with none stored, to before its
+ * first pending entry.
  *
  * The connection: every command that fails on the connection closes it; the next collect
  * connects again after a backoff (100 ms doubling to 5 s), writes why to last_error while
- * it cannot, and takes every key again (claims, pending entries), so nothing read before
- * the failure is lost or stored twice.
+ * it cannot, and takes every key again, so nothing read before the failure is lost or
+ * stored twice.
  */
 #include "postgres.h"
 
@@ -59,7 +66,7 @@
 #define TRIB_REDIS_COMMAND_TIMEOUT_MS 30000
 #define TRIB_REDIS_BACKOFF_MIN_MS 100
 #define TRIB_REDIS_BACKOFF_MAX_MS 5000
-#define TRIB_REDIS_CLAIM_COUNT "1000"
+#define TRIB_REDIS_PENDING_PAGE "1000"
 
 static struct timeval
 TribRedisTimeval(int ms)
@@ -219,7 +226,6 @@ TribRedisDisconnect(TribRedis *r, const char *why)
 	redisFree(r->rc);
 	r->rc = NULL;
 	r->read_ahead = false;
-	r->acks_ahead = 0;
 	for (int i = 0; i < r->nkeys; i++)
 		r->keys[i].ready = false;
 	r->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->backoff_ms);
@@ -305,29 +311,8 @@ TribRedisErrorText(redisReply *reply, const char *what)
 	return text;
 }
 
-/* The server's version from INFO server ("redis_version:7.0.15"). */
-static void
-TribRedisReadVersion(TribRedis *r)
-{
-	const char *argv[] = {"INFO", "server"};
-	redisReply *reply = TribRedisCommandV(r, 2, argv);
-
-	r->server_major = 0;
-	r->server_minor = 0;
-	if (reply == NULL)
-		return;
-	if (reply->type == REDIS_REPLY_STRING)
-	{
-		const char *v = strstr(reply->str, "redis_version:");
-
-		if (v != NULL)
-			(void) sscanf(v + strlen("redis_version:"), "%d.%d", &r->server_major, &r->server_minor);
-	}
-	TribRedisFreeReply(reply);
-}
-
 /*
- * Connect when the backoff allows: log in, select the database, read the server's version.
+ * Connect when the backoff allows: log in, select the database.
  * On failure the reason goes to last_error and the backoff doubles. Every key is taken
  * again after a connect (TribRedisSetUpKeys).
  */
@@ -388,8 +373,6 @@ TribRedisConnect(TribRedis *r)
 			else if (reply != NULL)
 				TribRedisFreeReply(reply);
 		}
-		if (failure == NULL && r->rc != NULL)
-			TribRedisReadVersion(r);
 		if (failure == NULL && r->rc == NULL)
 			failure = pstrdup(r->reported_error ? r->reported_error : "connection lost");
 	}
@@ -591,50 +574,27 @@ TribRedisLastId(TribRedis *r, TribRedisKey *key, TribRedisId *last, char **error
 }
 
 /*
- * Claim for this worker's consumer every entry of the key pending in the group, whoever it
- * was delivered to (the reader's lock says nobody else reads the key now). False when the
- * connection failed or the server refused (*error).
+ * Empty the group's pending list of the key, whoever the entries were handed to (a reader
+ * of an earlier tributary version, another consumer of the group): each is either stored
+ * already (at or below the stored position) or handed out again when the group moves
+ * back to that position (TribRedisSetUpKeys); none needs to stay pending. *first is set to
+ * the lowest pending id when there was one (has_first). False when the connection failed
+ * or the server refused (*error).
  */
 static bool
-TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
+TribRedisClearPending(TribRedis *r, TribRedisKey *key, bool *has_first, TribRedisId *first,
+					  char **error)
 {
-	char	   *cursor = pstrdup("0-0");
-	int			rounds = 0;
-
 	*error = NULL;
-	if (r->server_major > 6 || (r->server_major == 6 && r->server_minor >= 2))
-	{
-		/* XAUTOCLAIM key group consumer 0 cursor COUNT n JUSTID, until the cursor is back at 0-0 */
-		do
-		{
-			const char *argv[] = {"XAUTOCLAIM", key->name, r->opts.group, r->consumer, "0",
-			cursor, "COUNT", TRIB_REDIS_CLAIM_COUNT, "JUSTID"};
-			redisReply *reply;
-
-			reply = TribRedisCommandV(r, lengthof(argv), argv);
-			if (reply == NULL)
-				return false;
-			if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-				reply->element[0]->type != REDIS_REPLY_STRING)
-			{
-				*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
-				return false;
-			}
-			cursor = pnstrdup(reply->element[0]->str, reply->element[0]->len);
-			TribRedisFreeReply(reply);
-		} while (strcmp(cursor, "0-0") != 0 && ++rounds < 100000);
-		return true;
-	}
-
-	/* before 6.2: XPENDING key group - + n, then XCLAIM the ids of other consumers */
+	*has_first = false;
 	for (;;)
 	{
-		const char *argv[] = {"XPENDING", key->name, r->opts.group, "-", "+", TRIB_REDIS_CLAIM_COUNT};
-		redisReply *reply;
-		const char **claim;
-		int			nclaim = 0;
+		const char *argv[] = {"XPENDING", key->name, r->opts.group, "-", "+", TRIB_REDIS_PENDING_PAGE};
+		redisReply *reply = TribRedisCommandV(r, lengthof(argv), argv);
+		const char **ack;
+		int			nack = 0;
+		size_t		listed;
 
-		reply = TribRedisCommandV(r, lengthof(argv), argv);
 		if (reply == NULL)
 			return false;
 		if (reply->type != REDIS_REPLY_ARRAY)
@@ -642,34 +602,39 @@ TribRedisClaim(TribRedis *r, TribRedisKey *key, char **error)
 			*error = TribRedisErrorText(reply, psprintf("could not list the pending entries of key \"%s\"", key->name));
 			return false;
 		}
-		claim = palloc(sizeof(char *) * (reply->elements + 6));
-		claim[0] = "XCLAIM";
-		claim[1] = key->name;
-		claim[2] = r->opts.group;
-		claim[3] = r->consumer;
-		claim[4] = "0";
-		nclaim = 5;
-		for (size_t i = 0; i < reply->elements; i++)
+		listed = reply->elements;
+		ack = palloc(sizeof(char *) * (listed + 3));
+		ack[nack++] = "XACK";
+		ack[nack++] = key->name;
+		ack[nack++] = r->opts.group;
+		for (size_t i = 0; i < listed; i++)
 		{
 			redisReply *e = reply->element[i];
+			TribRedisId id;
 
-			if (e->type == REDIS_REPLY_ARRAY && e->elements >= 2 &&
-				strcmp(e->element[1]->str, r->consumer) != 0)
-				claim[nclaim++] = pstrdup(e->element[0]->str);
+			if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+				e->element[0]->type != REDIS_REPLY_STRING ||
+				!TribRedisParseId(e->element[0]->str, e->element[0]->len, &id))
+				continue;
+			if (!*has_first || TribRedisIdCmp(id, *first) < 0)
+				*first = id;
+			*has_first = true;
+			ack[nack++] = pstrdup(e->element[0]->str);
 		}
 		TribRedisFreeReply(reply);
-		if (nclaim == 5)
+		if (nack == 3)
 			return true;
-		claim[nclaim++] = "JUSTID";
-		reply = TribRedisCommandV(r, nclaim, claim);
+		reply = TribRedisCommandV(r, nack, ack);
 		if (reply == NULL)
 			return false;
 		if (reply->type == REDIS_REPLY_ERROR)
 		{
-			*error = TribRedisErrorText(reply, psprintf("could not claim the pending entries of key \"%s\"", key->name));
+			*error = TribRedisErrorText(reply, psprintf("could not acknowledge the pending entries of key \"%s\"", key->name));
 			return false;
 		}
 		TribRedisFreeReply(reply);
+		if (listed < (size_t) atoi(TRIB_REDIS_PENDING_PAGE))
+			return true;
 	}
 }
 
@@ -704,7 +669,7 @@ TribRedisCreateGroup(TribRedis *r, TribRedisKey *key, const char *pos, char **er
 	return made;
 }
 
-/* Move the key's group to pos (after a reset of a position past the key's end). */
+/* Move the key's group to pos: its reader goes on after pos. */
 static bool
 TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **error)
 {
@@ -725,20 +690,83 @@ TribRedisSetGroupId(TribRedis *r, TribRedisKey *key, const char *pos, char **err
 	return true;
 }
 
-/* Where a key without a stored position starts: the "start" option as an id for XGROUP CREATE. */
-static char *
-TribRedisStartId(TribRedis *r)
+/*
+ * Where a key without a stored position starts, as the "start" option says: before every
+ * entry, after last (the key's last id now: "$" without the race of reading it twice), or
+ * after the given id.
+ */
+static TribRedisId
+TribRedisStartId(TribRedis *r, TribRedisId last)
 {
+	TribRedisId none = {0, 0};
+
 	switch (r->opts.start)
 	{
 		case TRIB_REDIS_START_ALL:
-			return pstrdup("0");
+			return none;
 		case TRIB_REDIS_START_NEW:
-			return pstrdup("$");
+			return last;
 		case TRIB_REDIS_START_AFTER:
-			return TribRedisIdText(r->opts.start_after);
+			return r->opts.start_after;
 	}
-	return pstrdup("0");
+	return none;
+}
+
+/* The id right before id (0-0 stays 0-0). */
+static TribRedisId
+TribRedisIdBefore(TribRedisId id)
+{
+	if (id.seq > 0)
+		id.seq--;
+	else if (id.ms > 0)
+	{
+		id.ms--;
+		id.seq = PG_UINT64_MAX;
+	}
+	return id;
+}
+
+/* The group's last delivered id (XINFO GROUPS), into *pos; false when unknown or refused. */
+static bool
+TribRedisGroupPosition(TribRedis *r, TribRedisKey *key, TribRedisId *pos, char **error)
+{
+	const char *argv[3] = {"XINFO", "GROUPS", key->name};
+	redisReply *reply = TribRedisCommandV(r, 3, argv);
+	bool		found = false;
+
+	*error = NULL;
+	if (reply == NULL)
+		return false;
+	if (reply->type != REDIS_REPLY_ARRAY)
+	{
+		*error = TribRedisErrorText(reply, psprintf("could not read the groups of key \"%s\"", key->name));
+		return false;
+	}
+	for (size_t g = 0; g < reply->elements && !found; g++)
+	{
+		redisReply *group = reply->element[g];
+		bool		ours = false;
+		redisReply *delivered = NULL;
+
+		for (size_t f = 0; group->type == REDIS_REPLY_ARRAY && f + 1 < group->elements; f += 2)
+		{
+			redisReply *name = group->element[f];
+			redisReply *value = group->element[f + 1];
+
+			if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(name->str, "name") == 0)
+				ours = strcmp(value->str, r->opts.group) == 0;
+			else if (strcmp(name->str, "last-delivered-id") == 0)
+				delivered = value;
+		}
+		if (ours && delivered != NULL)
+			found = TribRedisParseId(delivered->str, delivered->len, pos);
+	}
+	TribRedisFreeReply(reply);
+	if (!found)
+		*error = psprintf("could not find consumer group \"%s\" of key \"%s\"", r->opts.group, key->name);
+	return found;
 }
 
 /*
@@ -770,7 +798,7 @@ TribRedisResetPosition(TribRedis *r, TribRedisKey *key, TribRedisId last, bool e
 
 /*
  * Take every key of this worker's share that it holds and has not taken since it
- * connected: stored position, group, range, claims (see the file's header). Returns false
+ * connected: stored position, range, group, pending list (see the file's header). Returns false
  * when the connection failed or the server refused something (then said in last_error);
  * the keys taken stay taken.
  */
@@ -783,7 +811,12 @@ TribRedisSetUpKeys(TribRedis *r)
 	for (int i = 0; i < r->nkeys; i++)
 		need |= r->keys[i].owned && !r->keys[i].ready;
 	if (!need)
-		return true;
+	{
+		/* connected, nothing to take: an error from before the connection is over */
+		if (r->rc != NULL && r->reported_error != NULL)
+			TribRedisReport(r, NULL);
+		return r->rc != NULL;
+	}
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -798,7 +831,6 @@ TribRedisSetUpKeys(TribRedis *r)
 		TribRedisKey *key = &r->keys[i];
 		TribRedisId last;
 		bool		exists;
-		bool		reset = false;
 		char	   *error = NULL;
 		char	   *pos;
 
@@ -806,13 +838,13 @@ TribRedisSetUpKeys(TribRedis *r)
 			continue;
 		exists = TribRedisLastId(r, key, &last, &error);
 		if (error == NULL && r->rc != NULL && key->has_stored && TribRedisIdCmp(key->stored, last) > 0)
-		{
 			TribRedisResetPosition(r, key, last, exists);
-			reset = true;
-		}
 		if (error == NULL && r->rc != NULL)
 		{
-			pos = key->has_stored ? TribRedisIdText(key->stored) : TribRedisStartId(r);
+			bool		first_take = !key->has_stored;
+			TribRedisId from = key->has_stored ? key->stored : TribRedisStartId(r, last);
+
+			pos = TribRedisIdText(from);
 			if (TribRedisCreateGroup(r, key, pos, &error))
 			{
 				if (key->was_ready)
@@ -821,11 +853,51 @@ TribRedisSetUpKeys(TribRedis *r)
 									r->def->name, r->opts.group, key->name, pos),
 							 errdetail("The key was deleted or flushed, or the group destroyed, while the stream read it.")));
 			}
-			else if (error == NULL && r->rc != NULL && reset)
-				(void) TribRedisSetGroupId(r, key, pos, &error);
+			else if (error == NULL && r->rc != NULL)
+			{
+				/*
+				 * The group existed: what it handed out after the stored position and this
+				 * worker did not store (it stopped, failed, lost the connection) must be
+				 * handed out again, pending or not. Move it back to the stored position.
+				 * Without one (a group made outside tributary), go on from before its
+				 * first pending entry, or from where it is.
+				 */
+				bool		has_first;
+				TribRedisId first;
+
+				if (TribRedisClearPending(r, key, &has_first, &first, &error))
+				{
+					if (key->has_stored)
+						(void) TribRedisSetGroupId(r, key, pos, &error);
+					else if (has_first)
+					{
+						from = TribRedisIdBefore(first);
+						pos = TribRedisIdText(from);
+						(void) TribRedisSetGroupId(r, key, pos, &error);
+					}
+					else
+						(void) TribRedisGroupPosition(r, key, &from, &error);
+				}
+			}
+
+			/*
+			 * A key read for the first time: its starting point is stored before anything
+			 * is read, so entries read and not stored (a crash before the first commit)
+			 * are read again from there, as after any other.
+			 */
+			if (error == NULL && r->rc != NULL && first_take)
+			{
+				key->stored = from;
+				key->has_stored = true;
+				SetCurrentStatementStartTimestamp();
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				TribRedisStorePositions(r, false);
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+				MemoryContextSwitchTo(caller);
+			}
 		}
-		if (error == NULL && r->rc != NULL)
-			(void) TribRedisClaim(r, key, &error);
 		if (error != NULL)
 		{
 			TribRedisReport(r, error);
@@ -835,9 +907,11 @@ TribRedisSetUpKeys(TribRedis *r)
 			return false;
 		key->ready = true;
 		key->was_ready = true;
-		key->history = true;
-		key->history_after = (TribRedisId) {0, 0};
 	}
+	/* the server answered for every key: what kept it from doing so is over */
+	if (r->rc != NULL)
+		TribRedisReport(r, NULL);
+	MemoryContextSwitchTo(caller);
 	return r->rc != NULL;
 }
 
@@ -882,7 +956,8 @@ TribRedisRefreshLag(TribRedis *r)
 				else if (strcmp(name->str, "lag") == 0 && value->type == REDIS_REPLY_INTEGER)
 					lag = value->integer;
 			}
-			if (ours && lag >= 0)
+			/* after XGROUP SETID the server may not know the lag for a while: shown as NULL */
+			if (ours)
 				TribPartitionSetLag(&r->def->key, key->name, -1, lag);
 		}
 		TribRedisFreeReply(reply);

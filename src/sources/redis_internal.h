@@ -5,8 +5,8 @@
  *
  * redis_options.c resolves and checks a stream's options (the URL, keys, group, start,
  * fields) and masks the URL's password; redis_conn.c talks to the server (connecting with
- * backoff, commands, the consumer group of each key, claims); redis.c collects batches,
- * turns entries into messages, fences and stores positions, acknowledges, and holds the
+ * backoff, commands, the consumer group of each key); redis.c collects batches,
+ * turns entries into messages, fences and stores positions, and holds the
  * source routine. Only these files include this header.
  */
 #ifndef TRIBUTARY_REDIS_INTERNAL_H
@@ -74,17 +74,14 @@ typedef struct TribRedisKey
 	char	   *name;
 	int			name_len;
 	bool		owned;			/* this worker holds the key's session lock */
-	bool		ready;			/* group made and claims taken since the last connect */
+	bool		ready;			/* taken since the last connect: group, pending list, position */
 	bool		was_ready;		/* ready once before: a missing group was lost, not new */
-	bool		history;		/* reading this consumer's pending entries first */
-	TribRedisId history_after;	/* the next history read starts after this id */
 	bool		has_stored;
 	TribRedisId stored;			/* last entry id stored, as last read */
 
 	/* the batch in flight */
 	TribRedisId batch_last;		/* newest id kept in the batch */
 	int64		counts[4];		/* messages, rows, dead letters, bytes */
-	List	   *acks;			/* entry ids (char *) to acknowledge after the commit */
 } TribRedisKey;
 
 /* One consumer: the source routine's opaque consumer (sources/source.h). */
@@ -102,16 +99,13 @@ typedef struct TribRedis
 	int			nkeys;
 
 	redisContext *rc;			/* NULL while disconnected */
-	int			server_major;	/* redis_version, for XAUTOCLAIM (6.2) */
-	int			server_minor;
 	int			backoff_ms;		/* next wait before connecting again */
 	TimestampTz retry_at;		/* no connection attempt before this */
 	TimestampTz locks_at;		/* when keys held elsewhere were last tried */
 	TimestampTz lag_at;			/* when the group's lag was last read */
 
-	/* commands sent ahead, whose replies the next collect reads first (TribRedisDrain) */
-	bool		read_ahead;		/* the next batch's XREADGROUP */
-	int			acks_ahead;		/* the last batch's XACKs */
+	/* the next batch's XREADGROUP, sent ahead: the next collect reads its reply first */
+	bool		read_ahead;
 
 	/* the batch: replies held (messages point into them) and each message's key and id */
 	redisReply **replies;
@@ -134,6 +128,7 @@ extern char *TribRedisConsumerName(TribRedisOptions *o, StreamDef *def, int inde
 extern bool TribRedisParseId(const char *text, size_t len, TribRedisId *id);
 extern char *TribRedisIdText(TribRedisId id);
 extern JsonbValue *TribRedisRedactUrl(JsonbValue *value);
+extern void TribRedisCheckRights(StreamDef *def, Oid roleid);
 
 static inline int
 TribRedisIdCmp(TribRedisId a, TribRedisId b)

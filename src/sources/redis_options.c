@@ -19,6 +19,7 @@
 #include "utils/jsonb.h"
 
 #include "formats/format.h"
+#include "catalog.h"
 #include "optvalue.h"
 #include "sources/redis_internal.h"
 #include "sources/source.h"
@@ -475,25 +476,83 @@ TribRedisSignature(StreamDef *def, int index)
 	return buf.data;
 }
 
-/* The "url" option without its password: redis://user:password@host and ?password=... */
+/*
+ * The "url" option as roles that may not manage the stream see it: everything between the
+ * user and the last '@' masked (redis://user:********@host, unix://:********@/path; a
+ * password may itself hold '@' or '/'), and ?password=... or &password=... masked. Any
+ * text is taken, not only a URL the parser accepts: this masks what is stored, whatever it
+ * is, and masking too much only hides more.
+ */
 JsonbValue *
 TribRedisRedactUrl(JsonbValue *value)
 {
-	Datum		url;
-	char	   *masked;
+	const char *url;
+	int			len;
+	const char *scheme_end;
+	const char *at = NULL;
+	StringInfoData buf;
+	Datum		masked;
 
 	if (value->type != jbvString)
 		return value;
-	url = PointerGetDatum(cstring_to_text_with_len(value->val.string.val, value->val.string.len));
-	url = DirectFunctionCall3Coll(textregexreplace_noopt, C_COLLATION_OID, url,
-								  CStringGetTextDatum("^([a-z]+://)([^:@/]*):[^@/]*@"),
-								  CStringGetTextDatum("\\1\\2:" TRIB_SECRET_MASK "@"));
-	url = DirectFunctionCall4Coll(textregexreplace, C_COLLATION_OID, url,
-								  CStringGetTextDatum("([?&]password=)[^&]*"),
-								  CStringGetTextDatum("\\1" TRIB_SECRET_MASK),
-								  CStringGetTextDatum("g"));
-	masked = TextDatumGetCString(url);
-	value->val.string.val = masked;
-	value->val.string.len = strlen(masked);
+	url = value->val.string.val;
+	len = value->val.string.len;
+	initStringInfo(&buf);
+	scheme_end = NULL;
+	for (int i = 0; i + 2 < len; i++)
+		if (url[i] == ':' && url[i + 1] == '/' && url[i + 2] == '/')
+		{
+			scheme_end = url + i + 3;
+			break;
+		}
+	if (scheme_end != NULL)
+		for (const char *p = scheme_end; p < url + len; p++)
+			if (*p == '@')
+				at = p;
+	if (at != NULL)
+	{
+		const char *colon = memchr(scheme_end, ':', at - scheme_end);
+
+		/* the user stays when there is one before a ':'; the rest up to the '@' goes */
+		if (colon != NULL)
+			appendBinaryStringInfo(&buf, url, (int) (colon + 1 - url));
+		else
+			appendBinaryStringInfo(&buf, url, (int) (scheme_end - url));
+		appendStringInfoString(&buf, TRIB_SECRET_MASK);
+		appendBinaryStringInfo(&buf, at, (int) (url + len - at));
+	}
+	else
+		appendBinaryStringInfo(&buf, url, len);
+
+	masked = DirectFunctionCall4Coll(textregexreplace, C_COLLATION_OID,
+									 PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len)),
+									 CStringGetTextDatum("([?&]password=)[^&]*"),
+									 CStringGetTextDatum("\\1" TRIB_SECRET_MASK),
+									 CStringGetTextDatum("g"));
+	value->val.string.val = TextDatumGetCString(masked);
+	value->val.string.len = strlen(value->val.string.val);
 	return value;
+}
+
+/*
+ * The source routine's check_rights: a unix socket is opened by the server's operating
+ * system user, so any socket that user may open (PostgreSQL's own, another daemon's)
+ * would be within reach of whoever creates a stream; unix:// URLs are for superusers and
+ * members of tributary_admin. (A TCP address reaches no more than the network already
+ * lets the server's host reach; see docs/security.md.)
+ */
+void
+TribRedisCheckRights(StreamDef *def, Oid roleid)
+{
+	JsonbValue *v = TribStreamOption(def, "url");
+
+	if (v == NULL || v->type != jbvString || v->val.string.len < 7 ||
+		strncmp(v->val.string.val, "unix://", 7) != 0 || TribIsAdmin(roleid))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to read stream \"%s\" from a unix socket", def->name),
+			 errdetail("The worker opens the socket as the database server's operating system user, so only superusers and members of %s may name one.",
+					   TRIBUTARY_ADMIN_ROLE),
+			 errhint("Use a redis:// URL, or ask an administrator to create the stream.")));
 }
