@@ -159,6 +159,16 @@ cleanup() {
 		(cd "$tmp" && trib_as_user pg_ctl -D "$(dirname "$pidfile")" -m immediate -w stop) \
 			>/dev/null 2>&1 || true
 	done < <(find "$tmp" -name postmaster.pid -print 2>/dev/null)
+	# redis-servers an interrupted Redis test left running (TributaryRedis.pm starts each with
+	# --pidfile DIR/redis.pid under $tmp; a server that exited cleanly removed its file, and a
+	# pid is only signalled while it still is a redis-server).
+	local pid
+	while IFS= read -r pidfile; do
+		pid="$(cat "$pidfile" 2>/dev/null || true)"
+		if [[ "$pid" =~ ^[0-9]+$ ]] && grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null; then
+			kill "$pid" 2>/dev/null || true
+		fi
+	done < <(find "$tmp" -name redis.pid -print 2>/dev/null)
 	if [ "${KEEP_TMP:-0}" = 1 ]; then
 		echo "run.sh: KEEP_TMP=1: kept $tmp (cluster log: $tmp/cluster/log," \
 			"pg_regress: $tmp/results, integration: $tmp/tmp_check/log)"

@@ -15,6 +15,7 @@ packages=(
 	libtap-parser-sourcehandler-pgtap-perl
 	kcat
 	redis-server
+	redis-tools
 	libipc-run-perl
 	libpq-dev
 	python3-psycopg

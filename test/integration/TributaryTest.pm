@@ -52,6 +52,10 @@
 #       two tests: $table comes to hold as many rows as @ids (waits up to 120 s), then
 #       every id of @ids is in its id column exactly once, nothing else is, and $stream
 #       has no dead letter.
+#   check_entry_ids($node, $table, $column, $stream, \@ids, $what)
+#       the same for text ids (Redis entry ids) in $column: $table comes to hold as many
+#       rows as @ids, every id of @ids is in $column exactly once, nothing else is (NULL
+#       neither), and $stream has no dead letter.
 
 package TributaryTest;
 
@@ -66,7 +70,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(tributary_node test_stage_tables wait_for worker_pid launcher_pid sql_literal
-  sql sql_fails workers_sql worker_names check_ids);
+  sql sql_fails workers_sql worker_names check_ids check_entry_ids);
 
 sub tributary_node
 {
@@ -166,6 +170,25 @@ sub check_ids
 		               WHERE id NOT IN (SELECT id FROM $table)) || '/' ||
 		              (SELECT count(*) FROM $table WHERE id <> ALL ('{$list}'::bigint[])) || '/' ||
 		              (SELECT count(*) FROM tributary.dead_letters WHERE stream = }
+		  . sql_literal($stream) . ')'),
+		'0/0/0/0', "$what: none twice, none missing, none extra, no dead letter");
+	return;
+}
+
+sub check_entry_ids
+{
+	my ($node, $table, $column, $stream, $ids, $what) = @_;
+	my $n = scalar @$ids;
+	# (entry ids, digits and one dash, need no quoting in an array literal)
+	my $list = join(',', @$ids);
+	ok(wait_for($node, "SELECT count(*) FROM $table", $n, 120), "$what: $n rows arrived");
+	is( sql($node, qq{WITH want AS (SELECT unnest('{$list}'::text[]) AS id)
+		SELECT (SELECT count(*) - count(DISTINCT $column) FROM $table) || '/' ||
+		       (SELECT count(*) FROM want w
+		        WHERE NOT EXISTS (SELECT FROM $table t WHERE t.$column = w.id)) || '/' ||
+		       (SELECT count(*) FROM $table t
+		        WHERE t.$column IS NULL OR NOT EXISTS (SELECT FROM want w WHERE w.id = t.$column)) || '/' ||
+		       (SELECT count(*) FROM tributary.dead_letters WHERE stream = }
 		  . sql_literal($stream) . ')'),
 		'0/0/0/0', "$what: none twice, none missing, none extra, no dead letter");
 	return;
