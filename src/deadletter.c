@@ -25,6 +25,7 @@
 #include "batch.h"
 #include "catalog.h"
 #include "deadletter.h"
+#include "formats/format.h"
 #include "position.h"
 #include "varlena.h"
 #include "sources/source.h"
@@ -118,7 +119,15 @@ TribDeadLetterValues(TribMessage *msg, TribMessageResult *res, Datum *values, bo
 	nulls[2] = position == NULL;
 	values[2] = position ? TribValidText(position) : (Datum) 0;
 	nulls[3] = false;
-	values[3] = PointerGetDatum(msg->varlena ? msg->varlena : TribBytea(msg->data, msg->len));
+	if (msg->varlena != NULL)
+		values[3] = PointerGetDatum(msg->varlena);
+	else
+	{
+		int			len;
+		const char *json = TribMessageJson(msg, &len);	/* data, or made from pairs */
+
+		values[3] = PointerGetDatum(TribBytea(json, len));
+	}
 	nulls[4] = false;
 	values[4] = TribValidText(res->error);
 	nulls[5] = false;

@@ -99,6 +99,13 @@ typedef struct StreamDef
 	int			parallelism;	/* workers that consume the stream together */
 } StreamDef;
 
+/* A piece of text of a message; text[len] is a NUL byte. */
+typedef struct TribText
+{
+	const char *text;
+	int			len;
+} TribText;
+
 /* One message on its way into the target table. */
 typedef struct TribMessage
 {
@@ -129,6 +136,15 @@ typedef struct TribMessage
 	 */
 	const char *malformed;
 	const char *malformed_detail;
+	/*
+	 * the message as named text values (name, value, name, value, ...: 2 * npairs), as a
+	 * Redis entry's field-value pairs are, or NULL: the json format reads them as one object
+	 * of strings without JSON text. data is then NULL and len the pairs' bytes; the JSON
+	 * text is made only where it is needed (TribMessageJson: a dead letter's payload, an
+	 * overflow column)
+	 */
+	const TribText *pairs;
+	int			npairs;
 } TribMessage;
 
 extern const char *const TribMetaFieldNames[TRIB_META_COUNT];

@@ -12,6 +12,7 @@
 #include "nodes/miscnodes.h"
 #endif
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -279,6 +280,59 @@ TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error, const 
 	res->sqlerrcode = sqlerrcode;
 	res->error = pstrdup(error);
 	res->detail = detail ? pstrdup(detail) : NULL;
+}
+
+/*
+ * The message as JSON text: its data, or, for a message of named values (pairs), an
+ * object of them as strings, {"name": "value", ...}, escaped as escape_json escapes (a
+ * NUL byte in a value comes out as \u0000, which no JSON reader here takes).
+ */
+const char *
+TribMessageJson(const TribMessage *msg, int *len)
+{
+	StringInfoData buf;
+
+	if (msg->pairs == NULL)
+	{
+		*len = msg->len;
+		return msg->data;
+	}
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < msg->npairs; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		for (int k = 0; k < 2; k++)
+		{
+			const TribText *t = &msg->pairs[2 * i + k];
+
+			/* escape_json stops at a NUL: write what follows one as the escape it is */
+			appendStringInfoChar(&buf, '"');
+			for (const char *p = t->text, *end = t->text + t->len; p < end;)
+			{
+				size_t		run = strnlen(p, end - p);
+				StringInfoData part;
+
+				initStringInfo(&part);
+				escape_json(&part, pnstrdup(p, run));
+				appendBinaryStringInfo(&buf, part.data + 1, part.len - 2);
+				pfree(part.data);
+				p += run;
+				if (p < end)
+				{
+					appendStringInfoString(&buf, "\\u0000");
+					p++;
+				}
+			}
+			appendStringInfoChar(&buf, '"');
+			if (k == 0)
+				appendStringInfoString(&buf, ": ");
+		}
+	}
+	appendStringInfoChar(&buf, '}');
+	*len = buf.len;
+	return buf.data;
 }
 
 /* Whether a text payload is valid in the database encoding (and so free of NUL bytes); fills res when not. */

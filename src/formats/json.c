@@ -466,6 +466,51 @@ TribJsonFlat(TribJsonState *s, const char *data, int len)
 	}
 }
 
+/*
+ * A message of named values (TribMessage.pairs) as an object of strings: the values
+ * TribJsonFlat would store for its JSON text, without the text. A json or jsonb column
+ * takes a value as a JSON string.
+ */
+static bool
+TribJsonPairs(TribJsonState *s, const TribMessage *msg, TribMessageResult *res)
+{
+	TribTarget *t = s->target;
+
+	for (int i = 0; i < msg->npairs; i++)
+	{
+		const TribText *name = &msg->pairs[2 * i];
+		const TribText *value = &msg->pairs[2 * i + 1];
+		int			col;
+		TribJsonValue *v;
+
+		if (!TribCheckEncoding(name->text, name->len, res) ||
+			!TribCheckEncoding(value->text, value->len, res))
+			return false;
+		col = TribJsonKeyColumn(s, i, name->text, name->len);
+		if (col < 0 || t->cols[col].is_meta)
+			continue;
+		v = &s->values[col];
+		v->generation = s->generation;
+		v->isnull = false;
+		v->terminated = true;
+		if (t->cols[col].cls == TRIB_COL_JSON)
+		{
+			StringInfoData quoted;
+
+			initStringInfo(&quoted);
+			escape_json(&quoted, value->text);	/* no NUL in it: checked above */
+			v->text = quoted.data;
+			v->len = quoted.len;
+		}
+		else
+		{
+			v->text = (char *) value->text;
+			v->len = value->len;
+		}
+	}
+	return true;
+}
+
 /* Set the row's values from the fields the message had, and the overflow column. */
 static bool
 TribJsonEmit(TribJsonState *s, TribRow *row, TribMessageResult *res)
@@ -517,12 +562,24 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageR
 	JsonParseErrorType err;
 	bool		ok = true;
 
-	if (!TribCheckEncoding(data, len, res))
-		return false;
 	if (t->json == NULL)
 		t->json = TribJsonStateCreate(t);
 	s = t->json;
 	s->generation++;
+	if (msg->pairs != NULL && t->overflow < 0)
+	{
+		/* named values: no JSON text to read (the overflow column needs one: made below) */
+		old = MemoryContextSwitchTo(s->cxt);
+		ok = TribJsonPairs(s, msg, res);
+		MemoryContextSwitchTo(old);
+		if (ok)
+			ok = TribJsonEmit(s, row, res);
+		MemoryContextReset(s->cxt);
+		return ok;
+	}
+	data = TribMessageJson(msg, &len);
+	if (!TribCheckEncoding(data, len, res))
+		return false;
 	if (t->overflow < 0 && TribJsonFlat(s, data, len))
 		return TribJsonEmit(s, row, res);
 	/* not the fast path's kind of message: forget what it stored, parse for real */

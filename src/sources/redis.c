@@ -17,10 +17,15 @@
  * After a full batch the next read is sent before the batch is inserted (read ahead), so
  * redis-server prepares it while PostgreSQL works.
  *
+ * Entries as messages (option "fields"): one field's value is the payload; pairs whose
+ * values all stay strings (format json's default) are handed over as named values
+ * (TribMessage.pairs), which the json format reads without JSON text; pairs with values
+ * to parse as JSON are made into a JSON object.
+ *
  * Memory: at most batch_size entries (and one read ahead) are held, in hiredis's replies,
  * which live in the consumer's reply memory (redis_conn.c) and which messages point into
- * (a payload field's value is not copied); an entry made into a JSON object is built in
- * the batch's memory. Replies are freed with the batch at release.
+ * (values are not copied); a JSON object is built in the batch's memory. Replies are freed
+ * with the batch at release.
  *
  * The rest of the source: redis_options.c (options, entry ids, the URL's password),
  * redis_conn.c (the server: connection, replies, keys' locks, groups, stored positions),
@@ -225,6 +230,23 @@ TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, Trib
 		}
 		m->malformed = psprintf("the Redis entry has no field \"%s\"", o->field);
 		m->malformed_detail = "Option \"fields\" names the field that holds the payload; the dead letter holds the entry's fields as a JSON object.";
+	}
+	else if (o->json_fields == NIL && !o->json_default)
+	{
+		/* every value a string: the format reads the pairs themselves, no JSON text */
+		TribText   *pairs = palloc(sizeof(TribText) * fields->elements);
+
+		m->len = 0;
+		for (size_t i = 0; i < fields->elements; i++)
+		{
+			pairs[i].text = fields->element[i]->str;
+			pairs[i].len = (int) Min(fields->element[i]->len, (size_t) PG_INT32_MAX);
+			m->len += pairs[i].len;
+		}
+		m->data = NULL;
+		m->pairs = pairs;
+		m->npairs = (int) fields->elements / 2;
+		return;
 	}
 	else
 	{
