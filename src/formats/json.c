@@ -495,12 +495,15 @@ TribJsonPairs(TribJsonState *s, const TribMessage *msg, TribMessageResult *res)
 		v->terminated = true;
 		if (t->cols[col].cls == TRIB_COL_JSON)
 		{
+			/* in the state's memory, reset after the message */
+			MemoryContext old = MemoryContextSwitchTo(s->cxt);
 			StringInfoData quoted;
 
 			initStringInfo(&quoted);
 			escape_json(&quoted, value->text);	/* no NUL in it: checked above */
 			v->text = quoted.data;
 			v->len = quoted.len;
+			MemoryContextSwitchTo(old);
 		}
 		else
 		{
@@ -568,10 +571,11 @@ TribJsonFormat(TribTarget *t, const TribMessage *msg, TribRow *row, TribMessageR
 	s->generation++;
 	if (msg->pairs != NULL && t->overflow < 0)
 	{
-		/* named values: no JSON text to read (the overflow column needs one: made below) */
-		old = MemoryContextSwitchTo(s->cxt);
+		/*
+		 * named values: no JSON text to read (the overflow column needs one: made below).
+		 * In the caller's memory, as a failure's error must outlive the state's reset.
+		 */
 		ok = TribJsonPairs(s, msg, res);
-		MemoryContextSwitchTo(old);
 		if (ok)
 			ok = TribJsonEmit(s, row, res);
 		MemoryContextReset(s->cxt);
