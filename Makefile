@@ -7,6 +7,7 @@
 #                   PG_CONFIG
 #   make test       bootstrap, build, install, run every test (pg_regress, pgTAP, integration)
 #   make demo       bootstrap, build, install, run the demo on a private cluster
+#                   (SOURCE=redis: the same on a redis-server of its own)
 #   make fuzz-sketch  fuzz the sketches' stored-form parsers (test/fuzz; not part of make test)
 
 MODULE_big = tributary
