@@ -283,9 +283,55 @@ TribFormatFail(TribMessageResult *res, int sqlerrcode, const char *error, const 
 }
 
 /*
+ * Append len bytes as a JSON string: quotes, backslashes and control characters (a NUL
+ * byte too, as \u0000, which no JSON reader here takes) escaped, other bytes as they are.
+ */
+void
+TribAppendJsonString(StringInfo buf, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t		run = 0;
+
+	appendStringInfoCharMacro(buf, '"');
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(buf, s + run, (int) (i - run));
+		run = i + 1;
+		switch (c)
+		{
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			default:
+				appendStringInfoString(buf, "\\u00");
+				appendStringInfoCharMacro(buf, hex[c >> 4]);
+				appendStringInfoCharMacro(buf, hex[c & 15]);
+				break;
+		}
+	}
+	appendBinaryStringInfo(buf, s + run, (int) (len - run));
+	appendStringInfoCharMacro(buf, '"');
+}
+
+/*
  * The message as JSON text: its data, or, for a message of named values (pairs), an
- * object of them as strings, {"name": "value", ...}, escaped as escape_json escapes (a
- * NUL byte in a value comes out as \u0000, which no JSON reader here takes).
+ * object of them as strings, {"name": "value", ...}.
  */
 const char *
 TribMessageJson(const TribMessage *msg, int *len)
@@ -303,32 +349,9 @@ TribMessageJson(const TribMessage *msg, int *len)
 	{
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		for (int k = 0; k < 2; k++)
-		{
-			const TribText *t = &msg->pairs[2 * i + k];
-
-			/* escape_json stops at a NUL: write what follows one as the escape it is */
-			appendStringInfoChar(&buf, '"');
-			for (const char *p = t->text, *end = t->text + t->len; p < end;)
-			{
-				size_t		run = strnlen(p, end - p);
-				StringInfoData part;
-
-				initStringInfo(&part);
-				escape_json(&part, pnstrdup(p, run));
-				appendBinaryStringInfo(&buf, part.data + 1, part.len - 2);
-				pfree(part.data);
-				p += run;
-				if (p < end)
-				{
-					appendStringInfoString(&buf, "\\u0000");
-					p++;
-				}
-			}
-			appendStringInfoChar(&buf, '"');
-			if (k == 0)
-				appendStringInfoString(&buf, ": ");
-		}
+		TribAppendJsonString(&buf, msg->pairs[2 * i].text, msg->pairs[2 * i].len);
+		appendStringInfoString(&buf, ": ");
+		TribAppendJsonString(&buf, msg->pairs[2 * i + 1].text, msg->pairs[2 * i + 1].len);
 	}
 	appendStringInfoChar(&buf, '}');
 	*len = buf.len;

@@ -149,6 +149,9 @@ extern void TribRowSetDatum(TribTarget *t, TribRow *row, int col, Datum value);
 extern bool TribRowSetPayload(TribTarget *t, const TribMessage *msg, TribRow *row,
 							  TribMessageResult *res);
 
+/* len bytes as a JSON string, appended */
+extern void TribAppendJsonString(StringInfo buf, const char *s, size_t len);
+
 /* a message's JSON text: data, or made from its pairs (an object of strings) */
 extern const char *TribMessageJson(const TribMessage *msg, int *len);
 

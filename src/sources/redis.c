@@ -46,56 +46,13 @@
 #include "utils/wait_event.h"
 
 #include "catalog.h"
+#include "formats/format.h"
 #include "shmem.h"
 #include "sources/redis_internal.h"
 #include "sources/source.h"
 
 #define TRIB_REDIS_POLL_MS 100		/* longest XREADGROUP BLOCK: signals are seen this often */
 #define TRIB_REDIS_LOCK_RETRY_MS 1000
-
-/* Append len bytes as a JSON string; control characters escaped, other bytes as they are. */
-static void
-TribRedisAppendJsonString(StringInfo buf, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t		run = 0;
-
-	appendStringInfoCharMacro(buf, '"');
-	for (size_t i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		appendBinaryStringInfo(buf, s + run, (int) (i - run));
-		run = i + 1;
-		switch (c)
-		{
-			case '"':
-				appendStringInfoString(buf, "\\\"");
-				break;
-			case '\\':
-				appendStringInfoString(buf, "\\\\");
-				break;
-			case '\n':
-				appendStringInfoString(buf, "\\n");
-				break;
-			case '\r':
-				appendStringInfoString(buf, "\\r");
-				break;
-			case '\t':
-				appendStringInfoString(buf, "\\t");
-				break;
-			default:
-				appendStringInfoString(buf, "\\u00");
-				appendStringInfoCharMacro(buf, hex[c >> 4]);
-				appendStringInfoCharMacro(buf, hex[c & 15]);
-				break;
-		}
-	}
-	appendBinaryStringInfo(buf, s + run, (int) (len - run));
-	appendStringInfoCharMacro(buf, '"');
-}
 
 /* Whether len bytes are one JSON value (for a field the "fields" option parses). */
 static bool
@@ -146,12 +103,11 @@ TribRedisFieldIsJson(TribRedisOptions *o, const char *name, size_t len)
 
 /*
  * An entry's field-value pairs as one JSON object: values as strings, or as JSON where
- * option "fields" says so (and as_strings is false). A value asked for as JSON that is not
- * JSON is written as it came, and *bad (NULL on entry) set to its field, the first such.
+ * option "fields" says so. A value asked for as JSON that is not JSON is written as it
+ * came, and *bad (NULL on entry) set to its field, the first such.
  */
 static char *
-TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, int *len,
-					 char **bad)
+TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, int *len, char **bad)
 {
 	StringInfoData buf;
 
@@ -164,9 +120,9 @@ TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, i
 
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		TribRedisAppendJsonString(&buf, f->str, f->len);
+		TribAppendJsonString(&buf, f->str, f->len);
 		appendStringInfoString(&buf, ": ");
-		if (!as_strings && TribRedisFieldIsJson(o, f->str, f->len))
+		if (TribRedisFieldIsJson(o, f->str, f->len))
 		{
 			/* not JSON: kept as it came, so the object is no JSON either (nor on replay) */
 			if (*bad == NULL && !TribRedisIsJson(v->str, v->len))
@@ -174,7 +130,7 @@ TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, bool as_strings, i
 			appendBinaryStringInfo(&buf, v->str, (int) v->len);
 		}
 		else
-			TribRedisAppendJsonString(&buf, v->str, v->len);
+			TribAppendJsonString(&buf, v->str, v->len);
 	}
 	appendStringInfoCharMacro(&buf, '}');
 	*len = buf.len;
@@ -191,6 +147,27 @@ TribRedisFieldsWellFormed(redisReply *fields)
 		if (fields->element[i]->type != REDIS_REPLY_STRING)
 			return false;
 	return true;
+}
+
+/*
+ * The entry's pairs as m's named values (TribMessage.pairs): the json format reads them as
+ * an object of strings, and a dead letter's payload is made of them.
+ */
+static void
+TribRedisEntryPairs(redisReply *fields, TribMessage *m)
+{
+	TribText   *pairs = palloc(sizeof(TribText) * fields->elements);
+
+	m->len = 0;
+	for (size_t i = 0; i < fields->elements; i++)
+	{
+		pairs[i].text = fields->element[i]->str;
+		pairs[i].len = (int) Min(fields->element[i]->len, (size_t) PG_INT32_MAX);
+		m->len += pairs[i].len;
+	}
+	m->data = NULL;
+	m->pairs = pairs;
+	m->npairs = (int) fields->elements / 2;
 }
 
 /* Fill m from an entry of key: its payload as the "fields" option makes it, its metadata. */
@@ -228,41 +205,26 @@ TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, Trib
 				return;
 			}
 		}
+		/* a dead letter, whose payload is the entry as an object of strings */
+		TribRedisEntryPairs(fields, m);
 		m->malformed = psprintf("the Redis entry has no field \"%s\"", o->field);
 		m->malformed_detail = "Option \"fields\" names the field that holds the payload; the dead letter holds the entry's fields as a JSON object.";
 	}
 	else if (o->json_fields == NIL && !o->json_default)
 	{
 		/* every value a string: the format reads the pairs themselves, no JSON text */
-		TribText   *pairs = palloc(sizeof(TribText) * fields->elements);
-
-		m->len = 0;
-		for (size_t i = 0; i < fields->elements; i++)
-		{
-			pairs[i].text = fields->element[i]->str;
-			pairs[i].len = (int) Min(fields->element[i]->len, (size_t) PG_INT32_MAX);
-			m->len += pairs[i].len;
-		}
-		m->data = NULL;
-		m->pairs = pairs;
-		m->npairs = (int) fields->elements / 2;
-		return;
+		TribRedisEntryPairs(fields, m);
 	}
 	else
 	{
-		m->data = TribRedisEntryObject(o, fields, false, &len, &bad);
+		m->data = TribRedisEntryObject(o, fields, &len, &bad);
 		m->len = len;
 		if (bad != NULL)
 		{
 			m->malformed = psprintf("field \"%s\" of the Redis entry is not valid JSON", bad);
 			m->malformed_detail = "Option \"fields\" asks for the field's value to be parsed as JSON; the dead letter holds the entry as the object it makes, with that value as it came.";
 		}
-		return;
 	}
-	/* a dead letter: the entry as an object of strings, for the user to see */
-	bad = NULL;
-	m->data = TribRedisEntryObject(o, fields, true, &len, &bad);
-	m->len = len;
 }
 
 /* Hold reply until release: messages point into it. */
