@@ -36,6 +36,7 @@ OBJS = \
 	src/sources/redis.o \
 	src/sources/redis_options.o \
 	src/sources/redis_conn.o \
+	src/sources/redis_resp.o \
 	src/sources/kafka.o \
 	src/sources/kafka_options.o \
 	src/sources/kafka_consumer.o \

@@ -22,10 +22,14 @@
  * (TribMessage.pairs), which the json format reads without JSON text; pairs with values
  * to parse as JSON are made into a JSON object.
  *
- * Memory: at most batch_size entries (and one read ahead) are held, in hiredis's replies,
+ * Reading: XREADGROUP's replies are read whole into a buffer and walked in place
+ * (redis_resp.c), not through hiredis's reader, which would make an object of every field
+ * and value; other commands go through hiredis.
+ *
+ * Memory: at most batch_size entries (and one read ahead) are held, in the replies' buffers,
  * which live in the consumer's reply memory (redis_conn.c) and which messages point into
- * (values are not copied); a JSON object is built in the batch's memory. Replies are freed
- * with the batch at release.
+ * (values are not copied); a JSON object is built in the batch's memory. The buffers are
+ * freed with the batch at release.
  *
  * The rest of the source: redis_options.c (options, entry ids, the URL's password),
  * redis_conn.c (the server: connection, replies, keys' locks, groups, stored positions),
@@ -107,44 +111,45 @@ TribRedisFieldIsJson(TribRedisOptions *o, const char *name, size_t len)
  * came, and *bad (NULL on entry) set to its field, the first such.
  */
 static char *
-TribRedisEntryObject(TribRedisOptions *o, redisReply *fields, int *len, char **bad)
+TribRedisEntryObject(TribRedisOptions *o, const TribText *fields, int64 nfields, int *len,
+					 char **bad)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoCharMacro(&buf, '{');
-	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+	for (int64 i = 0; i + 1 < nfields; i += 2)
 	{
-		redisReply *f = fields->element[i];
-		redisReply *v = fields->element[i + 1];
+		const TribText *f = &fields[i];
+		const TribText *v = &fields[i + 1];
 
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		TribAppendJsonString(&buf, f->str, f->len);
+		TribAppendJsonString(&buf, f->text, f->len);
 		appendStringInfoString(&buf, ": ");
-		if (TribRedisFieldIsJson(o, f->str, f->len))
+		if (TribRedisFieldIsJson(o, f->text, f->len))
 		{
 			/* not JSON: kept as it came, so the object is no JSON either (nor on replay) */
-			if (*bad == NULL && !TribRedisIsJson(v->str, v->len))
-				*bad = pnstrdup(f->str, f->len);
-			appendBinaryStringInfo(&buf, v->str, (int) v->len);
+			if (*bad == NULL && !TribRedisIsJson(v->text, v->len))
+				*bad = pnstrdup(f->text, f->len);
+			appendBinaryStringInfo(&buf, v->text, v->len);
 		}
 		else
-			TribAppendJsonString(&buf, v->str, v->len);
+			TribAppendJsonString(&buf, v->text, v->len);
 	}
 	appendStringInfoCharMacro(&buf, '}');
 	*len = buf.len;
 	return buf.data;
 }
 
-/* Whether an entry's field list is pairs of strings. */
+/* Whether an entry's field list (nfields -1: nil) is pairs of strings. */
 static bool
-TribRedisFieldsWellFormed(redisReply *fields)
+TribRedisFieldsWellFormed(const TribText *fields, int64 nfields)
 {
-	if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2 != 0)
+	if (nfields < 0 || nfields % 2 != 0)
 		return false;
-	for (size_t i = 0; i < fields->elements; i++)
-		if (fields->element[i]->type != REDIS_REPLY_STRING)
+	for (int64 i = 0; i < nfields; i++)
+		if (fields[i].text == NULL)
 			return false;
 	return true;
 }
@@ -154,26 +159,24 @@ TribRedisFieldsWellFormed(redisReply *fields)
  * an object of strings, and a dead letter's payload is made of them.
  */
 static void
-TribRedisEntryPairs(redisReply *fields, TribMessage *m)
+TribRedisEntryPairs(const TribText *fields, int64 nfields, TribMessage *m)
 {
-	TribText   *pairs = palloc(sizeof(TribText) * fields->elements);
-
 	m->len = 0;
-	for (size_t i = 0; i < fields->elements; i++)
-	{
-		pairs[i].text = fields->element[i]->str;
-		pairs[i].len = (int) Min(fields->element[i]->len, (size_t) PG_INT32_MAX);
-		m->len += pairs[i].len;
-	}
+	for (int64 i = 0; i < nfields; i++)
+		m->len += fields[i].len;
 	m->data = NULL;
-	m->pairs = pairs;
-	m->npairs = (int) fields->elements / 2;
+	m->pairs = fields;
+	m->npairs = (int) (nfields / 2);
 }
 
-/* Fill m from an entry of key: its payload as the "fields" option makes it, its metadata. */
+/*
+ * Fill m from an entry of key, id (idtext as it came) and fields (nfields, -1 when nil; a
+ * text NULL where an element is no string): its payload as the "fields" option makes it,
+ * its metadata.
+ */
 static void
-TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, TribRedisId id,
-					  redisReply *fields, TribMessage *m)
+TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, char *idtext, TribRedisId id,
+					  const TribText *fields, int64 nfields, TribMessage *m)
 {
 	TribRedisOptions *o = &r->opts;
 	char	   *bad = NULL;
@@ -183,41 +186,41 @@ TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, Trib
 	m->topic = key->name;
 	m->partition = -1;
 	m->offset = -1;
-	m->position = idreply->str;
+	m->position = idtext;
 	m->timestamp_ms = id.ms > (uint64) PG_INT64_MAX ? -1 : (int64) id.ms;
 	m->data = "";
 
-	if (!TribRedisFieldsWellFormed(fields))
+	if (!TribRedisFieldsWellFormed(fields, nfields))
 	{
 		m->malformed = "the Redis entry is not a list of field-value pairs";
 		return;
 	}
 	if (o->fields == TRIB_FIELDS_ONE)
 	{
-		for (size_t i = 0; i + 1 < fields->elements; i += 2)
-		{
-			redisReply *f = fields->element[i];
+		size_t		fieldlen = strlen(o->field);
 
-			if (f->len == strlen(o->field) && memcmp(f->str, o->field, f->len) == 0)
+		for (int64 i = 0; i + 1 < nfields; i += 2)
+		{
+			if ((size_t) fields[i].len == fieldlen && memcmp(fields[i].text, o->field, fieldlen) == 0)
 			{
-				m->data = fields->element[i + 1]->str;
-				m->len = (int) Min(fields->element[i + 1]->len, (size_t) PG_INT32_MAX);
+				m->data = fields[i + 1].text;
+				m->len = fields[i + 1].len;
 				return;
 			}
 		}
 		/* a dead letter, whose payload is the entry as an object of strings */
-		TribRedisEntryPairs(fields, m);
+		TribRedisEntryPairs(fields, nfields, m);
 		m->malformed = psprintf("the Redis entry has no field \"%s\"", o->field);
 		m->malformed_detail = "Option \"fields\" names the field that holds the payload; the dead letter holds the entry's fields as a JSON object.";
 	}
 	else if (o->json_fields == NIL && !o->json_default)
 	{
 		/* every value a string: the format reads the pairs themselves, no JSON text */
-		TribRedisEntryPairs(fields, m);
+		TribRedisEntryPairs(fields, nfields, m);
 	}
 	else
 	{
-		m->data = TribRedisEntryObject(o, fields, &len, &bad);
+		m->data = TribRedisEntryObject(o, fields, nfields, &len, &bad);
 		m->len = len;
 		if (bad != NULL)
 		{
@@ -227,65 +230,112 @@ TribRedisEntryMessage(TribRedis *r, TribRedisKey *key, redisReply *idreply, Trib
 	}
 }
 
-/* Hold reply until release: messages point into it. */
+/* Skip the rest of an element just read: an array's elements. */
 static void
-TribRedisHoldReply(TribRedis *r, redisReply *reply)
+TribRedisSkipRest(TribResp *resp, const TribRespItem *item)
 {
-	if (r->nreplies == r->maxreplies)
-	{
-		r->maxreplies = Max(16, r->maxreplies * 2);
-		r->replies = r->replies == NULL ?
-			MemoryContextAlloc(r->cxt, sizeof(redisReply *) * r->maxreplies) :
-			repalloc(r->replies, sizeof(redisReply *) * r->maxreplies);
-	}
-	r->replies[r->nreplies++] = reply;
+	for (int64 i = 0; item->type == TRIB_RESP_ARRAY && i < item->n; i++)
+		TribRespSkip(resp);
+}
+
+/* The key named by an element of a reply, or NULL when it is none of this worker's. */
+static TribRedisKey *
+TribRedisReplyKey(TribRedis *r, const TribRespItem *name)
+{
+	if (name->type != TRIB_RESP_STRING)
+		return NULL;
+	for (int k = 0; k < r->nkeys; k++)
+		if ((size_t) r->keys[k].name_len == name->len &&
+			memcmp(r->keys[k].name, name->str, name->len) == 0)
+			return &r->keys[k];
+	return NULL;
 }
 
 /*
- * Take the entries of one XREADGROUP reply ([[key, [[id, [field, value, ...]], ...]], ...])
- * as messages. An entry at or below its key's stored id is stored already (the group was
- * moved back by hand, or a server restored from an older snapshot): skipped. Returns how
- * many messages it added.
+ * Take the entries of an XREADGROUP reply, after its outer array of nstreams elements
+ * ([key, [[id, [field, value, ...]], ...]] each), as messages. Their values point into the
+ * reply. An entry at or below its key's stored id is stored already (the group was moved
+ * back by hand, or a server restored from an older snapshot): skipped. Returns how many
+ * messages it added.
  */
 static int
-TribRedisTakeReply(TribRedis *r, redisReply *reply, TribMessage *msgs, int64 *bytes)
+TribRedisTakeReply(TribRedis *r, TribResp *resp, int64 nstreams, TribMessage *msgs,
+				   int64 *bytes)
 {
 	int			added = 0;
+	TribText   *pool = NULL;	/* field texts, carved out for the entries */
+	int64		pool_left = 0;
 
-	for (size_t s = 0; reply->type == REDIS_REPLY_ARRAY && s < reply->elements; s++)
+	for (int64 s = 0; s < nstreams; s++)
 	{
-		redisReply *sr = reply->element[s];
-		TribRedisKey *key = NULL;
-		redisReply *entries;
+		TribRespItem sr;
+		TribRespItem name;
+		TribRespItem entries;
+		TribRedisKey *key;
 		int			skipped = 0;
 
-		if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
-			sr->element[0]->type != REDIS_REPLY_STRING)
-			continue;
-		for (int k = 0; k < r->nkeys; k++)
-			if ((size_t) r->keys[k].name_len == sr->element[0]->len &&
-				memcmp(r->keys[k].name, sr->element[0]->str, sr->element[0]->len) == 0)
-				key = &r->keys[k];
-		entries = sr->element[1];
-		if (key == NULL || entries->type != REDIS_REPLY_ARRAY)
-			continue;
-		for (size_t e = 0; e < entries->elements; e++)
+		TribRespNext(resp, &sr);
+		if (sr.type != TRIB_RESP_ARRAY || sr.n != 2)
 		{
-			redisReply *entry = entries->element[e];
+			TribRedisSkipRest(resp, &sr);
+			continue;
+		}
+		TribRespNext(resp, &name);
+		TribRedisSkipRest(resp, &name);
+		key = TribRedisReplyKey(r, &name);
+		TribRespNext(resp, &entries);
+		if (key == NULL || entries.type != TRIB_RESP_ARRAY)
+		{
+			TribRedisSkipRest(resp, &entries);
+			continue;
+		}
+		for (int64 e = 0; e < entries.n; e++)
+		{
+			TribRespItem entry;
+			TribRespItem idtext;
+			TribRespItem fields;
+			TribText   *texts = NULL;
 			TribRedisId id;
 
-			if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
-				entry->element[0]->type != REDIS_REPLY_STRING ||
-				entry->element[1]->type != REDIS_REPLY_ARRAY ||
-				!TribRedisParseId(entry->element[0]->str, entry->element[0]->len, &id))
-				continue;
-			if (key->has_stored && TribRedisIdCmp(id, key->stored) <= 0)
+			TribRespNext(resp, &entry);
+			if (entry.type != TRIB_RESP_ARRAY || entry.n != 2)
 			{
-				skipped++;
+				TribRedisSkipRest(resp, &entry);
 				continue;
 			}
-			TribRedisEntryMessage(r, key, entry->element[0], id, entry->element[1],
-								  &msgs[r->held]);
+			TribRespNext(resp, &idtext);
+			TribRedisSkipRest(resp, &idtext);
+			TribRespNext(resp, &fields);
+			if (idtext.type != TRIB_RESP_STRING ||
+				!TribRedisParseId(idtext.str, idtext.len, &id) ||
+				(key->has_stored && TribRedisIdCmp(id, key->stored) <= 0))
+			{
+				skipped += idtext.type == TRIB_RESP_STRING && key->has_stored;
+				TribRedisSkipRest(resp, &fields);
+				continue;
+			}
+			if (fields.type == TRIB_RESP_ARRAY)
+			{
+				if (pool_left < fields.n)
+				{
+					pool_left = Max(fields.n, 8192);
+					pool = palloc(sizeof(TribText) * pool_left);
+				}
+				texts = pool;
+				pool += fields.n;
+				pool_left -= fields.n;
+				for (int64 f = 0; f < fields.n; f++)
+				{
+					TribRespItem v;
+
+					TribRespNext(resp, &v);
+					TribRedisSkipRest(resp, &v);
+					texts[f].text = v.type == TRIB_RESP_STRING ? v.str : NULL;
+					texts[f].len = v.type == TRIB_RESP_STRING ? (int) Min(v.len, (size_t) PG_INT32_MAX) : 0;
+				}
+			}
+			TribRedisEntryMessage(r, key, idtext.str, id, texts,
+								  fields.type == TRIB_RESP_ARRAY ? fields.n : -1, &msgs[r->held]);
 			r->msg_key[r->held] = (int) (key - r->keys);
 			r->msg_id[r->held] = id;
 			*bytes += msgs[r->held].len;
@@ -348,40 +398,55 @@ TribRedisReadArgs(TribRedis *r, int want, long block_ms, TribRedisArgs *a)
 }
 
 /*
- * Take an XREADGROUP's reply into msgs. Returns the messages added; an error reply (a
- * group gone: NOGROUP) makes the keys be taken again. Frees the reply, or holds it when
- * messages point into it.
+ * Take an XREADGROUP's reply, read whole, into msgs. Returns the messages added; an error
+ * reply (a group gone: NOGROUP) makes the keys be taken again. Frees the reply, or keeps
+ * it until the batch is released when messages point into it.
  */
 static int
-TribRedisTakeRead(TribRedis *r, redisReply *reply, TribMessage *msgs, int64 *bytes)
+TribRedisTakeRead(TribRedis *r, TribResp *resp, TribMessage *msgs, int64 *bytes)
 {
-	int			added;
+	TribRespItem top;
+	int			added = 0;
 
-	if (reply->type == REDIS_REPLY_ERROR)
+	TribRespNext(resp, &top);
+	if (top.type == TRIB_RESP_ERROR)
 	{
 		/* the group or the key is gone (NOGROUP), or the key is no stream: take the keys again */
-		bool		nogroup = TribRedisReplyIsError(reply, "NOGROUP");
+		bool		nogroup = TribRedisErrorIs(top.str, top.len, "NOGROUP");
 
 		if (!nogroup)
-			TribRedisReport(r, psprintf("could not read from Redis at %s: %s", r->opts.where, reply->str));
+			TribRedisReport(r, psprintf("could not read from Redis at %s: %s", r->opts.where, top.str));
 		for (int i = 0; i < r->nkeys; i++)
 			r->keys[i].ready = false;
-		TribRedisFreeReply(reply);
+		pfree(resp->data);
 		if (!nogroup)
 			TribRedisWait(r, TRIB_REDIS_LOCK_RETRY_MS);
 		return 0;
 	}
-	if (reply->type == REDIS_REPLY_NIL)
-	{
-		TribRedisFreeReply(reply);	/* nothing within BLOCK */
-		return 0;
-	}
-	added = TribRedisTakeReply(r, reply, msgs, bytes);
+	/* a nil array: nothing within BLOCK */
+	if (top.type == TRIB_RESP_ARRAY)
+		added = TribRedisTakeReply(r, resp, top.n, msgs, bytes);
 	if (added > 0)
-		TribRedisHoldReply(r, reply);
+		r->nreplies++;
 	else
-		TribRedisFreeReply(reply);
+		pfree(resp->data);
 	return added;
+}
+
+/*
+ * The reply of the read sent last, read whole, into msgs. Returns the messages added, or
+ * -1 when the connection failed.
+ */
+static int
+TribRedisReadReply(TribRedis *r, TribMessage *msgs, int64 *bytes)
+{
+	TribResp	resp;
+	bool		ok;
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	ok = TribRedisReadWhole(r, &resp);
+	pgstat_report_wait_end();
+	return ok ? TribRedisTakeRead(r, &resp, msgs, bytes) : -1;
 }
 
 /*
@@ -392,19 +457,15 @@ static int
 TribRedisRead(TribRedis *r, TribMessage *msgs, int want, long block_ms, int64 *bytes)
 {
 	TribRedisArgs a;
-	redisReply *reply;
 
 	if (!TribRedisReadArgs(r, want, block_ms, &a))
 	{
 		TribRedisWait(r, Min(block_ms, TRIB_REDIS_POLL_MS));
 		return 0;
 	}
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	reply = TribRedisCommand(r, a.argc, a.argv, NULL);
-	pgstat_report_wait_end();
-	if (reply == NULL)
+	if (!TribRedisSend(r, a.argc, a.argv, NULL))
 		return -1;
-	return TribRedisTakeRead(r, reply, msgs, bytes);
+	return TribRedisReadReply(r, msgs, bytes);
 }
 
 /*
@@ -430,20 +491,19 @@ TribRedisReadAhead(TribRedis *r)
 	r->read_ahead = true;
 }
 
-/* The reply of the read ahead (NULL: none, or the connection failed). Before any other command. */
-static redisReply *
-TribRedisDrain(TribRedis *r)
+/*
+ * The reply of the read ahead, into msgs: the messages added (0 when there was none, -1
+ * when the connection failed). Before any other command.
+ */
+static int
+TribRedisDrain(TribRedis *r, TribMessage *msgs, int64 *bytes)
 {
-	redisReply *ahead = NULL;
+	int			added = 0;
 
 	if (r->read_ahead && r->rc != NULL)
-	{
-		pgstat_report_wait_start(PG_WAIT_EXTENSION);
-		ahead = TribRedisGetReply(r);
-		pgstat_report_wait_end();
-	}
+		added = TribRedisReadReply(r, msgs, bytes);
 	r->read_ahead = false;
-	return ahead;
+	return added;
 }
 
 /* Milliseconds from now to t, at least 0. */
@@ -487,14 +547,10 @@ TribRedisSourceCollect(void *consumer, TribMessage **msgs)
 	*msgs = palloc(sizeof(TribMessage) * max);
 
 	/* first what was asked ahead: this batch's read */
-	{
-		redisReply *ahead = TribRedisDrain(r);
-
-		if (ahead != NULL && TribRedisTakeRead(r, ahead, *msgs, &bytes) > 0)
-			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->def->batch_ms);
-		TribRedisRefreshLag(r);
-		MemoryContextSwitchTo(batch_cxt);
-	}
+	if (TribRedisDrain(r, *msgs, &bytes) > 0)
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->def->batch_ms);
+	TribRedisRefreshLag(r);
+	MemoryContextSwitchTo(batch_cxt);
 
 	while (r->held < r->def->batch_size && bytes < tributary_max_message_size)
 	{

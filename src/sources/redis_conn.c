@@ -38,6 +38,8 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include <hiredis/hiredis.h>
 
 #include "access/xact.h"
@@ -67,6 +69,8 @@
 #define TRIB_REDIS_BACKOFF_MIN_MS 100
 #define TRIB_REDIS_BACKOFF_MAX_MS 5000
 #define TRIB_REDIS_PENDING_PAGE "1000"
+#define TRIB_REDIS_READ_MIN (64 * 1024)	/* the least buffer of a reply read whole */
+#define TRIB_REDIS_READ_MAX_HINT (64 * 1024 * 1024) /* largest buffer sized ahead */
 
 static struct timeval
 TribRedisTimeval(int ms)
@@ -79,12 +83,10 @@ TribRedisTimeval(int ms)
 }
 
 /*
- * Reply objects. hiredis builds every reply of a connection through the reader's object
+ * Reply objects. hiredis builds the replies of the commands it reads (all but XREADGROUP,
+ * whose replies are read whole: TribRedisReadWhole) through the reader's object
  * functions; tributary's put them in the consumer's reply memory (reply_cxt) rather than
- * malloc, one allocation per element: a batch of 10000 entries is some 50000 objects, and
- * malloc and free of them (with the heap consolidations the reader's growing buffer set
- * off) were a sixth of the worker's time. The replies of a batch are freed at once when it
- * is released; others one by one (TribRedisFreeReply).
+ * malloc. They are freed one by one (TribRedisFreeReply).
  */
 static MemoryContext reply_cxt = NULL;	/* the consumer's: one per worker process */
 
@@ -207,14 +209,22 @@ TribRedisReport(TribRedis *r, const char *error)
 	TribSourceReport(r->def, r->index, &r->reported_error, error);
 }
 
+/* Whether an error reply's text (str, len) has code as its code (its first word). */
+bool
+TribRedisErrorIs(const char *str, size_t len, const char *code)
+{
+	size_t		codelen = strlen(code);
+
+	return len >= codelen && strncmp(str, code, codelen) == 0 &&
+		(len == codelen || str[codelen] == ' ');
+}
+
 /* Whether reply is an error whose code (its first word) is code. */
 bool
 TribRedisReplyIsError(redisReply *reply, const char *code)
 {
-	size_t		len = strlen(code);
-
-	return reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->len >= len &&
-		strncmp(reply->str, code, len) == 0 && (reply->len == len || reply->str[len] == ' ');
+	return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+		TribRedisErrorIs(reply->str, reply->len, code);
 }
 
 /* Close the connection after a failure (why); the next collect connects again after the backoff. */
@@ -252,7 +262,7 @@ TribRedisCommand(TribRedis *r, int argc, const char **argv, const size_t *lens)
 
 /*
  * Send a command without waiting for its reply (pipelining: the server works on it while
- * the worker does something else); its reply must be read (TribRedisGetReply) before any
+ * the worker does something else); its reply must be read (TribRedisReadWhole) before any
  * other command's. False when the connection failed (it is then closed and reported).
  */
 bool
@@ -278,20 +288,79 @@ TribRedisSend(TribRedis *r, int argc, const char **argv, const size_t *lens)
 	return true;
 }
 
-/* The reply of the oldest command sent ahead; NULL when the connection failed (then closed). */
-redisReply *
-TribRedisGetReply(TribRedis *r)
+/*
+ * The reply of the oldest command sent ahead, read whole into a buffer of its own in the
+ * consumer's reply memory and left for the caller to walk in place (redis_resp.c says
+ * why): for XREADGROUP. The buffer is sized by the largest reply so far, so a batch's
+ * reply is read straight into it. False when the connection failed (it is then closed and
+ * reported).
+ */
+bool
+TribRedisReadWhole(TribRedis *r, TribResp *resp)
 {
-	void	   *reply = NULL;
+	redisReader *reader;
+	TribRespScanState scan = {0};
+	size_t		cap;
+	size_t		len = 0;
+	char	   *buf;
 
 	if (r->rc == NULL)
-		return NULL;
-	if (redisGetReply(r->rc, &reply) != REDIS_OK || reply == NULL)
+		return false;
+	reader = r->rc->reader;
+	if (reader->ridx != -1 || reader->pos < reader->len)
 	{
-		TribRedisDisconnect(r, r->rc->errstr[0] ? r->rc->errstr : "no reply");
-		return NULL;
+		/* hiredis holds bytes of a reply: never, as only one command is out at a time */
+		TribRedisDisconnect(r, "replies out of step with commands");
+		return false;
 	}
-	return reply;
+	cap = Max(r->largest_reply + r->largest_reply / 8, TRIB_REDIS_READ_MIN);
+	buf = MemoryContextAllocHuge(r->reply_cxt, cap);
+	for (;;)
+	{
+		int			scanned = TribRespScan(&scan, buf, len);
+		ssize_t		got;
+
+		if (scanned > 0)
+			break;
+		if (scanned < 0)
+		{
+			pfree(buf);
+			TribRedisDisconnect(r, "a reply that is not the Redis protocol");
+			return false;
+		}
+		if (cap - len < TRIB_REDIS_READ_MIN / 2)
+		{
+			cap *= 2;
+			buf = repalloc_huge(buf, cap);
+		}
+		got = read(r->rc->fd, buf + len, cap - len);
+		if (got > 0)
+			len += (size_t) got;
+		else if (got < 0 && errno == EINTR)
+			CHECK_FOR_INTERRUPTS();
+		else
+		{
+			const char *why = got == 0 ? "the server closed the connection" :
+				(errno == EAGAIN || errno == EWOULDBLOCK) ? "timed out waiting for a reply" :
+				strerror(errno);
+
+			pfree(buf);
+			TribRedisDisconnect(r, why);
+			return false;
+		}
+	}
+	/* bytes after the reply are the next command's: hiredis's reader keeps them */
+	if (scan.pos < len && redisReaderFeed(reader, buf + scan.pos, len - scan.pos) != REDIS_OK)
+	{
+		pfree(buf);
+		TribRedisDisconnect(r, "out of memory");
+		return false;
+	}
+	r->largest_reply = Max(r->largest_reply, Min(scan.pos, (size_t) TRIB_REDIS_READ_MAX_HINT));
+	resp->data = buf;
+	resp->len = scan.pos;
+	resp->cur = buf;
+	return true;
 }
 
 /* A command of NUL-terminated arguments (keys are: they come from JSON strings, which hold no NUL). */

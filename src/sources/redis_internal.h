@@ -107,13 +107,14 @@ typedef struct TribRedis
 	/* the next batch's XREADGROUP, sent ahead: the next collect reads its reply first */
 	bool		read_ahead;
 
-	/* the batch: replies held (messages point into them) and each message's key and id */
-	redisReply **replies;
+	/*
+	 * the batch: how many replies it holds (whole in reply_cxt: messages point into them),
+	 * each message's key and id
+	 */
 	int			nreplies;
-	int			maxreplies;
+	size_t		largest_reply;	/* bytes of the largest read so far: the next one's buffer */
 	int		   *msg_key;
 	TribRedisId *msg_id;
-	char	  **msg_idtext;
 	int			held;
 	int			maxheld;
 
@@ -121,6 +122,46 @@ typedef struct TribRedis
 } TribRedis;
 
 /* redis_options.c */
+/* A reply read whole into memory and walked in place (redis_resp.c) */
+#define TRIB_RESP_MAX_DEPTH 8
+
+typedef struct TribRespScanState
+{
+	size_t		pos;			/* the next element's header */
+	bool		started;
+	int			depth;			/* arrays open */
+	int64		left[TRIB_RESP_MAX_DEPTH];	/* elements each still has to come */
+} TribRespScanState;
+
+typedef struct TribResp
+{
+	char	   *data;			/* the reply (the buffer it was read into) */
+	size_t		len;
+	char	   *cur;			/* the next element */
+} TribResp;
+
+typedef enum TribRespType
+{
+	TRIB_RESP_STRING,			/* a bulk string */
+	TRIB_RESP_ARRAY,
+	TRIB_RESP_NIL,				/* a nil string or array */
+	TRIB_RESP_STATUS,
+	TRIB_RESP_ERROR,
+	TRIB_RESP_INTEGER
+} TribRespType;
+
+typedef struct TribRespItem
+{
+	TribRespType type;
+	char	   *str;			/* STRING, STATUS, ERROR: NUL-terminated, in the reply */
+	size_t		len;
+	int64		n;				/* ARRAY: its elements; INTEGER: the value */
+} TribRespItem;
+
+extern int	TribRespScan(TribRespScanState *s, const char *buf, size_t len);
+extern void TribRespNext(TribResp *resp, TribRespItem *item);
+extern void TribRespSkip(TribResp *resp);
+
 extern void TribRedisParseOptions(StreamDef *def, TribRedisOptions *o);
 extern void TribRedisValidateOptions(StreamDef *def);
 extern char *TribRedisSignature(StreamDef *def, int index);
@@ -143,7 +184,8 @@ extern bool TribRedisConnect(TribRedis *r);
 extern void TribRedisDisconnect(TribRedis *r, const char *why);
 extern redisReply *TribRedisCommand(TribRedis *r, int argc, const char **argv, const size_t *lens);
 extern bool TribRedisSend(TribRedis *r, int argc, const char **argv, const size_t *lens);
-extern redisReply *TribRedisGetReply(TribRedis *r);
+extern bool TribRedisReadWhole(TribRedis *r, TribResp *resp);
+extern bool TribRedisErrorIs(const char *str, size_t len, const char *code);
 extern void TribRedisFreeReply(redisReply *reply);
 extern void TribRedisResetReplies(TribRedis *r);
 extern bool TribRedisReplyIsError(redisReply *reply, const char *code);

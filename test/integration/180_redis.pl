@@ -190,6 +190,33 @@ is(sql($node, q{SELECT count(*) FROM fb WHERE b = '\x0700ff0d0a'::bytea}), '1',
 done_with('fj', 'fc', 'ft', 'fb');
 
 # ---------------------------------------------------------------------------------------
+# Replies read whole and walked in place (redis_resp.c): values far larger than the first
+# read's buffer (it grows over several socket reads), empty names and values, values that
+# look like the protocol itself, and a batch of many entries in one reply.
+
+sql($node, qq{
+	CREATE TABLE big (n int, v text, w text);
+	SELECT tributary.create_stream('big', 'big', 'redis', '{"url": "$url", "stream": "big"}');
+});
+my $resp_like = "\r\n*2\r\n\$3\r\nfoo\r\n-ERR no\r\n:1\r\n";
+$redis->xadd_bulk('big', [
+	[ n => 1, v => ('x' x 700000) . 'end', w => 'after the big one' ],
+	[ n => 2, v => '', '' => 'an empty name', w => '' ],
+	[ n => 3, v => $resp_like, w => ('y' x 65536) ],
+	map { [ n => $_, v => "v$_" ] } 4 .. 3000,
+]);
+ok(wait_for($node, 'SELECT count(*) FROM big', '3000', 60), 'large replies: 3000 rows land');
+is( sql($node, q{SELECT string_agg(concat_ws('|', n, length(v), right(v, 3), length(w), left(w, 5)), E'\n' ORDER BY n)
+                 FROM big WHERE n <= 3}),
+	"1|700003|end|17|after\n2|0||0|\n3|" . length($resp_like) . "|1\r\n|65536|yyyyy",
+	'large replies: a 700 kB value, empty values and a value in the protocol\'s own form arrive unchanged');
+is(sql($node, q{SELECT count(*) FROM big WHERE n > 3 AND v = 'v' || n AND w IS NULL}), '2997',
+	'large replies: every small entry after them arrives whole');
+is(sql($node, qq{SELECT v = E'\\r\\n*2\\r\\n\$3\\r\\nfoo\\r\\n-ERR no\\r\\n:1\\r\\n' FROM big WHERE n = 3}), 't',
+	'large replies: the protocol-like value is byte for byte the one added');
+done_with('big');
+
+# ---------------------------------------------------------------------------------------
 # Metadata: the key, the entry id, the id's milliseconds as a time. The entry's own fields
 # never write them.
 
