@@ -9,6 +9,7 @@
 #   make demo       bootstrap, build, install, run the demo on a private cluster
 #                   (SOURCE=redis: the same on a redis-server of its own)
 #   make fuzz-sketch  fuzz the sketches' stored-form parsers (test/fuzz; not part of make test)
+#   make fuzz-resp    fuzz the Redis source's reply scanner (test/fuzz; not part of make test)
 
 MODULE_big = tributary
 OBJS = \
@@ -85,7 +86,7 @@ include $(PGXS)
 include tools/kafka_mock.mk
 include tools/listen.mk
 include test/fuzz/fuzz.mk
-EXTRA_CLEAN = tools/tributary-kafka-mock tools/tributary-listen test/fuzz/sketch_fuzz test/fuzz/dds_index_check
+EXTRA_CLEAN = tools/tributary-kafka-mock tools/tributary-listen test/fuzz/sketch_fuzz test/fuzz/dds_index_check test/fuzz/resp_fuzz
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)

@@ -1,6 +1,7 @@
-# test/fuzz/fuzz.mk: the sketches' fuzz harness, kept out of make test.
+# test/fuzz/fuzz.mk: the fuzz harnesses, kept out of make test.
 #
 #   make fuzz-sketch [FUZZ_ROUNDS=2000] [FUZZ_SEED=1]
+#   make fuzz-resp [FUZZ_RESP_ROUNDS=20000] [FUZZ_SEED=1]
 #
 # Builds test/fuzz/sketch_fuzz with AddressSanitizer, UndefinedBehaviorSanitizer and
 # assertions, from src/quality's hll.c, ddsketch.c and xsum.c and a shim for the few backend
@@ -37,5 +38,22 @@ $(DDS_INDEX_CHECK): test/fuzz/dds_index_check.c test/fuzz/fe_shim.c src/quality/
 fuzz-sketch: $(FUZZ_SKETCH) $(DDS_INDEX_CHECK)
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_SKETCH) $(FUZZ_ROUNDS) $(FUZZ_SEED)
 	$(DDS_INDEX_CHECK) 20 $(FUZZ_SEED)
+
+# The Redis source's reply scanner and walker (src/sources/redis_resp.c), with the same
+# sanitizers: random replies scanned whole and in pieces, walked, and mutated (resp_fuzz.c).
+FUZZ_RESP := test/fuzz/resp_fuzz
+FUZZ_RESP_ROUNDS ?= 20000
+FUZZ_RESP_SRCS := test/fuzz/resp_fuzz.c test/fuzz/fe_shim.c src/sources/redis_resp.c
+
+$(FUZZ_RESP): $(FUZZ_RESP_SRCS) src/sources/redis_internal.h test/fuzz/fuzz.mk
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
+		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
+		-o $@ $(FUZZ_RESP_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+
+.PHONY: fuzz-resp
+fuzz-resp: $(FUZZ_RESP)
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_RESP) $(FUZZ_RESP_ROUNDS) $(FUZZ_SEED)
 
 .DEFAULT_GOAL := $(_fuzz_saved_goal)
