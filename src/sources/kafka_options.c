@@ -297,6 +297,14 @@ TribKafkaConf(StreamDef *def, TribKafkaOptions *o, bool vetting)
 	 * queued.max.messages.kbytes (64 MiB by default); librdkafka options may override
 	 */
 	TribKafkaSet(conf, "queued.min.messages", "1000000", def);
+	/*
+	 * A broker answers a fetch of partitions that have nothing new after this long, and
+	 * answers a connection's requests in order: a partition whose start offset was asked for
+	 * behind such a fetch waited 0.5-1 s (librdkafka's 500 ms default) before its first
+	 * fetch, a stall in a group worker's first batches (bench/RESULTS.md). Also the most a
+	 * quiet stream's new message can wait at a broker that does not answer early.
+	 */
+	TribKafkaSet(conf, "fetch.wait.max.ms", "100", def);
 	if (o->librdkafka != NULL)
 	{
 		JsonbIterator *it = JsonbIteratorInit(o->librdkafka);
