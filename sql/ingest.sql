@@ -485,10 +485,47 @@ SELECT (payload_text(d.payload)::jsonb ->> 'n')::int AS n, d.error, d.sqlstate
 FROM tributary.dead_letters d WHERE d.stream = 'ing_conv' ORDER BY 1;
 SET TimeZone = 'UTC';
 
+-- double precision: plain decimals of at most 15 significant digits are built directly
+-- (m / 10^k, exact); every stored value must be bit for bit what float8in gives, for edge
+-- cases and for 20000 decimals of 1 to 19 digits with the point anywhere, as JSON numbers
+-- and as strings.
+CREATE TABLE ing_f8 (n integer, f float8, s text);
+SELECT tributary.create_stream('ing_f8', 'ing_f8');
+CREATE TEMP TABLE ing_f8_in (n serial, v text);
+INSERT INTO ing_f8_in (v) VALUES
+    ('0'), ('-0'), ('+0'), ('-0.0'), ('0.1'), ('.5'), ('5.'), ('00001.50000'), ('123456789012345'),
+    ('1234567890123456'), ('9007199254740993'), ('0.000000000000000000001'),
+    ('0.0000000000000000000001'), ('0.00000000000000000000001'), ('999999999999999.9'),
+    ('0.14285714285714285'), ('0.2857142857142857'), ('1e3'), ('1.5E-3'), ('NaN'), ('-Infinity'),
+    (' 1'), ('1 '), ('.'), ('-'), (''), ('1..2'), ('0x10'), ('1,5');
+SELECT setseed(0.25);
+INSERT INTO ing_f8_in (v)
+SELECT CASE WHEN g % 4 = 0 THEN '-' ELSE '' END ||
+       trunc((random() * 10 ^ (1 + g % 19))::numeric, 0)::text AS digits
+FROM generate_series(1, 20000) AS g;
+-- put the point at a place of each generated number's own (or none)
+UPDATE ing_f8_in
+SET v = CASE WHEN n % 7 = 0 THEN v
+             ELSE left(v, length(v) - n % length(v)) || '.' || right(v, n % length(v)) END
+WHERE n > 29 AND length(v) > 1 AND v !~ '^-.$';
+SELECT * FROM tributary.ingest('ing_f8', ARRAY(
+    SELECT CASE WHEN n % 2 = 0 AND v ~ '^-?(0|[1-9][0-9]*)(\.[0-9]+)?$'
+                THEN format('{"n": %s, "f": %s, "s": %s}', n, v, to_json(v))
+                ELSE jsonb_build_object('n', n, 'f', v, 's', v)::text END
+    FROM ing_f8_in ORDER BY n));
+SELECT count(*) AS rows, count(*) FILTER (WHERE s ~ '^-?[0-9]*\.?[0-9]*$') AS plain FROM ing_f8;
+-- stored values whose bits differ from float8in's (none)
+SELECT n, s, f FROM ing_f8 WHERE float8send(f) IS DISTINCT FROM float8send(s::float8);
+-- the edge cases: stored, or refused with float8in's error
+SELECT i.n, i.v, f.f::text AS stored FROM ing_f8_in i LEFT JOIN ing_f8 f USING (n)
+WHERE i.n <= 29 ORDER BY i.n;
+SELECT (payload_text(d.payload)::jsonb ->> 'n')::int AS n, d.error, d.sqlstate
+FROM tributary.dead_letters d WHERE d.stream = 'ing_f8' ORDER BY 1;
+
 -- Clean up.
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'ing\_%' ORDER BY name;
 SELECT count(*) AS dead_letters_left FROM tributary.dead_letters;
 DROP TABLE ing_all, ing_ovf, ing_ovf_json, ing_con, ing_parent, ing_trg, ing_audit, ing_part,
-    ing_dom, ing_dropped, ing_tx, ing_limits, ing_ident, ing_conv;
+    ing_dom, ing_dropped, ing_tx, ing_limits, ing_ident, ing_conv, ing_f8;
 DROP DOMAIN ing_posint, ing_tags;
 DROP FUNCTION ing_trg_before(), ing_trg_after(), ing_dead(text), ing_stats(text);

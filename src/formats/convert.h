@@ -18,6 +18,7 @@
 
 extern bool TribConvertInt8(const char *s, int len, int64 *result);
 extern bool TribConvertInt4(const char *s, int len, int32 *result);
+extern bool TribConvertFloat8(const char *s, int len, float8 *result);
 extern bool TribConvertTimestamp(const char *s, int len, bool with_zone, Timestamp *result);
 
 #endif							/* TRIBUTARY_CONVERT_H */

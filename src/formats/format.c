@@ -64,6 +64,8 @@ TribColumnSetUp(TribColumn *c, Form_pg_attribute att)
 		c->conv = TRIB_CONV_INT4;
 	else if (c->typid == INT8OID)
 		c->conv = TRIB_CONV_INT8;
+	else if (c->typid == FLOAT8OID)
+		c->conv = TRIB_CONV_FLOAT8;
 	else if (c->typid == TIMESTAMPOID && c->typmod < 0)
 		c->conv = TRIB_CONV_TIMESTAMP;
 	else if (c->typid == TIMESTAMPTZOID && c->typmod < 0)
@@ -206,6 +208,17 @@ TribRowSetText(TribTarget *t, TribRow *row, int col, const char *text, int len, 
 				if (TribConvertInt8(text, len, &v))
 				{
 					TribRowSetDatum(t, row, col, Int64GetDatum(v));
+					return true;
+				}
+			}
+			break;
+		case TRIB_CONV_FLOAT8:
+			{
+				float8		v;
+
+				if (TribConvertFloat8(text, len, &v))
+				{
+					TribRowSetDatum(t, row, col, Float8GetDatum(v));
 					return true;
 				}
 			}

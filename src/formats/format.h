@@ -38,9 +38,10 @@ typedef enum TribColumnConversion
 	TRIB_CONV_INPUT,			/* the type's input function, with the column's typmod */
 	TRIB_CONV_TEXT,				/* type text: the characters as they are */
 	TRIB_CONV_JSON,				/* type json: text the json format has already parsed */
-	TRIB_CONV_INT4,				/* integer, bigint, timestamp, timestamptz (typmod -1): */
-	TRIB_CONV_INT8,				/* their commonest shapes directly (convert.h), others */
-	TRIB_CONV_TIMESTAMP,		/* through the input function */
+	TRIB_CONV_INT4,				/* integer, bigint, double precision, timestamp, */
+	TRIB_CONV_INT8,				/* timestamptz (typmod -1): their commonest shapes */
+	TRIB_CONV_FLOAT8,			/* directly (convert.h), others through the input */
+	TRIB_CONV_TIMESTAMP,		/* function */
 	TRIB_CONV_TIMESTAMPTZ
 } TribColumnConversion;
 
