@@ -23,6 +23,9 @@ SELECT tributary.set_quality('qs', '0 minutes');
 SELECT tributary.set_quality('qs', '1 minute', slide => '25 seconds');
 SELECT tributary.set_quality('qs', '1 minute', allowed_lateness => '-1 second');
 SELECT tributary.set_quality('qs', '1 minute', columns => '{value,nope}');
+-- system columns are no user columns (window_quality refuses them too)
+SELECT tributary.set_quality('qs', '1 minute', columns => '{value,ctid}');
+SELECT tributary.set_quality('qs', '1 minute', key_column => 'xmin');
 SELECT tributary.set_quality('qs', '1 minute', thresholds => '{"speed": 1}');
 SELECT tributary.set_quality('qs', '1 minute', thresholds => '{"columns": {"device": {"max": 3}}}');
 SELECT tributary.set_quality('qs', '1 minute', columns => '{value}',

@@ -123,32 +123,50 @@ tributary_set_snapshot(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* drop_snapshot(stream, if_exists): forget the stream's snapshot, and its fan-out. */
-Datum
-tributary_drop_snapshot(PG_FUNCTION_ARGS)
+/*
+ * What drop_snapshot and drop_fanout (fname; fanout says which) start with: the stream,
+ * checked that the caller may manage it, and its settings. NULL when there is nothing to
+ * drop and if_exists is true (an error when it is not).
+ */
+static TribSnapshotConfig *
+TribSnapToDrop(FunctionCallInfo fcinfo, const char *fname, bool fanout, StreamDef **defp)
 {
 	char	   *name = TribArgText(fcinfo, 0, "stream");
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	StreamDef  *def;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	TribSnapshotConfig *cfg;
 
-	PreventCommandIfReadOnly("tributary.drop_snapshot");
+	PreventCommandIfReadOnly(fname);
 	TribSnapRequireCatalog();
 	def = TribStreamLoad(name, if_exists, true);
 	if (def == NULL)
-		PG_RETURN_VOID();
-	TribCheckMayManage(def, "drop the snapshot of", false);
-	if (TribSnapLoad(name) == NULL)
+		return NULL;
+	TribCheckMayManage(def, fanout ? "drop the fan-out of" : "drop the snapshot of", false);
+	cfg = TribSnapLoad(name);
+	if (cfg == NULL || (fanout && !cfg->fanout))
 	{
 		if (if_exists)
-			PG_RETURN_VOID();
+			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("stream \"%s\" has no snapshot", name),
+				 errmsg("stream \"%s\" has no %s", name, fanout ? "fan-out" : "snapshot"),
 				 errhint("Pass if_exists => true to ignore this.")));
 	}
-	values[0] = CStringGetTextDatum(name);
+	*defp = def;
+	return cfg;
+}
+
+/* drop_snapshot(stream, if_exists): forget the stream's snapshot, and its fan-out. */
+Datum
+tributary_drop_snapshot(PG_FUNCTION_ARGS)
+{
+	StreamDef  *def;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	if (TribSnapToDrop(fcinfo, "tributary.drop_snapshot", false, &def) == NULL)
+		PG_RETURN_VOID();
+	values[0] = CStringGetTextDatum(def->name);
 	/* under the seq lock: no batch of the stream is between its snapshot stage and commit */
 	(void) TribSnapshotLock(def->id, true);
 	TribCatalogExecute("DELETE FROM tributary.snapshot_config WHERE stream OPERATOR(pg_catalog.=) $1",
@@ -257,30 +275,13 @@ tributary_set_fanout(PG_FUNCTION_ARGS)
 Datum
 tributary_drop_fanout(PG_FUNCTION_ARGS)
 {
-	char	   *name = TribArgText(fcinfo, 0, "stream");
-	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	StreamDef  *def;
-	TribSnapshotConfig *cfg;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
-	PreventCommandIfReadOnly("tributary.drop_fanout");
-	TribSnapRequireCatalog();
-	def = TribStreamLoad(name, if_exists, true);
-	if (def == NULL)
+	if (TribSnapToDrop(fcinfo, "tributary.drop_fanout", true, &def) == NULL)
 		PG_RETURN_VOID();
-	TribCheckMayManage(def, "drop the fan-out of", false);
-	cfg = TribSnapLoad(name);
-	if (cfg == NULL || !cfg->fanout)
-	{
-		if (if_exists)
-			PG_RETURN_VOID();
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("stream \"%s\" has no fan-out", name),
-				 errhint("Pass if_exists => true to ignore this.")));
-	}
-	values[0] = CStringGetTextDatum(name);
+	values[0] = CStringGetTextDatum(def->name);
 	TribCatalogExecute("UPDATE tributary.snapshot_config SET channels = NULL, payload = NULL, "
 					   "min_interval = NULL, heartbeat = NULL, resync_pending = false "
 					   "WHERE stream OPERATOR(pg_catalog.=) $1",

@@ -24,6 +24,7 @@
 #include "access/table.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/heap.h"
 #include "catalog/namespace.h"
 #include "common/int.h"
 #include "catalog/pg_type.h"
@@ -111,9 +112,13 @@ TribQualityCheckSlide(int64 window, int64 slide, Interval *window_iv, Interval *
 				 errhint("Windows start every slide; a window must be a whole number of slides.")));
 }
 
-/* The attribute number of rel's user column name, or an error naming what is wrong. */
-static AttrNumber
-TribAdhocColumn(Relation rel, const char *name, const char *what)
+/*
+ * The attribute number of rel's user column name, or an error: what "name" does not exist
+ * in where. System columns are not user columns: a window over ctid or xmin could not be
+ * the same continuously (rows as they land) and afterwards.
+ */
+AttrNumber
+TribQualityUserColumn(Relation rel, const char *name, const char *what, const char *where)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -124,11 +129,78 @@ TribAdhocColumn(Relation rel, const char *name, const char *what)
 		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
 			return att->attnum;
 	}
+	if (SystemAttributeByName(name) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("%s \"%s\" is a system column", what, name),
+				 errhint("Quality windows read the table's own columns: a system column is not part of a row's data.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("%s \"%s\" does not exist in \"%s\"", what, name, RelationGetRelationName(rel)),
+			 errmsg("%s \"%s\" does not exist in %s", what, name, where),
 			 errhint("Name a column of the table, as it is spelled in it (case matters).")));
 	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+/* TribQualityUserColumn for the ad-hoc functions: where is the table's name. */
+static AttrNumber
+TribAdhocColumn(Relation rel, const char *name, const char *what)
+{
+	return TribQualityUserColumn(rel, name, what,
+								 psprintf("\"%s\"", RelationGetRelationName(rel)));
+}
+
+/*
+ * The watched columns of a quality call (window_quality, column_quality, set_quality):
+ * every user column of rel when arg is NULL, else the names in arg, each a user column of
+ * rel (TribQualityUserColumn, where as it says), none twice. At least one.
+ */
+char	  **
+TribQualityColumnsArg(Relation rel, ArrayType *arg, const char *where, int *ncols)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	char	  **columns;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	*ncols = 0;
+	if (arg == NULL)
+	{
+		columns = palloc(sizeof(char *) * Max(desc->natts, 1));
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped)
+				columns[(*ncols)++] = pstrdup(NameStr(att->attname));
+		}
+		return columns;
+	}
+	deconstruct_array(arg, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("columns must name at least one column"),
+				 errhint("Pass null to watch every column.")));
+	columns = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("columns must not contain null")));
+		name = TextDatumGetCString(elems[i]);
+		(void) TribQualityUserColumn(rel, name, "column", where);
+		for (int j = 0; j < *ncols; j++)
+			if (strcmp(columns[j], name) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("column \"%s\" is named twice in columns", name)));
+		columns[(*ncols)++] = name;
+	}
+	return columns;
 }
 
 /* Read and check the arguments, before any row is read. */
@@ -184,50 +256,9 @@ TribAdhocArgs(FunctionCallInfo fcinfo, TribAdhocCall *call)
 		call->key_column = text_to_cstring(PG_GETARG_TEXT_PP(5));
 		(void) TribAdhocColumn(rel, call->key_column, "key column");
 	}
-	if (PG_ARGISNULL(4))
-	{
-		/* every column */
-		call->columns = palloc(sizeof(char *) * desc->natts);
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped)
-				call->columns[call->ncols++] = pstrdup(NameStr(att->attname));
-		}
-	}
-	else
-	{
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
-
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &nulls, &n);
-		if (n == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("columns must name at least one column"),
-					 errhint("Pass null to watch every column.")));
-		call->columns = palloc(sizeof(char *) * n);
-		for (int i = 0; i < n; i++)
-		{
-			char	   *name;
-
-			if (nulls[i])
-				ereport(ERROR,
-						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("columns must not contain null")));
-			name = TextDatumGetCString(elems[i]);
-			(void) TribAdhocColumn(rel, name, "column");
-			for (int j = 0; j < call->ncols; j++)
-				if (strcmp(call->columns[j], name) == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_DUPLICATE_COLUMN),
-							 errmsg("column \"%s\" is named twice in columns", name)));
-			call->columns[call->ncols++] = name;
-		}
-	}
+	call->columns = TribQualityColumnsArg(rel, PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4),
+										  psprintf("\"%s\"", RelationGetRelationName(rel)),
+										  &call->ncols);
 	relation_close(rel, AccessShareLock);
 }
 

@@ -45,21 +45,11 @@
 #include "quality/window.h"
 
 
-/* A number from a thresholds object, or false (checked by set_quality when stored). */
-static bool
-TribJsonbNumber(Jsonb *obj, const char *name, double *out)
+/* A threshold from a thresholds object, or false (set_quality checked them when stored). */
+static inline bool
+TribAlertThreshold(Jsonb *obj, const char *name, double *t)
 {
-	JsonbValue	key;
-	JsonbValue *v;
-
-	key.type = jbvString;
-	key.val.string.val = (char *) name;
-	key.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &key);
-	if (v == NULL || v->type != jbvNumeric)
-		return false;
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-	return true;
+	return TribQualityJsonbNumber(obj, name, NULL, t);
 }
 
 /* Record one metric that fell short, as "name": {"value": v, "threshold": t}. */
@@ -91,14 +81,14 @@ TribQualityShortfalls(TribQualityConfig *cfg, const TribQualityWindow *w,
 	initStringInfo(&failed);
 	appendStringInfoChar(&failed, '{');
 	for (int c = 0; c < TRIB_QC_COUNT; c++)
-		if (m->has_component[c] && TribJsonbNumber(cfg->thresholds, TribQualityComponentNames[c], &t) &&
+		if (m->has_component[c] && TribAlertThreshold(cfg->thresholds, TribQualityComponentNames[c], &t) &&
 			m->component[c] < t)
 			TribAlertFailed(&failed, TribQualityComponentNames[c], m->component[c], t);
-	if (m->has_score && TribJsonbNumber(cfg->thresholds, "quality_score", &t) && m->score < t)
+	if (m->has_score && TribAlertThreshold(cfg->thresholds, "quality_score", &t) && m->score < t)
 		TribAlertFailed(&failed, "quality_score", m->score, t);
-	if (TribJsonbNumber(cfg->thresholds, "rows", &t) && (double) m->rows < t)
+	if (TribAlertThreshold(cfg->thresholds, "rows", &t) && (double) m->rows < t)
 		TribAlertFailed(&failed, "rows", (double) m->rows, t);
-	if (TribJsonbNumber(cfg->thresholds, "freshness", &t) && cfg->has_newest)
+	if (TribAlertThreshold(cfg->thresholds, "freshness", &t) && cfg->has_newest)
 	{
 		double		fresh = (double) (closed_at - cfg->newest_event) / USECS_PER_SEC;
 
@@ -130,18 +120,18 @@ TribQualityShortfalls(TribQualityConfig *cfg, const TribQualityWindow *w,
 					continue;
 				cj = JsonbValueToJsonb(cv);
 				TribQualityColumnRead(w, c, &cm, false);
-				if (cm.rows > 0 && TribJsonbNumber(cj, "completeness", &t) && cm.completeness < t)
+				if (cm.rows > 0 && TribAlertThreshold(cj, "completeness", &t) && cm.completeness < t)
 				{
 					label = psprintf("%s.completeness", cfg->columns[c]);
 					TribAlertFailed(&failed, label, cm.completeness, t);
 				}
 				if (!(cm.numeric && cm.has_values))
 					continue;
-				if (TribJsonbNumber(cj, "outlier_rate", &t) && cm.outlier_rate > t)
+				if (TribAlertThreshold(cj, "outlier_rate", &t) && cm.outlier_rate > t)
 					TribAlertFailed(&failed, psprintf("%s.outlier_rate", cfg->columns[c]), cm.outlier_rate, t);
-				if (TribJsonbNumber(cj, "min", &t) && cm.min < t)
+				if (TribAlertThreshold(cj, "min", &t) && cm.min < t)
 					TribAlertFailed(&failed, psprintf("%s.min", cfg->columns[c]), cm.min, t);
-				if (TribJsonbNumber(cj, "max", &t) && cm.max > t)
+				if (TribAlertThreshold(cj, "max", &t) && cm.max > t)
 					TribAlertFailed(&failed, psprintf("%s.max", cfg->columns[c]), cm.max, t);
 			}
 	}

@@ -79,6 +79,7 @@ typedef struct TribQualityPartial
 
 /* SPI statements: connected, as the extension's owner (settings.c) */
 extern int64 TribIntervalUsecs(Interval *iv);
+extern bool TribQualityJsonbNumber(Jsonb *obj, const char *key, const char *what, double *out);
 extern void TribQualitySpi(const char *sql, int nargs, Oid *types, Datum *values,
 						   const char *nulls, int expect);
 extern TribQualityConfig *TribQualityConfigLoad(const char *stream, MemoryContext cxt);

@@ -53,6 +53,36 @@ static const char *TribQualityConfigColumns =
  * ---------------------------------------------------------------------------------------
  */
 
+/*
+ * The number under key in a jsonb object (thresholds, weights): true and *out when it is
+ * one; false when key is absent. A value that is no number is an error naming it as what
+ * ("threshold \"rows\" must be a number") when what is given (set_quality's checks), and
+ * false when it is NULL (reading settings those checks stored).
+ */
+bool
+TribQualityJsonbNumber(Jsonb *obj, const char *key, const char *what, double *out)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return false;
+	if (v->type != jbvNumeric)
+	{
+		if (what == NULL)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" must be a number", what, key)));
+	}
+	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	return true;
+}
+
 /* An interval's microseconds (checked when stored). */
 int64
 TribIntervalUsecs(Interval *iv)

@@ -111,27 +111,6 @@ TribQualityCheckKeys(Jsonb *obj, const char *const *names, const char *what)
 	}
 }
 
-/* The value of key in obj, which must be a number (>= 0), or false when absent. */
-static bool
-TribQualityCheckNumber(Jsonb *obj, const char *key, const char *what, double *out)
-{
-	JsonbValue	k;
-	JsonbValue *v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &k);
-	if (v == NULL)
-		return false;
-	if (v->type != jbvNumeric)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s \"%s\" must be a number", what, key)));
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-	return true;
-}
-
 /* Check thresholds against the metrics and the watched columns (numeric metrics on numeric ones). */
 static void
 TribQualityCheckThresholds(Jsonb *thresholds, Oid target, char **columns, int ncols)
@@ -143,7 +122,7 @@ TribQualityCheckThresholds(Jsonb *thresholds, Oid target, char **columns, int nc
 
 	TribQualityCheckKeys(thresholds, top, "thresholds");
 	for (int i = 0; top[i] != NULL; i++)
-		if (strcmp(top[i], "columns") != 0 && TribQualityCheckNumber(thresholds, top[i], "threshold", &t) &&
+		if (strcmp(top[i], "columns") != 0 && TribQualityJsonbNumber(thresholds, top[i], "threshold", &t) &&
 			t < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -196,14 +175,14 @@ TribQualityCheckThresholds(Jsonb *thresholds, Oid target, char **columns, int nc
 			att = get_attnum(target, name);
 			if (!TribQualityTypeIsNumeric(get_atttype(target, att)))
 				for (int i = 1; percol[i] != NULL; i++)
-					if (TribQualityCheckNumber(pj, percol[i], "threshold", &t))
+					if (TribQualityJsonbNumber(pj, percol[i], "threshold", &t))
 						ereport(ERROR,
 								(errcode(ERRCODE_DATATYPE_MISMATCH),
 								 errmsg("threshold \"%s\" needs a numeric column, and \"%s\" is of type %s",
 										percol[i], name, format_type_be(get_atttype(target, att))),
 								 errhint("Only completeness applies to every column.")));
 			for (int i = 0; percol[i] != NULL; i++)
-				(void) TribQualityCheckNumber(pj, percol[i], "threshold", &t);
+				(void) TribQualityJsonbNumber(pj, percol[i], "threshold", &t);
 		}
 	}
 }
@@ -226,7 +205,7 @@ TribQualityResolveWeights(Jsonb *given)
 		if (given != NULL)
 		{
 			w = 0;
-			(void) TribQualityCheckNumber(given, TribQualityComponentNames[i], "weight", &w);
+			(void) TribQualityJsonbNumber(given, TribQualityComponentNames[i], "weight", &w);
 			if (w < 0 || isnan(w))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -299,63 +278,17 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(8))
 		(void) TribQualityNonNegative(PG_GETARG_INTERVAL_P(8), "grace");
 
-	/* columns: checked against the target; null is every column */
+	/* columns: user columns of the target; null is every column */
 	{
 		Relation	rel = relation_open(def->target, AccessShareLock);
-		TupleDesc	desc = RelationGetDescr(rel);
+		char	   *where = psprintf("the target of stream \"%s\"", name);
 
-		columns = palloc(sizeof(char *) * Max(desc->natts, 1));
-		if (PG_ARGISNULL(4))
-		{
-			for (int i = 0; i < desc->natts; i++)
-				if (!TupleDescAttr(desc, i)->attisdropped)
-					columns[ncols++] = pstrdup(NameStr(TupleDescAttr(desc, i)->attname));
-		}
-		else
-		{
-			Datum	   *elems;
-			bool	   *nulls;
-			int			n;
-
-			deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &nulls, &n);
-			if (n == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("columns must name at least one column"),
-						 errhint("Pass null to watch every column.")));
-			columns = repalloc(columns, sizeof(char *) * n);
-			for (int i = 0; i < n; i++)
-			{
-				char	   *col;
-
-				if (nulls[i])
-					ereport(ERROR,
-							(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-							 errmsg("columns must not contain null")));
-				col = TextDatumGetCString(elems[i]);
-				if (get_attnum(def->target, col) == InvalidAttrNumber)
-					ereport(ERROR,
-							(errcode(ERRCODE_UNDEFINED_COLUMN),
-							 errmsg("column \"%s\" does not exist in the target of stream \"%s\"", col, name),
-							 errhint("Name a column of %s, as it is spelled in it (case matters).",
-									 get_rel_name(def->target))));
-				for (int j = 0; j < ncols; j++)
-					if (strcmp(columns[j], col) == 0)
-						ereport(ERROR,
-								(errcode(ERRCODE_DUPLICATE_COLUMN),
-								 errmsg("column \"%s\" is named twice in columns", col)));
-				columns[ncols++] = col;
-			}
-		}
+		columns = TribQualityColumnsArg(rel, PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4),
+										where, &ncols);
+		if (key_column != NULL)
+			(void) TribQualityUserColumn(rel, key_column, "key column", where);
 		relation_close(rel, AccessShareLock);
 	}
-	if (key_column != NULL && get_attnum(def->target, key_column) == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("key column \"%s\" does not exist in the target of stream \"%s\"", key_column, name),
-				 errhint("Name a column of %s, or pass null to count duplicates by the stream's key.",
-						 get_rel_name(def->target))));
 	thresholds = PG_ARGISNULL(5) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) :
 		PG_GETARG_JSONB_P(5);
 	TribQualityCheckThresholds(thresholds, def->target, columns, ncols);

@@ -17,19 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static uint64 check_state = UINT64CONST(88172645463325252);
+#include "fuzz_random.h"
+
 static long checked = 0;
 static long differing = 0;
-
-/* xorshift64: reproducible from the seed. */
-static uint64
-CheckRandom(void)
-{
-	check_state ^= check_state << 13;
-	check_state ^= check_state >> 7;
-	check_state ^= check_state << 17;
-	return check_state;
-}
 
 /* One magnitude: both indexes, counted and reported when they differ. */
 static void
@@ -49,17 +40,17 @@ main(int argc, char **argv)
 	long		millions = argc > 1 ? atol(argv[1]) : 20;
 	uint64		seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
 
-	check_state ^= seed * UINT64CONST(0x9e3779b97f4a7c15);
+	fuzz_state ^= seed * UINT64CONST(0x9e3779b97f4a7c15);
 	for (long n = 0; n < millions * 1000000; n++)
 	{
 		/* a normal double of any exponent, and a magnitude within 1e-9 .. 1e9 */
-		uint64		bits = ((1 + CheckRandom() % 2046) << 52) |
-			(CheckRandom() & UINT64CONST(0x000FFFFFFFFFFFFF));
+		uint64		bits = ((1 + FuzzRandom() % 2046) << 52) |
+			(FuzzRandom() & UINT64CONST(0x000FFFFFFFFFFFFF));
 		double		x;
 
 		memcpy(&x, &bits, sizeof(x));
 		CheckOne(x);
-		CheckOne(exp(-20.7 + 41.4 * ((CheckRandom() >> 11) * (1.0 / 9007199254740992.0))));
+		CheckOne(exp(-20.7 + 41.4 * FuzzUniform()));
 	}
 	for (int i = -70839; i <= 70978; i++)
 	{

@@ -19,7 +19,7 @@ FUZZ_SEED ?= 1
 FUZZ_SKETCH_SRCS := test/fuzz/sketch_fuzz.c test/fuzz/fe_shim.c \
 	src/quality/hll.c src/quality/ddsketch.c src/quality/xsum.c
 
-$(FUZZ_SKETCH): $(FUZZ_SKETCH_SRCS) $(wildcard src/quality/*.h) test/fuzz/fuzz.mk
+$(FUZZ_SKETCH): $(FUZZ_SKETCH_SRCS) $(wildcard src/quality/*.h) test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
 	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
 		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
@@ -29,7 +29,7 @@ $(FUZZ_SKETCH): $(FUZZ_SKETCH_SRCS) $(wildcard src/quality/*.h) test/fuzz/fuzz.m
 DDS_INDEX_CHECK := test/fuzz/dds_index_check
 
 $(DDS_INDEX_CHECK): test/fuzz/dds_index_check.c test/fuzz/fe_shim.c src/quality/ddsketch.c \
-		$(wildcard src/quality/*.h) test/fuzz/fuzz.mk
+		$(wildcard src/quality/*.h) test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
 	$(CC) $(CFLAGS) -Werror -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
 		-o $@ test/fuzz/dds_index_check.c test/fuzz/fe_shim.c \
 		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
@@ -45,7 +45,7 @@ FUZZ_RESP := test/fuzz/resp_fuzz
 FUZZ_RESP_ROUNDS ?= 20000
 FUZZ_RESP_SRCS := test/fuzz/resp_fuzz.c test/fuzz/fe_shim.c src/sources/redis_resp.c
 
-$(FUZZ_RESP): $(FUZZ_RESP_SRCS) src/sources/redis_internal.h test/fuzz/fuzz.mk
+$(FUZZ_RESP): $(FUZZ_RESP_SRCS) src/sources/redis_internal.h test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
 	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
 		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \

@@ -26,19 +26,10 @@
 
 #include "sources/redis_internal.h"
 
+#include "fuzz_random.h"
+
 #define FUZZ_MUTATIONS 40
 
-static uint64 fuzz_state = UINT64CONST(88172645463325252);
-
-/* xorshift64: reproducible from the seed. */
-static uint64
-FuzzRandom(void)
-{
-	fuzz_state ^= fuzz_state << 13;
-	fuzz_state ^= fuzz_state >> 7;
-	fuzz_state ^= fuzz_state << 17;
-	return fuzz_state;
-}
 
 static int
 FuzzBelow(int n)

@@ -25,27 +25,11 @@
 #include "quality/hll.h"
 #include "quality/xsum.h"
 
+#include "fuzz_random.h"
+
 #define FUZZ_MUTATIONS_PER_FORM 30
 #define FUZZ_BUF_SIZE 70000
 
-static uint64 fuzz_state = UINT64CONST(88172645463325252);
-
-/* xorshift64: reproducible from the seed on every platform. */
-static uint64
-FuzzRandom(void)
-{
-	fuzz_state ^= fuzz_state << 13;
-	fuzz_state ^= fuzz_state >> 7;
-	fuzz_state ^= fuzz_state << 17;
-	return fuzz_state;
-}
-
-/* Uniform in [0, 1). */
-static double
-FuzzUniform(void)
-{
-	return (FuzzRandom() >> 11) * (1.0 / 9007199254740992.0);
-}
 
 /* A value from every corner the quantile sketch and the sums treat apart. */
 static double
