@@ -6,9 +6,10 @@
 # snapshot and fan-out on its stream channel (payload full). A producer (Python, paced) writes
 # RATE messages/s for SECONDS seconds into kcat -P (linger.ms 1), each
 #   {"id": "k<n % KEYS>", "ts": <microseconds since the epoch when produced>, "pad": "..."}
-# while LISTENERS connections (psycopg, one Python process, select() over all) LISTEN on
-# tributary.fan. For every notification each listener receives, latency = receive time - ts
-# of the record it carries. Printed: deliveries, p50, p90, p99 and max over all listeners,
+# while LISTENERS connections LISTEN on tributary.fan: by default from one C process
+# (bench/fanout_listen.c, libpq, poll() over all; LISTENER=c), or from Python processes
+# (psycopg, select() over their share; LISTENER=python). For every notification each
+# listener receives, latency = receive time - ts of the record it carries. Printed: deliveries, p50, p90, p99 and max over all listeners,
 # for each (RATE, LISTENERS) pair.
 #
 # Coalescing: a batch notifies each key once (its newest state), so fewer notifications than
@@ -16,11 +17,12 @@
 #
 # Usage: bench/fanout_latency.sh
 # Environment: RATES="1000 10000", LISTENER_COUNTS="1 50", SECONDS_EACH=10, KEYS=1000,
-#   BATCH_MS=5, PROCS=2 (listener processes sharing the connections, when more than one),
-#   KEEP_TMP=1
+#   BATCH_MS=5, LISTENER=c (or python), PROCS (listener processes sharing the connections:
+#   1 for c, 2 for python), KEEP_TMP=1
 # A warm-up of 2 s at 200 messages/s, not measured, runs first (kcat's and the worker's
-# first fetches). On 2 vCPUs the Python listeners themselves take CPU from the server: at
-# 10000/s with 50 listeners they receive 500000 notifications/s between them.
+# first fetches). On 2 vCPUs the listeners themselves take CPU from the server: at 10000/s
+# with 50 listeners they receive 500000 notifications/s between them, which Python
+# listeners cannot keep up with (bench/RESULTS.md).
 # Run by hand; nothing here asserts on timing.
 set -euo pipefail
 
@@ -127,7 +129,22 @@ pct() {	# file of sorted latencies (us), percentile -> ms
 		i = int(n * p); if (i >= n) i = n - 1; printf "%.1f", a[i + 1] / 1000 }' "$1"
 }
 
-procs_max="${PROCS:-2}"
+# the listener: C (bench/fanout_listen.c, libpq; one process) or Python (psycopg)
+listener="${LISTENER:-c}"
+case "$listener" in
+	c)
+		cc -O2 -Wall -Werror -o "$tmp/fanout_listen" bench/fanout_listen.c \
+			-I"$(pg_config --includedir)" -L"$(pg_config --libdir)" -lpq
+		listen_cmd=("$tmp/fanout_listen")
+		procs_default=1
+		;;
+	python)
+		listen_cmd=(/usr/bin/python3 "$tmp/listen.py")
+		procs_default=2
+		;;
+	*) echo "LISTENER must be c or python" >&2; exit 2 ;;
+esac
+procs_max="${PROCS:-$procs_default}"
 /usr/bin/python3 "$tmp/produce.py" 200 2 "$keys" | kcat -P -b "$bootstrap" -t fan -X linger.ms=1 2>"$tmp/kcat.err"
 sleep 2
 printf '%-8s %-9s %11s %8s %8s %8s %8s\n' rate listeners deliveries p50_ms p90_ms p99_ms max_ms
@@ -139,7 +156,7 @@ for rate in $rates; do
 		for p in $(seq "$procs"); do
 			share=$(((listeners + procs - p) / procs))
 			rm -f "$out.$p" "$out.$p.ready"
-			/usr/bin/python3 "$tmp/listen.py" "$conninfo" "$share" "$((seconds + 5))" "$out.$p" &
+			"${listen_cmd[@]}" "$conninfo" "$share" "$((seconds + 5))" "$out.$p" &
 			pids+=($!)
 		done
 		for p in $(seq "$procs"); do until [ -f "$out.$p.ready" ]; do sleep 0.1; done; done
