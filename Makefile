@@ -41,6 +41,7 @@ OBJS = \
 	src/sources/kafka.o \
 	src/sources/kafka_options.o \
 	src/sources/kafka_consumer.o \
+	src/sources/kafka_reaper.o \
 	src/sources/kafka_positions.o \
 	src/sources/kafka_policy.o \
 	src/launcher.o \

@@ -353,7 +353,7 @@ TribKafkaSourceRelease(void *consumer)
 {
 	TribKafka  *k = consumer;
 
-	TribKafkaReleaseHeld(k);
+	TribKafkaReaperGive(k);		/* the batch is committed: destroyed meanwhile */
 	if (k->tally.next != NULL)
 		rd_kafka_topic_partition_list_destroy(k->tally.next);
 	k->tally.next = NULL;

@@ -205,6 +205,7 @@ TribKafkaClose(TribKafka *k, bool at_exit)
 {
 	if (k->rk == NULL)
 		return;
+	TribKafkaReaperStop(k);
 	TribKafkaReleaseHeld(k);
 	if (k->tally.next != NULL)
 		rd_kafka_topic_partition_list_destroy(k->tally.next);
@@ -241,8 +242,7 @@ TribKafkaReuse(TribKafka *k, StreamDef *def, int index)
 		return false;
 	Assert(k->held == 0);
 	k->def = def;
-	pfree(k->batch);
-	k->batch = MemoryContextAlloc(k->cxt, sizeof(rd_kafka_message_t *) * def->batch_size);
+	TribKafkaReaperResize(k, def->batch_size);
 	ereport(LOG, (errmsg("tributary stream \"%s\" worker #%d keeps its consumer: the options it was built from did not change",
 						 def->name, index + 1)));
 	return true;
@@ -369,6 +369,7 @@ TribKafkaOpen(StreamDef *def, int index)
 						 def->name, index + 1, k->opts.brokers, k->opts.group,
 						 k->instance == NULL ? "" :
 						 psprintf(", instance \"%s\"", k->instance))));
+	TribKafkaReaperStart(k, def->batch_size);
 	return k;
 }
 

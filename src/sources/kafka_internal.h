@@ -56,6 +56,9 @@ typedef struct TribKafkaTally
 #define TRIB_TALLY_FIELDS 4
 
 /* One consumer: the source routine's opaque consumer (sources/source.h). */
+/* kafka_reaper.c's thread, which destroys committed batches' messages */
+typedef struct TribKafkaReaper TribKafkaReaper;
+
 typedef struct TribKafka
 {
 	MemoryContext cxt;			/* lives as long as the consumer */
@@ -75,6 +78,7 @@ typedef struct TribKafka
 	char	   *reported_error; /* the last error written to last_error */
 	TimestampTz watermarks_at;	/* when the assigned partitions' watermarks were read */
 	char	   *instance;		/* group.instance.id of this worker, or NULL */
+	TribKafkaReaper *reaper;	/* NULL: messages are destroyed on this thread */
 } TribKafka;
 
 /* kafka_options.c */
@@ -110,6 +114,12 @@ extern void TribKafkaReport(TribKafka *k, const char *error);
 
 /* Give back all held messages: they are read again from the stored offsets. */
 extern void TribKafkaReleaseHeld(TribKafka *k);
+
+/* kafka_reaper.c */
+extern void TribKafkaReaperStart(TribKafka *k, int capacity);
+extern void TribKafkaReaperGive(TribKafka *k);
+extern void TribKafkaReaperResize(TribKafka *k, int capacity);
+extern void TribKafkaReaperStop(TribKafka *k);
 
 /* Give back the held messages of revoked partitions, keep the others. */
 extern void TribKafkaDropRevoked(TribKafka *k, rd_kafka_topic_partition_list_t *revoked);
