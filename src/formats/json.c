@@ -19,6 +19,7 @@
 
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
+#include "port/pg_bitutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -310,11 +311,39 @@ TribJsonSkipSpace(const char *p, const char *end)
 	return p;
 }
 
-/* A string without escapes or control characters; p is at the opening quote. */
+/*
+ * A string without escapes or control characters; p is at the opening quote. Eight bytes
+ * at a time where it can: the lowest byte that is '"', '\\' or below 0x20 is found exactly
+ * (the borrows of the zero-byte test only ever mark bytes above a true one).
+ */
 static inline const char *
 TribJsonPlainString(const char *p, const char *end)
 {
-	for (p++; p < end; p++)
+	p++;
+#ifndef WORDS_BIGENDIAN
+	while (end - p >= 8)
+	{
+		const uint64 ones = UINT64CONST(0x0101010101010101);
+		const uint64 high = UINT64CONST(0x8080808080808080);
+		uint64		w;
+		uint64		quote;
+		uint64		backslash;
+		uint64		hit;
+
+		memcpy(&w, p, 8);
+		quote = w ^ (ones * '"');
+		backslash = w ^ (ones * '\\');
+		hit = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+			   ((w - ones * 0x20) & ~w)) & high;
+		if (hit != 0)
+		{
+			p += pg_rightmost_one_pos64(hit) / 8;
+			return *p == '"' ? p + 1 : NULL;
+		}
+		p += 8;
+	}
+#endif
+	for (; p < end; p++)
 	{
 		unsigned char c = (unsigned char) *p;
 
