@@ -172,6 +172,21 @@ SELECT count(*) AS configs, (SELECT count(*) FROM tributary.quality_windows WHER
 FROM tributary.quality_config WHERE stream = 'qs';
 SELECT * FROM tributary.quality_now('qs');
 
+-- A time date_bin cannot bin (from an origin far in the past to a time near the end of
+-- the timestamp range, the difference does not fit an interval): continuously the row is
+-- in no window, as a row without an event time, and the others go on; ad hoc, date_bin's
+-- error, as the query path raises it.
+CREATE TABLE qs_far (id int, at timestamptz);
+SELECT tributary.create_stream('qs_far', 'qs_far', 'local', '{"format": "json"}',
+                               event_time => 'at');
+SELECT tributary.set_quality('qs_far', '1 hour', origin => '4700-01-01 00:00+00 BC');
+SELECT * FROM tributary.ingest('qs_far', ARRAY['{"id": 1, "at": "294000-06-01T10:30:00Z"}',
+                                               '{"id": 2, "at": "2026-06-01T10:30:00Z"}']);
+SELECT pane_start, newest_event FROM tributary.quality_partials WHERE stream = 'qs_far' ORDER BY 1;
+SELECT * FROM tributary.window_quality('qs_far', 'at', '1 hour', origin => '4700-01-01 00:00+00 BC');
+SELECT tributary.drop_stream('qs_far');
+DROP TABLE qs_far;
+
 -- Dropping a stream drops its windows and alerts.
 SELECT tributary.drop_stream('qs');
 SELECT tributary.drop_stream('qh');

@@ -258,24 +258,21 @@ TribAdhocScannerInit(TribAdhocScanner *s, const TribAdhocScanSpec *spec, Relatio
 
 /*
  * The window of the pane that holds t: the previous row's most of the time (rows come
- * roughly in time order). A pane's start is date_bin's: computed here for times at or
- * after the origin, by timestamptz_bin itself before it (or when the difference overflows).
+ * roughly in time order). A pane's start is date_bin's (TribQualityPaneStart); where
+ * date_bin fails, so does this, with its error, as the query path would.
  */
 static inline TribQualityWindow *
 TribAdhocPane(TribAdhocScanner *s, TimestampTz t)
 {
 	const TribAdhocScanSpec *spec = s->spec;
 	TimestampTz start;
-	int64		since;
 	bool		found;
 
 	if (s->last != NULL && t >= s->last->start && t - s->last->start < spec->slide)
 		return s->last->window;
 	s->lookups++;
-	if (t >= spec->origin && !pg_sub_s64_overflow(t, spec->origin, &since))
-		start = t - since % spec->slide;
-	else
-		start = TribAdhocBin((Interval *) &spec->slide_iv, t, spec->origin);
+	if (!TribQualityPaneStart(t, spec->origin, spec->slide, (Interval *) &spec->slide_iv, &start))
+		start = TribAdhocBin((Interval *) &spec->slide_iv, t, spec->origin);	/* its error */
 	s->last = hash_search(s->panes, &start, HASH_ENTER, &found);
 	if (!found)
 	{

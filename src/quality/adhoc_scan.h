@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/parallel.h"
+#include "common/int.h"
 #include "datatype/timestamp.h"
 #include "storage/dsm.h"
 #include "storage/shm_toc.h"
@@ -74,6 +75,25 @@ extern void TribAdhocReportRead(TribAdhocReport report, const TribQualityWindow 
 
 /* date_bin(stride, t, origin), exactly as the query path bins panes. */
 extern TimestampTz TribAdhocBin(Interval *stride, TimestampTz t, TimestampTz origin);
+
+/*
+ * The start of the pane of t, as date_bin(slide, t, origin) computes it (slide in
+ * microseconds, and as an interval): directly for times at or after the origin, by
+ * timestamptz_bin itself before it. False when t - origin does not fit in an interval,
+ * where date_bin raises "interval out of range" (a time near the end of the timestamp
+ * range with an origin far in the past).
+ */
+static inline bool
+TribQualityPaneStart(TimestampTz t, TimestampTz origin, int64 slide, Interval *slide_iv,
+					 TimestampTz *start)
+{
+	int64		since;
+
+	if (pg_sub_s64_overflow(t, origin, &since))
+		return false;
+	*start = since >= 0 ? t - since % slide : TribAdhocBin(slide_iv, t, origin);
+	return true;
+}
 
 /*
  * Read spec's table (a plain table or materialized view the caller may read, without

@@ -80,6 +80,7 @@
 #include "stage.h"
 #include "tributary.h"
 #include "quality/adhoc.h"
+#include "quality/adhoc_scan.h"
 #include "quality/continuous.h"
 #include "quality/continuous_internal.h"
 #include "quality/window.h"
@@ -105,15 +106,15 @@ typedef struct TribQualityPaneEntry
 	TribQualityWindow *window;
 } TribQualityPaneEntry;
 
-/* date_bin(slide, t, origin), as the ad-hoc functions and the query path bin. */
-static TimestampTz
-TribQualityPaneOf(TribQualityConfig *cfg, TimestampTz t)
+/*
+ * The pane of t, as the ad-hoc functions and the query path bin (TribQualityPaneStart);
+ * false where date_bin fails: such a row belongs to no window, as a row without an event
+ * time, rather than failing the batch.
+ */
+static inline bool
+TribQualityPaneOf(TribQualityConfig *cfg, TimestampTz t, TimestampTz *start)
 {
-	if (t >= cfg->origin)
-		return t - (t - cfg->origin) % cfg->slide;
-	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_bin, IntervalPGetDatum(cfg->slide_iv),
-												   TimestampTzGetDatum(t),
-												   TimestampTzGetDatum(cfg->origin)));
+	return TribQualityPaneStart(t, cfg->origin, cfg->slide, cfg->slide_iv, start);
 }
 
 /* The window of pane start in the batch's table of panes, made when new. */
@@ -248,6 +249,7 @@ TribQualityProcess(const TribStageBatch *batch)
 	{
 		TribStageRow *row = &batch->rows[r];
 		TimestampTz t;
+		TimestampTz pane;
 		TribQualityWindow *w;
 		double		lag;
 
@@ -256,9 +258,9 @@ TribQualityProcess(const TribStageBatch *batch)
 			continue;
 		/* a timestamp is read as UTC, as window_quality reads it: the same microseconds */
 		t = DatumGetTimestampTz(values[timeatt - 1]);
-		if (TIMESTAMP_NOT_FINITE(t))
+		if (TIMESTAMP_NOT_FINITE(t) || !TribQualityPaneOf(cfg, t, &pane))
 			continue;
-		w = TribQualityPane(panes, cfg, numeric, TribQualityPaneOf(cfg, t), cxt);
+		w = TribQualityPane(panes, cfg, numeric, pane, cxt);
 		TribQualityWindowAddEvent(w, t);
 		newest = Max(newest, t);
 		if (t < watermark)
@@ -292,8 +294,10 @@ TribQualityProcess(const TribStageBatch *batch)
 	{
 		TimestampTz t = newest != DT_NOBEGIN ? newest :
 			cfg->has_newest ? cfg->newest_event : batch->arrived;
+		TimestampTz pane;
 
-		TribQualityPane(panes, cfg, numeric, TribQualityPaneOf(cfg, t), cxt)->dead += dead;
+		if (TribQualityPaneOf(cfg, t, &pane))
+			TribQualityPane(panes, cfg, numeric, pane, cxt)->dead += dead;
 	}
 
 	/* one partial per pane */
