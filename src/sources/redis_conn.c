@@ -840,6 +840,24 @@ TribRedisGroupPosition(TribRedis *r, TribRedisKey *key, TribRedisId *pos, char *
 }
 
 /*
+ * Store every key's position in a transaction of its own, outside a batch (a key's
+ * starting point, a position reset); back in the caller's memory after.
+ */
+static void
+TribRedisStoreNow(TribRedis *r)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	TribRedisStorePositions(r, false);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+}
+
+/*
  * A stored position past the key's last id: the key was deleted and re-created (or
  * flushed). Go on from the key's start, or its end with start "$", store that position,
  * and move the group there if it exists; as Kafka does with an offset out of range.
@@ -848,16 +866,9 @@ static void
 TribRedisResetPosition(TribRedis *r, TribRedisKey *key, TribRedisId last, bool exists)
 {
 	TribRedisId old = key->stored;
-	MemoryContext caller = CurrentMemoryContext;
 
 	key->stored = r->opts.start == TRIB_REDIS_START_NEW ? last : (TribRedisId) {0, 0};
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	TribRedisStorePositions(r, false);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(caller);
+	TribRedisStoreNow(r);
 	ereport(WARNING,
 			(errmsg("tributary stream \"%s\": stored position %s of key \"%s\" is past the key's last entry; going on after %s",
 					r->def->name, TribRedisIdText(old), key->name, TribRedisIdText(key->stored)),
@@ -959,13 +970,7 @@ TribRedisSetUpKeys(TribRedis *r)
 			{
 				key->stored = from;
 				key->has_stored = true;
-				SetCurrentStatementStartTimestamp();
-				StartTransactionCommand();
-				PushActiveSnapshot(GetTransactionSnapshot());
-				TribRedisStorePositions(r, false);
-				PopActiveSnapshot();
-				CommitTransactionCommand();
-				MemoryContextSwitchTo(caller);
+				TribRedisStoreNow(r);
 			}
 		}
 		if (error != NULL)
