@@ -84,6 +84,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=test/lib/cluster.sh
 source test/lib/cluster.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 # shellcheck source=test/lib/kafka.sh
 source test/lib/kafka.sh
 
@@ -130,10 +132,6 @@ trib_cluster_start "$tmp" "tributary.database = 'postgres'" "tributary.naptime =
 	"shared_buffers = '1GB'" "max_wal_size = '8GB'" "checkpoint_timeout = '30min'" \
 	"synchronous_commit = off" "max_worker_processes = 32" >/dev/null
 sql() { trib_as_user psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-now_ms() { date +%s%3N; }
-# rows/s and seconds from rows and milliseconds
-rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%d", n * 1000 / (ms > 0 ? ms : 1) }'; }
-secs() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 
 # The broker: a child of this script (it stops by itself if the script dies). Its start
 # can take seconds per partition (see test/lib/kafka.sh), so allow 3 s per partition.
@@ -161,40 +159,7 @@ COPY (SELECT format('{"id":%s,"name":"%s","at":"%s","value":%s,"tag":"%s"}', i, 
 COPY (SELECT i, name, at, value, tag FROM src ORDER BY i) TO '$tmp/rows.csv' WITH (FORMAT csv);
 DROP TABLE src;
 
--- Wait until the stream has committed n rows into tbl, at most timeout_s seconds, polling
--- every 0.2 s; returns when the first rows and all n were seen (ms since the epoch). A
--- volatile function: each query takes a new snapshot, so commits show up as they happen.
-CREATE FUNCTION bench_wait(stream text, tbl regclass, n bigint, poll text, timeout_s int,
-                           OUT first_ms bigint, OUT done_ms bigint)
-LANGUAGE plpgsql AS \$\$
-DECLARE
-    deadline timestamptz := clock_timestamp() + timeout_s * interval '1 second';
-    seen bigint;
-BEGIN
-    LOOP
-        IF poll = 'count' THEN
-            EXECUTE format('SELECT count(*) FROM %s', tbl) INTO seen;
-        ELSE
-            SELECT s.rows INTO seen FROM tributary.stream_stats s
-            WHERE s.stream = bench_wait.stream AND s.partition IS NULL;
-            IF seen >= n THEN
-                EXECUTE format('SELECT count(*) FROM %s', tbl) INTO seen;
-            END IF;
-        END IF;
-        IF seen > 0 AND first_ms IS NULL THEN
-            first_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-        END IF;
-        IF seen >= n THEN
-            done_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-            RETURN;
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'stream % stored % of % rows in % s', stream, coalesce(seen, 0), n, timeout_s;
-        END IF;
-        PERFORM pg_sleep(0.2);
-    END LOOP;
-END
-\$\$;
+$(bench_wait_sql)
 SQL
 if grep -q '[\]' "$tmp/msgs.json"; then fail "the generated messages hold backslashes"; fi
 bytes="$(wc -c <"$tmp/msgs.json")"
@@ -252,14 +217,6 @@ case "$check" in
 esac
 rm -f "$tmp"/kafka/part.*
 
-fresh() {	# an empty, checkpointed table
-	sql -c "TRUNCATE $1" -c "CHECKPOINT" >/dev/null
-}
-
-clk_tck="$(getconf CLK_TCK)"
-cpu_ms() {	# /proc/<pid>[/task/<tid>]/stat: user + system CPU time so far, in ms
-	awk -v hz="$clk_tck" '{ printf "%d", ($14 + $15) * 1000 / hz }' "$1" 2>/dev/null || echo 0
-}
 # The CPU time, in ms, the stream's workers have used so far: "process thread", the whole
 # process (librdkafka's threads included) and its PostgreSQL thread alone.
 workers_cpu_ms() {	# stream
@@ -272,32 +229,8 @@ workers_cpu_ms() {	# stream
 	echo "$proc $thread"
 }
 
-worker_pid() {	# stream, seconds: the pid of the stream's worker once it runs
-	local pid="" i
-	for ((i = 0; i < $2 * 5; i++)); do
-		pid="$(sql -c "SELECT pid FROM pg_stat_activity
-		               WHERE application_name IN ('tributary: $1', 'tributary: $1 #1') LIMIT 1")"
-		if [ -n "$pid" ]; then
-			echo "$pid"
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
-
-# Every second until the worker exits or the sampler is stopped: "VmRSS RssAnon" in kB.
 # VmRSS counts the shared buffers the worker has touched (RssShmem), which grows towards
 # the table's size in shared_buffers however the worker behaves; RssAnon is its own memory.
-sample_rss() {	# stream, file
-	local pid
-	pid="$(worker_pid "$1" 60)" || return 0
-	while [ -r "/proc/$pid/status" ]; do
-		awk '$1 == "VmRSS:" { r = $2 } $1 == "RssAnon:" { a = $2 } END { if (r != "") print r, a }' \
-			"/proc/$pid/status" >>"$2" 2>/dev/null || break
-		sleep 1
-	done
-}
 
 # Once the stream's rows flow: perf record -a -g (the whole box: on 2 CPUs the worker shares
 # them with its own librdkafka threads, the broker and the server's other processes) for
@@ -330,18 +263,6 @@ profile_worker() {	# stream
 		done
 	} >"$tmp/perf.roles" 2>/dev/null || true
 	wait "$perf_pid" || true
-}
-
-drop_stream() {	# stream: drop it and wait (at most 30 s) for its worker to exit
-	local i
-	sql -c "SELECT tributary.drop_stream('$1')" >/dev/null
-	for ((i = 0; i < 150; i++)); do
-		[ -z "$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $1'
-		                OR application_name LIKE 'tributary: $1 #%'")" ] &&
-			return 0
-		sleep 0.2
-	done
-	fail "the worker of dropped stream $1 did not exit within 30 s"
 }
 
 kafka_options() {	# topic, group[, extra options such as "partitions": [...],]
@@ -393,13 +314,7 @@ SQL
 	[ "$out" = "$n|$n"$'\n'"0" ] ||
 		fail "tributary run $1 stored (rows|distinct ids, dead letters) $(tr '\n' ' ' <<<"$out"), expected $n|$n 0"
 	drop_stream "$stream"
-	rss_line="$(awk '
-		NR == 1 { rmin = rmax = $1; amin = amax = $2 }
-		{ if ($1 < rmin) rmin = $1; if ($1 > rmax) rmax = $1; if ($2 < amin) amin = $2; if ($2 > amax) amax = $2
-		  series = series sprintf(" %d", $2 / 1024) }
-		END { if (NR) printf "VmRSS %d..%d MiB, RssAnon %d..%d MiB (%d samples; RssAnon each second:%s)",
-		                     rmin / 1024, rmax / 1024, amin / 1024, amax / 1024, NR, series
-		      else printf "no samples" }' "$rss_file")"
+	rss_line="$(rss_summary "$rss_file")"
 }
 
 best_copy="" best_kcat=""
@@ -540,7 +455,6 @@ sql -c "SELECT tributary.create_stream('escape', 't_escape', 'kafka', '$(kafka_o
 echo "  tributary: stored it: $(sql -F ' | ' -c 'SELECT id, name, tag FROM t_escape')"
 drop_stream escape
 
-pct() { awk -v c="$best_copy" -v ms="$1" 'BEGIN { printf "%d %%", 100 * c / (ms > 0 ? ms : 1) }'; }
 echo
 echo "== results: $n messages, $partitions partitions, best of $runs runs each, on $(nproc) CPUs" \
 	"(load average now $(cut -d' ' -f1-3 /proc/loadavg))"

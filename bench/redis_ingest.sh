@@ -62,6 +62,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=test/lib/cluster.sh
 source test/lib/cluster.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 make -s
 if [ "$(id -u)" -eq 0 ]; then make -s install; else sudo make -s install; fi
@@ -105,9 +107,6 @@ trib_cluster_start "$tmp" "tributary.database = 'postgres'" "tributary.naptime =
 	"shared_buffers = '1GB'" "max_wal_size = '8GB'" "checkpoint_timeout = '30min'" \
 	"synchronous_commit = off" "max_worker_processes = 32" >/dev/null
 sql() { trib_as_user psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-now_ms() { date +%s%3N; }
-rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%d", n * 1000 / (ms > 0 ? ms : 1) }'; }
-secs() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 
 # redis-server: a child of this script, on a free loopback port, nothing saved to disk.
 redis_port=""
@@ -147,36 +146,7 @@ COPY (SELECT format('{"id":%s,"name":"%s","at":"%s","value":%s,"tag":"%s"}', i, 
       FROM src ORDER BY i) TO '$tmp/msgs.json';
 DROP TABLE src;
 
--- Wait until the stream has committed n rows into tbl, at most timeout_s seconds, polling
--- every 0.2 s its committed row counter (the stream's row of stream_stats: topic NULL),
--- then count(*) once; returns when the first rows and all n were seen (ms since the epoch).
-CREATE FUNCTION bench_wait(stream text, tbl regclass, n bigint, timeout_s int,
-                           OUT first_ms bigint, OUT done_ms bigint)
-LANGUAGE plpgsql AS \$\$
-DECLARE
-    deadline timestamptz := clock_timestamp() + timeout_s * interval '1 second';
-    seen bigint;
-BEGIN
-    LOOP
-        SELECT s.rows INTO seen FROM tributary.stream_stats s
-        WHERE s.stream = bench_wait.stream AND s.topic IS NULL;
-        IF seen >= n THEN
-            EXECUTE format('SELECT count(*) FROM %s', tbl) INTO seen;
-        END IF;
-        IF seen > 0 AND first_ms IS NULL THEN
-            first_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-        END IF;
-        IF seen >= n THEN
-            done_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-            RETURN;
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'stream % stored % of % rows in % s', stream, coalesce(seen, 0), n, timeout_s;
-        END IF;
-        PERFORM pg_sleep(0.2);
-    END LOOP;
-END
-\$\$;
+$(bench_wait_sql)
 SQL
 if grep -q '["\\ ]' "$tmp/rows.csv" || awk -F, 'NF != 5 { bad = 1 } END { exit !bad }' "$tmp/rows.csv"; then
 	fail "the generated rows hold quotes, backslashes, spaces or commas inside values"
@@ -212,36 +182,6 @@ echo "an entry of bench: $(rcli XRANGE bench - + COUNT 1 | tr '\n' ' ')"
 echo "an entry of bench_payload: $(rcli XRANGE bench_payload - + COUNT 1 | tr '\n' ' ')"
 echo "redis-server memory: $(rcli INFO memory | sed -n 's/^used_memory_human:\([^\r]*\).*/\1/p')"
 
-fresh() {	# an empty, checkpointed table
-	sql -c "TRUNCATE $1" -c "CHECKPOINT" >/dev/null
-}
-
-clk_tck="$(getconf CLK_TCK)"
-cpu_ms() {	# /proc/<pid>[/task/<tid>]/stat: user + system CPU time so far, in ms
-	awk -v hz="$clk_tck" '{ printf "%d", ($14 + $15) * 1000 / hz }' "$1" 2>/dev/null || echo 0
-}
-worker_pid() {	# stream, seconds: the pid of the stream's worker once it runs
-	local pid="" i
-	for ((i = 0; i < $2 * 5; i++)); do
-		pid="$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $1' LIMIT 1")"
-		if [ -n "$pid" ]; then
-			echo "$pid"
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
-# Every second until the worker exits or the sampler is stopped: "VmRSS RssAnon" in kB.
-sample_rss() {	# stream, file
-	local pid
-	pid="$(worker_pid "$1" 60)" || return 0
-	while [ -r "/proc/$pid/status" ]; do
-		awk '$1 == "VmRSS:" { r = $2 } $1 == "RssAnon:" { a = $2 } END { if (r != "") print r, a }' \
-			"/proc/$pid/status" >>"$2" 2>/dev/null || break
-		sleep 1
-	done
-}
 # Once the stream's rows flow: perf record -a -g for PERF_SECONDS, and which pid is which.
 profile_worker() {	# stream
 	local pid i perf_pid postmaster p
@@ -264,16 +204,6 @@ profile_worker() {	# stream
 	} >"$tmp/perf.roles" 2>/dev/null || true
 	wait "$perf_pid" || true
 }
-drop_stream() {	# stream: drop it and wait (at most 30 s) for its worker to exit
-	local i
-	sql -c "SELECT tributary.drop_stream('$1')" >/dev/null
-	for ((i = 0; i < 150; i++)); do
-		[ -z "$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tributary: $1'")" ] &&
-			return 0
-		sleep 0.2
-	done
-	fail "the worker of dropped stream $1 did not exit within 30 s"
-}
 
 redis_cpu() { cpu_ms "/proc/$redis_pid/stat"; }
 
@@ -293,7 +223,7 @@ tributary_run() {	# run label, pairs|payload, "profile" to run perf alongside
 	t0="$(now_ms)"
 	if ! out="$(sql <<SQL
 SELECT tributary.create_stream('$stream', 't', 'redis', '$options');
-SELECT first_ms, done_ms FROM bench_wait('$stream', 't', $n, $timeout_s);
+SELECT first_ms, done_ms FROM bench_wait('$stream', 't', $n, 'stats', $timeout_s);
 SQL
 )"; then
 		sql -c "SELECT name, state, worker_pid, last_error FROM tributary.streams" >&2 || true
@@ -316,12 +246,7 @@ SQL
 	[ "$out" = "$n|$n"$'\n'"0" ] ||
 		fail "tributary run $1 stored (rows|distinct ids, dead letters) $(tr '\n' ' ' <<<"$out"), expected $n|$n 0"
 	drop_stream "$stream"
-	rss_line="$(awk '
-		NR == 1 { rmin = rmax = $1; amin = amax = $2 }
-		{ if ($1 < rmin) rmin = $1; if ($1 > rmax) rmax = $1; if ($2 < amin) amin = $2; if ($2 > amax) amax = $2 }
-		END { if (NR) printf "VmRSS %d..%d MiB, RssAnon %d..%d MiB (%d samples)",
-		                     rmin / 1024, rmax / 1024, amin / 1024, amax / 1024, NR
-		      else printf "no samples" }' "$rss_file")"
+	rss_line="$(rss_summary "$rss_file")"
 }
 
 best_copy="" best_xread=""
@@ -442,7 +367,6 @@ if [ "${PERF:-0}" = 1 ]; then
 	fi
 fi
 
-pct() { awk -v c="$best_copy" -v ms="$1" 'BEGIN { printf "%d %%", 100 * c / (ms > 0 ? ms : 1) }'; }
 echo
 echo "== results: $n entries, best of $runs runs each, on $(nproc) CPUs" \
 	"(load average now $(cut -d' ' -f1-3 /proc/loadavg))"
