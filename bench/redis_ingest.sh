@@ -62,6 +62,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=test/lib/cluster.sh
 source test/lib/cluster.sh
+# shellcheck source=test/lib/redis.sh
+source test/lib/redis.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
@@ -109,23 +111,8 @@ trib_cluster_start "$tmp" "tributary.database = 'postgres'" "tributary.naptime =
 sql() { trib_as_user psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 # redis-server: a child of this script, on a free loopback port, nothing saved to disk.
-redis_port=""
-for ((i = 0; i < 100; i++)); do
-	p=$((26379 + RANDOM % 10000))
-	if ! timeout 2 bash -c ": </dev/tcp/127.0.0.1/$p" 2>/dev/null; then redis_port="$p"; break; fi
-done
-[ -n "$redis_port" ] || fail "no free port for redis-server"
-mkdir -p "$tmp/redis"
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' --appendonly no \
-	--logfile "$tmp/redis/log" </dev/null >/dev/null 2>&1 &
-redis_pid=$!
+trib_redis_start "$tmp/redis" || fail "redis-server did not start"
 rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-for ((i = 0; i < 100; i++)); do
-	[ "$(rcli PING 2>/dev/null)" = PONG ] && break
-	kill -0 "$redis_pid" 2>/dev/null || fail "redis-server exited"
-	sleep 0.1
-done
-[ "$(rcli PING 2>/dev/null)" = PONG ] || fail "redis-server did not answer within 10 s"
 redis_version="$(rcli INFO server | sed -n 's/^redis_version:\([^\r]*\).*/\1/p')"
 
 echo "== cluster on $PGHOST (PostgreSQL $(sql -c 'SHOW server_version')), redis-server" \

@@ -19,6 +19,8 @@ shift || true
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(xread xreadgroup xreadgroup_noack)
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "usage: bench/redis_read_cost.sh [N] [MODE...]" >&2; exit 2; }
+# shellcheck source=test/lib/redis.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/redis.sh"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/tributary-rcost.XXXXXX")"
 redis_pid=""
@@ -32,17 +34,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-port=""
-for ((i = 0; i < 100; i++)); do
-	p=$((26379 + RANDOM % 10000))
-	if ! timeout 2 bash -c ": </dev/tcp/127.0.0.1/$p" 2>/dev/null; then port="$p"; break; fi
-done
-[ -n "$port" ] || { echo "no free port" >&2; exit 1; }
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
-	--logfile "$tmp/log" </dev/null >/dev/null 2>&1 &
-redis_pid=$!
+trib_redis_start "$tmp" || exit 1
+port="$redis_port"
 r() { redis-cli -h 127.0.0.1 -p "$port" "$@"; }
-for ((i = 0; i < 100; i++)); do [ "$(r PING 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 
 LC_ALL=C awk -v n="$n" 'BEGIN {
 	ORS = ""

@@ -40,6 +40,8 @@ cd "$repo"
 source test/lib/cluster.sh
 # shellcheck source=test/lib/kafka.sh
 source test/lib/kafka.sh
+# shellcheck source=test/lib/redis.sh
+source test/lib/redis.sh
 
 started=$SECONDS
 bash tools/bootstrap.sh
@@ -103,23 +105,8 @@ if [ "$source_kind" = kafka ]; then
 	echo "   a local Kafka broker at $bootstrap (pid $broker_pid), topic orders with 4 partitions"
 else
 	# redis-server: a child of this script on a free loopback port, nothing saved to disk.
-	redis_port=""
-	for _ in $(seq 100); do
-		p=$((26379 + RANDOM % 10000))
-		if ! timeout 2 bash -c ": </dev/tcp/127.0.0.1/$p" 2>/dev/null; then redis_port="$p"; break; fi
-	done
-	[ -n "$redis_port" ] || fail "no free loopback port for redis-server"
-	mkdir -p "$tmp/redis"
-	redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' --appendonly no \
-		--logfile "$tmp/redis/log" </dev/null >/dev/null 2>&1 &
-	redis_pid=$!
+	trib_redis_start "$tmp/redis" || fail "redis-server did not start"
 	rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-	for _ in $(seq 100); do
-		[ "$(rcli PING 2>/dev/null)" = PONG ] && break
-		kill -0 "$redis_pid" 2>/dev/null || fail "redis-server exited"
-		sleep 0.1
-	done
-	[ "$(rcli PING 2>/dev/null)" = PONG ] || fail "redis-server did not answer within 10 s"
 	redis_url="redis://127.0.0.1:$redis_port"
 	rkeys='"orders:0", "orders:1", "orders:2", "orders:3"'
 
