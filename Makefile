@@ -27,6 +27,7 @@ OBJS = \
 	src/stage.o \
 	src/formats/format.o \
 	src/formats/convert.o \
+	src/formats/float8.o \
 	src/formats/json.o \
 	src/formats/csv.o \
 	src/formats/text.o \
@@ -87,7 +88,7 @@ include $(PGXS)
 include tools/kafka_mock.mk
 include tools/listen.mk
 include test/fuzz/fuzz.mk
-EXTRA_CLEAN = tools/tributary-kafka-mock tools/tributary-listen test/fuzz/sketch_fuzz test/fuzz/dds_index_check test/fuzz/resp_fuzz
+EXTRA_CLEAN = tools/tributary-kafka-mock tools/tributary-listen test/fuzz/sketch_fuzz test/fuzz/dds_index_check test/fuzz/resp_fuzz test/fuzz/float_fuzz
 
 # Rebuild an object when a header it includes changes (PGXS tracks none by default).
 $(OBJS): $(wildcard src/*.h src/*/*.h)

@@ -485,10 +485,12 @@ SELECT (payload_text(d.payload)::jsonb ->> 'n')::int AS n, d.error, d.sqlstate
 FROM tributary.dead_letters d WHERE d.stream = 'ing_conv' ORDER BY 1;
 SET TimeZone = 'UTC';
 
--- double precision: plain decimals of at most 15 significant digits are built directly
--- (m / 10^k, exact); every stored value must be bit for bit what float8in gives, for edge
--- cases and for 20000 decimals of 1 to 19 digits with the point anywhere, as JSON numbers
--- and as strings.
+-- double precision: decimals of at most 19 significant digits, with or without an exponent,
+-- are built directly (float8.c: Clinger's fast path, Eisel-Lemire); every stored value must
+-- be bit for bit what float8in gives, for edge cases, for 20000 decimals of 1 to 19 digits
+-- with the point anywhere, for 5000 doubles as PostgreSQL prints them (the shortest form
+-- that reads back, 15 to 17 digits, exponents from e-30 to e+30) and for powers of ten
+-- from the subnormals to the top of the range, as JSON numbers and as strings.
 CREATE TABLE ing_f8 (n integer, f float8, s text);
 SELECT tributary.create_stream('ing_f8', 'ing_f8');
 CREATE TEMP TABLE ing_f8_in (n serial, v text);
@@ -508,8 +510,16 @@ UPDATE ing_f8_in
 SET v = CASE WHEN n % 7 = 0 THEN v
              ELSE left(v, length(v) - n % length(v)) || '.' || right(v, n % length(v)) END
 WHERE n > 29 AND length(v) > 1 AND v !~ '^-.$';
+SET extra_float_digits = 1;	-- pg_regress sets 0; 1 prints the shortest exact form
+INSERT INTO ing_f8_in (v)
+SELECT ((random() - 0.5) * 10 ^ (g % 61 - 30))::float8::text FROM generate_series(1, 5000) AS g;
+SET extra_float_digits = 0;
+INSERT INTO ing_f8_in (v) SELECT '1e' || g FROM generate_series(-322, 308, 7) AS g;
+SELECT count(*) FILTER (WHERE v ~ '^-?[0-9]\.[0-9]{15,16}e') AS printed_17_digits,
+       count(*) FILTER (WHERE v ~ 'e') AS with_exponent
+FROM ing_f8_in WHERE n > 20029;
 SELECT * FROM tributary.ingest('ing_f8', ARRAY(
-    SELECT CASE WHEN n % 2 = 0 AND v ~ '^-?(0|[1-9][0-9]*)(\.[0-9]+)?$'
+    SELECT CASE WHEN n % 2 = 0 AND v ~ '^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$'
                 THEN format('{"n": %s, "f": %s, "s": %s}', n, v, to_json(v))
                 ELSE jsonb_build_object('n', n, 'f', v, 's', v)::text END
     FROM ing_f8_in ORDER BY n));

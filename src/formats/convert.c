@@ -6,8 +6,7 @@
  * returns exactly its result for that subset; everything else is declined, including
  * values the input function would refuse, so errors keep their usual wording.
  *
- * A double precision's shape is a plain decimal with at most 15 significant digits (see
- * TribConvertFloat8); longer ones go to float8in.
+ * double precision has a file of its own (float8.c): correctly rounded decimals.
  *
  * The timestamp shape is the one JSON producers write: "YYYY-MM-DD", 'T' or a space,
  * "HH:MM:SS", optionally '.' and 1 to 6 digits, then for timestamptz 'Z' or an offset
@@ -78,57 +77,6 @@ TribConvertInt4(const char *s, int len, int32 *result)
 	if (!TribConvertInteger(s, len, 9, &v))
 		return false;
 	*result = (int32) v;
-	return true;
-}
-
-/*
- * double precision: float8in's result for [+-]digits[.digits] with at most 15 significant
- * digits and at most 22 after the point. The digits make an integer m below 2^53 and the
- * value is m / 10^k; both are exact doubles, and one IEEE division rounds their exact
- * quotient correctly, as strtod (which float8in calls) rounds the decimal: the same bits
- * (Clinger's fast path). Longer mantissas, exponents, "NaN", "Infinity" and blanks are
- * declined.
- */
-bool
-TribConvertFloat8(const char *s, int len, float8 *result)
-{
-	static const double powers[] = {
-		1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-		1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-	};
-	const char *end = s + len;
-	bool		neg = false;
-	bool		point = false;
-	int64		m = 0;
-	int			digits = 0;		/* significant: from the first non-zero one */
-	int			any = 0;		/* digits seen before and after the point */
-	int			frac = 0;		/* digits after the point */
-	double		v;
-
-	if (s < end && (*s == '-' || *s == '+'))
-		neg = *s++ == '-';
-	for (; s < end; s++)
-	{
-		if (*s >= '0' && *s <= '9')
-		{
-			if (m > 0 || *s != '0')
-				digits++;
-			if (digits > 15)
-				return false;
-			m = m * 10 + (*s - '0');
-			any++;
-			frac += point;
-		}
-		else if (*s == '.' && !point)
-			point = true;
-		else
-			return false;
-	}
-	/* float8in wants a digit before or after the point ("1.", ".5"; not ".") */
-	if (any == 0 || frac > 22)
-		return false;
-	v = (double) m / powers[frac];
-	*result = neg ? -v : v;
 	return true;
 }
 

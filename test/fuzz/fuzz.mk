@@ -2,6 +2,7 @@
 #
 #   make fuzz-sketch [FUZZ_ROUNDS=2000] [FUZZ_SEED=1]
 #   make fuzz-resp [FUZZ_RESP_ROUNDS=20000] [FUZZ_SEED=1]
+#   make fuzz-float [FUZZ_FLOAT_ROUNDS=1000000] [FUZZ_SEED=1]
 #
 # Builds test/fuzz/sketch_fuzz with AddressSanitizer, UndefinedBehaviorSanitizer and
 # assertions, from src/quality's hll.c, ddsketch.c and xsum.c and a shim for the few backend
@@ -55,5 +56,22 @@ $(FUZZ_RESP): $(FUZZ_RESP_SRCS) src/sources/redis_internal.h test/fuzz/fuzz_rand
 .PHONY: fuzz-resp
 fuzz-resp: $(FUZZ_RESP)
 	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_RESP) $(FUZZ_RESP_ROUNDS) $(FUZZ_SEED)
+
+# double precision's parser (src/formats/float8.c) against strtod, bit for bit, with the
+# same sanitizers (float_fuzz.c): millions of random decimals and the hard cases.
+FUZZ_FLOAT := test/fuzz/float_fuzz
+FUZZ_FLOAT_ROUNDS ?= 1000000
+FUZZ_FLOAT_SRCS := test/fuzz/float_fuzz.c src/formats/float8.c
+
+$(FUZZ_FLOAT): $(FUZZ_FLOAT_SRCS) src/formats/convert.h src/formats/pow10.h test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
+		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
+		-o $@ $(FUZZ_FLOAT_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+
+.PHONY: fuzz-float
+fuzz-float: $(FUZZ_FLOAT)
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_FLOAT) $(FUZZ_FLOAT_ROUNDS) $(FUZZ_SEED)
 
 .DEFAULT_GOAL := $(_fuzz_saved_goal)
