@@ -469,7 +469,8 @@ INSERT INTO ing_conv_in (col, v) VALUES
     ('tz', '2026-11-23T00:00:00 Z'), ('tz', '2026-11-23T00:00:00EST'), ('tz', 'infinity'),
     ('tz', '1900-02-29T00:00:00Z'), ('tz', '2000-02-29T00:00:00.5+01'),
     ('ts', '2026-11-23T10:11:12.5'), ('ts', '2026-11-23 10:11:12+05:30'), ('ts', '2026-11-23T10:11:12Z'),
-    ('ts', '2026-02-29T00:00:00'), ('ts', '2026-11-23T10:11:12.0000005');
+    ('ts', '2026-02-29T00:00:00'), ('ts', '2026-11-23T10:11:12.0000005'),
+    ('ts', '2026-11-23T10:11:12.07'), ('ts', '2026-11-23T10:11:12.0450'), ('tz', '2026-11-23T10:11:12.12345Z');
 SELECT * FROM tributary.ingest('ing_conv', ARRAY(
     SELECT jsonb_build_object('n', n, CASE col WHEN '4' THEN 'i4' WHEN '8' THEN 'i8' ELSE col END, v,
                               CASE col WHEN '4' THEN 's4' WHEN '8' THEN 's8' ELSE 's' || col END, v)::text

@@ -113,6 +113,7 @@ TribDeadLetterValues(TribMessage *msg, TribMessageResult *res, Datum *values, bo
 {
 	char	   *partition = TribMessagePartitionText(msg);
 	char	   *position = TribMessagePositionText(msg);
+	const char *headers;
 
 	nulls[1] = partition == NULL;
 	values[1] = partition ? TribValidText(partition) : (Datum) 0;
@@ -140,8 +141,9 @@ TribDeadLetterValues(TribMessage *msg, TribMessageResult *res, Datum *values, bo
 	values[8] = msg->key ? PointerGetDatum(TribBytea(msg->key, msg->key_len)) : (Datum) 0;
 	nulls[9] = msg->timestamp_ms < 0;
 	values[9] = Int64GetDatum(msg->timestamp_ms);
-	nulls[10] = msg->headers == NULL;
-	values[10] = msg->headers ? TribValidText(msg->headers) : (Datum) 0;
+	headers = TribMessageHeaders(msg);
+	nulls[10] = headers == NULL;
+	values[10] = headers ? TribValidText(headers) : (Datum) 0;
 }
 
 /* Store one dead letter. */

@@ -121,6 +121,13 @@ typedef struct TribMessage
 	int			key_len;
 	int64		timestamp_ms;	/* ms since the Unix epoch; -1 when none */
 	const char *headers;		/* the headers as a JSON object text; NULL when none */
+	/*
+	 * or, from a source whose headers cost to make, how to make them on demand: headers is
+	 * then NULL and TribMessageHeaders calls headers_of(origin), for the few readers (a
+	 * dead letter, a headers metadata column)
+	 */
+	char	   *(*headers_of) (const void *origin);
+	const void *origin;
 	const char *position;		/* text position for sources whose positions are not
 								 * integers (Redis ids), or NULL */
 	/*
@@ -148,6 +155,15 @@ typedef struct TribMessage
 } TribMessage;
 
 extern const char *const TribMetaFieldNames[TRIB_META_COUNT];
+
+/* A message's headers as a JSON object text, made when the source left them for later. */
+static inline const char *
+TribMessageHeaders(const TribMessage *msg)
+{
+	if (msg->headers == NULL && msg->headers_of != NULL)
+		return msg->headers_of(msg->origin);
+	return msg->headers;
+}
 
 typedef enum TribOutcome
 {

@@ -147,18 +147,19 @@ TribConvertTimestamp(const char *s, int len, bool with_zone, Timestamp *result)
 		return false;
 	if (pos < len && s[pos] == '.')
 	{
+		/* the fraction's digits scaled to microseconds: 10^(6 - digits) */
+		static const int scale[] = {0, 100000, 10000, 1000, 100, 10, 1};
 		int			digits = 0;
-		int64		scale = USECS_PER_SEC;
 
 		for (pos++; pos < len && s[pos] >= '0' && s[pos] <= '9'; pos++, digits++)
 		{
 			if (digits == 6)
 				return false;	/* the input function rounds past microseconds */
-			scale /= 10;
-			fsec += (s[pos] - '0') * scale;
+			fsec = fsec * 10 + (s[pos] - '0');
 		}
 		if (digits == 0)
 			return false;
+		fsec *= scale[digits];
 	}
 	if (pos < len)
 	{

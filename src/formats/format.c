@@ -508,11 +508,15 @@ TribRowSetMetadata(TribTarget *t, const TribMessage *msg, TribRow *row, TribMess
 				}
 				break;
 			case TRIB_META_HEADERS:
-				if (msg->headers == NULL)
-					TribRowSetNull(t, row, col);
-				else
-					ok = TribRowSetText(t, row, col, msg->headers, strlen(msg->headers),
-										TRIB_TEXT_TERMINATED | TRIB_TEXT_PARSED_JSON, res);
+				{
+					const char *headers = TribMessageHeaders(msg);
+
+					if (headers == NULL)
+						TribRowSetNull(t, row, col);
+					else
+						ok = TribRowSetText(t, row, col, headers, strlen(headers),
+											TRIB_TEXT_TERMINATED | TRIB_TEXT_PARSED_JSON, res);
+				}
 				break;
 			case TRIB_META_ID:
 				if (msg->position == NULL)

@@ -182,8 +182,9 @@ TribKafkaAppendHeaderText(StringInfo buf, const char *data, size_t size)
  * headers. Repeated names repeat in the text; jsonb keeps the last.
  */
 static char *
-TribKafkaHeadersJson(rd_kafka_message_t *msg)
+TribKafkaHeadersJson(const void *origin)
 {
+	const rd_kafka_message_t *msg = origin;
 	rd_kafka_headers_t *hdrs;
 	StringInfoData buf;
 	const char *name;
@@ -268,7 +269,9 @@ TribKafkaMessage(TribMessage *m, rd_kafka_message_t *msg)
 	m->key = msg->key;
 	m->key_len = (int) msg->key_len;
 	m->timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
-	m->headers = TribKafkaHeadersJson(msg);
+	/* made only for a dead letter or a headers column: most batches read none */
+	m->headers_of = TribKafkaHeadersJson;
+	m->origin = msg;
 }
 
 /*
