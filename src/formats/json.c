@@ -393,6 +393,26 @@ TribJsonNumber(const char *p, const char *end)
 	return p;
 }
 
+/* len bytes equal: keys are short, and a call to memcmp cost more than comparing them */
+static inline bool
+TribJsonKeyEquals(const char *a, const char *b, int len)
+{
+	for (; len >= 8; a += 8, b += 8, len -= 8)
+	{
+		uint64		x;
+		uint64		y;
+
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+			return false;
+	}
+	for (; len > 0; len--)
+		if (*a++ != *b++)
+			return false;
+	return true;
+}
+
 /*
  * The column a key names. Producers write their keys in one order, so the column the
  * key in this place named in the last message is tried before the search.
@@ -406,7 +426,7 @@ TribJsonKeyColumn(TribJsonState *s, int ordinal, const char *key, int len)
 	if (ordinal < t->natts)
 	{
 		col = s->key_cols[ordinal];
-		if (col >= 0 && t->cols[col].name_len == len && memcmp(t->cols[col].name, key, len) == 0)
+		if (col >= 0 && t->cols[col].name_len == len && TribJsonKeyEquals(t->cols[col].name, key, len))
 			return col;
 	}
 	col = TribTargetFindColumn(t, key, len);

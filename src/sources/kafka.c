@@ -254,30 +254,34 @@ TribKafkaPartitionStats(TribKafka *k, TribKafkaTally *t)
 	}
 }
 
-/* A held message as the batch path reads it; its memory stays librdkafka's until release. */
+/*
+ * A held message as the batch path reads it; its memory stays librdkafka's until release.
+ * Every field is set: the array is reused from batch to batch.
+ */
 static void
 TribKafkaMessage(TribMessage *m, rd_kafka_message_t *msg)
 {
 	rd_kafka_timestamp_type_t tstype;
 
-	m->data = msg->payload ? msg->payload : "";
-	m->tombstone = msg->payload == NULL && msg->key != NULL;
-	m->len = (int) msg->len;
-	m->topic = rd_kafka_topic_name(msg->rkt);
-	m->partition = msg->partition;
-	m->offset = msg->offset;
-	m->key = msg->key;
-	m->key_len = (int) msg->key_len;
-	m->timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
-	/* made only for a dead letter or a headers column: most batches read none */
-	m->headers_of = TribKafkaHeadersJson;
-	m->origin = msg;
+	*m = (TribMessage) {
+		.data = msg->payload ? msg->payload : "",
+		.len = (int) msg->len,
+		.tombstone = msg->payload == NULL && msg->key != NULL,
+		.topic = rd_kafka_topic_name(msg->rkt),
+		.partition = msg->partition,
+		.offset = msg->offset,
+		.key = msg->key,
+		.key_len = (int) msg->key_len,
+		.timestamp_ms = rd_kafka_message_timestamp(msg, &tstype),
+		/* made only for a dead letter or a headers column: most batches read none */
+		.headers_of = TribKafkaHeadersJson,
+		.origin = msg,
+	};
 }
 
 /*
- * The routine's collect: a batch (TribKafkaCollect) as TribMessages, in the consume
- * loop's batch memory. The batch as collected is remembered, so the fence can tell which
- * messages it kept.
+ * The routine's collect: a batch (TribKafkaCollect) as TribMessages, in an array the
+ * consumer keeps (msgs) and the batch path reads until release.
  */
 static int
 TribKafkaSourceCollect(void *consumer, TribMessage **msgs)
@@ -286,15 +290,20 @@ TribKafkaSourceCollect(void *consumer, TribMessage **msgs)
 	MemoryContext batch_cxt = CurrentMemoryContext;
 	int			n = TribKafkaCollect(k);
 
-	if (n == 0)
-		return 0;
 	/* a rebalance or a report during the poll committed a transaction: back to the batch's memory */
 	MemoryContextSwitchTo(batch_cxt);
-	*msgs = palloc0(sizeof(TribMessage) * n);
+	if (n == 0)
+		return 0;
+	if (n > k->msgs_size)
+	{
+		if (k->msgs != NULL)
+			pfree(k->msgs);
+		k->msgs = MemoryContextAlloc(k->cxt, sizeof(TribMessage) * n);
+		k->msgs_size = n;
+	}
 	for (int i = 0; i < n; i++)
-		TribKafkaMessage(&(*msgs)[i], k->batch[i]);
-	k->collected = palloc(sizeof(rd_kafka_message_t *) * n);
-	memcpy(k->collected, k->batch, sizeof(rd_kafka_message_t *) * n);
+		TribKafkaMessage(&k->msgs[i], k->batch[i]);
+	*msgs = k->msgs;
 	return n;
 }
 
@@ -313,7 +322,7 @@ TribKafkaSourceFence(void *consumer, TribMessage *msgs, int n)
 	TribKafkaFence(k);
 	/* k->batch is now an ordered subsequence of the batch collected */
 	for (int i = 0; i < n && kept < k->held; i++)
-		if (k->collected[i] == k->batch[kept])
+		if (msgs[i].origin == k->batch[kept])
 			msgs[kept++] = msgs[i];
 	Assert(kept == k->held);
 	return kept;
@@ -361,7 +370,6 @@ TribKafkaSourceRelease(void *consumer)
 		rd_kafka_topic_partition_list_destroy(k->tally.next);
 	k->tally.next = NULL;
 	k->tally.counts = NULL;
-	k->collected = NULL;
 }
 
 /* The routine's open (kafka_consumer.c). */
