@@ -198,6 +198,20 @@ RESET parallel_leader_participation;
 \set VERBOSITY terse
 SELECT count(*) FROM tributary.window_quality('q_far', 'at', '1 minute', origin => '290000-01-01');
 \set VERBOSITY default
+-- every window reported starts and ends inside the timestamp range: one that would end
+-- after 294276 AD or start before 4714 BC is refused as start + window is in SQL, and
+-- "from" and "to" leave such rows out
+CREATE TABLE q_edge (at timestamptz, v float8);
+INSERT INTO q_edge VALUES ('294276-12-31 22:10:00+00', 1), ('294276-12-31 23:59:59+00', 2);
+SELECT * FROM tributary.window_quality('q_edge', 'at', '1 hour', origin => '294276-01-01 00:00+00');
+SELECT window_start, window_end, rows
+FROM tributary.window_quality('q_edge', 'at', '1 hour', "from" => '294276-12-31 21:00+00',
+                              "to" => '294276-12-31 23:00+00', origin => '294276-01-01 00:00+00');
+TRUNCATE q_edge;
+INSERT INTO q_edge VALUES ('4714-11-24 00:30:00+00 BC', 3);
+SELECT window_start, window_end, rows FROM tributary.window_quality('q_edge', 'at', '1 hour');
+SELECT count(*) FROM tributary.column_quality('q_edge', 'at', '2 hours', slide => '1 hour');
+DROP TABLE q_edge;
 -- the query path, under forced parallel aggregation
 SET force_parallel_mode = on;
 EXPLAIN (COSTS OFF)

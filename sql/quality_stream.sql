@@ -187,6 +187,25 @@ SELECT * FROM tributary.window_quality('qs_far', 'at', '1 hour', origin => '4700
 SELECT tributary.drop_stream('qs_far');
 DROP TABLE qs_far;
 
+-- A row whose window would end after the last timestamp (294276-12-31 23:59:59.999999):
+-- continuously in no window, ad hoc the error of start + window, and the row before it in
+-- its window either way.
+CREATE TABLE qs_edge (id int, at timestamptz);
+SELECT tributary.create_stream('qs_edge', 'qs_edge', 'local', '{"format": "json"}',
+                               event_time => 'at');
+SELECT tributary.set_quality('qs_edge', '1 hour', origin => '294276-01-01 00:00+00');
+SELECT * FROM tributary.ingest('qs_edge', ARRAY['{"id": 1, "at": "294276-12-31T22:30:00Z"}',
+                                                '{"id": 2, "at": "294276-12-31T23:30:00Z"}']);
+SELECT pane_start, newest_event FROM tributary.quality_partials WHERE stream = 'qs_edge' ORDER BY 1;
+SELECT window_start, window_end, rows FROM tributary.quality_now('qs_edge');
+SELECT window_start, window_end, rows
+FROM tributary.window_quality('qs_edge', 'at', '1 hour', origin => '294276-01-01 00:00+00');
+SELECT window_start, window_end, rows
+FROM tributary.window_quality('qs_edge', 'at', '1 hour', "to" => '294276-12-31 23:00+00',
+                              origin => '294276-01-01 00:00+00');
+SELECT tributary.drop_stream('qs_edge');
+DROP TABLE qs_edge;
+
 -- Dropping a stream drops its windows and alerts.
 SELECT tributary.drop_stream('qs');
 SELECT tributary.drop_stream('qh');

@@ -552,6 +552,14 @@ TribAdhocRun(FunctionCallInfo fcinfo, const TribAdhocKind *kind)
 		pane = Min(pane, TribAdhocBin(call.slide_iv, call.from, call.origin));
 	if (call.has_to)
 		last_pane = Max(last_pane, TribAdhocBin(call.slide_iv, call.to - 1, call.origin));
+	if (!TribQualityWindowsFit(pane, call.window, call.slide) ||
+		!TribQualityWindowsFit(last_pane, call.window, call.slide))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range"),
+				 errdetail("A window of the rows would start before %s or end after %s, which a timestamp cannot represent.",
+						   "4714-11-24 00:00:00+00 BC", "294276-12-31 23:59:59.999999+00"),
+				 errhint("Pass \"from\" and \"to\" to leave out rows at the ends of the timestamp range, or a shorter window.")));
 	if ((last_pane - pane) / call.slide + per_window > TRIB_QUALITY_MAX_WINDOWS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

@@ -96,6 +96,22 @@ TribQualityPaneStart(TimestampTz t, TimestampTz origin, int64 slide, Interval *s
 }
 
 /*
+ * Whether every window of width window (a multiple of slide) that covers the pane starting
+ * at pane starts and ends at a timestamp PostgreSQL can represent: the last of them ends
+ * at pane + window, which near the end of the range (294276 AD) lies past it, as the first
+ * one's start can lie before 4714 BC. start + window in SQL raises "timestamp out of range".
+ */
+static inline bool
+TribQualityWindowsFit(TimestampTz pane, int64 window, int64 slide)
+{
+	TimestampTz first;
+	TimestampTz end;
+
+	return !pg_sub_s64_overflow(pane, window - slide, &first) && IS_VALID_TIMESTAMP(first) &&
+		!pg_add_s64_overflow(pane, window, &end) && IS_VALID_TIMESTAMP(end);
+}
+
+/*
  * Read spec's table (a plain table or materialized view the caller may read, without
  * row-level security) into panes, whose states are allocated in cxt. Read in parallel,
  * it returns the workers still finishing (and parallel mode on): pass that to

@@ -108,13 +108,16 @@ typedef struct TribQualityPaneEntry
 
 /*
  * The pane of t, as the ad-hoc functions and the query path bin (TribQualityPaneStart);
- * false where date_bin fails: such a row belongs to no window, as a row without an event
- * time, rather than failing the batch.
+ * false where date_bin fails or a window of the pane would start or end outside the
+ * timestamp range (TribQualityWindowsFit), where the ad-hoc functions raise an error:
+ * such a row belongs to no window, as a row without an event time, rather than failing
+ * the batch.
  */
 static inline bool
 TribQualityPaneOf(TribQualityConfig *cfg, TimestampTz t, TimestampTz *start)
 {
-	return TribQualityPaneStart(t, cfg->origin, cfg->slide, cfg->slide_iv, start);
+	return TribQualityPaneStart(t, cfg->origin, cfg->slide, cfg->slide_iv, start) &&
+		TribQualityWindowsFit(*start, cfg->window, cfg->slide);
 }
 
 /* The window of pane start in the batch's table of panes, made when new. */
