@@ -14,6 +14,13 @@
 
 _fuzz_saved_goal := $(.DEFAULT_GOAL)
 
+# The harnesses' compiler: sanitizers and assertions on, the server's headers, and
+# PostgreSQL's frontend libpgcommon and libpgport for palloc, StringInfo and the bit utilities.
+FUZZ_CC = $(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+	-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
+	-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server)
+FUZZ_LIBS = -L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+
 FUZZ_SKETCH := test/fuzz/sketch_fuzz
 FUZZ_ROUNDS ?= 2000
 FUZZ_SEED ?= 1
@@ -21,19 +28,14 @@ FUZZ_SKETCH_SRCS := test/fuzz/sketch_fuzz.c test/fuzz/fe_shim.c \
 	src/quality/hll.c src/quality/ddsketch.c src/quality/xsum.c
 
 $(FUZZ_SKETCH): $(FUZZ_SKETCH_SRCS) $(wildcard src/quality/*.h) test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
-	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
-		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
-		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
-		-o $@ $(FUZZ_SKETCH_SRCS) \
-		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+	$(FUZZ_CC) -o $@ $(FUZZ_SKETCH_SRCS) $(FUZZ_LIBS)
 
 DDS_INDEX_CHECK := test/fuzz/dds_index_check
 
 $(DDS_INDEX_CHECK): test/fuzz/dds_index_check.c test/fuzz/fe_shim.c src/quality/ddsketch.c \
 		$(wildcard src/quality/*.h) test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
 	$(CC) $(CFLAGS) -Werror -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
-		-o $@ test/fuzz/dds_index_check.c test/fuzz/fe_shim.c \
-		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+		-o $@ test/fuzz/dds_index_check.c test/fuzz/fe_shim.c $(FUZZ_LIBS)
 
 .PHONY: fuzz-sketch
 fuzz-sketch: $(FUZZ_SKETCH) $(DDS_INDEX_CHECK)
@@ -47,11 +49,7 @@ FUZZ_RESP_ROUNDS ?= 20000
 FUZZ_RESP_SRCS := test/fuzz/resp_fuzz.c test/fuzz/fe_shim.c src/sources/redis_resp.c
 
 $(FUZZ_RESP): $(FUZZ_RESP_SRCS) src/sources/redis_internal.h test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
-	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
-		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
-		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
-		-o $@ $(FUZZ_RESP_SRCS) \
-		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+	$(FUZZ_CC) -o $@ $(FUZZ_RESP_SRCS) $(FUZZ_LIBS)
 
 .PHONY: fuzz-resp
 fuzz-resp: $(FUZZ_RESP)
@@ -64,11 +62,7 @@ FUZZ_FLOAT_ROUNDS ?= 1000000
 FUZZ_FLOAT_SRCS := test/fuzz/float_fuzz.c src/formats/float8.c
 
 $(FUZZ_FLOAT): $(FUZZ_FLOAT_SRCS) src/formats/convert.h src/formats/pow10.h test/fuzz/fuzz_random.h test/fuzz/fuzz.mk
-	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
-		-fsanitize=address,undefined -fno-sanitize-recover=all -DUSE_ASSERT_CHECKING \
-		-I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) \
-		-o $@ $(FUZZ_FLOAT_SRCS) \
-		-L$(shell $(PG_CONFIG) --libdir) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+	$(FUZZ_CC) -o $@ $(FUZZ_FLOAT_SRCS) $(FUZZ_LIBS)
 
 .PHONY: fuzz-float
 fuzz-float: $(FUZZ_FLOAT)
