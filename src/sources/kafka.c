@@ -319,7 +319,7 @@ TribKafkaSourceFence(void *consumer, TribMessage *msgs, int n)
 	int			kept = 0;
 
 	Assert(n == k->held);
-	TribKafkaFence(k);
+	TribKafkaFence(k, msgs);
 	/* k->batch is now an ordered subsequence of the batch collected */
 	for (int i = 0; i < n && kept < k->held; i++)
 		if (msgs[i].origin == k->batch[kept])
@@ -335,7 +335,7 @@ TribKafkaSourceStorePositions(void *consumer, TribMessage *msgs, TribMessageResu
 	TribKafka  *k = consumer;
 
 	Assert(n == k->held);
-	TribKafkaTallyBatch(&k->tally, k->batch, results, n);
+	TribKafkaTallyBatch(&k->tally, msgs, results, n);
 	TribKafkaStoreOffsets(k, k->tally.next);
 }
 

@@ -139,10 +139,10 @@ extern void TribKafkaResetPartition(TribKafka *k, const char *topic, int32 parti
 									const char *why);
 
 /* The partition fence: drop held messages another worker has stored already. */
-extern void TribKafkaFence(TribKafka *k);
+extern void TribKafkaFence(TribKafka *k, const TribMessage *msgs);
 
 /* A processed batch's share per partition. */
-extern void TribKafkaTallyBatch(TribKafkaTally *t, rd_kafka_message_t **batch,
+extern void TribKafkaTallyBatch(TribKafkaTally *t, const TribMessage *msgs,
 								TribMessageResult *results, int n);
 
 /* Store the batch's next offsets, in the batch's transaction. */

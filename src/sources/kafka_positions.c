@@ -419,26 +419,29 @@ TribKafkaResetPartition(TribKafka *k, const char *topic, int32 partition, const 
 typedef struct TribKafkaLastPartition
 {
 	int			index;			/* in the list; -1 when none yet */
-	rd_kafka_topic_t *rkt;		/* the topic of the message that found it */
+	const char *topic;			/* the topic name pointer of the message that found it */
 } TribKafkaLastPartition;
 
-/* The element of list for msg's partition, added when missing (offset INVALID). */
+/*
+ * The element of list for a message's partition, added when missing (offset INVALID).
+ * Reads the batch's TribMessages, which lie in one array, rather than librdkafka's
+ * messages scattered over its heap: a message's topic is the name of its topic handle,
+ * one pointer per topic.
+ */
 static rd_kafka_topic_partition_t *
-TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *msg,
+TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, const TribMessage *msg,
 					 TribKafkaLastPartition *last)
 {
-	const char *topic;
 	rd_kafka_topic_partition_t *p;
 
-	if (last->index >= 0 && last->rkt == msg->rkt &&
+	if (last->index >= 0 && last->topic == msg->topic &&
 		list->elems[last->index].partition == msg->partition)
 		return &list->elems[last->index];
-	topic = rd_kafka_topic_name(msg->rkt);
-	p = rd_kafka_topic_partition_list_find(list, topic, msg->partition);
+	p = rd_kafka_topic_partition_list_find(list, msg->topic, msg->partition);
 	if (p == NULL)
-		p = rd_kafka_topic_partition_list_add(list, topic, msg->partition);
+		p = rd_kafka_topic_partition_list_add(list, msg->topic, msg->partition);
 	last->index = (int) (p - list->elems);
-	last->rkt = msg->rkt;
+	last->topic = msg->topic;
 	return p;
 }
 
@@ -446,10 +449,11 @@ TribKafkaPartitionOf(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *
  * Fence the batch against another worker of the stream that holds, or held, one of its
  * partitions: lock each partition the batch covers (TribKafkaLockPartitions), read the
  * stored next offsets with a snapshot taken after the locks, and give back the messages
- * below them: another worker has stored those. Runs first in the batch's transaction.
+ * below them: another worker has stored those. Runs first in the batch's transaction;
+ * msgs[i] is held message k->batch[i].
  */
 void
-TribKafkaFence(TribKafka *k)
+TribKafkaFence(TribKafka *k, const TribMessage *msgs)
 {
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(16);
 	int64	   *skipped;
@@ -459,7 +463,7 @@ TribKafkaFence(TribKafka *k)
 	int			kept = 0;
 
 	for (int i = 0; i < k->held; i++)
-		(void) TribKafkaPartitionOf(parts, k->batch[i], &last);
+		(void) TribKafkaPartitionOf(parts, &msgs[i], &last);
 	TribKafkaLockPartitions(k, parts);
 
 	nstored = TribKafkaReadOffsets(k, false, &stored);
@@ -476,16 +480,16 @@ TribKafkaFence(TribKafka *k)
 	last.index = -1;
 	for (int i = 0; i < k->held; i++)
 	{
-		rd_kafka_message_t *m = k->batch[i];
-		rd_kafka_topic_partition_t *p = TribKafkaPartitionOf(parts, m, &last);
+		rd_kafka_topic_partition_t *p = TribKafkaPartitionOf(parts, &msgs[i], &last);
 
-		if (m->offset < p->offset)
+		Assert(msgs[i].origin == k->batch[i]);
+		if (msgs[i].offset < p->offset)
 		{
 			skipped[p - parts->elems]++;
-			rd_kafka_message_destroy(m);
+			rd_kafka_message_destroy(k->batch[i]);
 		}
 		else
-			k->batch[kept++] = m;
+			k->batch[kept++] = k->batch[i];
 	}
 	k->held = kept;
 	for (int i = 0; i < parts->cnt; i++)
@@ -499,25 +503,39 @@ TribKafkaFence(TribKafka *k)
 	rd_kafka_topic_partition_list_destroy(parts);
 }
 
-/* One pass over the processed batch: each message's partition is looked up once. */
+/*
+ * One pass over the processed batch: each message's partition is looked up once; the
+ * counts grow with the partitions found (a batch has few).
+ */
 void
-TribKafkaTallyBatch(TribKafkaTally *t, rd_kafka_message_t **batch, TribMessageResult *results, int n)
+TribKafkaTallyBatch(TribKafkaTally *t, const TribMessage *msgs, TribMessageResult *results, int n)
 {
 	TribKafkaLastPartition last = {-1, NULL};
+	int			size = 16;
 
 	t->next = rd_kafka_topic_partition_list_new(16);
-	t->counts = palloc0(sizeof(int64) * TRIB_TALLY_FIELDS * n);
+	t->counts = palloc0(sizeof(int64) * TRIB_TALLY_FIELDS * size);
 	for (int i = 0; i < n; i++)
 	{
-		rd_kafka_topic_partition_t *p = TribKafkaPartitionOf(t->next, batch[i], &last);
+		rd_kafka_topic_partition_t *p = TribKafkaPartitionOf(t->next, &msgs[i], &last);
+		int			index = (int) (p - t->next->elems);
 		int64	   *c;
 
-		p->offset = Max(p->offset, batch[i]->offset + 1);
-		c = &t->counts[(p - t->next->elems) * TRIB_TALLY_FIELDS];
+		if (index >= size)
+		{
+			int			more = Max(size * 2, index + 1);
+
+			t->counts = repalloc(t->counts, sizeof(int64) * TRIB_TALLY_FIELDS * more);
+			memset(t->counts + TRIB_TALLY_FIELDS * size, 0,
+				   sizeof(int64) * TRIB_TALLY_FIELDS * (more - size));
+			size = more;
+		}
+		p->offset = Max(p->offset, msgs[i].offset + 1);
+		c = &t->counts[index * TRIB_TALLY_FIELDS];
 		c[0] += 1;
 		c[1] += results[i].outcome == TRIB_INSERTED;
 		c[2] += results[i].outcome == TRIB_DEAD;
-		c[3] += batch[i]->len;
+		c[3] += msgs[i].len;
 	}
 }
 
