@@ -68,6 +68,7 @@ typedef struct TribKafka
 	TribKafkaOptions opts;
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *queue;	/* the consumer queue, for taking fetched messages in runs */
+	List	   *topic_handles;	/* rd_kafka_topic_t of each topic (TribKafkaLearnLeaders) */
 	rd_kafka_message_t **batch; /* messages held: librdkafka's destroy waits for them */
 	int			held;
 	/*
