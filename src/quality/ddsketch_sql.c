@@ -15,7 +15,6 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "libpq/pqformat.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
 
@@ -198,25 +197,14 @@ tributary_ddsketch_out(PG_FUNCTION_ARGS)
 Datum
 tributary_ddsketch_recv(PG_FUNCTION_ARGS)
 {
-	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	int			len = buf->len - buf->cursor;
-	bytea	   *value = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(value, VARHDRSZ + len);
-	pq_copymsgbytes(buf, VARDATA(value), len);
-	PG_RETURN_BYTEA_P(DdsCheckValue(value));
+	PG_RETURN_BYTEA_P(DdsCheckValue(TribSketchRecv((StringInfo) PG_GETARG_POINTER(0))));
 }
 
 /* Binary output: the stored bytes as they are. */
 Datum
 tributary_ddsketch_send(PG_FUNCTION_ARGS)
 {
-	bytea	   *value = PG_GETARG_BYTEA_PP(0);
-	StringInfoData buf;
-
-	pq_begintypsend(&buf);
-	pq_sendbytes(&buf, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(TribSketchSend(PG_GETARG_BYTEA_PP(0)));
 }
 
 /* ddsketch_quantile(tributary.ddsketch, float8): NULL for a sketch without values. */

@@ -13,7 +13,6 @@
 #include <math.h>
 
 #include "fmgr.h"
-#include "libpq/pqformat.h"
 
 #include "quality/datumhash.h"
 #include "quality/hll.h"
@@ -80,25 +79,14 @@ tributary_hll_out(PG_FUNCTION_ARGS)
 Datum
 tributary_hll_recv(PG_FUNCTION_ARGS)
 {
-	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	int			len = buf->len - buf->cursor;
-	bytea	   *value = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(value, VARHDRSZ + len);
-	pq_copymsgbytes(buf, VARDATA(value), len);
-	PG_RETURN_BYTEA_P(HllCheckValue(value));
+	PG_RETURN_BYTEA_P(HllCheckValue(TribSketchRecv((StringInfo) PG_GETARG_POINTER(0))));
 }
 
 /* Binary output: the stored bytes as they are. */
 Datum
 tributary_hll_send(PG_FUNCTION_ARGS)
 {
-	bytea	   *value = PG_GETARG_BYTEA_PP(0);
-	StringInfoData buf;
-
-	pq_begintypsend(&buf);
-	pq_sendbytes(&buf, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(TribSketchSend(PG_GETARG_BYTEA_PP(0)));
 }
 
 /* hll_count(tributary.hll): the distinct count a stored sketch holds. */

@@ -6,6 +6,7 @@
 
 #include <math.h>
 
+#include "libpq/pqformat.h"
 #include "utils/builtins.h"
 
 #include "quality/sqlutil.h"
@@ -52,6 +53,29 @@ char *
 TribSketchTextOut(const bytea *value)
 {
 	return TribHexText(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+}
+
+/* The rest of the message, as the value's stored bytes; the caller checks them. */
+bytea *
+TribSketchRecv(StringInfo buf)
+{
+	int			len = buf->len - buf->cursor;
+	bytea	   *value = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(value, VARHDRSZ + len);
+	pq_copymsgbytes(buf, VARDATA(value), len);
+	return value;
+}
+
+/* The stored bytes as the binary form. */
+bytea *
+TribSketchSend(const bytea *value)
+{
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+	return pq_endtypsend(&buf);
 }
 
 /* Quantiles outside [0, 1] have no meaning; say so rather than clamp. */

@@ -1,7 +1,8 @@
 /*
  * sqlutil.h
  *		What the SQL entry points of the quality building blocks share: the aggregate
- *		memory context check, the sketch types' text form, and the quantile argument check.
+ *		memory context check, the sketch types' text and binary forms, and the quantile
+ *		argument check.
  */
 #ifndef TRIBUTARY_QUALITY_SQLUTIL_H
 #define TRIBUTARY_QUALITY_SQLUTIL_H
@@ -9,6 +10,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 
 /* The aggregate's memory context; an error when fname is called outside an aggregate. */
 extern MemoryContext TribAggMemoryContext(FunctionCallInfo fcinfo, const char *fname);
@@ -21,6 +23,10 @@ extern bytea *TribSketchTextIn(const char *text, const char *typname);
 
 /* A sketch type's text output: "\x" and two hex digits per stored byte. */
 extern char *TribSketchTextOut(const bytea *value);
+
+/* A sketch type's binary input and output: the stored bytes as they are (input unchecked). */
+extern bytea *TribSketchRecv(StringInfo buf);
+extern bytea *TribSketchSend(const bytea *value);
 
 /* Check a quantile argument: in [0, 1] (22003), not NaN. fname names the function. */
 extern void TribCheckQuantile(double q, const char *fname);
