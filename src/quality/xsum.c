@@ -401,9 +401,9 @@ XsumSpecial(const TribXsum *acc, double *result)
 	return true;
 }
 
-/* The exact sum rounded once, for callers that want a total. */
-bool
-TribXsumSum(const TribXsum *acc, double *result)
+/* The exact sum S1, divided by the count when mean, rounded once. */
+static bool
+XsumRounded(const TribXsum *acc, bool mean, double *result)
 {
 	XsumBig		s1;
 	bool		negative;
@@ -416,31 +416,26 @@ TribXsumSum(const TribXsum *acc, double *result)
 		return true;
 	negative = XsumCanonical(acc->sum, TRIB_XSUM_SUM_DIGITS, &s1);
 	v = XsumBigToDD(&s1, &scale);
+	if (mean)
+		v = XsumDDDiv(v, XsumDDFromUint64(acc->count));
 	*result = XsumDDToDouble(v, scale + TRIB_XSUM_SUM_LOW_EXP);
 	if (negative)
 		*result = -*result;
 	return true;
 }
 
+/* The exact sum rounded once, for callers that want a total. */
+bool
+TribXsumSum(const TribXsum *acc, double *result)
+{
+	return XsumRounded(acc, false, result);
+}
+
 /* S1 / n from the exact sum, rounded once. */
 bool
 TribXsumMean(const TribXsum *acc, double *result)
 {
-	XsumBig		s1;
-	bool		negative;
-	int			scale;
-	XsumDD		v;
-
-	if (TribXsumCount(acc) == 0)
-		return false;
-	if (XsumSpecial(acc, result))
-		return true;
-	negative = XsumCanonical(acc->sum, TRIB_XSUM_SUM_DIGITS, &s1);
-	v = XsumDDDiv(XsumBigToDD(&s1, &scale), XsumDDFromUint64(acc->count));
-	*result = XsumDDToDouble(v, scale + TRIB_XSUM_SUM_LOW_EXP);
-	if (negative)
-		*result = -*result;
-	return true;
+	return XsumRounded(acc, true, result);
 }
 
 /*
