@@ -29,12 +29,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -48,8 +56,12 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 
 #include "catalog.h"
+#include "compat.h"
 #include "fanout/fanout.h"
 #include "position.h"
 #include "stage.h"
@@ -58,8 +70,6 @@
 static SPIPlanPtr plan_config = NULL;
 static SPIPlanPtr plan_store = NULL;
 static SPIPlanPtr plan_applies = NULL;
-static SPIPlanPtr plan_stored = NULL;
-static SPIPlanPtr plan_write = NULL;
 
 /* What is known of a key: stored, or a change of the batch. */
 typedef struct TribSnapState
@@ -88,6 +98,7 @@ typedef struct TribSnapKey
 	const char *key;			/* hash key: a pointer to the string */
 	TribSnapState state;
 	TribSnapState stored;
+	ItemPointerData stored_tid; /* where the stored state is, when stored.exists */
 	TribSnapChange *winner;		/* NULL: unchanged */
 	/* the key's channel: its last notification (DT_NOBEGIN: none), and this batch's */
 	TimestampTz notified_at;
@@ -372,52 +383,100 @@ TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 	return changes;
 }
 
-/* The stored state of every key in keys (step 3), into their entries. */
-static void
-TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys, int nkeys)
+/* tributary.snapshots, open for the stage's read and write. */
+typedef struct TribSnapTable
 {
-	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeys, 1));
+	Relation	rel;
+	/* its columns' attribute numbers */
+	AttrNumber	stream, key, seq, record, updated_at, event_time, source_part, source_pos,
+				row_table, row_tid, row_xmin, notified_at, notify_pending;
+} TribSnapTable;
+
+static void
+TribSnapTableOpen(TribSnapTable *t, LOCKMODE mode)
+{
+	Oid			relid = get_relname_relid("snapshots", get_namespace_oid(TRIBUTARY_SCHEMA, false));
+
+	t->rel = table_open(relid, mode);
+	t->stream = get_attnum(relid, "stream");
+	t->key = get_attnum(relid, "key");
+	t->seq = get_attnum(relid, "seq");
+	t->record = get_attnum(relid, "record");
+	t->updated_at = get_attnum(relid, "updated_at");
+	t->event_time = get_attnum(relid, "event_time");
+	t->source_part = get_attnum(relid, "source_part");
+	t->source_pos = get_attnum(relid, "source_pos");
+	t->row_table = get_attnum(relid, "row_table");
+	t->row_tid = get_attnum(relid, "row_tid");
+	t->row_xmin = get_attnum(relid, "row_xmin");
+	t->notified_at = get_attnum(relid, "notified_at");
+	t->notify_pending = get_attnum(relid, "notify_pending");
+}
+
+/*
+ * The stored state of every key in keys (step 3), into their entries: one descent of
+ * tributary.snapshots' primary key (stream, key) per key, under the statement snapshot an
+ * SQL statement would use here (a new one in READ COMMITTED, so after the seq lock it sees
+ * every batch committed before; our own earlier batches of this transaction too). Not an
+ * SQL statement: its generic plan read every row of the stream and compared each with the
+ * batch's whole key array once the table's statistics made "key = ANY ($2)" look
+ * unselective (a worker with 1000 keys spent 40 % of its time there).
+ */
+static void
+TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys)
+{
+	TribSnapTable t;
+	Relation	idx;
+	TupleTableSlot *slot;
+	Datum		stream = CStringGetTextDatum(cfg->stream);
+	IndexScanDesc scan;
+	ScanKeyData sk[2];
 	HASH_SEQ_STATUS hs;
 	TribSnapKey *k;
-	int			i = 0;
-	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
-	Datum		values[2];
 
+	TribSnapTableOpen(&t, AccessShareLock);
+	idx = index_open(RelationGetPrimaryKeyIndex(t.rel), AccessShareLock);
+	slot = table_slot_create(t.rel, NULL);
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	scan = index_beginscan(t.rel, idx, GetActiveSnapshot(), 2, 0);
 	hash_seq_init(&hs, keys);
 	while ((k = hash_seq_search(&hs)) != NULL)
-		elems[i++] = CStringGetTextDatum(k->key);
-	values[0] = CStringGetTextDatum(cfg->stream);
-	values[1] = PointerGetDatum(construct_array(elems, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
-	TribSnapSpi(&plan_stored, "SELECT key, record IS NULL, event_time, source_part, source_pos, notified_at "
-				"FROM tributary.snapshots WHERE stream OPERATOR(pg_catalog.=) $1 "
-				"AND key OPERATOR(pg_catalog.=) ANY ($2)",
-				2, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *key = SPI_getvalue(tup, desc, 1);
 		bool		isnull;
-		bool		found;
 		Datum		d;
 
-		k = hash_search(keys, &key, HASH_FIND, &found);
-		if (!found)
+		ScanKeyEntryInitialize(&sk[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ, stream);
+		ScanKeyEntryInitialize(&sk[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(k->key));
+		index_rescan(scan, sk, 2, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
 			continue;
 		k->stored.exists = true;
-		k->stored.deleted = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
+		k->stored_tid = slot->tts_tid;
+		(void) slot_getattr(slot, t.record, &isnull);
+		k->stored.deleted = isnull;
+		d = slot_getattr(slot, t.event_time, &isnull);
 		k->stored.has_event_time = !isnull;
 		k->stored.event_time = isnull ? 0 : DatumGetTimestampTz(d);
-		k->stored.part = SPI_getvalue(tup, desc, 4);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
+		d = slot_getattr(slot, t.source_part, &isnull);
+		k->stored.part = isnull ? NULL : TextDatumGetCString(d);
+		d = slot_getattr(slot, t.source_pos, &isnull);
 		k->stored.pos = isnull ? -1 : DatumGetInt64(d);
 		if (isnull)
 			k->stored.part = NULL;
-		d = SPI_getbinval(tup, desc, 6, &isnull);
+		d = slot_getattr(slot, t.notified_at, &isnull);
 		k->notified_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
 		k->state = k->stored;
+		ExecClearTuple(slot);
 	}
+	index_endscan(scan);
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(t.rel, AccessShareLock);
 }
 
 static int
@@ -459,89 +518,125 @@ TribSnapRecords(const TribStageBatch *batch, TribSnapKey **changed, int nchanged
 	return records;
 }
 
-/* Upsert the changed keys into tributary.snapshots (step 5). */
+/*
+ * Write the changed keys into tributary.snapshots (step 5): an update of the stored row
+ * each key's read found (TribSnapReadStored kept its TID), an insert for a new key, with
+ * the table's index entries as the executor makes them (none after a HOT update). The
+ * heap routines, not INSERT ... ON CONFLICT: under the seq lock the read already knows
+ * which keys exist, so the statement's speculative check (one more descent per key,
+ * walking the key's chain of versions) and its per-statement set-up bought nothing; it
+ * was half of a worker's time with 50 keys a batch. The foreign key to snapshot_config
+ * holds without its trigger: the stream's config row is there (it was read under the
+ * seq lock, which drop_snapshot takes before deleting it).
+ */
 static void
 TribSnapWrite(TribSnapshotConfig *cfg, TribSnapKey **changed, int nchanged, Datum *records,
 			  int64 first_seq, TimestampTz now)
 {
-	Datum	   *keys = palloc(sizeof(Datum) * nchanged);
-	Datum	   *seqs = palloc(sizeof(Datum) * nchanged);
-	Datum	   *times = palloc(sizeof(Datum) * nchanged);
-	Datum	   *parts = palloc(sizeof(Datum) * nchanged);
-	Datum	   *poss = palloc(sizeof(Datum) * nchanged);
-	Datum	   *tables = palloc(sizeof(Datum) * nchanged);
-	Datum	   *tids = palloc(sizeof(Datum) * nchanged);
-	Datum	   *xmins = palloc(sizeof(Datum) * nchanged);
-	bool	   *recnull = palloc0(sizeof(bool) * nchanged);
-	bool	   *timenull = palloc0(sizeof(bool) * nchanged);
-	bool	   *partnull = palloc0(sizeof(bool) * nchanged);
-	bool	   *rownull = palloc0(sizeof(bool) * nchanged);
-	Datum	   *notified = palloc(sizeof(Datum) * nchanged);
-	bool	   *notifiednull = palloc0(sizeof(bool) * nchanged);
-	Datum	   *pending = palloc(sizeof(Datum) * nchanged);
-	int			dims[1] = {nchanged};
-	int			lbs[1] = {1};
-	Oid			types[13] = {TEXTOID, TIMESTAMPTZOID, TEXTARRAYOID, INT8ARRAYOID, JSONBARRAYOID,
-		TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID, OIDARRAYOID, TIDARRAYOID, XIDARRAYOID,
-	TIMESTAMPTZARRAYOID, BOOLARRAYOID};
-	Datum		values[13];
+	TribSnapTable t;
+	TupleDesc	desc;
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot;
+	Datum	   *values;
+	bool	   *nulls;
+	Datum		stream = CStringGetTextDatum(cfg->stream);
+	CommandId	cid = GetCurrentCommandId(true);
+
+	TribSnapTableOpen(&t, RowExclusiveLock);
+	desc = RelationGetDescr(t.rel);
+	InitResultRelInfo(rri, t.rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
 
 	for (int i = 0; i < nchanged; i++)
 	{
-		TribSnapChange *c = changed[i]->winner;
+		TribSnapKey *k = changed[i];
+		TribSnapChange *c = k->winner;
+		HeapTuple	tup;
+		bool		indexes;
+#if PG_VERSION_NUM >= 160000
+		TU_UpdateIndexes update_indexes = TU_All;
+#endif
 
-		keys[i] = CStringGetTextDatum(c->key);
-		seqs[i] = Int64GetDatum(first_seq + i);
-		recnull[i] = c->row == NULL;
-		timenull[i] = !c->state.has_event_time;
-		times[i] = TimestampTzGetDatum(c->state.event_time);
-		partnull[i] = c->state.part == NULL;
-		parts[i] = partnull[i] ? (Datum) 0 : CStringGetTextDatum(c->state.part);
-		poss[i] = Int64GetDatum(c->state.pos);
-		rownull[i] = c->row == NULL;
-		notifiednull[i] = changed[i]->notified_at == DT_NOBEGIN;
-		notified[i] = TimestampTzGetDatum(changed[i]->notified_at);
-		pending[i] = BoolGetDatum(changed[i]->notify_pending);
+		memset(nulls, true, sizeof(bool) * desc->natts);
+#define TRIB_SET(att, v) (values[(att) - 1] = (v), nulls[(att) - 1] = false)
+		TRIB_SET(t.stream, stream);
+		TRIB_SET(t.key, CStringGetTextDatum(c->key));
+		TRIB_SET(t.seq, Int64GetDatum(first_seq + i));
 		if (c->row != NULL)
 		{
 			ItemPointer tid = palloc(sizeof(ItemPointerData));
 
 			*tid = c->row->tid;
-			tables[i] = ObjectIdGetDatum(c->row->tableoid);
-			tids[i] = PointerGetDatum(tid);
-			xmins[i] = TransactionIdGetDatum(c->row->xmin);
+			TRIB_SET(t.record, records[i]);
+			TRIB_SET(t.row_table, ObjectIdGetDatum(c->row->tableoid));
+			TRIB_SET(t.row_tid, PointerGetDatum(tid));
+			TRIB_SET(t.row_xmin, TransactionIdGetDatum(c->row->xmin));
 		}
+		TRIB_SET(t.updated_at, TimestampTzGetDatum(now));
+		if (c->state.has_event_time)
+			TRIB_SET(t.event_time, TimestampTzGetDatum(c->state.event_time));
+		if (c->state.part != NULL)
+		{
+			TRIB_SET(t.source_part, CStringGetTextDatum(c->state.part));
+			TRIB_SET(t.source_pos, Int64GetDatum(c->state.pos));
+		}
+		if (k->notified_at != DT_NOBEGIN)
+			TRIB_SET(t.notified_at, TimestampTzGetDatum(k->notified_at));
+		TRIB_SET(t.notify_pending, BoolGetDatum(k->notify_pending));
+#undef TRIB_SET
+		tup = heap_form_tuple(desc, values, nulls);
+		if (k->stored.exists)
+		{
+			TM_FailureData tmfd;
+			LockTupleMode lockmode;
+			TM_Result	res;
+#if PG_VERSION_NUM >= 160000
+			res = heap_update(t.rel, &k->stored_tid, tup, cid, InvalidSnapshot, true, &tmfd,
+							  &lockmode, &update_indexes);
+			/* the table has no summarizing index: TU_Summarizing does not occur */
+			indexes = update_indexes != TU_None;
+#else
+			res = heap_update(t.rel, &k->stored_tid, tup, cid, InvalidSnapshot, true, &tmfd,
+							  &lockmode);
+			indexes = !HeapTupleIsHeapOnly(tup);
+#endif
+			if (res != TM_Ok)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update of the snapshot of key \"%s\" of stream \"%s\"",
+								c->key, cfg->stream),
+						 errdetail("Its row in tributary.snapshots was changed outside the stream's batches."),
+						 errhint("Retry the batch; change tributary.snapshots only through tributary's functions.")));
+		}
+		else
+		{
+			heap_insert(t.rel, tup, cid, 0, NULL);
+			indexes = true;
+		}
+		if (indexes)
+		{
+			List	   *recheck;
+
+			/*
+			 * as for an insert: with no range table the executor cannot tell which
+			 * columns an update changed (its hint for bottom-up index deletion)
+			 */
+			ExecStoreHeapTuple(tup, slot, false);
+			recheck = TribExecInsertIndexTuples(rri, slot, estate);
+			list_free(recheck);
+			ExecClearTuple(slot);
+		}
+		heap_freetuple(tup);
+		ResetPerTupleExprContext(estate);
 	}
-	values[0] = CStringGetTextDatum(cfg->stream);
-	values[1] = TimestampTzGetDatum(now);
-	values[2] = PointerGetDatum(construct_array(keys, nchanged, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(seqs, nchanged, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[4] = PointerGetDatum(construct_md_array(records, recnull, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_md_array(times, timenull, 1, dims, lbs, TIMESTAMPTZOID, 8,
-												   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[6] = PointerGetDatum(construct_md_array(parts, partnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[7] = PointerGetDatum(construct_md_array(poss, partnull, 1, dims, lbs, INT8OID, 8,
-												   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[8] = PointerGetDatum(construct_md_array(tables, rownull, 1, dims, lbs, OIDOID, 4, true, TYPALIGN_INT));
-	values[9] = PointerGetDatum(construct_md_array(tids, rownull, 1, dims, lbs, TIDOID,
-												   sizeof(ItemPointerData), false, TYPALIGN_SHORT));
-	values[10] = PointerGetDatum(construct_md_array(xmins, rownull, 1, dims, lbs, XIDOID, 4, true, TYPALIGN_INT));
-	values[11] = PointerGetDatum(construct_md_array(notified, notifiednull, 1, dims, lbs, TIMESTAMPTZOID, 8,
-													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[12] = PointerGetDatum(construct_array(pending, nchanged, BOOLOID, 1, true, TYPALIGN_CHAR));
-	TribSnapSpi(&plan_write, "INSERT INTO tributary.snapshots AS s (stream, key, seq, record, updated_at, event_time, "
-				"source_part, source_pos, row_table, row_tid, row_xmin, notified_at, notify_pending) "
-				"SELECT $1, u.k, u.q, u.r, $2, u.e, u.p, u.o, u.t, u.c, u.x, u.n, u.w "
-				"FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
-				"pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), "
-				"pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), "
-				"pg_catalog.unnest($13)) AS u(k, q, r, e, p, o, t, c, x, n, w) "
-				"ON CONFLICT (stream, key) DO UPDATE SET seq = excluded.seq, record = excluded.record, "
-				"updated_at = excluded.updated_at, event_time = excluded.event_time, "
-				"source_part = excluded.source_part, source_pos = excluded.source_pos, "
-				"row_table = excluded.row_table, row_tid = excluded.row_tid, row_xmin = excluded.row_xmin, "
-				"notified_at = excluded.notified_at, notify_pending = excluded.notify_pending",
-				13, types, values, NULL, SPI_OK_INSERT);
+	ExecDropSingleTupleTableSlot(slot);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(t.rel, NoLock);
 }
 
 /* The stage (the file header). */
@@ -598,7 +693,7 @@ TribSnapshotProcess(const TribStageBatch *batch)
 		changes[i].entry = k;
 	}
 	nkeys = (int) hash_get_num_entries(keys);
-	TribSnapReadStored(cfg, keys, nkeys);
+	TribSnapReadStored(cfg, keys);
 
 	/* fold each key's changes, in message order, over its stored state */
 	for (int i = 0; i < nchanges; i++)
@@ -689,9 +784,14 @@ TribSnapshotProcess(const TribStageBatch *batch)
 		else
 			cfg->resync_pending = true;
 	}
-	TribSnapWrite(cfg, changed, nchanged, records, cfg->last_seq + 1, batch->arrived);
+	/*
+	 * the stream's progress first: in REPEATABLE READ, a batch of the stream committed
+	 * after this transaction's snapshot updated the same config row, so this fails with
+	 * the serialization error before any key is written over a state it did not see
+	 */
 	cfg->last_seq += nchanged;
 	TribSnapshotStore(cfg);
+	TribSnapWrite(cfg, changed, nchanged, records, cfg->last_seq - nchanged + 1, batch->arrived);
 	SPI_finish();
 	TribRestoreUser(&owner);
 }

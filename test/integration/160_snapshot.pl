@@ -111,6 +111,25 @@ is(sql($node, q{SELECT count(*) FROM tributary.snapshot('cs') s
                     SELECT row_tid FROM tributary.snapshots WHERE stream = 'cs' AND key = s.key))}),
 	'0', 'concurrent ingest: each record is its row as it landed');
 
+# A batch in REPEATABLE READ that did not see a batch of the stream committed after its
+# snapshot fails with a serialization error and changes nothing (docs/fanout.md, Seqs).
+my $rr = $node->background_psql('postgres', on_error_stop => 0);
+$rr->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$rr->query_safe('SELECT count(*) FROM tributary.snapshots');	# the transaction's snapshot
+my $before = sql($node, q{SELECT tributary.snapshot_seq('cs')});
+sql($node, q{SELECT tributary.ingest('cs', '{"id": "k1", "v": 100}'::jsonb)});
+my ($rr_out, $rr_failed) = $rr->query(q{SELECT tributary.ingest('cs', ARRAY['{"id": "k1", "v": 101}', '{"id": "rr-new", "v": 1}']::jsonb[])});
+ok($rr_failed && $rr->{stderr} =~ /could not serialize access due to concurrent update/,
+	'repeatable read: a batch behind a committed one fails with a serialization error');
+$rr->{stderr} = '';
+$rr->query_safe('ROLLBACK');
+$rr->quit;
+is(sql($node, q{SELECT tributary.snapshot_seq('cs') || ' ' || (SELECT record->>'v' FROM tributary.snapshot('cs', 'k1'))
+                || ' ' || (SELECT count(*) FROM tributary.snapshots WHERE stream = 'cs' AND key = 'rr-new')}),
+	($before + 1) . ' 100 0', 'repeatable read: the failed batch changed nothing');
+$last = $before + 1;
+heard($listener);	# the committed batch's change
+
 # ---------------------------------------------------------------------------------------
 # Payloads: deletes, records over 8000 bytes, payload 'keys', the key channel.
 $listener->query_safe('LISTEN "tributary.cs.k1"');
