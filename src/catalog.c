@@ -19,12 +19,14 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -391,7 +393,7 @@ TribStreamQuery(const char *sql, Oid argtype, Datum arg)
 	TribBecomeExtensionOwner(&owner);
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
-	rc = SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 1);
+	rc = TribSpiExecute(sql, 1, &argtype, &arg, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "tributary: reading the stream catalog failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
@@ -516,6 +518,86 @@ TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what)
 	}
 }
 
+/*
+ * Run one of tributary's own statements (SPI connected) through a plan prepared on its
+ * first use in this process and kept: the plans, keyed by the statement's text, live as
+ * long as the process (PostgreSQL re-plans a kept plan when a table it reads changes, and
+ * analyzes it again when the table was dropped and made anew). For the statements every
+ * batch runs (positions, settings, the quality windows): parsing and planning them again
+ * each time was some 15 % of a stream worker's time at 200 small batches a second. Only
+ * for texts from a fixed set: values go in as parameters, never into the text.
+ */
+typedef struct TribKeptPlan
+{
+	const char *sql;			/* hash key: a copy of the text, in TopMemoryContext */
+	int			nargs;
+	Oid			argtypes[TRIB_KEPT_PLAN_MAX_ARGS];
+	SPIPlanPtr	plan;
+} TribKeptPlan;
+
+static HTAB *kept_plans = NULL;
+
+static uint32
+TribKeptPlanHash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, (int) strlen(s));
+}
+
+static int
+TribKeptPlanMatch(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+int
+TribSpiExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls,
+			   bool read_only, long count)
+{
+	TribKeptPlan *kp;
+	bool		found;
+
+	if (nargs > TRIB_KEPT_PLAN_MAX_ARGS)
+		elog(ERROR, "tributary: %d parameters, at most %d: %s", nargs, TRIB_KEPT_PLAN_MAX_ARGS, sql);
+	if (kept_plans == NULL)
+	{
+		HASHCTL		ctl = {0};
+
+		ctl.keysize = sizeof(char *);
+		ctl.entrysize = sizeof(TribKeptPlan);
+		ctl.hash = TribKeptPlanHash;
+		ctl.match = TribKeptPlanMatch;
+		ctl.hcxt = TopMemoryContext;
+		kept_plans = hash_create("tributary kept plans", 64, &ctl,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	kp = hash_search(kept_plans, &sql, HASH_FIND, &found);
+	if (kp == NULL || kp->nargs != nargs ||
+		(nargs > 0 && memcmp(kp->argtypes, argtypes, sizeof(Oid) * nargs) != 0))
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "tributary: could not prepare (%s): %s", SPI_result_code_string(SPI_result), sql);
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "tributary: could not keep the plan of: %s", sql);
+		if (kp == NULL)
+		{
+			const char *key = MemoryContextStrdup(TopMemoryContext, sql);
+
+			kp = hash_search(kept_plans, &key, HASH_ENTER, &found);
+		}
+		else
+			SPI_freeplan(kp->plan);
+		kp->nargs = nargs;
+		if (nargs > 0)
+			memcpy(kp->argtypes, argtypes, sizeof(Oid) * nargs);
+		kp->plan = plan;
+	}
+	return SPI_execute_plan(kp->plan, values, nulls, read_only, count);
+}
+
 /* Run one statement on tributary's own tables as the extension's owner. */
 void
 TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
@@ -526,7 +608,7 @@ TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, con
 	TribBecomeExtensionOwner(&owner);
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	rc = TribSpiExecute(sql, nargs, argtypes, values, nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "tributary: catalog statement failed: %s", SPI_result_code_string(rc));
 	if ((rc = SPI_finish()) != SPI_OK_FINISH)

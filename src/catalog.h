@@ -31,6 +31,11 @@ extern void TribRestoreUser(TribOwnerContext *ctx);
 extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
 							   const char *nulls);
 
+/* the most parameters a statement of TribSpiExecute takes */
+#define TRIB_KEPT_PLAN_MAX_ARGS 32
+extern int	TribSpiExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						   const char *nulls, bool read_only, long count);
+
 extern char *TribArgText(FunctionCallInfo fcinfo, int arg, const char *what);
 
 extern ErrorData *TribRunInSubtransaction(void (*fn) (void *arg), void *arg);

@@ -52,6 +52,13 @@
 #define TribRootToChildMap(rri, estate) ((rri)->ri_RootToPartitionMap)
 #endif
 
+/* PostgreSQL 17 asks whether a deferrable primary key will do; tributary's never is. */
+#if PG_VERSION_NUM >= 170000
+#define TribPrimaryKeyIndex(rel) RelationGetPrimaryKeyIndex((rel), false)
+#else
+#define TribPrimaryKeyIndex(rel) RelationGetPrimaryKeyIndex(rel)
+#endif
+
 #if PG_VERSION_NUM >= 170000
 #define TribCheckValidInsertRel(rri) CheckValidResultRel((rri), CMD_INSERT, NIL)
 #else

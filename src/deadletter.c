@@ -341,7 +341,7 @@ TribDeadLettersFetch(StreamDef *def, int64 last_id, TribMessage *msgs, int64 *id
 
 	TribBecomeExtensionOwner(&owner);
 	SPI_connect();
-	SPI_execute_with_args(TribCatalogHasTextPositions() ?
+	TribSpiExecute(TribCatalogHasTextPositions() ?
 						  "SELECT id, source_partition, source_position, payload, source_stream, message_key, "
 						  "pg_catalog.round(pg_catalog.date_part('epoch', message_time) * 1000)::pg_catalog.int8, "
 						  "headers::pg_catalog.text FROM tributary.dead_letters "

@@ -66,10 +66,6 @@
 #include "position.h"
 #include "stage.h"
 
-/* This file's statements, planned once per process (TribSnapSpi). */
-static SPIPlanPtr plan_config = NULL;
-static SPIPlanPtr plan_store = NULL;
-static SPIPlanPtr plan_applies = NULL;
 
 /* What is known of a key: stored, or a change of the batch. */
 typedef struct TribSnapState
@@ -132,28 +128,12 @@ TribSnapshotForget(void)
 	applies_lxid = InvalidLocalTransactionId;
 }
 
-/*
- * Run one of this file's statements (SPI connected, as the extension's owner), planned once
- * per process: *plan caches it (PostgreSQL re-plans a kept plan when the tables change).
- */
+/* Run one of this file's statements (SPI connected, as the extension's owner). */
 static void
-TribSnapSpi(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
-			const char *nulls, int expect)
+TribSnapSpi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
-	int			rc;
+	int			rc = TribSpiExecute(sql, nargs, types, values, nulls, false, 0);
 
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "tributary snapshot: could not prepare (%s): %s",
-				 SPI_result_code_string(SPI_result), sql);
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "tributary snapshot: could not keep the plan of: %s", sql);
-		*plan = p;
-	}
-	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "tributary snapshot: statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
@@ -172,7 +152,7 @@ TribSnapshotConfigLoad(const char *stream)
 	TupleDesc	desc;
 	bool		isnull;
 
-	TribSnapSpi(&plan_config, "SELECT s.id, c.\"order\" OPERATOR(pg_catalog.=) 'event_time', c.last_seq, "
+	TribSnapSpi("SELECT s.id, c.\"order\" OPERATOR(pg_catalog.=) 'event_time', c.last_seq, "
 				"c.channels IS NOT NULL, 'stream' OPERATOR(pg_catalog.=) ANY (c.channels), "
 				"'key' OPERATOR(pg_catalog.=) ANY (c.channels), c.payload OPERATOR(pg_catalog.=) 'keys', "
 				"(pg_catalog.date_part('epoch', c.heartbeat) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, "
@@ -231,7 +211,7 @@ TribSnapshotStore(TribSnapshotConfig *cfg)
 	nulls[2] = cfg->notified_at == DT_NOBEGIN ? 'n' : ' ';
 	values[3] = Int64GetDatum(cfg->skipped);
 	values[4] = BoolGetDatum(cfg->resync_pending);
-	TribSnapSpi(&plan_store, "UPDATE tributary.snapshot_config SET last_seq = $2, notified_at = $3, skipped = $4, "
+	TribSnapSpi("UPDATE tributary.snapshot_config SET last_seq = $2, notified_at = $3, skipped = $4, "
 				"resync_pending = $5 WHERE stream OPERATOR(pg_catalog.=) $1",
 				5, types, values, nulls, SPI_OK_UPDATE);
 }
@@ -271,7 +251,7 @@ TribSnapshotApplies(StreamDef *def)
 	TribBecomeExtensionOwner(&owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	TribSnapSpi(&plan_applies, "SELECT 1 FROM tributary.snapshot_config WHERE stream OPERATOR(pg_catalog.=) $1",
+	TribSnapSpi("SELECT 1 FROM tributary.snapshot_config WHERE stream OPERATOR(pg_catalog.=) $1",
 				1, types, values, NULL, SPI_OK_SELECT);
 	applies_answer = SPI_processed > 0;
 	SPI_finish();
@@ -435,7 +415,7 @@ TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys)
 	TribSnapKey *k;
 
 	TribSnapTableOpen(&t, AccessShareLock);
-	idx = index_open(RelationGetPrimaryKeyIndex(t.rel), AccessShareLock);
+	idx = index_open(TribPrimaryKeyIndex(t.rel), AccessShareLock);
 	slot = table_slot_create(t.rel, NULL);
 	CommandCounterIncrement();
 	PushCopiedSnapshot(GetTransactionSnapshot());

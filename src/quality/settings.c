@@ -162,7 +162,7 @@ void
 TribQualitySpi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 			   int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	int			rc = TribSpiExecute(sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expect)
 		elog(ERROR, "tributary quality: statement failed (%s): %s", SPI_result_code_string(rc), sql);

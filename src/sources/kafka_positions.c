@@ -86,7 +86,7 @@ TribKafkaReadOffsets(TribKafka *k, bool read_only, TribKafkaStored **stored)
 	int			n;
 
 	SPI_connect();
-	SPI_execute_with_args(TribCatalogHasTextPositions() ?
+	TribSpiExecute(TribCatalogHasTextPositions() ?
 						  "SELECT source_stream, source_partition, position "
 						  "FROM tributary.offsets WHERE stream = $1" :
 						  "SELECT topic, partition::pg_catalog.text, next_offset::pg_catalog.text "

@@ -542,7 +542,7 @@ TribRedisReadStored(TribRedis *r, bool read_only)
 	for (int i = 0; i < r->nkeys; i++)
 		r->keys[i].has_stored = false;
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT source_stream, position FROM tributary.offsets "
+	if (TribSpiExecute("SELECT source_stream, position FROM tributary.offsets "
 							  "WHERE stream = $1 AND source_partition = ''",
 							  1, &type, &arg, NULL, read_only, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the stored positions of stream \"%s\"", r->def->name);
