@@ -147,7 +147,11 @@ esac
 procs_max="${PROCS:-$procs_default}"
 /usr/bin/python3 "$tmp/produce.py" 200 2 "$keys" | kcat -P -b "$bootstrap" -t fan -X linger.ms=1 2>"$tmp/kcat.err"
 sleep 2
-printf '%-8s %-9s %11s %8s %8s %8s %8s\n' rate listeners deliveries p50_ms p90_ms p99_ms max_ms
+# the stream worker's CPU (user + system, % of one CPU) over each run, from /proc
+worker_pid="$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'tributary stream worker'")"
+worker_ticks() { awk '{ print $14 + $15 }' "/proc/$worker_pid/stat"; }
+hz="$(getconf CLK_TCK)"
+printf '%-8s %-9s %11s %8s %8s %8s %8s %10s\n' rate listeners deliveries p50_ms p90_ms p99_ms max_ms worker_cpu
 for rate in $rates; do
 	for listeners in $listener_counts; do
 		out="$tmp/lat.$rate.$listeners"
@@ -160,13 +164,16 @@ for rate in $rates; do
 			pids+=($!)
 		done
 		for p in $(seq "$procs"); do until [ -f "$out.$p.ready" ]; do sleep 0.1; done; done
+		ticks0="$(worker_ticks)"
 		/usr/bin/python3 "$tmp/produce.py" "$rate" "$seconds" "$keys" |
 			kcat -P -b "$bootstrap" -t fan -X linger.ms=1 2>"$tmp/kcat.err"
+		ticks1="$(worker_ticks)"
 		wait "${pids[@]}"
 		for p in $(seq "$procs"); do tr ' ' '\n' <"$out.$p"; echo; done | grep -v '^$' | sort -n | tr '\n' ' ' >"$out"
-		printf '%-8s %-9s %11s %8s %8s %8s %8s\n' "$rate" "$listeners" \
+		printf '%-8s %-9s %11s %8s %8s %8s %8s %9s%%\n' "$rate" "$listeners" \
 			"$(awk '{ print NF }' "$out")" "$(pct "$out" 0.5)" "$(pct "$out" 0.9)" \
-			"$(pct "$out" 0.99)" "$(pct "$out" 1.0)"
+			"$(pct "$out" 0.99)" "$(pct "$out" 1.0)" \
+			"$(awk -v t="$((ticks1 - ticks0))" -v hz="$hz" -v s="$seconds" 'BEGIN { printf "%.0f", 100 * t / hz / s }')"
 	done
 done
 echo "notifications skipped: $(sql -c "SELECT notifications_skipped FROM tributary.stream_stats WHERE stream = 'fan' AND partition IS NULL")"

@@ -159,6 +159,34 @@ SELECT tributary.fanout_channel('sn', repeat('k', 60)) =
 -- cut at a character boundary
 SELECT octet_length(tributary.fanout_channel('sn', repeat('é', 40))) <= 63 AS fits;
 
+-- A record is what to_jsonb(row) gives, for every kind of column: numbers (NaN and
+-- Infinity stay strings), dates and times, json and jsonb, arrays, composites, domains,
+-- enums, other built-in scalars, a dropped column, nulls.
+CREATE TYPE sn_pair AS (a int, b text);
+CREATE TYPE sn_mood AS ENUM ('calm', 'busy');
+CREATE DOMAIN sn_pos AS numeric CHECK (VALUE > 0);
+CREATE TABLE sn_kinds (id text, gone int, b bool, i2 smallint, i8 bigint, n numeric, f4 real,
+                       f8 float8, d date, ts timestamp, tz timestamptz, j json, jb jsonb,
+                       arr int[], pair sn_pair, pos sn_pos, mood sn_mood, by bytea,
+                       iv interval, r int4range, u uuid, t varchar(8), nul text);
+ALTER TABLE sn_kinds DROP COLUMN gone;
+SELECT tributary.create_stream('sn_kinds', 'sn_kinds', 'local', '{"format": "json"}', key => 'id');
+SELECT tributary.set_snapshot('sn_kinds');
+SELECT * FROM tributary.ingest('sn_kinds', ARRAY[
+    '{"id": "a", "b": true, "i2": -3, "i8": 9007199254740993, "n": 1.50, "f4": 0.1,
+      "f8": 1.5e-7, "d": "2026-12-03", "ts": "2026-12-03 04:05:06.789", "tz": "2026-12-03 04:05:06+02",
+      "j": {"z": 1, "a": [1, 2], "z": 2}, "jb": {"k": [true, null, 1.0]}, "arr": "{1,NULL,3}",
+      "pair": "(7,seven)", "pos": 2.5, "mood": "busy", "by": "\\x00ff", "iv": "1 day 2 hours",
+      "r": "[1,5)", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "t": "text"}',
+    '{"id": "b", "n": "NaN", "f4": "-Infinity", "f8": "Infinity", "jb": "just text", "j": "3"}']::jsonb[]);
+SELECT s.key, s.record = to_jsonb(k) AS same, s.record -> 'n' AS n, s.record -> 'f8' AS f8,
+       s.record -> 'tz' AS tz, s.record -> 'pair' AS pair
+FROM tributary.snapshot('sn_kinds') s JOIN sn_kinds k ON k.id = s.key ORDER BY s.key;
+SELECT tributary.drop_stream('sn_kinds');
+DROP TABLE sn_kinds;
+DROP DOMAIN sn_pos;
+DROP TYPE sn_pair, sn_mood;
+
 -- stream_stats shows the seq; dropping the snapshot drops its rows; dropping the stream too.
 SELECT stream, snapshot_seq, notifications_skipped FROM tributary.stream_stats
 WHERE stream IN ('sn', 'sn_ev', 'sn_nokey') ORDER BY stream;

@@ -874,10 +874,10 @@ TribRejectOversized(TribBatch *b, int i)
 
 /*
  * The chunk's landed rows, with their key (through key_output, the key column's output
- * function) and event time, appended to the stage batch.
+ * function, when key_col >= 0) and event time, appended to the stage batch.
  */
 static void
-TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, Oid key_output, int time_col)
+TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, FmgrInfo *key_output, int time_col)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
 	TupleDesc	desc = stage->desc;
@@ -903,7 +903,7 @@ TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, Oid key_outpu
 		{
 			value = heap_getattr(tuple, key_col + 1, desc, &isnull);
 			if (!isnull)
-				row->key = OidOutputFunctionCall(key_output, value);
+				row->key = OutputFunctionCall(key_output, value);
 		}
 		if (time_col >= 0)
 		{
@@ -940,7 +940,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	Relation	rel = table_open(def->target, RowExclusiveLock);
 	TribBatch	b = {0};
 	int			key_col = -1;
-	Oid			key_output = InvalidOid;
+	FmgrInfo	key_output;
 	int			time_col = -1;
 	int			lo = 0;
 
@@ -966,9 +966,12 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 			key_col = get_attnum(def->target, def->key_column) - 1;
 		if (key_col >= 0)
 		{
+			Oid			output;
 			bool		varlena;
 
-			getTypeOutputInfo(TupleDescAttr(stage->desc, key_col)->atttypid, &key_output, &varlena);
+			/* looked up once: OidOutputFunctionCall would look it up for every row */
+			getTypeOutputInfo(TupleDescAttr(stage->desc, key_col)->atttypid, &output, &varlena);
+			fmgr_info(output, &key_output);
 		}
 		if (def->event_time_column != NULL)
 			time_col = get_attnum(def->target, def->event_time_column) - 1;
@@ -1008,7 +1011,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		counts->rows += TribInsertChunk(&b);
 		MemoryContextSwitchTo(batchcxt);
 		if (stage != NULL)
-			TribStageCollect(&b, stage, key_col, key_output, time_col);
+			TribStageCollect(&b, stage, key_col, &key_output, time_col);
 		MemoryContextReset(chunkcxt);
 		lo = hi;
 	}

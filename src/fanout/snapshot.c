@@ -279,7 +279,7 @@ TribSnapKeyMatch(const void *a, const void *b, Size keysize)
  * The source partition of a message as "topic/partition", or NULL when it has none; made
  * once per run of messages from one partition (*last keeps the previous message's).
  */
-static const char *
+static inline const char *
 TribSnapPart(const TribMessage *msg, const TribMessage **last, const char **last_part)
 {
 	if (msg->partition < 0 || msg->offset < 0)
@@ -313,7 +313,8 @@ TribSnapWins(const TribSnapState *cur, const TribSnapChange *c, bool event_order
 static TribSnapChange *
 TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 {
-	TribSnapChange *changes = palloc0(sizeof(TribSnapChange) * Max(batch->nmsgs + batch->nrows, 1));
+	/* every field is set below: a batch of many rows would otherwise zero megabytes */
+	TribSnapChange *changes = palloc(sizeof(TribSnapChange) * Max(batch->nmsgs + batch->nrows, 1));
 	int			n = 0;
 	int			r = 0;
 	const TribMessage *last = NULL;
@@ -336,8 +337,11 @@ TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 			c->row = NULL;
 			c->state.exists = true;
 			c->state.deleted = true;
+			c->state.has_event_time = false;
+			c->state.event_time = 0;
 			c->state.part = TribSnapPart(msg, &last, &last_part);
 			c->state.pos = msg->offset;
+			c->entry = NULL;
 			continue;
 		}
 		/* this message's rows (a message may land as no row: a trigger skipped it) */
@@ -353,10 +357,12 @@ TribSnapCollect(const TribStageBatch *batch, int *nchanges)
 			c->msg = i;
 			c->row = row;
 			c->state.exists = true;
+			c->state.deleted = false;
 			c->state.has_event_time = row->has_event_time;
 			c->state.event_time = row->event_time;
 			c->state.part = TribSnapPart(msg, &last, &last_part);
 			c->state.pos = msg->offset;
+			c->entry = NULL;
 		}
 	}
 	*nchanges = n;
