@@ -47,6 +47,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/array.h"
@@ -102,6 +103,103 @@ typedef struct TribSnapKey
 	bool		notify_pending;
 } TribSnapKey;
 
+/*
+ * Where this process last wrote each key of a stream: a hint that spares reading the key's
+ * stored state its descent of snapshots_pkey (and the walk along the key's chain of
+ * versions, one per batch that changed it). A hint is only believed when the tuple at its
+ * TID is visible to the batch's snapshot and holds the same stream and key: then it is the
+ * key's one live version. Otherwise (another process wrote the key since, the batch that
+ * wrote it rolled back, VACUUM FULL moved the rows, the snapshot was dropped) the read
+ * descends the index as without a hint. At most TRIB_SNAP_HINTS_MAX keys, then it starts
+ * over.
+ */
+typedef struct TribSnapHintKey
+{
+	int32		stream;
+	const char *key;			/* copied into hint_cxt */
+} TribSnapHintKey;
+
+typedef struct TribSnapHint
+{
+	TribSnapHintKey id;
+	ItemPointerData tid;
+} TribSnapHint;
+
+#define TRIB_SNAP_HINTS_MAX 100000
+
+static HTAB *snap_hints = NULL;
+static MemoryContext hint_cxt = NULL;
+
+static uint32
+TribSnapHintHash(const void *key, Size keysize)
+{
+	const TribSnapHintKey *k = key;
+
+	return hash_combine(hash_bytes_uint32((uint32) k->stream),
+						hash_bytes((const unsigned char *) k->key, (int) strlen(k->key)));
+}
+
+static int
+TribSnapHintMatch(const void *a, const void *b, Size keysize)
+{
+	const TribSnapHintKey *x = a;
+	const TribSnapHintKey *y = b;
+
+	return x->stream != y->stream || strcmp(x->key, y->key) != 0;
+}
+
+/* Forget every hint. */
+static void
+TribSnapHintsReset(void)
+{
+	if (hint_cxt != NULL)
+		MemoryContextReset(hint_cxt);
+	snap_hints = NULL;
+}
+
+/* The TID this process last wrote key of stream at, or NULL. */
+static ItemPointer
+TribSnapHintGet(int32 stream, const char *key)
+{
+	TribSnapHintKey id = {stream, key};
+	TribSnapHint *h;
+
+	if (snap_hints == NULL)
+		return NULL;
+	h = hash_search(snap_hints, &id, HASH_FIND, NULL);
+	return h != NULL ? &h->tid : NULL;
+}
+
+static void
+TribSnapHintSet(int32 stream, const char *key, ItemPointer tid)
+{
+	TribSnapHintKey id = {stream, key};
+	TribSnapHint *h;
+	bool		found;
+
+	if (hint_cxt == NULL)
+		hint_cxt = AllocSetContextCreate(TopMemoryContext, "tributary snapshot hints",
+										 ALLOCSET_DEFAULT_SIZES);
+	if (snap_hints != NULL && hash_get_num_entries(snap_hints) >= TRIB_SNAP_HINTS_MAX)
+		TribSnapHintsReset();
+	if (snap_hints == NULL)
+	{
+		HASHCTL		ctl = {0};
+
+		ctl.keysize = sizeof(TribSnapHintKey);
+		ctl.entrysize = sizeof(TribSnapHint);
+		ctl.hash = TribSnapHintHash;
+		ctl.match = TribSnapHintMatch;
+		ctl.hcxt = hint_cxt;
+		snap_hints = hash_create("tributary snapshot hints", 1024, &ctl,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	h = hash_search(snap_hints, &id, HASH_ENTER, &found);
+	if (!found)
+		h->id.key = MemoryContextStrdup(hint_cxt, key);
+	h->tid = *tid;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Settings and the seq lock
  * ---------------------------------------------------------------------------------------
@@ -126,6 +224,7 @@ void
 TribSnapshotForget(void)
 {
 	applies_lxid = InvalidLocalTransactionId;
+	TribSnapHintsReset();
 }
 
 /* Run one of this file's statements (SPI connected, as the extension's owner). */
@@ -399,6 +498,56 @@ TribSnapTableOpen(TribSnapTable *t, LOCKMODE mode)
 	t->notify_pending = get_attnum(relid, "notify_pending");
 }
 
+/* Whether a text datum holds exactly the string str. */
+static inline bool
+TribSnapTextIs(Datum d, const char *str)
+{
+	text	   *t = DatumGetTextPP(d);
+	Size		len = strlen(str);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), str, len) == 0;
+}
+
+/*
+ * Read key's stored row into slot through this process's hint (TribSnapHintGet), under the
+ * active snapshot; false when there is no hint or it does not hold (then the index does).
+ * nblocks: the table's length, so that a hint past its end (VACUUM truncated it) is not read.
+ */
+static bool
+TribSnapFetchHinted(TribSnapTable *t, TribSnapshotConfig *cfg, const char *key,
+					BlockNumber nblocks, TupleTableSlot *slot)
+{
+	ItemPointer tid = TribSnapHintGet(cfg->stream_id, key);
+	ItemPointerData at;
+	Buffer		buf;
+	bool		found;
+	bool		isnull;
+	Datum		d;
+
+	if (tid == NULL || ItemPointerGetBlockNumber(tid) >= nblocks)
+		return false;
+	at = *tid;
+	/*
+	 * prune the page first, as a fetch through the index would: without it the versions
+	 * every batch leaves fill the page, and updates stop being HOT
+	 */
+	buf = ReadBuffer(t->rel, ItemPointerGetBlockNumber(&at));
+	heap_page_prune_opt(t->rel, buf);
+	found = table_tuple_fetch_row_version(t->rel, &at, GetActiveSnapshot(), slot);
+	ReleaseBuffer(buf);
+	if (!found)
+		return false;
+	d = slot_getattr(slot, t->stream, &isnull);
+	if (!isnull && TribSnapTextIs(d, cfg->stream))
+	{
+		d = slot_getattr(slot, t->key, &isnull);
+		if (!isnull && TribSnapTextIs(d, key))
+			return true;
+	}
+	ExecClearTuple(slot);
+	return false;
+}
+
 /*
  * The stored state of every key in keys (step 3), into their entries: one descent of
  * tributary.snapshots' primary key (stream, key) per key, under the statement snapshot an
@@ -420,6 +569,8 @@ TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys)
 	HASH_SEQ_STATUS hs;
 	TribSnapKey *k;
 
+	BlockNumber nblocks;
+
 	TribSnapTableOpen(&t, AccessShareLock);
 	idx = index_open(TribPrimaryKeyIndex(t.rel), AccessShareLock);
 	slot = table_slot_create(t.rel, NULL);
@@ -427,19 +578,23 @@ TribSnapReadStored(TribSnapshotConfig *cfg, HTAB *keys)
 	PushCopiedSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 	scan = index_beginscan(t.rel, idx, GetActiveSnapshot(), 2, 0);
+	nblocks = RelationGetNumberOfBlocks(t.rel);
 	hash_seq_init(&hs, keys);
 	while ((k = hash_seq_search(&hs)) != NULL)
 	{
 		bool		isnull;
 		Datum		d;
 
-		ScanKeyEntryInitialize(&sk[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[0], F_TEXTEQ, stream);
-		ScanKeyEntryInitialize(&sk[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(k->key));
-		index_rescan(scan, sk, 2, NULL, 0);
-		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
-			continue;
+		if (!TribSnapFetchHinted(&t, cfg, k->key, nblocks, slot))
+		{
+			ScanKeyEntryInitialize(&sk[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+								   idx->rd_indcollation[0], F_TEXTEQ, stream);
+			ScanKeyEntryInitialize(&sk[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+								   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(k->key));
+			index_rescan(scan, sk, 2, NULL, 0);
+			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+				continue;
+		}
 		k->stored.exists = true;
 		k->stored_tid = slot->tts_tid;
 		(void) slot_getattr(slot, t.record, &isnull);
@@ -616,6 +771,7 @@ TribSnapWrite(TribSnapshotConfig *cfg, TribSnapKey **changed, int nchanged, Datu
 			list_free(recheck);
 			ExecClearTuple(slot);
 		}
+		TribSnapHintSet(cfg->stream_id, c->key, &tup->t_self);
 		heap_freetuple(tup);
 		ResetPerTupleExprContext(estate);
 	}
