@@ -194,7 +194,8 @@ SELECT count(*) AS streams FROM tributary.streams;
 -- even though a stream of the dropped install was never passed to drop_stream.
 --
 CREATE TABLE upgrade_probe (id integer);
-SELECT tributary.create_stream('upgrade_probe', 'upgrade_probe');
+SELECT tributary.create_stream('upgrade_probe', 'upgrade_probe', key => 'id');
+SELECT tributary.set_snapshot('upgrade_probe');
 SELECT * FROM tributary.ingest('upgrade_probe', ARRAY['{"id": 1}', '{"id": 2}']);
 SELECT stream, messages, rows FROM tributary.stream_stats;
 DROP EXTENSION tributary;
@@ -203,6 +204,13 @@ SELECT tributary.create_stream('upgrade_probe_2', 'upgrade_probe');
 SELECT stream, messages, rows, dead_letters, bytes, batches, last_commit IS NULL AS never_committed
 FROM tributary.stream_stats;
 SELECT tributary.drop_stream('upgrade_probe_2');
+-- This session kept its plans of tributary's per-batch statements (stream, snapshot
+-- settings) made on the dropped install's tables: they are planned again on the new ones.
+SELECT tributary.create_stream('upgrade_probe_3', 'upgrade_probe', key => 'id');
+SELECT tributary.set_snapshot('upgrade_probe_3');
+SELECT * FROM tributary.ingest('upgrade_probe_3', ARRAY['{"id": 3}', '{"id": 4}']);
+SELECT key, seq, record FROM tributary.snapshot('upgrade_probe_3') ORDER BY key;
+SELECT tributary.drop_stream('upgrade_probe_3');
 
 --
 -- Data carried over the update from 0.2.0: offsets and dead letters stay, their positions
