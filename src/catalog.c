@@ -537,16 +537,20 @@ typedef struct TribKeptPlan
 
 static HTAB *kept_plans = NULL;
 
-static uint32
-TribKeptPlanHash(const void *key, Size keysize)
+/*
+ * dynahash callbacks for tables whose key is a pointer to a NUL-terminated string (keysize
+ * sizeof(char *)): the string's bytes are hashed and compared, not the pointer.
+ */
+uint32
+TribStringPtrHash(const void *key, Size keysize)
 {
 	const char *s = *(const char *const *) key;
 
 	return hash_bytes((const unsigned char *) s, (int) strlen(s));
 }
 
-static int
-TribKeptPlanMatch(const void *a, const void *b, Size keysize)
+int
+TribStringPtrMatch(const void *a, const void *b, Size keysize)
 {
 	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
@@ -566,8 +570,8 @@ TribSpiExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, const c
 
 		ctl.keysize = sizeof(char *);
 		ctl.entrysize = sizeof(TribKeptPlan);
-		ctl.hash = TribKeptPlanHash;
-		ctl.match = TribKeptPlanMatch;
+		ctl.hash = TribStringPtrHash;
+		ctl.match = TribStringPtrMatch;
 		ctl.hcxt = TopMemoryContext;
 		kept_plans = hash_create("tributary kept plans", 64, &ctl,
 								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);

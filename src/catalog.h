@@ -31,6 +31,10 @@ extern void TribRestoreUser(TribOwnerContext *ctx);
 extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
 							   const char *nulls);
 
+/* dynahash hash and match for keys that are a char * (the string is hashed and compared) */
+extern uint32 TribStringPtrHash(const void *key, Size keysize);
+extern int	TribStringPtrMatch(const void *a, const void *b, Size keysize);
+
 /* the most parameters a statement of TribSpiExecute takes */
 #define TRIB_KEPT_PLAN_MAX_ARGS 32
 extern int	TribSpiExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,

@@ -67,7 +67,6 @@
 #include "position.h"
 #include "stage.h"
 
-
 /* What is known of a key: stored, or a change of the batch. */
 typedef struct TribSnapState
 {
@@ -358,20 +357,6 @@ TribSnapshotApplies(StreamDef *def)
 	applies_lxid = MyProc->lxid;
 	applies_stream = def->id;
 	return applies_answer;
-}
-
-static uint32
-TribSnapKeyHash(const void *key, Size keysize)
-{
-	const char *s = *(const char *const *) key;
-
-	return hash_bytes((const unsigned char *) s, (int) strlen(s));
-}
-
-static int
-TribSnapKeyMatch(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
 /*
@@ -816,8 +801,8 @@ TribSnapshotProcess(const TribStageBatch *batch)
 
 	ctl.keysize = sizeof(char *);
 	ctl.entrysize = sizeof(TribSnapKey);
-	ctl.hash = TribSnapKeyHash;
-	ctl.match = TribSnapKeyMatch;
+	ctl.hash = TribStringPtrHash;
+	ctl.match = TribStringPtrMatch;
 	ctl.hcxt = cxt;
 	keys = hash_create("tributary snapshot keys", Max(nchanges, 16), &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
