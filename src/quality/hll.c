@@ -186,16 +186,14 @@ HllSetProbe(const TribHll *hll, uint64 hash)
 	return i;
 }
 
-/* Give the set room for one more hash: allocate it, or double it and re-insert. */
+/* Re-insert the set into n slots (a power of two, at least twice its hashes). */
 static void
-HllSetGrow(TribHll *hll)
+HllSetResize(TribHll *hll, int n)
 {
 	uint64	   *old = hll->slots;
 	int			oldn = hll->nslots;
-	int			n = oldn == 0 ? HLL_FIRST_SLOTS :
-		oldn < HLL_FAST_GROWTH_SLOTS ? oldn * 4 : oldn * 2;
 
-	n = Min(n, Max(HLL_MAX_SLOTS(hll), HLL_FIRST_SLOTS));
+	Assert(n >= 2 * hll->nexact);
 	hll->slots = MemoryContextAllocZero(hll->cxt, n * sizeof(uint64));
 	hll->nslots = n;
 	for (int i = 0; i < oldn; i++)
@@ -203,6 +201,33 @@ HllSetGrow(TribHll *hll)
 			hll->slots[HllSetProbe(hll, old[i])] = old[i];
 	if (old != NULL)
 		pfree(old);
+}
+
+/* Give the set room for one more hash: allocate it, or grow it and re-insert. */
+static void
+HllSetGrow(TribHll *hll)
+{
+	int			oldn = hll->nslots;
+	int			n = oldn == 0 ? HLL_FIRST_SLOTS :
+		oldn < HLL_FAST_GROWTH_SLOTS ? oldn * 4 : oldn * 2;
+
+	HllSetResize(hll, Min(n, Max(HLL_MAX_SLOTS(hll), HLL_FIRST_SLOTS)));
+}
+
+/*
+ * Give the set room for want hashes at once (at most its cap), so that adding many, as a
+ * merge does, re-inserts none of them on the way.
+ */
+static void
+HllSetReserve(TribHll *hll, int64 want)
+{
+	int			n = Max(hll->nslots, HLL_FIRST_SLOTS);
+	int			max = Max(HLL_MAX_SLOTS(hll), HLL_FIRST_SLOTS);
+
+	while (n < 2 * want && n < max)
+		n *= 2;
+	if (n > hll->nslots)
+		HllSetResize(hll, n);
 }
 
 /* Leave exact mode: the registers of the set's hashes, which are those of the same set. */
@@ -291,6 +316,27 @@ TribHllMerge(TribHll *dst, const TribHll *src)
 				 errhint("Merge sketches made the same way.")));
 	if (src->mode == TRIB_HLL_MODE_EXACT)
 	{
+		if (src->nexact == 0)
+			return;
+		if (dst->mode == TRIB_HLL_MODE_EXACT && dst->nexact == 0)
+		{
+			/* into an empty set (a fold's first partial): the same slots do */
+			if (dst->slots != NULL)
+				pfree(dst->slots);
+			dst->slots = NULL;
+			dst->nslots = 0;
+			if (src->nslots > 0)
+			{
+				dst->slots = MemoryContextAlloc(dst->cxt, src->nslots * sizeof(uint64));
+				memcpy(dst->slots, src->slots, src->nslots * sizeof(uint64));
+				dst->nslots = src->nslots;
+			}
+			dst->has_zero = src->has_zero;
+			dst->nexact = src->nexact;
+			return;
+		}
+		if (dst->mode == TRIB_HLL_MODE_EXACT)
+			HllSetReserve(dst, Min((int64) dst->nexact + src->nexact, dst->exact_max));
 		if (src->has_zero)
 			TribHllAdd(dst, 0);
 		for (int i = 0; i < src->nslots; i++)
