@@ -12,6 +12,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
@@ -32,6 +33,7 @@
 #include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -618,4 +620,44 @@ TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, con
 	if ((rc = SPI_finish()) != SPI_OK_FINISH)
 		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
 	TribRestoreUser(&owner);
+}
+
+/*
+ * Whether tributary.<table>, a settings table whose primary key is its stream column, has
+ * a row for stream, as "SELECT 1 FROM tributary.<table> WHERE stream = $1" would find it
+ * (the transaction's snapshot after its own changes), by one descent of the primary key:
+ * the stages ask it for every batch, and SPI's set-up was most of the question's cost.
+ * False when the table is not there (a catalog before ALTER EXTENSION UPDATE). Reads the
+ * table as the system does its catalogs, without privilege checks: callers only learn
+ * whether a stream has a stage.
+ */
+bool
+TribSettingsHaveStream(const char *table, const char *stream)
+{
+	Oid			nsp = get_namespace_oid(TRIBUTARY_SCHEMA, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(table, nsp) : InvalidOid;
+	Relation	rel;
+	AttrNumber	att;
+	ScanKeyData key;
+	SysScanDesc scan;
+	Snapshot	snapshot;
+	bool		found;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	att = get_attnum(relid, "stream");
+	if (att == InvalidAttrNumber)
+		elog(ERROR, "tributary.%s has no stream column", table);
+	ScanKeyEntryInitialize(&key, 0, att, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(rel), att - 1)->attcollation,
+						   F_TEXTEQ, CStringGetTextDatum(stream));
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	scan = systable_beginscan(rel, TribPrimaryKeyIndex(rel), true, snapshot, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return found;
 }

@@ -32,6 +32,7 @@ extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum 
 							   const char *nulls);
 
 /* dynahash hash and match for keys that are a char * (the string is hashed and compared) */
+extern bool TribSettingsHaveStream(const char *table, const char *stream);
 extern uint32 TribStringPtrHash(const void *key, Size keysize);
 extern int	TribStringPtrMatch(const void *a, const void *b, Size keysize);
 

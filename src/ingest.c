@@ -872,22 +872,27 @@ TribRejectOversized(TribBatch *b, int i)
 	res->reason = TRIB_DEAD_TOO_LARGE;
 }
 
-/*
- * The chunk's landed rows, with their key (through key_output, the key column's output
- * function, when key_col >= 0) and event time, appended to the stage batch.
- */
+/* How the stages' key and event time are read from a landed row. */
+typedef struct TribStageReader
+{
+	int			key_col;		/* the key column's index, or -1 */
+	FmgrInfo	key_output;		/* its output function */
+	int			time_col;		/* the event time column's index, or -1 */
+	TupleTableSlot *slot;		/* deforms a row once for both (NULL when neither) */
+} TribStageReader;
+
+/* The chunk's landed rows, with their key as text and event time, appended to the stage batch. */
 static void
-TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, FmgrInfo *key_output, int time_col)
+TribStageCollect(TribBatch *b, TribStageBatch *stage, TribStageReader *rd)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
-	TupleDesc	desc = stage->desc;
+	TupleTableSlot *slot = rd->slot;
+	int			natts = Max(rd->key_col, rd->time_col) + 1;
 
 	for (int r = 0; r < b->nrows; r++)
 	{
 		TribStageRow *row;
 		HeapTuple	tuple = b->landed[r];
-		bool		isnull;
-		Datum		value;
 
 		if (tuple == NULL)
 			continue;			/* not stored: a BEFORE trigger skipped it */
@@ -899,24 +904,24 @@ TribStageCollect(TribBatch *b, TribStageBatch *stage, int key_col, FmgrInfo *key
 		row->tableoid = b->landed_at[r].tableoid;
 		row->tid = b->landed_at[r].tid;
 		row->xmin = b->landed_at[r].xmin;
-		if (key_col >= 0)
-		{
-			value = heap_getattr(tuple, key_col + 1, desc, &isnull);
-			if (!isnull)
-				row->key = OutputFunctionCall(key_output, value);
-		}
-		if (time_col >= 0)
-		{
-			value = heap_getattr(tuple, time_col + 1, desc, &isnull);
-			if (!isnull)
-			{
-				if (TupleDescAttr(desc, time_col)->atttypid == TIMESTAMPOID)
-					value = DirectFunctionCall1(timestamp_timestamptz, value);
-				row->event_time = DatumGetTimestampTz(value);
-				row->has_event_time = true;
-			}
-		}
 		b->landed[r] = NULL;
+		if (slot == NULL)
+			continue;
+		/* one pass over the row's leading columns, however far apart the two are */
+		ExecStoreHeapTuple(tuple, slot, false);
+		slot_getsomeattrs(slot, natts);
+		if (rd->key_col >= 0 && !slot->tts_isnull[rd->key_col])
+			row->key = OutputFunctionCall(&rd->key_output, slot->tts_values[rd->key_col]);
+		if (rd->time_col >= 0 && !slot->tts_isnull[rd->time_col])
+		{
+			Datum		value = slot->tts_values[rd->time_col];
+
+			if (TupleDescAttr(stage->desc, rd->time_col)->atttypid == TIMESTAMPOID)
+				value = DirectFunctionCall1(timestamp_timestamptz, value);
+			row->event_time = DatumGetTimestampTz(value);
+			row->has_event_time = true;
+		}
+		ExecClearTuple(slot);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -939,9 +944,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	MemoryContext old = MemoryContextSwitchTo(batchcxt);
 	Relation	rel = table_open(def->target, RowExclusiveLock);
 	TribBatch	b = {0};
-	int			key_col = -1;
-	FmgrInfo	key_output;
-	int			time_col = -1;
+	TribStageReader rd = {-1, {0}, -1, NULL};
 	int			lo = 0;
 
 	memset(counts, 0, sizeof(*counts));
@@ -963,18 +966,20 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		MemoryContextSwitchTo(batchcxt);
 		/* any column, generated ones too (they are only read); -1 when none */
 		if (def->key_column != NULL)
-			key_col = get_attnum(def->target, def->key_column) - 1;
-		if (key_col >= 0)
+			rd.key_col = get_attnum(def->target, def->key_column) - 1;
+		if (rd.key_col >= 0)
 		{
 			Oid			output;
 			bool		varlena;
 
 			/* looked up once: OidOutputFunctionCall would look it up for every row */
-			getTypeOutputInfo(TupleDescAttr(stage->desc, key_col)->atttypid, &output, &varlena);
-			fmgr_info(output, &key_output);
+			getTypeOutputInfo(TupleDescAttr(stage->desc, rd.key_col)->atttypid, &output, &varlena);
+			fmgr_info(output, &rd.key_output);
 		}
 		if (def->event_time_column != NULL)
-			time_col = get_attnum(def->target, def->event_time_column) - 1;
+			rd.time_col = get_attnum(def->target, def->event_time_column) - 1;
+		if (rd.key_col >= 0 || rd.time_col >= 0)
+			rd.slot = MakeSingleTupleTableSlot(stage->desc, &TTSOpsHeapTuple);
 	}
 
 	while (lo < nmsgs)
@@ -1011,7 +1016,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		counts->rows += TribInsertChunk(&b);
 		MemoryContextSwitchTo(batchcxt);
 		if (stage != NULL)
-			TribStageCollect(&b, stage, key_col, &key_output, time_col);
+			TribStageCollect(&b, stage, &rd);
 		MemoryContextReset(chunkcxt);
 		lo = hi;
 	}
@@ -1025,6 +1030,8 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		}
 	TribRaiseIfEveryMessageFailed(results, nmsgs);
 
+	if (rd.slot != NULL)
+		ExecDropSingleTupleTableSlot(rd.slot);
 	table_close(rel, NoLock);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(batchcxt);

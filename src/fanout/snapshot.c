@@ -335,25 +335,11 @@ TribSnapshotLock(int32 stream_id, bool wait)
 static bool
 TribSnapshotApplies(StreamDef *def)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	TribOwnerContext owner;
-
 	if (def->key_column == NULL)
 		return false;
 	if (applies_lxid == MyProc->lxid && applies_stream == def->id)
 		return applies_answer;
-	if (!TribSnapshotCatalogPresent())
-		return false;
-	values[0] = CStringGetTextDatum(def->name);
-	TribBecomeExtensionOwner(&owner);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	TribSnapSpi("SELECT 1 FROM tributary.snapshot_config WHERE stream OPERATOR(pg_catalog.=) $1",
-				1, types, values, NULL, SPI_OK_SELECT);
-	applies_answer = SPI_processed > 0;
-	SPI_finish();
-	TribRestoreUser(&owner);
+	applies_answer = TribSettingsHaveStream("snapshot_config", def->name);
 	applies_lxid = MyProc->lxid;
 	applies_stream = def->id;
 	return applies_answer;

@@ -136,23 +136,7 @@ TribQualityPane(HTAB *panes, TribQualityConfig *cfg, const bool *numeric, Timest
 static bool
 TribQualityApplies(StreamDef *def)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	TribOwnerContext owner;
-	bool		applies;
-
-	if (def->event_time_column == NULL || !TribQualityCatalogPresent())
-		return false;
-	values[0] = CStringGetTextDatum(def->name);
-	TribBecomeExtensionOwner(&owner);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	TribQualitySpi("SELECT 1 FROM tributary.quality_config WHERE stream = $1", 1, types, values,
-				   NULL, SPI_OK_SELECT);
-	applies = SPI_processed > 0;
-	SPI_finish();
-	TribRestoreUser(&owner);
-	return applies;
+	return def->event_time_column != NULL && TribSettingsHaveStream("quality_config", def->name);
 }
 
 /*
