@@ -209,8 +209,11 @@ SELECT c.name AS stream,
        s.state,
        s.last_error,
        s.last_error_at,
-       q.newest_event - q.allowed_lateness AS watermark,
-       pg_catalog.now() - (q.newest_event - q.allowed_lateness) AS watermark_lag,
+       -- never before the end of the last closed window (the wall clock closes a silent
+       -- stream's windows past the newest event): quality/continuous.c
+       GREATEST(q.newest_event - q.allowed_lateness, q.closed_until - q.slide + q."window") AS watermark,
+       pg_catalog.now() - GREATEST(q.newest_event - q.allowed_lateness,
+                                   q.closed_until - q.slide + q."window") AS watermark_lag,
        (SELECT count(DISTINCT p.pane_start) FROM @extschema@.quality_partials p
         WHERE q.stream IS NOT NULL AND p.stream = c.name) AS quality_open_panes,
        (SELECT sum(pg_catalog.octet_length(p.state)) FROM @extschema@.quality_partials p
@@ -326,7 +329,7 @@ GRANT SELECT ON @extschema@.kafka_offsets TO PUBLIC;
 -- batch by batch and the same metric computed by one query agree exactly. Support
 -- functions (_name) are not for direct use.
 
--- A HyperLogLog distinct-count sketch (exact up to 1024 distinct values), in its versioned
+-- A HyperLogLog distinct-count sketch (exact up to 256 distinct values), in its versioned
 -- stored form; as text, that form in hex.
 CREATE TYPE @extschema@.hll;
 
@@ -360,7 +363,7 @@ CREATE TYPE @extschema@.hll (
     STORAGE = extended
 );
 COMMENT ON TYPE @extschema@.hll IS
-    'HyperLogLog distinct-count sketch (precision 14, exact up to 1024 distinct values); merges exactly.';
+    'HyperLogLog distinct-count sketch (precision 14, exact up to 256 distinct values); merges exactly.';
 
 CREATE FUNCTION @extschema@.hll_count(@extschema@.hll)
 RETURNS pg_catalog.int8
@@ -412,7 +415,7 @@ CREATE AGGREGATE @extschema@.approx_distinct(pg_catalog.anyelement) (
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE @extschema@.approx_distinct(pg_catalog.anyelement) IS
-    'Distinct non-null values: exact up to 1024, else a HyperLogLog estimate (about 0.8 % standard error).';
+    'Distinct non-null values: exact up to 256, else a HyperLogLog estimate (about 0.8 % standard error).';
 
 CREATE AGGREGATE @extschema@.hll_agg(pg_catalog.anyelement) (
     SFUNC = @extschema@._hll_trans,

@@ -136,6 +136,11 @@ SELECT tributary.set_fanout('sn', payload => 'all');
 SELECT tributary.set_fanout('sn', heartbeat => '0 seconds');
 SELECT tributary.set_fanout('sn', heartbeat => '1 month');
 SELECT tributary.set_fanout('sn', min_interval => '0 seconds');
+-- a stream named alerts keeps a snapshot, but its channel is everyone's alerts channel
+SELECT tributary.create_stream('alerts', 'sn_t', 'local', '{"format": "json"}', key => 'id', enabled => false);
+SELECT tributary.set_snapshot('alerts');
+SELECT tributary.set_fanout('alerts');
+SELECT tributary.drop_stream('alerts');
 -- min_interval throttles key channels only: the stream's channel keeps every seq
 SELECT tributary.set_fanout('sn', '{stream}', min_interval => '1 second');
 SELECT channels, payload, heartbeat FROM tributary.snapshot_config WHERE stream = 'sn';

@@ -206,6 +206,13 @@ tributary_set_fanout(PG_FUNCTION_ARGS)
 	TribSnapRequireCatalog();
 	def = TribStreamLoad(name, false, true);
 	TribCheckMayManage(def, "set the fan-out of", false);
+	/* its channel, tributary.alerts, is every stream's alerts channel */
+	if (strcmp(name, "alerts") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("stream \"alerts\" cannot fan out"),
+				 errdetail("Its channel would be tributary.alerts, where the quality alerts of every stream go."),
+				 errhint("Fan out a stream of another name (create it with the same target and options).")));
 	(void) TribSnapRequire(name);
 
 	if (PG_ARGISNULL(1))

@@ -24,6 +24,7 @@
 #include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/float.h"
 #include "utils/hsearch.h"
@@ -43,6 +44,7 @@
 #include "quality/continuous.h"
 #include "quality/continuous_internal.h"
 #include "quality/window.h"
+#include "fanout/fanout.h"
 
 
 /* A threshold from a thresholds object, or false (set_quality checked them when stored). */
@@ -223,6 +225,7 @@ TribQualityAlert(TribQualityConfig *cfg, TimestampTz start, const TribQualityWin
 	int64		id;
 	bool		isnull;
 	StringInfoData payload;
+	char		when[MAXDATELEN + 1];
 	char	   *thresholds = JsonbToCString(NULL, &cfg->thresholds->root, VARSIZE(cfg->thresholds));
 
 	v[0] = CStringGetTextDatum(cfg->stream);
@@ -241,13 +244,14 @@ TribQualityAlert(TribQualityConfig *cfg, TimestampTz start, const TribQualityWin
 	initStringInfo(&payload);
 	appendStringInfo(&payload, "{\"id\": " INT64_FORMAT ", \"stream\": ", id);
 	escape_json(&payload, cfg->stream);
-	appendStringInfo(&payload, ", \"kind\": \"%s\", \"window_start\": ", kind);
-	escape_json(&payload, timestamptz_to_str(start));
-	appendStringInfoString(&payload, ", \"window_end\": ");
-	escape_json(&payload, timestamptz_to_str(start + cfg->window));
+	/* times as to_json writes them, as on the quality channel (fold.c) */
+	appendStringInfo(&payload, ", \"kind\": \"%s\", \"window_start\": \"%s\"", kind,
+					 JsonEncodeDateTime(when, TimestampTzGetDatum(start), TIMESTAMPTZOID, NULL));
+	appendStringInfo(&payload, ", \"window_end\": \"%s\"",
+					 JsonEncodeDateTime(when, TimestampTzGetDatum(start + cfg->window), TIMESTAMPTZOID, NULL));
 	appendStringInfo(&payload, ", \"quality_score\": %s, \"failed\": %s, \"thresholds\": %s}",
 					 m->has_score ? float8out_internal(m->score) : "null", failed, thresholds);
-	if (payload.len >= NAMEDATALEN * 0 + 7999)
+	if (payload.len >= TRIB_NOTIFY_PAYLOAD_MAX)
 	{
 		/* NOTIFY carries less than 8000 bytes: the row has it all */
 		resetStringInfo(&payload);

@@ -133,6 +133,22 @@ TribQualityPane(HTAB *panes, TribQualityConfig *cfg, const bool *numeric, Timest
 	return e->window;
 }
 
+/*
+ * The watermark a batch's rows are judged late against: the newest event time seen minus
+ * the allowed lateness, as the last fold left them, and never before the end of the last
+ * closed window, so that a row of a window the wall clock closed (a silent stream's) is
+ * late too. tributary.stream_stats shows the same.
+ */
+static TimestampTz
+TribQualityLateBound(const TribQualityConfig *cfg)
+{
+	TimestampTz bound = cfg->has_newest ? cfg->newest_event - cfg->lateness : DT_NOBEGIN;
+
+	if (cfg->has_closed)
+		bound = Max(bound, cfg->closed_until - cfg->slide + cfg->window);
+	return bound;
+}
+
 static bool
 TribQualityApplies(StreamDef *def)
 {
@@ -191,7 +207,7 @@ TribQualityProcess(const TribStageBatch *batch)
 		TribRestoreUser(&owner);
 		return;
 	}
-	watermark = cfg->has_newest ? cfg->newest_event - cfg->lateness : DT_NOBEGIN;
+	watermark = TribQualityLateBound(cfg);
 	/* duplicates by the quality key, or the stream's key, or whole rows */
 	{
 		const char *keyname = cfg->key_column ? cfg->key_column : def->key_column;

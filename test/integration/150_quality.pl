@@ -183,6 +183,14 @@ ok( wait_for(
 my $heard = $listener->query_safe('SELECT 1');
 like($heard, qr/Asynchronous notification "tributary.alerts" with payload ".*"stream": "qsil".*"kind": "raised"/,
 	'silent: a LISTEN client on tributary.alerts hears it');
+# A row of a window the wall clock closed (newer than any event seen) is late, and amends it.
+my $closed = sql($node, q{SELECT min(window_start) FROM tributary.quality_windows
+	WHERE stream = 'qsil' AND rows = 0 AND window_start > (SELECT max(at) FROM s_rows)});
+sql($node, qq{SELECT tributary.ingest('qsil', ARRAY[json_build_object('id', 50,
+	'at', '$closed'::timestamptz + interval '500 ms', 'v', 0)::text])});
+is( sql($node, qq{SELECT revision || '/' || rows || '/' || late_rows FROM tributary.quality_windows
+	              WHERE stream = 'qsil' AND window_start = '$closed'}),
+	'1/1/1', 'silent: a row of a window the wall clock closed counts as late, and amends it');
 sql($node, q{SELECT tributary.ingest('qsil', ARRAY(
 	SELECT json_build_object('id', 100 + i, 'at', now() + i * interval '300 ms', 'v', i)::text
 	FROM generate_series(1, 10) i))});
