@@ -89,7 +89,10 @@ TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCoun
 
 	TribBatchKeepMemory();
 	if (stage != NULL)
+	{
 		stage->tombstones = TribStreamTakesTombstones(def);
+		stage->keep_tuples = TribStreamKeepsTuples(def);
+	}
 
 	if (req->identity == TRIB_BATCH_AS_TABLE_OWNER)
 	{

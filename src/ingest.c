@@ -87,6 +87,16 @@ typedef struct TribSegment
 	int			hi;
 } TribSegment;
 
+/* How the stages' key and event time are read from a landed row. */
+typedef struct TribStageReader
+{
+	int			key_col;		/* the key column's index, or -1 */
+	FmgrInfo	key_output;		/* its output function */
+	int			time_col;		/* the event time column's index, or -1 */
+	bool		time_is_timestamp;	/* timestamp, not timestamptz */
+	TupleTableSlot *slot;		/* deforms a kept row once for both (NULL when neither) */
+} TribStageReader;
+
 /* The batch being ingested and its current chunk. */
 typedef struct TribBatch
 {
@@ -99,8 +109,13 @@ typedef struct TribBatch
 	ExprState **defaults;		/* per column: its default, or NULL */
 	bool		volatile_defaults;	/* a default a message may need is volatile */
 	int			cur_row;		/* the row an error belongs to, or -1 */
-	HeapTuple  *landed;			/* per chunk row: as stored, for stages; or NULL */
-	TribStageRow *landed_at;	/* per chunk row: where it was stored (tableoid, tid, xmin) */
+	/* for the stages, when the stream has any (else all three NULL): per chunk row */
+	bool	   *stored;			/* whether it was stored (a BEFORE trigger may skip it) */
+	bool	   *read;			/* whether landed_at has its key and event time already */
+	HeapTuple  *landed;			/* its copy as stored, in the target's row type, or NULL */
+	TribStageRow *landed_at;	/* where it was stored; its key and event time when read */
+	bool		keep_tuples;	/* a stage reads every row's tuple (TribStageBatch) */
+	TribStageReader *reader;
 } TribBatch;
 
 /* Rows waiting for table_multi_insert into one relation (CopyFrom's CopyMultiInsertBuffer). */
@@ -385,21 +400,76 @@ TribRowValues(TribBatch *b, TribRow *row, ExprContext *econtext, Datum *values, 
 	}
 }
 
-/* Keep row r as it was stored, in the target's row type, for the stages. */
+/* Read a landed row's key (as text) and event time from slot, in the target's row type. */
+static void
+TribStageReadRow(TribStageReader *rd, TupleTableSlot *slot, TribStageRow *row)
+{
+	row->key = NULL;
+	row->has_event_time = false;
+	if (rd->slot == NULL)
+		return;					/* the stream has neither */
+	/* one pass over the row's leading columns, however far apart the two are */
+	slot_getsomeattrs(slot, Max(rd->key_col, rd->time_col) + 1);
+	if (rd->key_col >= 0 && !slot->tts_isnull[rd->key_col])
+		row->key = OutputFunctionCall(&rd->key_output, slot->tts_values[rd->key_col]);
+	if (rd->time_col >= 0 && !slot->tts_isnull[rd->time_col])
+	{
+		Datum		value = slot->tts_values[rd->time_col];
+
+		if (rd->time_is_timestamp)
+			value = DirectFunctionCall1(timestamp_timestamptz, value);
+		row->event_time = DatumGetTimestampTz(value);
+		row->has_event_time = true;
+	}
+}
+
+/*
+ * Row r is about to be stored in rri from slot, its values final: read the stages' key and
+ * event time now, while the values are at hand (storing the row deforms it anew), unless
+ * the values are not the target's (a partition of another column order) or not final (a
+ * foreign table's insert returns what it stored).
+ */
+static void
+TribReadBeforeStore(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, int r)
+{
+	TribBatch  *b = ins->b;
+	MemoryContext old;
+
+	if (b->stored == NULL || rri->ri_FdwRoutine != NULL ||
+		(rri != ins->root && ExecGetChildToRootMap(rri) != NULL))
+		return;
+	old = MemoryContextSwitchTo(b->result_cxt);
+	TribStageReadRow(b->reader, slot, &b->landed_at[r]);
+	b->read[r] = true;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Row r was stored: where, for the stages; and a copy as it was stored (in the target's row
+ * type) when a stage reads every row, or when its key and event time could not be read
+ * before (TribReadBeforeStore); otherwise stages fetch the rows they want whole by TID
+ * (TribStageRowTuple).
+ */
 static void
 TribKeepLanded(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, int r)
 {
 	TribBatch  *b = ins->b;
+	TribStageRow *at;
 	MemoryContext old;
-	HeapTuple	tuple;
 
-	if (b->landed == NULL)
+	if (b->stored == NULL)
 		return;
 	old = MemoryContextSwitchTo(b->result_cxt);
-	tuple = ExecCopySlotHeapTuple(slot);
-	if (rri != ins->root)
+	at = &b->landed_at[r];
+	b->stored[r] = true;
+	at->tableoid = RelationGetRelid(rri->ri_RelationDesc);
+	at->tid = slot->tts_tid;
+	/* the (sub)transaction that inserted it, as heap_insert stamps xmin */
+	at->xmin = GetCurrentTransactionId();
+	if (b->keep_tuples || !b->read[r])
 	{
-		TupleConversionMap *map = ExecGetChildToRootMap(rri);
+		HeapTuple	tuple = ExecCopySlotHeapTuple(slot);
+		TupleConversionMap *map = rri != ins->root ? ExecGetChildToRootMap(rri) : NULL;
 
 		if (map != NULL)
 		{
@@ -408,12 +478,8 @@ TribKeepLanded(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, int r)
 			heap_freetuple(tuple);
 			tuple = converted;
 		}
+		b->landed[r] = tuple;
 	}
-	b->landed[r] = tuple;
-	b->landed_at[r].tableoid = RelationGetRelid(rri->ri_RelationDesc);
-	b->landed_at[r].tid = slot->tts_tid;
-	/* the (sub)transaction that inserted it, as heap_insert stamps xmin */
-	b->landed_at[r].xmin = GetCurrentTransactionId();
 	MemoryContextSwitchTo(old);
 }
 
@@ -683,6 +749,7 @@ TribInsertRow(TribInsert *ins, int r)
 		ExecConstraints(rri, myslot, estate);
 	if (rri->ri_RelationDesc->rd_rel->relispartition && (ins->proute == NULL || has_before))
 		ExecPartitionCheck(rri, myslot, estate, true);
+	TribReadBeforeStore(ins, rri, myslot, r);
 
 	if (buf != NULL)
 	{
@@ -769,14 +836,18 @@ TribInsertRows(TribBatch *b, int lo, int hi, int64 *count)
 static void
 TribForgetLanded(TribBatch *b, int lo, int hi)
 {
-	if (b->landed == NULL)
+	if (b->stored == NULL)
 		return;
 	for (int r = lo; r < hi; r++)
+	{
 		if (b->landed[r] != NULL)
 		{
 			heap_freetuple(b->landed[r]);
 			b->landed[r] = NULL;
 		}
+		b->stored[r] = false;
+		b->read[r] = false;
+	}
 }
 
 /*
@@ -872,56 +943,34 @@ TribRejectOversized(TribBatch *b, int i)
 	res->reason = TRIB_DEAD_TOO_LARGE;
 }
 
-/* How the stages' key and event time are read from a landed row. */
-typedef struct TribStageReader
-{
-	int			key_col;		/* the key column's index, or -1 */
-	FmgrInfo	key_output;		/* its output function */
-	int			time_col;		/* the event time column's index, or -1 */
-	TupleTableSlot *slot;		/* deforms a row once for both (NULL when neither) */
-} TribStageReader;
-
 /* The chunk's landed rows, with their key as text and event time, appended to the stage batch. */
 static void
-TribStageCollect(TribBatch *b, TribStageBatch *stage, TribStageReader *rd)
+TribStageCollect(TribBatch *b, TribStageBatch *stage)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->result_cxt);
-	TupleTableSlot *slot = rd->slot;
-	int			natts = Max(rd->key_col, rd->time_col) + 1;
+	TribStageReader *rd = b->reader;
 
 	for (int r = 0; r < b->nrows; r++)
 	{
 		TribStageRow *row;
-		HeapTuple	tuple = b->landed[r];
 
-		if (tuple == NULL)
+		if (!b->stored[r])
 			continue;			/* not stored: a BEFORE trigger skipped it */
 		row = &stage->rows[stage->nrows++];
+		*row = b->landed_at[r];
 		row->msg = b->rows[r].msg;
-		row->tuple = tuple;
-		row->key = NULL;
-		row->has_event_time = false;
-		row->tableoid = b->landed_at[r].tableoid;
-		row->tid = b->landed_at[r].tid;
-		row->xmin = b->landed_at[r].xmin;
-		b->landed[r] = NULL;
-		if (slot == NULL)
-			continue;
-		/* one pass over the row's leading columns, however far apart the two are */
-		ExecStoreHeapTuple(tuple, slot, false);
-		slot_getsomeattrs(slot, natts);
-		if (rd->key_col >= 0 && !slot->tts_isnull[rd->key_col])
-			row->key = OutputFunctionCall(&rd->key_output, slot->tts_values[rd->key_col]);
-		if (rd->time_col >= 0 && !slot->tts_isnull[rd->time_col])
+		row->tuple = b->landed[r];
+		if (!b->read[r] && rd->slot != NULL)
 		{
-			Datum		value = slot->tts_values[rd->time_col];
-
-			if (TupleDescAttr(stage->desc, rd->time_col)->atttypid == TIMESTAMPOID)
-				value = DirectFunctionCall1(timestamp_timestamptz, value);
-			row->event_time = DatumGetTimestampTz(value);
-			row->has_event_time = true;
+			ExecStoreHeapTuple(row->tuple, rd->slot, false);
+			TribStageReadRow(rd, rd->slot, row);
+			ExecClearTuple(rd->slot);
 		}
-		ExecClearTuple(slot);
+		else if (!b->read[r])
+			TribStageReadRow(rd, NULL, row);	/* the stream has neither */
+		b->landed[r] = NULL;
+		b->stored[r] = false;
+		b->read[r] = false;
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -944,7 +993,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	MemoryContext old = MemoryContextSwitchTo(batchcxt);
 	Relation	rel = table_open(def->target, RowExclusiveLock);
 	TribBatch	b = {0};
-	TribStageReader rd = {-1, {0}, -1, NULL};
+	TribStageReader rd = {-1, {0}, -1, false, NULL};
 	int			lo = 0;
 
 	memset(counts, 0, sizeof(*counts));
@@ -957,8 +1006,12 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	TribPrepareDefaults(&b);
 	if (stage != NULL)
 	{
+		b.stored = palloc0(sizeof(bool) * Max(nmsgs, 1));
+		b.read = palloc0(sizeof(bool) * Max(nmsgs, 1));
 		b.landed = palloc0(sizeof(HeapTuple) * Max(nmsgs, 1));
 		b.landed_at = palloc0(sizeof(TribStageRow) * Max(nmsgs, 1));
+		b.keep_tuples = stage->keep_tuples;
+		b.reader = &rd;
 		MemoryContextSwitchTo(old);
 		stage->desc = CreateTupleDescCopy(RelationGetDescr(rel));
 		stage->rows = palloc(sizeof(TribStageRow) * Max(nmsgs, 1));
@@ -978,6 +1031,8 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		}
 		if (def->event_time_column != NULL)
 			rd.time_col = get_attnum(def->target, def->event_time_column) - 1;
+		if (rd.time_col >= 0)
+			rd.time_is_timestamp = TupleDescAttr(stage->desc, rd.time_col)->atttypid == TIMESTAMPOID;
 		if (rd.key_col >= 0 || rd.time_col >= 0)
 			rd.slot = MakeSingleTupleTableSlot(stage->desc, &TTSOpsHeapTuple);
 	}
@@ -1016,7 +1071,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 		counts->rows += TribInsertChunk(&b);
 		MemoryContextSwitchTo(batchcxt);
 		if (stage != NULL)
-			TribStageCollect(&b, stage, &rd);
+			TribStageCollect(&b, stage);
 		MemoryContextReset(chunkcxt);
 		lo = hi;
 	}

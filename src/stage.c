@@ -11,9 +11,14 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "stage.h"
 
@@ -85,6 +90,45 @@ TribStreamTakesTombstones(StreamDef *def)
 		if (trib_stages[i]->takes_tombstones && trib_stages[i]->applies(def))
 			return true;
 	return false;
+}
+
+/* Whether a stage that applies to the stream reads every row's tuple. */
+bool
+TribStreamKeepsTuples(StreamDef *def)
+{
+	for (int i = 0; i < trib_nstages; i++)
+		if (!trib_stages[i]->fetches_tuples && trib_stages[i]->applies(def))
+			return true;
+	return false;
+}
+
+/*
+ * Fetch a landed row by its TID. Its version is the one the batch stored: SnapshotAny
+ * reads the tuple at that TID, not its newest version; and it is still there, as this
+ * transaction (whose subtransaction that stored it committed) is in progress, so nothing
+ * can prune it. The batch path kept a copy of every row it could not fetch this way (a
+ * foreign table's, a partition's of another column order).
+ */
+HeapTuple
+TribStageRowTuple(const TribStageBatch *batch, const TribStageRow *row)
+{
+	Relation	rel;
+	TupleTableSlot *slot;
+	HeapTuple	tuple;
+	ItemPointerData tid = row->tid;
+
+	if (row->tuple != NULL)
+		return row->tuple;
+	rel = table_open(row->tableoid, NoLock);	/* locked by the insert */
+	slot = table_slot_create(rel, NULL);
+	if (!table_tuple_fetch_row_version(rel, &tid, SnapshotAny, slot))
+		elog(ERROR, "tributary: the row stored at (%u,%u) in \"%s\" is gone",
+			 ItemPointerGetBlockNumber(&tid), ItemPointerGetOffsetNumber(&tid),
+			 RelationGetRelationName(rel));
+	tuple = ExecCopySlotHeapTuple(slot);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return tuple;
 }
 
 /* Name the stage and the stream in the context of any error a stage raises. */

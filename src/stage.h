@@ -39,7 +39,11 @@
 typedef struct TribStageRow
 {
 	int			msg;			/* index of its message in TribStageBatch.msgs */
-	HeapTuple	tuple;			/* the row as stored, in the target's row type */
+	/*
+	 * the row as stored, in the target's row type; NULL when no stage that applies reads
+	 * every row (TribStageRoutine.fetches_tuples): TribStageRowTuple then fetches it
+	 */
+	HeapTuple	tuple;
 	/* the stream's key column (StreamDef.key_column), as text; NULL when none or null */
 	char	   *key;
 	/* the stream's event time column (StreamDef.event_time_column) */
@@ -75,6 +79,8 @@ typedef struct TribStageBatch
 	 * they then end TRIB_TOMBSTONE, with no row, and the stages find them in results
 	 */
 	bool		tombstones;
+	/* whether rows carry their tuple: a stage that applies reads every row's */
+	bool		keep_tuples;
 } TribStageBatch;
 
 /* A stage; the registry keeps a pointer to it, so it must be static (const) storage. */
@@ -99,6 +105,13 @@ typedef struct TribStageRoutine
 	 * payload) as deletes: they are then neither inserted nor dead-lettered
 	 */
 	bool		takes_tombstones;
+
+	/*
+	 * true when the stage reads whole rows only through TribStageRowTuple (a few of the
+	 * batch's, say): when every stage that applies says so, the batch path keeps no copy
+	 * of each row it inserts, and row->tuple is NULL; false (the default) keeps them
+	 */
+	bool		fetches_tuples;
 } TribStageRoutine;
 
 /*
@@ -113,6 +126,16 @@ extern bool TribStreamHasStages(StreamDef *def);
 
 /* Whether a stage that applies to the stream takes its tombstones. */
 extern bool TribStreamTakesTombstones(StreamDef *def);
+
+/* Whether a stage that applies to the stream reads every row's tuple (not fetches_tuples). */
+extern bool TribStreamKeepsTuples(StreamDef *def);
+
+/*
+ * A landed row, whole, in the target's row type (row->tuple, or fetched again by its TID:
+ * the version the batch stored, whatever happened to it since in the transaction), in the
+ * caller's memory context when fetched.
+ */
+extern HeapTuple TribStageRowTuple(const TribStageBatch *batch, const TribStageRow *row);
 
 /*
  * Run the stages that apply to batch->def over the batch (batch.c), for every batch, also

@@ -612,21 +612,29 @@ TribSnapRecords(const TribStageBatch *batch, TribSnapKey **changed, int nchanged
 	TribOwnerContext table_owner;
 	FmgrInfo	flinfo;
 	FuncExpr   *expr;
+	bool		pushed;
 
 	fmgr_info(F_TO_JSONB, &flinfo);
 	expr = makeFuncExpr(F_TO_JSONB, JSONBOID,
 						list_make1(makeNullConst(batch->desc->tdtypeid, -1, InvalidOid)),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	fmgr_info_set_expr((Node *) expr, &flinfo);
+	/* a row fetched again holds TOAST pointers: reading them needs a snapshot */
+	pushed = !ActiveSnapshotSet();
+	if (pushed)
+		PushActiveSnapshot(GetTransactionSnapshot());
 	TribBecomeTableOwner(batch->def, &table_owner);
 	for (int i = 0; i < nchanged; i++)
 	{
 		const TribStageRow *row = changed[i]->winner->row;
 
 		if (row != NULL)
-			records[i] = FunctionCall1(&flinfo, heap_copy_tuple_as_datum(row->tuple, batch->desc));
+			records[i] = FunctionCall1(&flinfo, heap_copy_tuple_as_datum(TribStageRowTuple(batch, row),
+																		  batch->desc));
 	}
 	TribRestoreUser(&table_owner);
+	if (pushed)
+		PopActiveSnapshot();
 	return records;
 }
 
@@ -914,6 +922,8 @@ static const TribStageRoutine TribSnapshotStage = {
 	.applies = TribSnapshotApplies,
 	.process = TribSnapshotProcess,
 	.takes_tombstones = true,
+	/* only the rows that win are read whole (TribSnapRecords) */
+	.fetches_tuples = true,
 };
 
 double		tributary_fanout_queue_limit = 0.5;
