@@ -23,6 +23,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -42,9 +43,16 @@
 #include "sources/source.h"
 
 /*
- * The extension's owner: the role tributary acts as on its own tables. Looked up every
- * time (an index scan): the extension may have been re-created by another role.
+ * The extension's owner: the role tributary acts as on its own tables. Read from
+ * pg_extension (an index scan) and remembered for the rest of the command only: the
+ * extension may have been re-created by another role, which this transaction sees once
+ * it commits or, when this transaction did it, after a CommandCounterIncrement, which
+ * starts a new command. (A stage switches to it and back several times per batch.)
  */
+static LocalTransactionId owner_lxid = InvalidLocalTransactionId;
+static CommandId owner_cid;
+static Oid	owner_known;
+
 Oid
 TribExtensionOwner(void)
 {
@@ -53,6 +61,10 @@ TribExtensionOwner(void)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Oid			owner;
+	CommandId	cid = GetCurrentCommandId(false);
+
+	if (owner_lxid != InvalidLocalTransactionId && owner_lxid == MyProc->lxid && owner_cid == cid)
+		return owner_known;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
@@ -68,6 +80,9 @@ TribExtensionOwner(void)
 	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	owner_lxid = MyProc->lxid;
+	owner_cid = cid;
+	owner_known = owner;
 	return owner;
 }
 
@@ -554,7 +569,11 @@ TribStringPtrHash(const void *key, Size keysize)
 int
 TribStringPtrMatch(const void *a, const void *b, Size keysize)
 {
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
+	const char *x = *(const char *const *) a;
+	const char *y = *(const char *const *) b;
+
+	/* callers often share one string among many entries (a batch's key texts) */
+	return x == y ? 0 : strcmp(x, y);
 }
 
 int

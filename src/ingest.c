@@ -52,6 +52,7 @@
 #include "access/tupconvert.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/trigger.h"
 #include "executor/execPartition.h"
 #include "executor/executor.h"
@@ -87,11 +88,28 @@ typedef struct TribSegment
 	int			hi;
 } TribSegment;
 
+/*
+ * The text of a key value a batch has seen: a batch's rows often repeat few keys, and
+ * making the text once per value spares the output function and, in stages that group
+ * rows by key, comparing the texts (rows of one value share the pointer).
+ */
+#define TRIB_KEY_TEXTS 256		/* direct-mapped: a value replaces the one in its entry */
+
+typedef struct TribKeyText
+{
+	uint32		hash;			/* 0: empty */
+	Datum		value;			/* by value, or a copy of the bytes (batch's memory) */
+	char	   *text;
+} TribKeyText;
+
 /* How the stages' key and event time are read from a landed row. */
 typedef struct TribStageReader
 {
 	int			key_col;		/* the key column's index, or -1 */
 	FmgrInfo	key_output;		/* its output function */
+	bool		key_byval;		/* its type's storage: by value, or typlen bytes, or */
+	int16		key_typlen;		/* a varlena (-1); other kinds (-2) are not cached */
+	TribKeyText *key_texts;		/* TRIB_KEY_TEXTS entries, when the key is cacheable */
 	int			time_col;		/* the event time column's index, or -1 */
 	bool		time_is_timestamp;	/* timestamp, not timestamptz */
 	TupleTableSlot *slot;		/* deforms a kept row once for both (NULL when neither) */
@@ -400,6 +418,69 @@ TribRowValues(TribBatch *b, TribRow *row, ExprContext *econtext, Datum *values, 
 	}
 }
 
+/*
+ * The key value's text: the one made for an equal value earlier in the batch (equal
+ * stored bytes give equal text), else made now and remembered in the current memory
+ * context (the batch's).
+ */
+static char *
+TribKeyTextOf(TribStageReader *rd, Datum value)
+{
+	const char *bytes;
+	Size		len;
+	uint32		hash;
+	TribKeyText *e;
+
+	if (rd->key_texts == NULL)
+		return OutputFunctionCall(&rd->key_output, value);
+	if (rd->key_byval)
+	{
+		bytes = (const char *) &value;
+		len = sizeof(Datum);
+	}
+	else if (rd->key_typlen > 0)
+	{
+		bytes = DatumGetPointer(value);
+		len = rd->key_typlen;
+	}
+	else if (VARATT_IS_EXTERNAL(DatumGetPointer(value)) || VARATT_IS_COMPRESSED(DatumGetPointer(value)))
+		return OutputFunctionCall(&rd->key_output, value);	/* out of line or compressed */
+	else
+	{
+		bytes = VARDATA_ANY(DatumGetPointer(value));
+		len = VARSIZE_ANY_EXHDR(DatumGetPointer(value));
+	}
+	hash = hash_bytes((const unsigned char *) bytes, (int) len) | 1;
+	e = &rd->key_texts[hash % TRIB_KEY_TEXTS];
+	if (e->hash == hash)
+	{
+		const char *seen = rd->key_byval ? (const char *) &e->value : DatumGetPointer(e->value);
+
+		if (rd->key_typlen == -1)
+		{
+			if (VARSIZE_ANY_EXHDR(seen) == len && memcmp(VARDATA_ANY(seen), bytes, len) == 0)
+				return e->text;
+		}
+		else if (memcmp(seen, bytes, len) == 0)
+			return e->text;
+	}
+	e->hash = hash;
+	e->text = OutputFunctionCall(&rd->key_output, value);
+	if (rd->key_byval)
+		e->value = value;
+	else
+	{
+		/* a varlena's copy keeps its header: short and 4-byte headers compare by contents */
+		Size		size = rd->key_typlen > 0 ? (Size) rd->key_typlen : VARSIZE_ANY(DatumGetPointer(value));
+
+		if (e->value != (Datum) 0)
+			pfree(DatumGetPointer(e->value));
+		e->value = PointerGetDatum(palloc(size));
+		memcpy(DatumGetPointer(e->value), DatumGetPointer(value), size);
+	}
+	return e->text;
+}
+
 /* Read a landed row's key (as text) and event time from slot, in the target's row type. */
 static void
 TribStageReadRow(TribStageReader *rd, TupleTableSlot *slot, TribStageRow *row)
@@ -411,7 +492,7 @@ TribStageReadRow(TribStageReader *rd, TupleTableSlot *slot, TribStageRow *row)
 	/* one pass over the row's leading columns, however far apart the two are */
 	slot_getsomeattrs(slot, Max(rd->key_col, rd->time_col) + 1);
 	if (rd->key_col >= 0 && !slot->tts_isnull[rd->key_col])
-		row->key = OutputFunctionCall(&rd->key_output, slot->tts_values[rd->key_col]);
+		row->key = TribKeyTextOf(rd, slot->tts_values[rd->key_col]);
 	if (rd->time_col >= 0 && !slot->tts_isnull[rd->time_col])
 	{
 		Datum		value = slot->tts_values[rd->time_col];
@@ -993,7 +1074,7 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 	MemoryContext old = MemoryContextSwitchTo(batchcxt);
 	Relation	rel = table_open(def->target, RowExclusiveLock);
 	TribBatch	b = {0};
-	TribStageReader rd = {-1, {0}, -1, false, NULL};
+	TribStageReader rd = {.key_col = -1, .time_col = -1};
 	int			lo = 0;
 
 	memset(counts, 0, sizeof(*counts));
@@ -1026,8 +1107,15 @@ TribIngestBatch(StreamDef *def, TribMessage *msgs, int nmsgs, TribMessageResult 
 			bool		varlena;
 
 			/* looked up once: OidOutputFunctionCall would look it up for every row */
-			getTypeOutputInfo(TupleDescAttr(stage->desc, rd.key_col)->atttypid, &output, &varlena);
+			Form_pg_attribute att = TupleDescAttr(stage->desc, rd.key_col);
+
+			getTypeOutputInfo(att->atttypid, &output, &varlena);
 			fmgr_info(output, &rd.key_output);
+			rd.key_byval = att->attbyval;
+			rd.key_typlen = att->attlen;
+			/* texts made once per value: for values stored as bytes or varlenas */
+			if (att->attbyval || att->attlen > 0 || att->attlen == -1)
+				rd.key_texts = palloc0(sizeof(TribKeyText) * TRIB_KEY_TEXTS);
 		}
 		if (def->event_time_column != NULL)
 			rd.time_col = get_attnum(def->target, def->event_time_column) - 1;

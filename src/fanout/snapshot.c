@@ -798,7 +798,8 @@ TribSnapshotProcess(const TribStageBatch *batch)
 	ctl.hash = TribStringPtrHash;
 	ctl.match = TribStringPtrMatch;
 	ctl.hcxt = cxt;
-	keys = hash_create("tributary snapshot keys", Max(nchanges, 16), &ctl,
+	/* sized for a batch of few keys (it grows): its buckets are walked twice a batch */
+	keys = hash_create("tributary snapshot keys", Min(Max(nchanges, 16), 1024), &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	for (int i = 0; i < nchanges; i++)
 	{
