@@ -209,11 +209,8 @@ SELECT c.name AS stream,
        s.state,
        s.last_error,
        s.last_error_at,
-       -- never before the end of the last closed window (the wall clock closes a silent
-       -- stream's windows past the newest event): quality/continuous.c
-       GREATEST(q.newest_event - q.allowed_lateness, q.closed_until - q.slide + q."window") AS watermark,
-       pg_catalog.now() - GREATEST(q.newest_event - q.allowed_lateness,
-                                   q.closed_until - q.slide + q."window") AS watermark_lag,
+       w.watermark,
+       pg_catalog.now() - w.watermark AS watermark_lag,
        (SELECT count(DISTINCT p.pane_start) FROM @extschema@.quality_partials p
         WHERE q.stream IS NOT NULL AND p.stream = c.name) AS quality_open_panes,
        (SELECT sum(pg_catalog.octet_length(p.state)) FROM @extschema@.quality_partials p
@@ -224,6 +221,15 @@ FROM @extschema@.stream_catalog c
 JOIN @extschema@.streams s ON s.name = c.name
 LEFT JOIN @extschema@._stream_counters() k ON k.stream_id = c.id
 LEFT JOIN @extschema@.quality_config q ON q.stream = c.name
+-- the watermark: the newest event minus the allowed lateness, never before the end of the
+-- last closed window (the wall clock closes a silent stream's windows past the newest
+-- event), in fixed seconds as quality/continuous.c counts (a day is 86400 s, also across
+-- a daylight saving change)
+LEFT JOIN LATERAL (SELECT GREATEST(
+           q.newest_event - pg_catalog.make_interval(secs => pg_catalog.date_part('epoch', q.allowed_lateness)),
+           q.closed_until + pg_catalog.make_interval(secs => pg_catalog.date_part('epoch', q."window")
+                                                     OPERATOR(pg_catalog.-) pg_catalog.date_part('epoch', q.slide)))
+           AS watermark) w ON true
 LEFT JOIN @extschema@.snapshot_config sc ON sc.stream = c.name
 UNION ALL
 SELECT c.name, p.topic, p.partition, p.worker_pid, NULL::integer, NULL::timestamptz,

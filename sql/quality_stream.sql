@@ -206,6 +206,61 @@ FROM tributary.window_quality('qs_edge', 'at', '1 hour', "to" => '294276-12-31 2
 SELECT tributary.drop_stream('qs_edge');
 DROP TABLE qs_edge;
 
+-- Until a window closes, rows older than the first ones but within allowed_lateness are on
+-- time, and their windows open ones.
+CREATE TABLE qs_l (id int, at timestamptz);
+SELECT tributary.create_stream('qs_l', 'qs_l', 'local', '{"format": "json"}', event_time => 'at');
+SELECT tributary.set_quality('qs_l', '1 minute', allowed_lateness => '10 minutes');
+SELECT * FROM tributary.ingest('qs_l', ARRAY['{"id": 1, "at": "2026-01-01T12:00:00Z"}',
+                                             '{"id": 2, "at": "2026-01-01T12:00:30Z"}']);
+SELECT * FROM tributary.ingest('qs_l', ARRAY['{"id": 3, "at": "2026-01-01T11:55:00Z"}']);
+SELECT window_start, rows, late_rows FROM tributary.quality_now('qs_l') ORDER BY window_start;
+SELECT watermark, (SELECT closed_until FROM tributary.quality_config WHERE stream = 'qs_l')
+FROM tributary.stream_stats WHERE stream = 'qs_l' AND topic IS NULL;
+SELECT tributary.drop_stream('qs_l');
+DROP TABLE qs_l;
+
+-- A day is 86400 seconds, also across a daylight saving change: in the late bound and in
+-- stream_stats (2026-03-08 is 23 hours long in New York).
+SET TimeZone = 'America/New_York';
+CREATE TABLE qs_d (id int, at timestamptz);
+SELECT tributary.create_stream('qs_d', 'qs_d', 'local', '{"format": "json"}', event_time => 'at');
+SELECT tributary.set_quality('qs_d', '1 day', allowed_lateness => '1 day');
+SELECT * FROM tributary.ingest('qs_d', ARRAY['{"id": 1, "at": "2026-03-09T12:00:00Z"}']);
+SELECT watermark AT TIME ZONE 'UTC' AS watermark_utc FROM tributary.stream_stats
+WHERE stream = 'qs_d' AND topic IS NULL;
+-- 12:30 UTC on the 8th: on time by 86400 s (a calendar day back from the newest would be 13:00)
+SELECT * FROM tributary.ingest('qs_d', ARRAY['{"id": 2, "at": "2026-03-08T12:30:00Z"}']);
+SELECT sum(late_rows) AS late FROM tributary.quality_now('qs_d');
+SELECT tributary.drop_stream('qs_d');
+DROP TABLE qs_d;
+SET TimeZone = 'UTC';
+
+-- Stages run as planned when their batch began: a trigger that turns quality on while the
+-- batch's rows go in (the snapshot stage, alone, had the batch path keep no copies of them)
+-- takes effect with the next batch.
+CREATE TABLE qs_plan (id text, at timestamptz);
+CREATE FUNCTION qs_plan_on() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM tributary.quality_config WHERE stream = 'qs_plan') THEN
+        PERFORM tributary.set_quality('qs_plan', '1 minute');
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER qs_plan_on BEFORE INSERT ON qs_plan FOR EACH ROW EXECUTE FUNCTION qs_plan_on();
+SELECT tributary.create_stream('qs_plan', 'qs_plan', 'local', '{"format": "json"}', key => 'id',
+                               event_time => 'at');
+SELECT tributary.set_snapshot('qs_plan');
+SELECT * FROM tributary.ingest('qs_plan', ARRAY['{"id": "a", "at": "2026-01-01T00:00:01Z"}',
+                                                '{"id": "b", "at": "2026-01-01T00:00:02Z"}']);
+SELECT count(*) AS partials FROM tributary.quality_partials WHERE stream = 'qs_plan';
+SELECT * FROM tributary.ingest('qs_plan', ARRAY['{"id": "c", "at": "2026-01-01T00:00:03Z"}']);
+SELECT window_start, rows FROM tributary.quality_now('qs_plan');
+SELECT key FROM tributary.snapshot('qs_plan') ORDER BY key;
+SELECT tributary.drop_stream('qs_plan');
+DROP TABLE qs_plan;
+DROP FUNCTION qs_plan_on();
+
 -- Dropping a stream drops its windows and alerts.
 SELECT tributary.drop_stream('qs');
 SELECT tributary.drop_stream('qh');

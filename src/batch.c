@@ -85,14 +85,9 @@ TribBatchCommit(TribBatchRequest *req, TribMessageResult *results, TribBatchCoun
 {
 	StreamDef  *def = req->def;
 	TribStageBatch stage_batch = {0};
-	TribStageBatch *stage = TribStreamHasStages(def) ? &stage_batch : NULL;
+	TribStageBatch *stage = TribStagesPlan(def, &stage_batch) ? &stage_batch : NULL;
 
 	TribBatchKeepMemory();
-	if (stage != NULL)
-	{
-		stage->tombstones = TribStreamTakesTombstones(def);
-		stage->keep_tuples = TribStreamKeepsTuples(def);
-	}
 
 	if (req->identity == TRIB_BATCH_AS_TABLE_OWNER)
 	{

@@ -44,12 +44,15 @@
 
 /*
  * The extension's owner: the role tributary acts as on its own tables. Read from
- * pg_extension (an index scan) and remembered for the rest of the command only: the
- * extension may have been re-created by another role, which this transaction sees once
- * it commits or, when this transaction did it, after a CommandCounterIncrement, which
- * starts a new command. (A stage switches to it and back several times per batch.)
+ * pg_extension (an index scan) and remembered for the rest of the command, in the same
+ * subtransaction, only: the extension may have been re-created by another role, which this
+ * transaction sees once it commits or, when this transaction did it, after a
+ * CommandCounterIncrement, which starts a new command; a rollback to a savepoint undoes
+ * what it saw in the subtransaction. (A stage switches to it and back several times per
+ * batch.)
  */
 static LocalTransactionId owner_lxid = InvalidLocalTransactionId;
+static SubTransactionId owner_subxid;	/* ROLLBACK TO SAVEPOINT keeps the command id */
 static CommandId owner_cid;
 static Oid	owner_known;
 
@@ -62,8 +65,10 @@ TribExtensionOwner(void)
 	HeapTuple	tup;
 	Oid			owner;
 	CommandId	cid = GetCurrentCommandId(false);
+	SubTransactionId subxid = GetCurrentSubTransactionId();
 
-	if (owner_lxid != InvalidLocalTransactionId && owner_lxid == MyProc->lxid && owner_cid == cid)
+	if (owner_lxid != InvalidLocalTransactionId && owner_lxid == MyProc->lxid &&
+		owner_subxid == subxid && owner_cid == cid)
 		return owner_known;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -81,6 +86,7 @@ TribExtensionOwner(void)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	owner_lxid = MyProc->lxid;
+	owner_subxid = subxid;
 	owner_cid = cid;
 	owner_known = owner;
 	return owner;

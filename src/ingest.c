@@ -51,6 +51,7 @@
 #include "access/tableam.h"
 #include "access/tupconvert.h"
 #include "access/xact.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "commands/trigger.h"
@@ -97,9 +98,9 @@ typedef struct TribSegment
 
 typedef struct TribKeyText
 {
-	uint32		hash;			/* 0: empty */
+	uint32		hash;
 	Datum		value;			/* by value, or a copy of the bytes (batch's memory) */
-	char	   *text;
+	char	   *text;			/* NULL: empty */
 } TribKeyText;
 
 /* How the stages' key and event time are read from a landed row. */
@@ -450,9 +451,9 @@ TribKeyTextOf(TribStageReader *rd, Datum value)
 		bytes = VARDATA_ANY(DatumGetPointer(value));
 		len = VARSIZE_ANY_EXHDR(DatumGetPointer(value));
 	}
-	hash = hash_bytes((const unsigned char *) bytes, (int) len) | 1;
+	hash = hash_bytes((const unsigned char *) bytes, (int) len);
 	e = &rd->key_texts[hash % TRIB_KEY_TEXTS];
-	if (e->hash == hash)
+	if (e->text != NULL && e->hash == hash)
 	{
 		const char *seen = rd->key_byval ? (const char *) &e->value : DatumGetPointer(e->value);
 
@@ -464,8 +465,8 @@ TribKeyTextOf(TribStageReader *rd, Datum value)
 		else if (memcmp(seen, bytes, len) == 0)
 			return e->text;
 	}
+	e->text = NULL;				/* until it is whole again: the output function may fail */
 	e->hash = hash;
-	e->text = OutputFunctionCall(&rd->key_output, value);
 	if (rd->key_byval)
 		e->value = value;
 	else
@@ -473,11 +474,16 @@ TribKeyTextOf(TribStageReader *rd, Datum value)
 		/* a varlena's copy keeps its header: short and 4-byte headers compare by contents */
 		Size		size = rd->key_typlen > 0 ? (Size) rd->key_typlen : VARSIZE_ANY(DatumGetPointer(value));
 
+		char	   *copy;
+
 		if (e->value != (Datum) 0)
 			pfree(DatumGetPointer(e->value));
-		e->value = PointerGetDatum(palloc(size));
-		memcpy(DatumGetPointer(e->value), DatumGetPointer(value), size);
+		e->value = (Datum) 0;
+		copy = palloc(size);
+		memcpy(copy, DatumGetPointer(value), size);
+		e->value = PointerGetDatum(copy);
 	}
+	e->text = OutputFunctionCall(&rd->key_output, value);
 	return e->text;
 }
 
@@ -527,8 +533,9 @@ TribReadBeforeStore(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, i
 
 /*
  * Row r was stored: where, for the stages; and a copy as it was stored (in the target's row
- * type) when a stage reads every row, or when its key and event time could not be read
- * before (TribReadBeforeStore); otherwise stages fetch the rows they want whole by TID
+ * type) when a stage reads every row, when its key and event time could not be read before
+ * (TribReadBeforeStore), or when its table is not a heap (another access method may not
+ * fetch a version by TID); otherwise stages fetch the rows they want whole by TID
  * (TribStageRowTuple).
  */
 static void
@@ -547,7 +554,7 @@ TribKeepLanded(TribInsert *ins, ResultRelInfo *rri, TupleTableSlot *slot, int r)
 	at->tid = slot->tts_tid;
 	/* the (sub)transaction that inserted it, as heap_insert stamps xmin */
 	at->xmin = GetCurrentTransactionId();
-	if (b->keep_tuples || !b->read[r])
+	if (b->keep_tuples || !b->read[r] || rri->ri_RelationDesc->rd_rel->relam != HEAP_TABLE_AM_OID)
 	{
 		HeapTuple	tuple = ExecCopySlotHeapTuple(slot);
 		TupleConversionMap *map = rri != ins->root ? ExecGetChildToRootMap(rri) : NULL;

@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -24,6 +25,7 @@
 
 /* Stages one process can hold: tributary's own and a few of preloaded modules. */
 #define TRIB_MAX_STAGES 16
+StaticAssertDecl(TRIB_MAX_STAGES <= 32, "TribStageBatch.stages is a 32-bit mask");
 
 static const TribStageRoutine *trib_stages[TRIB_MAX_STAGES];
 static int	trib_nstages = 0;
@@ -72,42 +74,36 @@ TribRegisterStage(const TribStageRoutine *stage)
 	trib_stages[trib_nstages++] = stage;
 }
 
-/* Whether the batch path must keep the rows it inserts for the stages. */
+/*
+ * Which stages apply to the stream, asked once per batch before its rows go in: what they
+ * need of the batch path (the rows kept at all, tombstones, every row's tuple) and which
+ * run must agree, also when a stage's settings change while the batch is inserted (a
+ * trigger or a concurrent commit). False when none applies.
+ */
 bool
-TribStreamHasStages(StreamDef *def)
+TribStagesPlan(StreamDef *def, TribStageBatch *batch)
 {
+	batch->stages = 0;
+	batch->tombstones = false;
+	batch->keep_tuples = false;
 	for (int i = 0; i < trib_nstages; i++)
 		if (trib_stages[i]->applies(def))
-			return true;
-	return false;
-}
-
-/* Whether a stage that applies to the stream takes its tombstones. */
-bool
-TribStreamTakesTombstones(StreamDef *def)
-{
-	for (int i = 0; i < trib_nstages; i++)
-		if (trib_stages[i]->takes_tombstones && trib_stages[i]->applies(def))
-			return true;
-	return false;
-}
-
-/* Whether a stage that applies to the stream reads every row's tuple. */
-bool
-TribStreamKeepsTuples(StreamDef *def)
-{
-	for (int i = 0; i < trib_nstages; i++)
-		if (!trib_stages[i]->fetches_tuples && trib_stages[i]->applies(def))
-			return true;
-	return false;
+		{
+			batch->stages |= (uint32) 1 << i;
+			batch->tombstones |= trib_stages[i]->takes_tombstones;
+			batch->keep_tuples |= !trib_stages[i]->fetches_tuples;
+		}
+	return batch->stages != 0;
 }
 
 /*
  * Fetch a landed row by its TID. Its version is the one the batch stored: SnapshotAny
  * reads the tuple at that TID, not its newest version; and it is still there, as this
  * transaction (whose subtransaction that stored it committed) is in progress, so nothing
- * can prune it. The batch path kept a copy of every row it could not fetch this way (a
- * foreign table's, a partition's of another column order).
+ * can prune it, unless the table is rewritten in the transaction (TRUNCATE in an alert
+ * handler, say), which the row's xmin tells. The batch path kept a copy of every row it
+ * could not fetch this way (a foreign table's, a partition's of another column order, a
+ * table's of another access method than heap).
  */
 HeapTuple
 TribStageRowTuple(const TribStageBatch *batch, const TribStageRow *row)
@@ -126,6 +122,15 @@ TribStageRowTuple(const TribStageBatch *batch, const TribStageRow *row)
 			 ItemPointerGetBlockNumber(&tid), ItemPointerGetOffsetNumber(&tid),
 			 RelationGetRelationName(rel));
 	tuple = ExecCopySlotHeapTuple(slot);
+	/* the same row, unless the table was rewritten since (TRUNCATE in a handler, say) */
+	if (!TransactionIdEquals(HeapTupleHeaderGetRawXmin(tuple->t_data), row->xmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the row stored at (%u,%u) in \"%s\" was replaced in this transaction",
+						ItemPointerGetBlockNumber(&tid), ItemPointerGetOffsetNumber(&tid),
+						RelationGetRelationName(rel)),
+				 errdetail("A stage reads the rows of its batch as they were stored; the table was rewritten after they were."),
+				 errhint("Do not truncate or rewrite a stream's target in the transaction of one of its batches.")));
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 	return tuple;
@@ -141,7 +146,7 @@ TribStageErrorContext(void *arg)
 }
 
 /*
- * Run the stages that apply to the batch's stream, in registration order, each in a
+ * Run the stages planned for the batch (TribStagesPlan), in registration order, each in a
  * memory context that is reset when it returns, under an error context that names it.
  * An error is not caught: it aborts the batch, as any failure of the commit does.
  */
@@ -169,7 +174,7 @@ TribStagesRun(TribStageBatch *batch)
 	for (int i = 0; i < trib_nstages; i++)
 	{
 		errarg.stage = trib_stages[i];
-		if (trib_stages[i]->applies(batch->def))
+		if (batch->stages & ((uint32) 1 << i))
 			trib_stages[i]->process(batch);
 		MemoryContextReset(stagecxt);
 	}

@@ -6,7 +6,9 @@
  * stream the rows that landed, as they landed (defaults, triggers and generated columns
  * applied, in the target's row type), each with its message (source position), the
  * stream's key and event time, and the messages that were dead-lettered, counted by
- * reason. The quality metrics and the snapshots are stages.
+ * reason. The quality metrics and the snapshots are stages. A stage that reads only some
+ * rows whole (fetches_tuples) spares the batch path a copy of every row: it fetches those
+ * it wants by TID (TribStageRowTuple).
  *
  * A stage runs with the rights of whoever commits the batch (the calling role for
  * tributary.ingest and replay, the background worker for a stream worker), not as the
@@ -81,6 +83,8 @@ typedef struct TribStageBatch
 	bool		tombstones;
 	/* whether rows carry their tuple: a stage that applies reads every row's */
 	bool		keep_tuples;
+	/* the stages that run, by registration order (TribStagesPlan) */
+	uint32		stages;
 } TribStageBatch;
 
 /* A stage; the registry keeps a pointer to it, so it must be static (const) storage. */
@@ -121,14 +125,12 @@ typedef struct TribStageRoutine
  */
 extern PGDLLEXPORT void TribRegisterStage(const TribStageRoutine *stage);
 
-/* Whether any stage applies to the stream: the batch path then keeps its rows. */
-extern bool TribStreamHasStages(StreamDef *def);
-
-/* Whether a stage that applies to the stream takes its tombstones. */
-extern bool TribStreamTakesTombstones(StreamDef *def);
-
-/* Whether a stage that applies to the stream reads every row's tuple (not fetches_tuples). */
-extern bool TribStreamKeepsTuples(StreamDef *def);
+/*
+ * Plan a batch's stages (batch.c, before the batch's rows go in): which apply to the stream
+ * (batch->stages; exactly those run), whether one takes tombstones, whether one reads every
+ * row's tuple. False when none applies: the batch path then keeps nothing for stages.
+ */
+extern bool TribStagesPlan(StreamDef *def, TribStageBatch *batch);
 
 /*
  * A landed row, whole, in the target's row type (row->tuple, or fetched again by its TID:
@@ -138,8 +140,8 @@ extern bool TribStreamKeepsTuples(StreamDef *def);
 extern HeapTuple TribStageRowTuple(const TribStageBatch *batch, const TribStageRow *row);
 
 /*
- * Run the stages that apply to batch->def over the batch (batch.c), for every batch, also
- * one whose messages all died (nrows 0: its dead counts are what the stages learn).
+ * Run the batch's planned stages over it (batch.c), for every batch, also one whose
+ * messages all died (nrows 0: its dead counts are what the stages learn).
  */
 extern void TribStagesRun(TribStageBatch *batch);
 

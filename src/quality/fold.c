@@ -532,8 +532,12 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 		TribQualityWindowStore(cfg, start, w, now, 0, &m);
 		TribQualityEpisode(cfg, start, w, &m, now, pending);
 	}
-	cfg->closed_until = next_open;
-	cfg->has_closed = true;
+	/* the stream's windows start at its first pane until one closes: none closed, none are */
+	if (closed > 0 || cfg->has_closed)
+	{
+		cfg->closed_until = next_open;
+		cfg->has_closed = true;
+	}
 
 	/*
 	 * 4. the partials read are now in every closed window that covers them: gone when the
@@ -564,6 +568,7 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 		uv[2] = TimestampTzGetDatum(cfg->last_arrival);
 		un[2] = cfg->has_arrival ? ' ' : 'n';
 		uv[3] = TimestampTzGetDatum(cfg->closed_until);
+		un[3] = cfg->has_closed ? ' ' : 'n';
 		uv[4] = BoolGetDatum(cfg->alerting);
 		TribQualitySpi("UPDATE tributary.quality_config SET newest_event = $2, last_arrival = $3, "
 					   "closed_until = $4, alerting = $5 WHERE stream = $1",
