@@ -549,6 +549,12 @@ TribForEachStream(const char *sql, TribStreamFn fn, void *arg, const char *what)
  * batch runs (positions, settings, the quality windows): parsing and planning them again
  * each time was some 15 % of a stream worker's time at 200 small batches a second. Only
  * for texts from a fixed set: values go in as parameters, never into the text.
+ *
+ * The plans are generic (CURSOR_OPT_GENERIC_PLAN): the plan cache would otherwise plan
+ * statements anew for every execution whenever their parameters' values make a custom plan
+ * look cheaper (the quality fold's pane ranges did, every batch: 12 % of a backend ingesting
+ * batches of 100 rows). Every statement here looks rows up by an indexed key (the stream,
+ * then a pane, a window, an id), for which the generic plan is the index scan.
  */
 typedef struct TribKeptPlan
 {
@@ -607,7 +613,7 @@ TribSpiExecute(const char *sql, int nargs, Oid *argtypes, Datum *values, const c
 	if (kp == NULL || kp->nargs != nargs ||
 		(nargs > 0 && memcmp(kp->argtypes, argtypes, sizeof(Oid) * nargs) != 0))
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "tributary: could not prepare (%s): %s", SPI_result_code_string(SPI_result), sql);

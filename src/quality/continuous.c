@@ -191,15 +191,8 @@ TribQualityProcess(const TribStageBatch *batch)
 	TribBecomeExtensionOwner(&owner);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	cfg = TribQualityConfigLoad(def->name, cxt);
-	if (cfg == NULL)
-	{
-		SPI_finish();
-		TribRestoreUser(&owner);
-		return;
-	}
-	/* the fold lock, then the progress as the last fold left it */
-	(void) TribQualityLock(cfg->stream_id, ShareLock, true);
+	/* the fold lock (keyed by the stream's id), then the progress as the last fold left it */
+	(void) TribQualityLock(def->id, ShareLock, true);
 	cfg = TribQualityConfigLoad(def->name, cxt);
 	if (cfg == NULL)
 	{

@@ -419,13 +419,14 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 	TimestampTz first_open;
 	TimestampTz next_open;
 	TimestampTz watermark = DT_NOBEGIN;
+	int64		npartials = 0;
 	int			nparts;
 	TribQualityPartial *parts;
 	int			closed = 0;
 
 	/* 0. the newest event, the last arrival and the first pane, from the partials */
 	v[0] = CStringGetTextDatum(cfg->stream);
-	TribQualitySpi("SELECT max(newest_event), max(arrived), min(pane_start) "
+	TribQualitySpi("SELECT max(newest_event), max(arrived), min(pane_start), count(*) "
 				   "FROM tributary.quality_partials WHERE stream = $1",
 				   1, types, v, NULL, SPI_OK_SELECT);
 	{
@@ -450,6 +451,7 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 		has_pane = !has_pane;
 		if (has_pane)
 			first_pane = DatumGetTimestampTz(d);
+		npartials = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	}
 	if (!has_pane && !cfg->has_closed)
 	{
@@ -554,7 +556,9 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 					   "WHERE stream = $1 AND pane_start < $2 AND NOT folded",
 					   2, types, fv, NULL, SPI_OK_UPDATE);
 	}
-	TribQualityCompact(cfg, numeric, cxt);
+	/* no pane can hold more partials than the stream has: then none needs compacting */
+	if (npartials > TRIB_QUALITY_PANE_PARTIALS)
+		TribQualityCompact(cfg, numeric, cxt);
 
 	/* 5. the progress */
 	{
