@@ -185,6 +185,8 @@ TribQualityProcess(const TribStageBatch *batch)
 	HASH_SEQ_STATUS seq;
 	TribQualityPaneEntry *e;
 	TribPendingList pending = {NIL, CurrentMemoryContext};
+	TimestampTz last_pane = 0;
+	TribQualityWindow *last_w = NULL;
 
 	if (timeatt == InvalidAttrNumber)
 		return;					/* the event time column is gone: no windows */
@@ -254,9 +256,16 @@ TribQualityProcess(const TribStageBatch *batch)
 			continue;
 		/* a timestamp is read as UTC, as window_quality reads it: the same microseconds */
 		t = DatumGetTimestampTz(values[timeatt - 1]);
-		if (TIMESTAMP_NOT_FINITE(t) || !TribQualityPaneOf(cfg, t, &pane))
-			continue;
-		w = TribQualityPane(panes, cfg, numeric, pane, cxt);
+		if (last_w != NULL && t >= last_pane && t - last_pane < cfg->slide)
+			w = last_w;			/* the previous row's pane, as most rows of a batch */
+		else
+		{
+			if (TIMESTAMP_NOT_FINITE(t) || !TribQualityPaneOf(cfg, t, &pane))
+				continue;
+			w = TribQualityPane(panes, cfg, numeric, pane, cxt);
+			last_pane = pane;
+			last_w = w;
+		}
 		TribQualityWindowAddEvent(w, t);
 		newest = Max(newest, t);
 		if (t < watermark)

@@ -339,7 +339,7 @@ $ql->quit;
 sql($node, q{SELECT tributary.set_fanout('cs', heartbeat => NULL)});
 my @many = map { $node->background_psql('postgres') } 1 .. 50;
 $_->query_safe('LISTEN "tributary.cs"') for @many;
-my $before = sql($node, q{SELECT tributary.snapshot_seq('cs')});
+$before = sql($node, q{SELECT tributary.snapshot_seq('cs')});
 sql($node, q{SELECT tributary.ingest('cs', ARRAY(SELECT json_build_object('id', 'm' || i, 'v', i)::jsonb
                                               FROM generate_series(1, 100) i))});
 my $complete = 0;
