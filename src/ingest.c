@@ -108,8 +108,8 @@ typedef struct TribStageReader
 {
 	int			key_col;		/* the key column's index, or -1 */
 	FmgrInfo	key_output;		/* its output function */
-	bool		key_byval;		/* its type's storage: by value, or typlen bytes, or */
-	int16		key_typlen;		/* a varlena (-1); other kinds (-2) are not cached */
+	bool		key_byval;		/* its type is passed by value */
+	int16		key_typlen;		/* else its bytes: typlen of them, or a varlena (-1) */
 	TribKeyText *key_texts;		/* TRIB_KEY_TEXTS entries, when the key is cacheable */
 	int			time_col;		/* the event time column's index, or -1 */
 	bool		time_is_timestamp;	/* timestamp, not timestamptz */
@@ -473,7 +473,6 @@ TribKeyTextOf(TribStageReader *rd, Datum value)
 	{
 		/* a varlena's copy keeps its header: short and 4-byte headers compare by contents */
 		Size		size = rd->key_typlen > 0 ? (Size) rd->key_typlen : VARSIZE_ANY(DatumGetPointer(value));
-
 		char	   *copy;
 
 		if (e->value != (Datum) 0)
