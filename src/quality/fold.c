@@ -476,8 +476,18 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 		closed++;
 	}
 
-	/* the partials of panes a closed window covers (its earliest window started before next_open) */
-	parts = TribQualityReadPartials(cfg, next_open + reach, &nparts, cxt);
+	/*
+	 * the partials of panes a closed window covers (its earliest window started before
+	 * next_open): none when the stream's first pane is past them, as in most folds of a
+	 * stream read in order, which then spare the statement
+	 */
+	if (has_pane && first_pane < next_open + reach)
+		parts = TribQualityReadPartials(cfg, next_open + reach, &nparts, cxt);
+	else
+	{
+		parts = NULL;
+		nparts = 0;
+	}
 
 	/* 2. new partials of panes whose windows closed before amend them, once per window */
 	{
