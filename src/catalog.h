@@ -31,8 +31,10 @@ extern void TribRestoreUser(TribOwnerContext *ctx);
 extern void TribCatalogExecute(const char *sql, int nargs, Oid *argtypes, Datum *values,
 							   const char *nulls);
 
-/* dynahash hash and match for keys that are a char * (the string is hashed and compared) */
+/* whether tributary.<table> (a settings table keyed by stream) has a row for stream */
 extern bool TribSettingsHaveStream(const char *table, const char *stream);
+
+/* dynahash hash and match for keys that are a char * (the string is hashed and compared) */
 extern uint32 TribStringPtrHash(const void *key, Size keysize);
 extern int	TribStringPtrMatch(const void *a, const void *b, Size keysize);
 

@@ -53,6 +53,23 @@ TribHllCreate(MemoryContext cxt)
 	return hll;
 }
 
+/* dst's exact set becomes a copy of src's, slots as they are (in dst's context). */
+static void
+HllSetCopy(TribHll *dst, const TribHll *src)
+{
+	if (dst->slots != NULL)
+		pfree(dst->slots);
+	dst->slots = NULL;
+	dst->nslots = src->nslots;
+	dst->nexact = src->nexact;
+	dst->has_zero = src->has_zero;
+	if (src->slots != NULL)
+	{
+		dst->slots = MemoryContextAlloc(dst->cxt, src->nslots * sizeof(uint64));
+		memcpy(dst->slots, src->slots, src->nslots * sizeof(uint64));
+	}
+}
+
 /* A state that must outlive its source (the combine step of an aggregate). */
 TribHll *
 TribHllCopy(const TribHll *src, MemoryContext cxt)
@@ -61,14 +78,7 @@ TribHllCopy(const TribHll *src, MemoryContext cxt)
 
 	hll->mode = src->mode;
 	hll->exact_max = src->exact_max;
-	hll->nexact = src->nexact;
-	hll->nslots = src->nslots;
-	hll->has_zero = src->has_zero;
-	if (src->slots != NULL)
-	{
-		hll->slots = MemoryContextAlloc(cxt, src->nslots * sizeof(uint64));
-		memcpy(hll->slots, src->slots, src->nslots * sizeof(uint64));
-	}
+	HllSetCopy(hll, src);
 	if (src->registers != NULL)
 	{
 		hll->registers = MemoryContextAlloc(cxt, TRIB_HLL_REGISTERS);
@@ -321,18 +331,7 @@ TribHllMerge(TribHll *dst, const TribHll *src)
 		if (dst->mode == TRIB_HLL_MODE_EXACT && dst->nexact == 0)
 		{
 			/* into an empty set (a fold's first partial): the same slots do */
-			if (dst->slots != NULL)
-				pfree(dst->slots);
-			dst->slots = NULL;
-			dst->nslots = 0;
-			if (src->nslots > 0)
-			{
-				dst->slots = MemoryContextAlloc(dst->cxt, src->nslots * sizeof(uint64));
-				memcpy(dst->slots, src->slots, src->nslots * sizeof(uint64));
-				dst->nslots = src->nslots;
-			}
-			dst->has_zero = src->has_zero;
-			dst->nexact = src->nexact;
+			HllSetCopy(dst, src);
 			return;
 		}
 		if (dst->mode == TRIB_HLL_MODE_EXACT)
