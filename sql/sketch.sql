@@ -48,12 +48,26 @@ SELECT tributary.approx_distinct(v) FROM (VALUES (ARRAY['{}'::json]), (ARRAY['{}
 SELECT tributary.approx_distinct(v) FROM (VALUES (-9223372036854775808), (9223372036854775807), (0), (0)) t(v);
 SELECT tributary.approx_distinct(v) FROM (VALUES ('2026-01-01'::date), ('infinity'), ('2026-01-01')) t(v);
 SELECT tributary.approx_distinct(v) FROM (VALUES (ROW(1, 'a')), (ROW(1, 'a')), (ROW(1, 'b'))) t(v);
--- 256 distinct values are counted exactly; 257 switch to registers (mode byte 2)
+-- 256 distinct values are counted exactly; 257 switch to registers, stored sparse (mode
+-- byte 3) while fewer than 5460 registers are set, as they are (mode byte 2) beyond
 SELECT tributary.approx_distinct(i), substr(tributary.hll_agg(i)::text, 1, 6) AS version_and_mode
 FROM generate_series(1, 256) i;
 SELECT tributary.approx_distinct(i) BETWEEN 250 AND 265 AS close,
-       substr(tributary.hll_agg(i)::text, 1, 6) AS version_and_mode
+       substr(tributary.hll_agg(i)::text, 1, 6) AS version_and_mode,
+       (length(tributary.hll_agg(i)::text) - 2) / 2 BETWEEN 8 + 2 * 250 AND 8 + 3 * 257 AS sparse_size
 FROM generate_series(1, 257) i;
+SELECT n, substr(tributary.hll_agg(i)::text, 1, 6) AS version_and_mode,
+       (length(tributary.hll_agg(i)::text) - 2) / 2 AS bytes
+FROM (VALUES (6000), (8000)) c(n), generate_series(1, n) i GROUP BY n ORDER BY n;
+-- sparse, dense and exact sketches merge into the union's own sketch, byte for byte
+SELECT tributary.hll_merge(h ORDER BY o)::text = (SELECT tributary.hll_agg(i)::text FROM generate_series(1, 40000) i)
+         AS merged_is_union,
+       tributary.hll_merge(h ORDER BY o DESC)::text
+         = (SELECT tributary.hll_agg(i)::text FROM generate_series(1, 40000) i) AS either_order,
+       array_agg(substr(h::text, 1, 6) ORDER BY o) AS modes
+FROM (SELECT 1 AS o, tributary.hll_agg(i) AS h FROM generate_series(1, 100) i
+      UNION ALL SELECT 2, tributary.hll_agg(i) FROM generate_series(50, 3000) i
+      UNION ALL SELECT 3, tributary.hll_agg(i) FROM generate_series(2000, 40000) i) t;
 -- duplicates do not move it past the cap
 SELECT tributary.approx_distinct(i % 256) FROM generate_series(1, 100000) i;
 
@@ -194,6 +208,8 @@ SELECT 'exact', tributary.hll_agg(i), tributary.ddsketch_agg(i * 1.5 - 40) FROM 
 INSERT INTO sk_stored
 SELECT 'registers', tributary.hll_agg(i), tributary.ddsketch_agg(exp(i / 1000.0)) FROM generate_series(1, 5000) i;
 INSERT INTO sk_stored
+SELECT 'registers, dense', tributary.hll_agg(i), tributary.ddsketch_agg(i) FROM generate_series(1, 100000) i;
+INSERT INTO sk_stored
 SELECT 'empty', tributary.hll_agg(v), tributary.ddsketch_agg(v) FROM (VALUES (NULL::float8)) t(v);
 SELECT name, h::text::tributary.hll::text = h::text AS hll_text_round_trip,
        d::text::tributary.ddsketch::text = d::text AS ddsketch_text_round_trip,
@@ -216,7 +232,7 @@ SELECT 'zz'::tributary.hll;
 SELECT '\x010'::tributary.hll;
 SELECT ''::tributary.hll;
 SELECT '\x02010e0000000000'::tributary.hll;
-SELECT '\x01030e0000000000'::tributary.hll;
+SELECT '\x01040e0000000000'::tributary.hll;
 SELECT '\x01010c0000000000'::tributary.hll;
 SELECT '\x01010e080100000001'::tributary.hll;
 SELECT '\x01010e0801000000010000000000000000'::tributary.hll;
@@ -226,9 +242,24 @@ SELECT ('\x01010e0801010000' || repeat('00', 8 * 257))::tributary.hll;
 SELECT '\x01010e11'::tributary.hll;
 SELECT ('\x01020e00' || repeat('00', 16383) || '34')::tributary.hll;
 SELECT ('\x01020e00' || repeat('00', 16383))::tributary.hll;
+-- sparse registers: none; more than the sparse bound; truncated; a register past the last;
+-- a register of 0 or past 51; bytes after the last; a gap that is not a shortest varint
+SELECT '\x01030e0800000000'::tributary.hll;
+SELECT ('\x01030e0854150000' || repeat('0001', 5460))::tributary.hll;
+SELECT '\x01030e08020000000001'::tributary.hll;
+SELECT '\x01030e0802000000fe7f01ff7f01'::tributary.hll;
+SELECT '\x01030e08010000000000'::tributary.hll;
+SELECT '\x01030e08010000000534'::tributary.hll;
+SELECT '\x01030e0801000000050100'::tributary.hll;
+SELECT '\x01030e0801000000850001'::tributary.hll;
 -- valid values written by hand: one exact hash; registers at their largest
 SELECT tributary.hll_count('\x01010e0801000000ffffffffffffffff');
 SELECT tributary.hll_count(('\x01020e00' || repeat('33', 16384))::tributary.hll) > 1e18 AS huge;
+-- sparse: registers 0 and 16383 at 1, stored again as they came; written densely, the
+-- same registers are not the stored form of their set
+SELECT tributary.hll_count(tributary.hll_merge(h)) BETWEEN 1 AND 3 AS count, tributary.hll_merge(h)::text
+FROM (VALUES ('\x01030e08020000000001fe7f01'::tributary.hll)) t(h);
+SELECT ('\x01020e08' || '01' || repeat('00', 16382) || '01')::tributary.hll;
 -- the same for ddsketch: wrong version, wrong accuracy, truncated header, trailing bytes,
 -- truncated store, an empty edge bin, min and max that do not fit the counts
 SELECT 'zz'::tributary.ddsketch;

@@ -23,6 +23,7 @@
 /* The set's largest size: load factor 1/2 at the cap. */
 #define HLL_MAX_SLOTS(hll) (2 * (hll)->exact_max)
 StaticAssertDecl(TRIB_HLL_RHO_MAX <= PG_UINT8_MAX, "registers are one byte");
+StaticAssertDecl(TRIB_HLL_PRECISION <= 14, "a sparse register's gap takes at most two varint bytes");
 
 /* An embedded sketch needs no allocation until its first hash. */
 void
@@ -343,6 +344,14 @@ TribHllMerge(TribHll *dst, const TribHll *src)
 				TribHllAdd(dst, src->slots[i]);
 		return;
 	}
+	if (dst->mode == TRIB_HLL_MODE_EXACT && dst->nexact == 0)
+	{
+		/* into an empty sketch (a fold's first partial): the same registers */
+		HllConvertToRegisters(dst);
+		memcpy(dst->registers, src->registers, TRIB_HLL_REGISTERS);
+		memcpy(dst->hist, src->hist, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
+		return;
+	}
 	if (dst->mode == TRIB_HLL_MODE_EXACT)
 		HllConvertToRegisters(dst);
 	/* register-wise maximum, the histogram following; words of zeros change nothing */
@@ -492,21 +501,36 @@ HllSetSorted(const TribHll *hll, uint64 *sorted)
 	return n;
 }
 
+/*
+ * Whether registers with n set are stored sparse: when that takes fewer bytes than the
+ * registers whatever the gaps (at most three bytes each), so the form follows from the
+ * registers alone.
+ */
+static inline bool
+HllSparseFits(int n)
+{
+	return 4 + 3 * n < TRIB_HLL_REGISTERS;
+}
+
 /* The canonical stored form: equal sets give equal bytes. */
 bytea *
 TribHllSerialize(const TribHll *hll)
 {
 	StringInfoData buf;
+	int			set = hll->mode == TRIB_HLL_MODE_EXACT ? 0 : TRIB_HLL_REGISTERS - hll->hist[0];
+	TribHllMode mode = hll->mode == TRIB_HLL_MODE_EXACT ? TRIB_HLL_MODE_EXACT :
+		HllSparseFits(set) ? TRIB_HLL_MODE_SPARSE : TRIB_HLL_MODE_REGISTERS;
 
 	TribWireBegin(&buf);
 	/* the whole value at once, not by doubling */
-	enlargeStringInfo(&buf, TRIB_HLL_HEADER_SIZE + 4 + (hll->mode == TRIB_HLL_MODE_EXACT ?
-														8 * hll->nexact : TRIB_HLL_REGISTERS));
+	enlargeStringInfo(&buf, TRIB_HLL_HEADER_SIZE + 4 +
+					  (mode == TRIB_HLL_MODE_EXACT ? 8 * hll->nexact :
+					   mode == TRIB_HLL_MODE_SPARSE ? 3 * set : TRIB_HLL_REGISTERS));
 	TribWirePutU8(&buf, TRIB_HLL_FORMAT_VERSION);
-	TribWirePutU8(&buf, (uint8) hll->mode);
+	TribWirePutU8(&buf, (uint8) mode);
 	TribWirePutU8(&buf, TRIB_HLL_PRECISION);
 	TribWirePutU8(&buf, (uint8) pg_leftmost_one_pos32((uint32) hll->exact_max));
-	if (hll->mode == TRIB_HLL_MODE_EXACT)
+	if (mode == TRIB_HLL_MODE_EXACT)
 	{
 		uint64	   *sorted = palloc((hll->nexact + 1) * sizeof(uint64));
 		int			n;
@@ -517,6 +541,46 @@ TribHllSerialize(const TribHll *hll)
 		TribWirePutU32(&buf, (uint32) n);
 		TribWirePutU64Array(&buf, sorted, n);
 		pfree(sorted);
+	}
+	else if (mode == TRIB_HLL_MODE_SPARSE)
+	{
+		/*
+		 * the registers set, each as the gap from the one before (a varint of one or two
+		 * bytes: gaps are below 2^14) and its value; written in place, the room made above
+		 */
+		const uint8 *r = hll->registers;
+		uint8	   *out;
+		int			prev = -1;
+
+		TribWirePutU32(&buf, (uint32) set);
+		out = (uint8 *) buf.data + buf.len;
+		for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
+		{
+			uint64		word;
+			uint64		nonzero;
+
+			memcpy(&word, r + i, 8);
+			/* the high bit of each byte that is not zero (registers are below 0x80) */
+			nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
+			while (nonzero != 0)
+			{
+				int			j = i + pg_rightmost_one_pos64(nonzero) / 8;
+				uint32		gap = (uint32) (j - prev - 1);
+
+				if (gap < 0x80)
+					*out++ = (uint8) gap;
+				else
+				{
+					*out++ = (uint8) (gap | 0x80);
+					*out++ = (uint8) (gap >> 7);
+				}
+				*out++ = r[j];
+				prev = j;
+				nonzero &= nonzero - 1;
+			}
+		}
+		buf.len = (int) ((char *) out - buf.data);
+		Assert(buf.len < buf.maxlen);
 	}
 	else
 		appendBinaryStringInfo(&buf, (const char *) hll->registers, TRIB_HLL_REGISTERS);
@@ -625,11 +689,49 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 		hll->hist = MemoryContextAlloc(hll->cxt, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 		memcpy(hll->registers, registers, TRIB_HLL_REGISTERS);
 		HllHistogramRebuild(hll);
+		/* one stored form per set: registers few enough to store sparse are stored so */
+		if (HllSparseFits(TRIB_HLL_REGISTERS - hll->hist[0]))
+			return psprintf("%d registers are set, few enough for the sparse form (mode %d)",
+							TRIB_HLL_REGISTERS - hll->hist[0], TRIB_HLL_MODE_SPARSE);
 		hll->mode = TRIB_HLL_MODE_REGISTERS;
 		return NULL;
 	}
-	return psprintf("mode %d is neither %d (exact) nor %d (registers)",
-					mode, TRIB_HLL_MODE_EXACT, TRIB_HLL_MODE_REGISTERS);
+	if (mode == TRIB_HLL_MODE_SPARSE)
+	{
+		uint32		n = TribWireGetU32(&r);
+		int			prev = -1;
+
+		if (!TribWireOk(&r))
+			return pstrdup("the number of sparse registers is missing");
+		if (n == 0 || !HllSparseFits((int) Min(n, (uint32) TRIB_HLL_REGISTERS)))
+			return psprintf("%u sparse registers is not between 1 and %d",
+							n, (TRIB_HLL_REGISTERS - 5) / 3);
+		HllRegistersAllocate(hll);
+		for (uint32 i = 0; i < n; i++)
+		{
+			uint64		gap = TribWireGetVarint(&r);
+			uint8		value = TribWireGetU8(&r);
+
+			if (!TribWireOk(&r))
+				return psprintf("sparse register %u of %u is missing or not a varint and a byte",
+								i + 1, n);
+			if (gap >= (uint64) (TRIB_HLL_REGISTERS - 1 - prev))
+				return psprintf("sparse register %u of %u is past register %d",
+								i + 1, n, TRIB_HLL_REGISTERS - 1);
+			prev += (int) gap + 1;
+			if (value == 0 || value > TRIB_HLL_RHO_MAX)
+				return psprintf("register %d holds %d, not 1 to %d", prev, value, TRIB_HLL_RHO_MAX);
+			hll->registers[prev] = value;
+			hll->hist[value]++;
+		}
+		if (TribWireRemaining(&r) != 0)
+			return psprintf("the sparse registers end %zu bytes before the value does", TribWireRemaining(&r));
+		hll->hist[0] = TRIB_HLL_REGISTERS - (int32) n;
+		hll->mode = TRIB_HLL_MODE_REGISTERS;
+		return NULL;
+	}
+	return psprintf("mode %d is not %d (exact), %d (registers) or %d (sparse registers)",
+					mode, TRIB_HLL_MODE_EXACT, TRIB_HLL_MODE_REGISTERS, TRIB_HLL_MODE_SPARSE);
 }
 
 /* TribHllParse for callers that want an error rather than a reason. */

@@ -28,18 +28,24 @@
  *
  * Memory: the set grows from 64 slots, four times at a step, to twice the cap (4 KiB at the
  * default cap);
- * registers take 16 KiB. Stored: 8 + 8 * n bytes exact, 4 + 16384 bytes registers.
+ * registers take 16 KiB. Stored: 8 + 8 * n bytes exact; registers 8 + about 2 bytes per
+ * register set while fewer than 5460 are (a window of a few thousand values), else
+ * 4 + 16384 bytes.
  *
  * Stored format (TribHllSerialize), version TRIB_HLL_FORMAT_VERSION = 1:
  *	 byte 0		format version (1)
- *	 byte 1		mode: 1 exact, 2 registers
+ *	 byte 1		mode: 1 exact, 2 registers, 3 sparse registers
  *	 byte 2		precision (14)
  *	 byte 3		log2 of the exact cap
  *	 exact:		uint32 n (<= the cap), then n uint64 hashes in strictly
  *				increasing order; integers little-endian
  *	 registers: TRIB_HLL_REGISTERS bytes, each 0..TRIB_HLL_RHO_MAX
- * Equal sets give equal bytes. TribHllDeserialize checks all of it (the bytes may come from
- * a user) and raises an error that says what is wrong.
+ *	 sparse:	uint32 n, the registers that are not 0 (1 <= n, 4 + 3 n < 16384), then for
+ *				each in increasing index: the gap from the previous index minus one (the
+ *				first: its index) as a LEB128 varint, and its value 1..TRIB_HLL_RHO_MAX
+ * Registers are stored sparse exactly when they fit the sparse bound, so equal sets give
+ * equal bytes. TribHllDeserialize checks all of it (the bytes may come from a user) and
+ * raises an error that says what is wrong.
  *
  * Hashes must be well mixed over all 64 bits (datumhash.h's TribHashDatum is); the set and
  * the registers take them as they are.
@@ -67,7 +73,8 @@
 typedef enum TribHllMode
 {
 	TRIB_HLL_MODE_EXACT = 1,
-	TRIB_HLL_MODE_REGISTERS = 2
+	TRIB_HLL_MODE_REGISTERS = 2,
+	TRIB_HLL_MODE_SPARSE = 3	/* stored form only: registers mode, few registers set */
 } TribHllMode;
 
 /*

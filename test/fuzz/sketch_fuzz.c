@@ -262,7 +262,9 @@ main(int argc, char **argv)
 		fuzz_state = strtoull(argv[2], NULL, 10) | 1;
 	for (int round = 0; round < rounds; round++)
 	{
-		int			n = FuzzRandom() % 3 ? FuzzRandom() % 50 : FuzzRandom() % 3000;
+		/* mostly small; some past the exact cap (sparse registers), a few dense */
+		int			n = FuzzRandom() % 3 ? FuzzRandom() % 50 :
+			FuzzRandom() % 4 ? FuzzRandom() % 3000 : 6000 + FuzzRandom() % 6000;
 		uint64	   *hashes = malloc(sizeof(uint64) * (n + 1));
 		double	   *values = malloc(sizeof(double) * (n + 1));
 		TribHll    *h = TribHllCreate(NULL);
