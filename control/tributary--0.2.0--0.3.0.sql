@@ -85,9 +85,11 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.quality_config', '');
 
 -- Each batch's rows, summarized per pane (one slide of event time) by the quality stage in
 -- the batch's transaction; the fold merges them into windows as the watermark passes.
+-- No foreign keys here, in quality_windows or in quality_columns: they are written per batch
+-- and per window, where each key's check was a query of its own; set_quality, drop_quality
+-- and drop_stream delete their rows.
 CREATE TABLE @extschema@.quality_partials (
-    stream       text NOT NULL
-                 REFERENCES @extschema@.quality_config (stream) ON DELETE CASCADE ON UPDATE CASCADE,
+    stream       text NOT NULL,
     pane_start   pg_catalog.timestamptz NOT NULL,
     newest_event pg_catalog.timestamptz,
     arrived      pg_catalog.timestamptz NOT NULL,
@@ -769,8 +771,7 @@ COMMENT ON FUNCTION @extschema@.column_quality(pg_catalog.regclass, pg_catalog.t
 -- what only a stream knows; revision counts amendments by late rows. state is the window's
 -- quality state, for rolling windows up with tributary.quality_merge.
 CREATE TABLE @extschema@.quality_windows (
-    stream        text NOT NULL
-                  REFERENCES @extschema@.stream_catalog (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    stream        text NOT NULL,
     window_start  pg_catalog.timestamptz NOT NULL,
     window_end    pg_catalog.timestamptz NOT NULL,
     revision      integer NOT NULL DEFAULT 0,
@@ -817,9 +818,7 @@ CREATE TABLE @extschema@.quality_columns (
     p99            double precision,
     outliers       bigint,
     outlier_rate   double precision,
-    PRIMARY KEY (stream, window_start, column_name),
-    FOREIGN KEY (stream, window_start) REFERENCES @extschema@.quality_windows (stream, window_start)
-        ON DELETE CASCADE ON UPDATE CASCADE
+    PRIMARY KEY (stream, window_start, column_name)
 );
 COMMENT ON TABLE @extschema@.quality_columns IS
     'Closed quality windows per stream and watched column.';

@@ -165,7 +165,10 @@ FROM (SELECT (tributary.quality_metrics(tributary.quality_merge(state))).*
 -- set_quality again starts new windows (closed ones stay); drop_quality ends them.
 SELECT tributary.set_quality('qs', '5 minutes');
 SELECT count(*) AS partials FROM tributary.quality_partials WHERE stream = 'qs';
+SELECT * FROM tributary.ingest('qs', ARRAY['{"id": 90, "at": "2026-01-01T00:30:00Z", "device": "a", "value": 1}']);
+SELECT count(*) AS partials FROM tributary.quality_partials WHERE stream = 'qs';
 SELECT tributary.drop_quality('qs');
+SELECT count(*) AS partials_left FROM tributary.quality_partials WHERE stream = 'qs';
 SELECT tributary.drop_quality('qs');
 SELECT tributary.drop_quality('qs', if_exists => true);
 SELECT count(*) AS configs, (SELECT count(*) FROM tributary.quality_windows WHERE stream = 'qs') AS windows_kept
@@ -267,6 +270,8 @@ SELECT tributary.drop_stream('qh');
 SELECT tributary.drop_stream('qs_plain');
 SELECT (SELECT count(*) FROM tributary.quality_windows) AS windows,
        (SELECT count(*) FROM tributary.quality_columns) AS columns,
+       (SELECT count(*) FROM tributary.quality_partials) AS partials,
+       (SELECT count(*) FROM tributary.quality_config) AS configs,
        (SELECT count(*) FROM tributary.alerts) AS alerts;
 DROP TABLE qs_t, qh_t, qs_plain, qs_seen;
 DROP FUNCTION qs_handler(jsonb);

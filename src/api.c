@@ -27,6 +27,7 @@
 #include "formats/format.h"
 #include "deadletter.h"
 #include "ingest.h"
+#include "quality/continuous.h"
 #include "shmem.h"
 #include "sources/source.h"
 
@@ -289,6 +290,7 @@ tributary_drop_stream(PG_FUNCTION_ARGS)
 	}
 	values[0] = Int32GetDatum(def->id);
 	TribCatalogExecute("DELETE FROM tributary.stream_catalog WHERE id = $1", 1, types, values, NULL);
+	TribQualityForgetStream(def->name);
 	TribStatsForgetAtCommit(&def->key);
 	TribWakeLauncherAtCommit();
 	PG_RETURN_VOID();

@@ -7,10 +7,13 @@
  *
  * The stage runs in every batch's transaction, after the rows are in. It summarizes the
  * batch's rows per pane (one slide of event time, aligned as date_bin aligns it) into
- * window states (window.h) and inserts one row per pane into tributary.quality_partials:
- * insert-only, so any number of sessions and workers write one stream at once without
- * waiting on each other, and the partial states commit or vanish with the batch's rows
- * and source positions (crash identity needs nothing else).
+ * window states (window.h), its partials, and stores one row per pane in
+ * tributary.quality_partials: insert-only, so any number of sessions and workers write one
+ * stream at once without waiting on each other, and the partial states commit or vanish
+ * with the batch's rows and source positions (crash identity needs nothing else). A batch
+ * that folds in its own transaction (below) hands its partials to the fold instead, which
+ * stores only those of panes an open window still covers: a partial every window of
+ * which closes in the same transaction would be deleted in it.
  *
  * The fold turns partials into closed windows. It runs under the stream's fold lock in
  * ExclusiveLock mode, while every batch holds it in ShareLock mode until it commits, so a
@@ -187,6 +190,7 @@ TribQualityProcess(const TribStageBatch *batch)
 	TribPendingList pending = {NIL, CurrentMemoryContext};
 	TimestampTz last_pane = 0;
 	TribQualityWindow *last_w = NULL;
+	TribQualityUnstored mine;
 
 	if (timeatt == InvalidAttrNumber)
 		return;					/* the event time column is gone: no windows */
@@ -306,26 +310,28 @@ TribQualityProcess(const TribStageBatch *batch)
 	}
 
 	/* one partial per pane */
+	mine.parts = palloc(sizeof(TribQualityPartial) * Max(hash_get_num_entries(panes), 1));
+	mine.n = 0;
+	mine.arrived = batch->arrived;
 	hash_seq_init(&seq, panes);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		Oid			types[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID};
-		Datum		v[5];
-		char		n[6] = "     ";
-
-		v[0] = CStringGetTextDatum(cfg->stream);
-		v[1] = TimestampTzGetDatum(e->start);
-		v[2] = TimestampTzGetDatum(e->window->newest_event);
-		n[2] = e->window->newest_event == DT_NOBEGIN ? 'n' : ' ';
-		v[3] = TimestampTzGetDatum(batch->arrived);
-		v[4] = PointerGetDatum(TribQualityWindowSerialize(e->window));
-		TribQualitySpi("INSERT INTO tributary.quality_partials (stream, pane_start, newest_event, "
-					   "arrived, state) VALUES ($1, $2, $3, $4, $5)", 5, types, v, n, SPI_OK_INSERT);
+		mine.parts[mine.n].pane = e->start;
+		mine.parts[mine.n].folded = false;
+		mine.parts[mine.n].state = e->window;
+		mine.n++;
 	}
 
-	/* alone? then fold now, in this transaction (a snapshot per transaction would miss others') */
+	/*
+	 * Alone? Then fold now, in this transaction (a snapshot per transaction would miss
+	 * others'), with the batch's partials in hand: the fold stores those it leaves open. Else
+	 * they are stored for the next fold.
+	 */
 	if (!IsolationUsesXactSnapshot() && TribQualityLock(cfg->stream_id, ExclusiveLock, false))
-		(void) TribQualityFold(cfg, def->target, GetCurrentTimestamp(), &pending);
+		(void) TribQualityFold(cfg, def->target, GetCurrentTimestamp(), &mine, &pending);
+	else
+		for (int i = 0; i < mine.n; i++)
+			TribQualityStorePartial(cfg, mine.parts[i].pane, mine.parts[i].state, mine.arrived, false);
 	SPI_finish();
 	TribRestoreUser(&owner);
 	TribQualityRunHandlers(pending.alerts);
@@ -365,7 +371,7 @@ TribQualityFoldStream(const char *stream, bool wait, TribPendingList *pending)
 	if (cfg == NULL)
 		return 0;
 	target = TribStreamLoad(stream, false, false)->target;
-	return TribQualityFold(cfg, target, GetCurrentTimestamp(), pending);
+	return TribQualityFold(cfg, target, GetCurrentTimestamp(), NULL, pending);
 }
 
 /* One stream of TribQualityCloseDue: its alerts count only if its fold commits. */

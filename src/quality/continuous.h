@@ -18,4 +18,7 @@ extern void TribQualityInit(void);
  */
 extern void TribQualityCloseDue(void);
 
+/* drop_stream: the stream's windows, their columns and its partials go (no foreign keys). */
+extern void TribQualityForgetStream(const char *stream);
+
 #endif							/* TRIBUTARY_QUALITY_CONTINUOUS_H */

@@ -76,6 +76,18 @@ typedef struct TribQualityPartial
 	TribQualityWindow *state;
 } TribQualityPartial;
 
+/*
+ * A batch's partials not stored yet: the stage of a batch that folds in its own
+ * transaction hands them to the fold, which merges them as it merges stored ones and
+ * stores only those whose panes an open window still covers.
+ */
+typedef struct TribQualityUnstored
+{
+	TribQualityPartial *parts;	/* none folded */
+	int			n;
+	TimestampTz arrived;		/* the batch's arrival */
+} TribQualityUnstored;
+
 
 /* SPI statements: connected, as the extension's owner (settings.c) */
 extern int64 TribIntervalUsecs(Interval *iv);
@@ -94,8 +106,10 @@ extern TribQualityWindow *TribQualityEmptyWindow(TribQualityConfig *cfg, const b
 extern TribQualityPartial *TribQualityReadPartials(TribQualityConfig *cfg, TimestampTz bound,
 												   int *n, MemoryContext cxt);
 extern bool *TribQualityNumericFlags(TribQualityConfig *cfg, Oid target);
+extern void TribQualityStorePartial(TribQualityConfig *cfg, TimestampTz pane,
+									const TribQualityWindow *w, TimestampTz arrived, bool folded);
 extern int	TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now,
-							TribPendingList *pending);
+							const TribQualityUnstored *mine, TribPendingList *pending);
 
 /* alerts.c */
 extern void TribQualityEpisode(TribQualityConfig *cfg, TimestampTz start,

@@ -23,6 +23,7 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
@@ -53,10 +54,6 @@
 
 #define TRIB_QW_NARGS 21
 
-/*
- * Insert (revision 0) or update (an amendment) a closed window and its columns. closed_at
- * is the window's first closing time (freshness is measured at it).
- */
 /* A JSON timestamp (as to_json writes it) of t. */
 static void
 TribQualityJsonTime(StringInfo buf, const char *name, TimestampTz t)
@@ -108,6 +105,103 @@ TribQualityWindowNotify(TribQualityConfig *cfg, TimestampTz start, const TribQua
 	TribFanoutQuality(cfg->stream, buf.data);
 }
 
+/* One array of a column metric per watched column. */
+typedef struct TribQualityColumnArray
+{
+	const char *name;			/* the column of quality_columns */
+	Oid			type;			/* its element type */
+	Datum	   *values;
+	bool	   *nulls;
+} TribQualityColumnArray;
+
+/*
+ * The rows of window w (its key and revision in v, as TribQualityWindowStore has them) in
+ * quality_columns, all in one statement: one array per metric, unnested.
+ */
+static void
+TribQualityColumnsStore(TribQualityConfig *cfg, const TribQualityWindow *w, const Datum *v, int revision)
+{
+	TribQualityColumnArray a[] = {
+		{"column_name", TEXTOID}, {"rows", INT8OID}, {"non_null", INT8OID},
+		{"completeness", FLOAT8OID}, {"distinct_count", INT8OID}, {"mean", FLOAT8OID},
+		{"stddev", FLOAT8OID}, {"min", FLOAT8OID}, {"max", FLOAT8OID}, {"p50", FLOAT8OID},
+		{"p90", FLOAT8OID}, {"p99", FLOAT8OID}, {"outliers", INT8OID}, {"outlier_rate", FLOAT8OID},
+	};
+	const int	na = lengthof(a);
+	Oid			types[4 + lengthof(a)] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[4 + lengthof(a)] = {v[0], v[1], v[2], Int32GetDatum(revision)};
+	StringInfoData sql;
+	int			ncols = w->ncols;
+
+	for (int k = 0; k < na; k++)
+	{
+		a[k].values = palloc(sizeof(Datum) * ncols);
+		a[k].nulls = palloc0(sizeof(bool) * ncols);
+	}
+	for (int c = 0; c < ncols; c++)
+	{
+		TribQualityColumnMetrics cm;
+		bool		num;
+		int			k = 0;
+
+		TribQualityColumnRead(w, c, &cm, true);
+		num = cm.numeric && cm.has_values;
+		a[k++].values[c] = CStringGetTextDatum(cfg->columns[c]);
+		a[k++].values[c] = Int64GetDatum((int64) cm.rows);
+		a[k++].values[c] = Int64GetDatum((int64) cm.non_null);
+		a[k].nulls[c] = cm.rows == 0;
+		a[k++].values[c] = Float8GetDatum(cm.completeness);
+		a[k++].values[c] = Int64GetDatum(cm.distinct_count);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.mean);
+		a[k].nulls[c] = !(num && cm.has_stddev);
+		a[k++].values[c] = Float8GetDatum(cm.stddev);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.min);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.max);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.p50);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.p90);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.p99);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Int64GetDatum(cm.outliers);
+		a[k].nulls[c] = !num;
+		a[k++].values[c] = Float8GetDatum(cm.outlier_rate);
+		Assert(k == na);
+	}
+
+	/* the statement's text is the same every time: a kept plan */
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO tributary.quality_columns (stream, window_start, window_end, "
+						   "revision");
+	for (int k = 0; k < na; k++)
+		appendStringInfo(&sql, ", %s", a[k].name);
+	appendStringInfoString(&sql, ") SELECT $1, $2, $3, $4, c.* FROM ROWS FROM (");
+	for (int k = 0; k < na; k++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			dims[1] = {ncols};
+		int			lbs[1] = {1};
+
+		get_typlenbyvalalign(a[k].type, &typlen, &typbyval, &typalign);
+		types[4 + k] = get_array_type(a[k].type);
+		args[4 + k] = PointerGetDatum(construct_md_array(a[k].values, a[k].nulls, 1, dims, lbs,
+														 a[k].type, typlen, typbyval, typalign));
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", k > 0 ? ", " : "", 5 + k);
+	}
+	appendStringInfoString(&sql, ") AS c");
+	TribQualitySpi(sql.data, 4 + na, types, args, NULL, SPI_OK_INSERT);
+}
+
+/*
+ * Insert (revision 0) or update (an amendment) a closed window and its columns. closed_at
+ * is the window's first closing time (freshness is measured at it).
+ */
 void
 TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start, const TribQualityWindow *w,
 					   TimestampTz closed_at, int revision, TribQualityWindowMetrics *m)
@@ -119,6 +213,7 @@ TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start, const TribQual
 	char		n[TRIB_QW_NARGS + 1];
 	int			i = 0;
 	double		lag;
+	bool		inserted = false;
 
 	memset(n, ' ', TRIB_QW_NARGS);
 	n[TRIB_QW_NARGS] = '\0';
@@ -151,81 +246,38 @@ TribQualityWindowStore(TribQualityConfig *cfg, TimestampTz start, const TribQual
 	v[i++] = TimestampTzGetDatum(closed_at);
 	v[i++] = PointerGetDatum(TribQualityWindowSerialize(w));
 	Assert(i == TRIB_QW_NARGS);
-	TribQualitySpi("INSERT INTO tributary.quality_windows AS q (stream, window_start, window_end, "
-				   "revision, rows, duplicates, completeness, uniqueness, validity, timeliness, "
-				   "consistency, outliers, quality_score, newest_event, dead_letters, late_rows, "
-				   "lag_p50, lag_p90, lag_p99, freshness, closed_at, state) VALUES ($1, $2, $3, $4, "
-				   "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
-				   "$20 - $14, $20, $21) ON CONFLICT (stream, window_start) DO UPDATE SET "
-				   "window_end = excluded.window_end, revision = excluded.revision, "
-				   "rows = excluded.rows, duplicates = excluded.duplicates, "
-				   "completeness = excluded.completeness, uniqueness = excluded.uniqueness, "
-				   "validity = excluded.validity, timeliness = excluded.timeliness, "
-				   "consistency = excluded.consistency, outliers = excluded.outliers, "
-				   "quality_score = excluded.quality_score, newest_event = excluded.newest_event, "
-				   "dead_letters = excluded.dead_letters, late_rows = excluded.late_rows, "
-				   "lag_p50 = excluded.lag_p50, lag_p90 = excluded.lag_p90, lag_p99 = excluded.lag_p99, "
-				   "freshness = excluded.freshness, closed_at = excluded.closed_at, state = excluded.state",
-				   TRIB_QW_NARGS, types, v, n, SPI_OK_INSERT);
-	TribQualityWindowNotify(cfg, start, w, revision, m);
-
-	/* the columns: replaced whole */
+	/*
+	 * the window: a new one inserted (a close); an amended one, or one closed again after
+	 * set_quality started over, updated with its columns deleted
+	 */
+	if (revision == 0)
+	{
+		TribQualitySpi("INSERT INTO tributary.quality_windows (stream, window_start, window_end, "
+					   "revision, rows, duplicates, completeness, uniqueness, validity, timeliness, "
+					   "consistency, outliers, quality_score, newest_event, dead_letters, late_rows, "
+					   "lag_p50, lag_p90, lag_p99, freshness, closed_at, state) VALUES ($1, $2, $3, $4, "
+					   "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
+					   "$20 - $14, $20, $21) ON CONFLICT (stream, window_start) DO NOTHING",
+					   TRIB_QW_NARGS, types, v, n, SPI_OK_INSERT);
+		inserted = SPI_processed > 0;
+	}
+	if (!inserted)
 	{
 		Oid			dtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 
+		TribQualitySpi("UPDATE tributary.quality_windows SET window_end = $3, revision = $4, "
+					   "rows = $5, duplicates = $6, completeness = $7, uniqueness = $8, validity = $9, "
+					   "timeliness = $10, consistency = $11, outliers = $12, quality_score = $13, "
+					   "newest_event = $14, dead_letters = $15, late_rows = $16, lag_p50 = $17, "
+					   "lag_p90 = $18, lag_p99 = $19, freshness = $20 - $14, closed_at = $20, "
+					   "state = $21 WHERE stream = $1 AND window_start = $2",
+					   TRIB_QW_NARGS, types, v, n, SPI_OK_UPDATE);
 		TribQualitySpi("DELETE FROM tributary.quality_columns WHERE stream = $1 AND window_start = $2",
 					   2, dtypes, v, NULL, SPI_OK_DELETE);
 	}
-	for (int c = 0; c < w->ncols; c++)
-	{
-		Oid			ctypes[18] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT4OID, INT8OID,
-			INT8OID, FLOAT8OID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-		FLOAT8OID, FLOAT8OID, INT8OID, FLOAT8OID};
-		Datum		cv[18];
-		char		cn[19];
-		TribQualityColumnMetrics cm;
-		bool		num;
-		int			j = 0;
-
-		memset(cn, ' ', 18);
-		cn[18] = '\0';
-		TribQualityColumnRead(w, c, &cm, true);
-		num = cm.numeric && cm.has_values;
-		cv[j++] = v[0];
-		cv[j++] = v[1];
-		cv[j++] = v[2];
-		cv[j++] = CStringGetTextDatum(cfg->columns[c]);
-		cv[j++] = Int32GetDatum(revision);
-		cv[j++] = Int64GetDatum((int64) cm.rows);
-		cv[j++] = Int64GetDatum((int64) cm.non_null);
-		cn[j] = cm.rows == 0 ? 'n' : ' ';
-		cv[j++] = Float8GetDatum(cm.completeness);
-		cv[j++] = Int64GetDatum(cm.distinct_count);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.mean);
-		cn[j] = num && cm.has_stddev ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.stddev);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.min);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.max);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.p50);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.p90);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.p99);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Int64GetDatum(cm.outliers);
-		cn[j] = num ? ' ' : 'n';
-		cv[j++] = Float8GetDatum(cm.outlier_rate);
-		Assert(j == 18);
-		TribQualitySpi("INSERT INTO tributary.quality_columns (stream, window_start, window_end, "
-					   "column_name, revision, rows, non_null, completeness, distinct_count, mean, "
-					   "stddev, min, max, p50, p90, p99, outliers, outlier_rate) VALUES ($1, $2, $3, "
-					   "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-					   18, ctypes, cv, cn, SPI_OK_INSERT);
-	}
+	TribQualityWindowNotify(cfg, start, w, revision, m);
+	if (w->ncols > 0)
+		TribQualityColumnsStore(cfg, w, v, revision);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -301,6 +353,26 @@ TribQualityNumericFlags(TribQualityConfig *cfg, Oid target)
 		numeric[c] = att != InvalidAttrNumber && TribQualityTypeIsNumeric(get_atttype(target, att));
 	}
 	return numeric;
+}
+
+/* Insert one partial: pane's state w, of a batch that arrived then. */
+void
+TribQualityStorePartial(TribQualityConfig *cfg, TimestampTz pane, const TribQualityWindow *w,
+						TimestampTz arrived, bool folded)
+{
+	Oid			types[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID, BOOLOID};
+	Datum		v[6];
+	char		n[7] = "      ";
+
+	v[0] = CStringGetTextDatum(cfg->stream);
+	v[1] = TimestampTzGetDatum(pane);
+	v[2] = TimestampTzGetDatum(w->newest_event);
+	n[2] = w->newest_event == DT_NOBEGIN ? 'n' : ' ';
+	v[3] = TimestampTzGetDatum(arrived);
+	v[4] = PointerGetDatum(TribQualityWindowSerialize(w));
+	v[5] = BoolGetDatum(folded);
+	TribQualitySpi("INSERT INTO tributary.quality_partials (stream, pane_start, newest_event, "
+				   "arrived, state, folded) VALUES ($1, $2, $3, $4, $5, $6)", 6, types, v, n, SPI_OK_INSERT);
 }
 
 /* partials of one pane kept apart at most; more are merged into one by the fold */
@@ -401,10 +473,14 @@ TribQualityCompact(TribQualityConfig *cfg, const bool *numeric, MemoryContext cx
 /*
  * Fold the stream's partials (see the file header), as of now; under the fold lock in
  * ExclusiveLock mode, SPI connected, as the extension's owner. Only the partials of panes
- * that a closed (or now closing) window covers are read. Returns the windows closed.
+ * that a closed (or now closing) window covers are read. mine (or NULL): the folding
+ * batch's own partials, merged as if stored and then stored unless every window that
+ * covers their pane is closed (they would be deleted in this transaction). Returns the
+ * windows closed.
  */
 int
-TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPendingList *pending)
+TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, const TribQualityUnstored *mine,
+				TribPendingList *pending)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "tributary quality fold",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -416,10 +492,13 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 	Datum		v[2];
 	bool		has_pane;
 	TimestampTz first_pane = 0;
+	bool		has_stored;
+	TimestampTz first_stored = 0;
 	TimestampTz first_open;
 	TimestampTz next_open;
 	TimestampTz watermark = DT_NOBEGIN;
 	int64		npartials = 0;
+	int			nstored;
 	int			nparts;
 	TribQualityPartial *parts;
 	int			closed = 0;
@@ -447,11 +526,32 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 			cfg->last_arrival = DatumGetTimestampTz(d);
 			cfg->has_arrival = true;
 		}
-		d = SPI_getbinval(tup, desc, 3, &has_pane);
-		has_pane = !has_pane;
-		if (has_pane)
-			first_pane = DatumGetTimestampTz(d);
+		d = SPI_getbinval(tup, desc, 3, &has_stored);
+		has_stored = !has_stored;
+		if (has_stored)
+			first_stored = DatumGetTimestampTz(d);
 		npartials = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	/* and from the batch's own */
+	has_pane = has_stored;
+	first_pane = first_stored;
+	for (int i = 0; mine != NULL && i < mine->n; i++)
+	{
+		TimestampTz newest = mine->parts[i].state->newest_event;
+
+		if (newest != DT_NOBEGIN && (!cfg->has_newest || newest > cfg->newest_event))
+		{
+			cfg->newest_event = newest;
+			cfg->has_newest = true;
+		}
+		if (!cfg->has_arrival || mine->arrived > cfg->last_arrival)
+		{
+			cfg->last_arrival = mine->arrived;
+			cfg->has_arrival = true;
+		}
+		if (!has_pane || mine->parts[i].pane < first_pane)
+			first_pane = mine->parts[i].pane;
+		has_pane = true;
 	}
 	if (!has_pane && !cfg->has_closed)
 	{
@@ -481,12 +581,22 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 	 * next_open): none when the stream's first pane is past them, as in most folds of a
 	 * stream read in order, which then spare the statement
 	 */
-	if (has_pane && first_pane < next_open + reach)
-		parts = TribQualityReadPartials(cfg, next_open + reach, &nparts, cxt);
+	if (has_stored && first_stored < next_open + reach)
+		parts = TribQualityReadPartials(cfg, next_open + reach, &nstored, cxt);
 	else
 	{
 		parts = NULL;
-		nparts = 0;
+		nstored = 0;
+	}
+	/* the batch's own partials of those panes, after them */
+	nparts = nstored;
+	if (mine != NULL && mine->n > 0)
+	{
+		parts = parts == NULL ? palloc(sizeof(TribQualityPartial) * mine->n) :
+			repalloc(parts, sizeof(TribQualityPartial) * (nstored + mine->n));
+		for (int i = 0; i < mine->n; i++)
+			if (mine->parts[i].pane < next_open + reach)
+				parts[nparts++] = mine->parts[i];
 	}
 
 	/* 2. new partials of panes whose windows closed before amend them, once per window */
@@ -555,7 +665,7 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 	 * 4. the partials read are now in every closed window that covers them: gone when the
 	 * window starting at their pane (their last) is closed, else marked folded
 	 */
-	if (nparts > 0)
+	if (nstored > 0)
 	{
 		Datum		dv[2] = {v[0], TimestampTzGetDatum(next_open)};
 		Datum		fv[2] = {v[0], TimestampTzGetDatum(next_open + reach)};
@@ -566,6 +676,11 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, TribPending
 					   "WHERE stream = $1 AND pane_start < $2 AND NOT folded",
 					   2, types, fv, NULL, SPI_OK_UPDATE);
 	}
+	/* the batch's own, the same way: only those an open window covers are stored */
+	for (int i = 0; mine != NULL && i < mine->n; i++)
+		if (mine->parts[i].pane >= next_open)
+			TribQualityStorePartial(cfg, mine->parts[i].pane, mine->parts[i].state, mine->arrived,
+									mine->parts[i].pane < next_open + reach);
 	/* no pane can hold more partials than the stream has: then none needs compacting */
 	if (npartials > TRIB_QUALITY_PANE_PARTIALS)
 		TribQualityCompact(cfg, numeric, cxt);

@@ -365,6 +365,23 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * What drop_stream leaves of a stream's quality windows: nothing (its settings and alerts
+ * go by their foreign keys).
+ */
+void
+TribQualityForgetStream(const char *stream)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		v[1] = {CStringGetTextDatum(stream)};
+
+	if (!TribQualityCatalogPresent())
+		return;
+	TribCatalogExecute("DELETE FROM tributary.quality_partials WHERE stream = $1", 1, types, v, NULL);
+	TribCatalogExecute("DELETE FROM tributary.quality_columns WHERE stream = $1", 1, types, v, NULL);
+	TribCatalogExecute("DELETE FROM tributary.quality_windows WHERE stream = $1", 1, types, v, NULL);
+}
+
 /* drop_quality(stream, if_exists): no more windows for the stream (closed ones stay). */
 Datum
 tributary_drop_quality(PG_FUNCTION_ARGS)
@@ -391,6 +408,8 @@ tributary_drop_quality(PG_FUNCTION_ARGS)
 		TribQualitySpi("DELETE FROM tributary.quality_config WHERE stream = $1", 1, types, v, NULL,
 					   SPI_OK_DELETE);
 		had = SPI_processed > 0;
+		TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1", 1, types, v, NULL,
+					   SPI_OK_DELETE);
 		SPI_finish();
 		TribRestoreUser(&owner);
 	}
