@@ -291,8 +291,20 @@ SELECT tributary.start('priv_leaver_b');
 SELECT * FROM tributary.ingest('priv_leaver_b', 'not json');
 RESET ROLE;
 SELECT count(*) AS leaver_dead_letters FROM tributary.dead_letters WHERE stream = 'priv_leaver_b';
+-- (quality rows, as a stream's windows would leave them: those tables have no foreign keys)
+INSERT INTO tributary.quality_partials (stream, pane_start, arrived, state)
+VALUES ('priv_leaver_b', '2026-01-01', now(), '\x00');
+INSERT INTO tributary.quality_windows (stream, window_start, window_end, rows, duplicates, outliers,
+                                       dead_letters, late_rows, closed_at, state)
+VALUES ('priv_leaver_b', '2026-01-01', '2026-01-01 00:01', 0, 0, 0, 0, 0, now(), '\x00');
+INSERT INTO tributary.quality_columns (stream, window_start, window_end, column_name, rows, non_null,
+                                       distinct_count)
+VALUES ('priv_leaver_b', '2026-01-01', '2026-01-01 00:01', 'v', 0, 0, 0);
 DROP OWNED BY regress_trib_leaver;
 SELECT count(*) AS leaver_streams FROM tributary.stream_catalog WHERE name = 'priv_leaver_b';
+SELECT (SELECT count(*) FROM tributary.quality_partials WHERE stream = 'priv_leaver_b') AS partials,
+       (SELECT count(*) FROM tributary.quality_windows WHERE stream = 'priv_leaver_b') AS windows,
+       (SELECT count(*) FROM tributary.quality_columns WHERE stream = 'priv_leaver_b') AS columns;
 SELECT count(*) AS leaver_dead_letters FROM tributary.dead_letters WHERE stream = 'priv_leaver_b';
 DROP ROLE regress_trib_leaver;
 SELECT name, owner FROM tributary.streams WHERE name LIKE 'priv\_leaver%' ORDER BY name;

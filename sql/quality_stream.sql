@@ -239,6 +239,36 @@ SELECT tributary.drop_stream('qs_d');
 DROP TABLE qs_d;
 SET TimeZone = 'UTC';
 
+-- The windows tables have no foreign keys. A closed window deleted by hand without its
+-- columns is made again by its late rows (its columns replaced); a new stream of a dropped
+-- stream's name finds nothing the old one left.
+CREATE TABLE qs_x (id int, at timestamptz, v float8);
+SELECT tributary.create_stream('qs_x', 'qs_x', 'local', '{"format": "json"}', key => 'id', event_time => 'at');
+SELECT tributary.set_quality('qs_x', '1 minute');
+SELECT * FROM tributary.ingest('qs_x', ARRAY['{"id": 1, "at": "2026-01-01T00:00:10Z", "v": 1}',
+                                             '{"id": 2, "at": "2026-01-01T00:02:00Z", "v": 2}']);
+DELETE FROM tributary.quality_windows WHERE stream = 'qs_x' AND window_start = '2026-01-01 00:00+00';
+SELECT * FROM tributary.ingest('qs_x', ARRAY['{"id": 3, "at": "2026-01-01T00:00:20Z", "v": 3}']);
+SELECT window_start, revision, rows, late_rows FROM tributary.quality_windows WHERE stream = 'qs_x'
+ORDER BY window_start;
+SELECT window_start, column_name, rows, non_null FROM tributary.quality_columns WHERE stream = 'qs_x'
+ORDER BY window_start, column_name;
+SELECT tributary.drop_stream('qs_x');
+INSERT INTO tributary.quality_partials (stream, pane_start, arrived, state)
+VALUES ('qs_x', '2026-01-01', now(), '\x00');
+INSERT INTO tributary.quality_windows (stream, window_start, window_end, rows, duplicates, outliers,
+                                       dead_letters, late_rows, closed_at, state)
+VALUES ('qs_x', '2026-01-01', '2026-01-01 00:01', 0, 0, 0, 0, 0, now(), '\x00');
+INSERT INTO tributary.quality_columns (stream, window_start, window_end, column_name, rows, non_null,
+                                       distinct_count)
+VALUES ('qs_x', '2026-01-01', '2026-01-01 00:01', 'v', 0, 0, 0);
+SELECT tributary.create_stream('qs_x', 'qs_x', 'local', '{"format": "json"}', event_time => 'at');
+SELECT (SELECT count(*) FROM tributary.quality_partials WHERE stream = 'qs_x') AS partials,
+       (SELECT count(*) FROM tributary.quality_windows WHERE stream = 'qs_x') AS windows,
+       (SELECT count(*) FROM tributary.quality_columns WHERE stream = 'qs_x') AS columns;
+SELECT tributary.drop_stream('qs_x');
+DROP TABLE qs_x;
+
 -- Stages run as planned when their batch began: a trigger that turns quality on while the
 -- batch's rows go in (the snapshot stage, alone, had the batch path keep no copies of them)
 -- takes effect with the next batch.

@@ -260,6 +260,7 @@ SELECT tributary.hll_count(('\x01020e00' || repeat('33', 16384))::tributary.hll)
 SELECT tributary.hll_count(tributary.hll_merge(h)) BETWEEN 1 AND 3 AS count, tributary.hll_merge(h)::text
 FROM (VALUES ('\x01030e08020000000001fe7f01'::tributary.hll)) t(h);
 SELECT ('\x01020e08' || '01' || repeat('00', 16382) || '01')::tributary.hll;
+SELECT ('\x01020e08' || repeat('00', 16384))::tributary.hll;
 -- the same for ddsketch: wrong version, wrong accuracy, truncated header, trailing bytes,
 -- truncated store, an empty edge bin, min and max that do not fit the counts
 SELECT 'zz'::tributary.ddsketch;

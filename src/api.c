@@ -166,6 +166,7 @@ tributary_create_stream(PG_FUNCTION_ARGS)
 					   "(name, target, source, options, key_column, event_time_column, enabled, owner) "
 					   "VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6, $7, $8::pg_catalog.regrole)",
 					   8, types, values, nulls);
+	TribQualityForgetStream(name);
 	TribWakeLauncherAtCommit();
 	PG_RETURN_VOID();
 }

@@ -30,6 +30,7 @@
 
 #include "catalog.h"
 #include "ownership.h"
+#include "quality/continuous.h"
 #include "shmem.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -151,6 +152,9 @@ TribDropOwnedStreams(DropOwnedStmt *stmt)
 	Oid			argtype = OIDARRAYOID;
 	TribOwnerContext owner;
 	TribStreamKey key = {MyDatabaseId, InvalidOid, 0};
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *names = NIL;
+	ListCell   *lc;
 	int			rc;
 
 	if (n == 0 || TribStreamsOwnedBy(roles) == NULL)
@@ -160,7 +164,7 @@ TribDropOwnedStreams(DropOwnedStmt *stmt)
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "tributary: SPI_connect failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_with_args("DELETE FROM tributary.stream_catalog "
-							   "WHERE owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) RETURNING id",
+							   "WHERE owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) RETURNING id, name",
 							   1, &argtype, &roles, NULL, false, 0);
 	if (rc != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "tributary: could not drop the streams of the dropped roles: %s",
@@ -171,9 +175,14 @@ TribDropOwnedStreams(DropOwnedStmt *stmt)
 
 		key.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		TribStatsForgetAtCommit(&key);
+		names = lappend(names, MemoryContextStrdup(outer,
+												   SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
 	}
 	if ((rc = SPI_finish()) != SPI_OK_FINISH)
 		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));
+	/* their quality windows too (those tables have no foreign keys) */
+	foreach(lc, names)
+		TribQualityForgetStream((const char *) lfirst(lc));
 	TribRestoreUser(&owner);
 	TribWakeLauncherAtCommit();
 }

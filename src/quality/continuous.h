@@ -18,7 +18,10 @@ extern void TribQualityInit(void);
  */
 extern void TribQualityCloseDue(void);
 
-/* drop_stream: the stream's windows, their columns and its partials go (no foreign keys). */
+/*
+ * The stream's windows, their columns and its partials go (no foreign keys): drop_stream,
+ * DROP OWNED, and create_stream for what an earlier stream of the name left.
+ */
 extern void TribQualityForgetStream(const char *stream);
 
 #endif							/* TRIBUTARY_QUALITY_CONTINUOUS_H */

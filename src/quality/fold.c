@@ -326,9 +326,14 @@ TribQualityAmend(TribQualityConfig *cfg, TimestampTz start, const TribQualityWin
 				   2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
-		/* a window before the stream's first (or deleted by hand): the late rows make it */
+		/*
+		 * a window before the stream's first (or deleted by hand, perhaps without its
+		 * columns): the late rows make it
+		 */
 		TribQualityWindowMetrics m;
 
+		TribQualitySpi("DELETE FROM tributary.quality_columns WHERE stream = $1 AND window_start = $2",
+					   2, types, values, NULL, SPI_OK_DELETE);
 		TribQualityWindowStore(cfg, start, extra, GetCurrentTimestamp(), 0, &m);
 		return;
 	}
@@ -679,8 +684,11 @@ TribQualityFold(TribQualityConfig *cfg, Oid target, TimestampTz now, const TribQ
 	/* the batch's own, the same way: only those an open window covers are stored */
 	for (int i = 0; mine != NULL && i < mine->n; i++)
 		if (mine->parts[i].pane >= next_open)
+		{
 			TribQualityStorePartial(cfg, mine->parts[i].pane, mine->parts[i].state, mine->arrived,
 									mine->parts[i].pane < next_open + reach);
+			npartials++;
+		}
 	/* no pane can hold more partials than the stream has: then none needs compacting */
 	if (npartials > TRIB_QUALITY_PANE_PARTIALS)
 		TribQualityCompact(cfg, numeric, cxt);

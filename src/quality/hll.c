@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "port/pg_bitutils.h"
+#include "port/pg_bswap.h"
 
 #include "quality/hll.h"
 #include "quality/wire.h"
@@ -157,6 +158,9 @@ HllHistogramRebuild(TribHll *hll)
 		uint64		nonzero;
 
 		memcpy(&word, r + i, 8);
+#ifdef WORDS_BIGENDIAN
+		word = pg_bswap64(word);	/* byte k of the word is register i + k */
+#endif
 		/* the high bit of each byte that is not zero (bytes are below 0x80) */
 		nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
 		zeros += 8;
@@ -560,6 +564,9 @@ TribHllSerialize(const TribHll *hll)
 			uint64		nonzero;
 
 			memcpy(&word, r + i, 8);
+#ifdef WORDS_BIGENDIAN
+			word = pg_bswap64(word);	/* byte k of the word is register i + k */
+#endif
 			/* the high bit of each byte that is not zero (registers are below 0x80) */
 			nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
 			while (nonzero != 0)
@@ -690,6 +697,8 @@ TribHllParse(TribHll *hll, const char *data, Size len)
 		memcpy(hll->registers, registers, TRIB_HLL_REGISTERS);
 		HllHistogramRebuild(hll);
 		/* one stored form per set: registers few enough to store sparse are stored so */
+		if (hll->hist[0] == TRIB_HLL_REGISTERS)
+			return pstrdup("no register is set (a sketch of no value is exact)");
 		if (HllSparseFits(TRIB_HLL_REGISTERS - hll->hist[0]))
 			return psprintf("%d registers are set, few enough for the sparse form (mode %d)",
 							TRIB_HLL_REGISTERS - hll->hist[0], TRIB_HLL_MODE_SPARSE);

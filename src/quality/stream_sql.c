@@ -366,8 +366,11 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 }
 
 /*
- * What drop_stream leaves of a stream's quality windows: nothing (its settings and alerts
- * go by their foreign keys).
+ * What dropping a stream leaves of its quality windows: nothing (its settings and alerts go
+ * by their foreign keys). These tables have none (see the install script), so drop_stream
+ * and DROP OWNED call this, and create_stream too: a batch in flight while its stream was
+ * dropped may still commit a partial (or a window), and a new stream of the name must not
+ * find it.
  */
 void
 TribQualityForgetStream(const char *stream)
