@@ -175,8 +175,13 @@ TribDropOwnedStreams(DropOwnedStmt *stmt)
 
 		key.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		TribStatsForgetAtCommit(&key);
-		names = lappend(names, MemoryContextStrdup(outer,
-												   SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
+		{
+			/* the list and its names outlive SPI's memory */
+			MemoryContext spi = MemoryContextSwitchTo(outer);
+
+			names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+			MemoryContextSwitchTo(spi);
+		}
 	}
 	if ((rc = SPI_finish()) != SPI_OK_FINISH)
 		elog(ERROR, "tributary: SPI_finish failed: %s", SPI_result_code_string(rc));

@@ -199,7 +199,8 @@ TribQualityProcess(const TribStageBatch *batch)
 		elog(ERROR, "SPI_connect failed");
 	/* the fold lock (keyed by the stream's id), then the progress as the last fold left it */
 	(void) TribQualityLock(def->id, ShareLock, true);
-	cfg = TribQualityConfigLoad(def->name, cxt);
+	/* its config row locked (settings.c), except where that would fail on others' folds */
+	cfg = TribQualityConfigLoad(def->name, !IsolationUsesXactSnapshot(), cxt);
 	if (cfg == NULL)
 	{
 		SPI_finish();
@@ -359,7 +360,7 @@ int
 TribQualityFoldStream(const char *stream, bool wait, TribPendingList *pending)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	TribQualityConfig *cfg = TribQualityConfigLoad(stream, cxt);
+	TribQualityConfig *cfg = TribQualityConfigLoad(stream, false, cxt);
 	Oid			target;
 
 	if (cfg == NULL)
@@ -367,7 +368,7 @@ TribQualityFoldStream(const char *stream, bool wait, TribPendingList *pending)
 	if (!TribQualityLock(cfg->stream_id, ExclusiveLock, wait))
 		return 0;
 	/* the progress as the last fold left it, now that none can run */
-	cfg = TribQualityConfigLoad(stream, cxt);
+	cfg = TribQualityConfigLoad(stream, false, cxt);
 	if (cfg == NULL)
 		return 0;
 	target = TribStreamLoad(stream, false, false)->target;

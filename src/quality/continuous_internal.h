@@ -94,7 +94,7 @@ extern int64 TribIntervalUsecs(Interval *iv);
 extern bool TribQualityJsonbNumber(Jsonb *obj, const char *key, const char *what, double *out);
 extern void TribQualitySpi(const char *sql, int nargs, Oid *types, Datum *values,
 						   const char *nulls, int expect);
-extern TribQualityConfig *TribQualityConfigLoad(const char *stream, MemoryContext cxt);
+extern TribQualityConfig *TribQualityConfigLoad(const char *stream, bool lock, MemoryContext cxt);
 extern bool TribQualityLock(int32 stream_id, LOCKMODE mode, bool wait);
 
 /* fold.c */

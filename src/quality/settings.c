@@ -168,16 +168,25 @@ TribQualitySpi(const char *sql, int nargs, Oid *types, Datum *values, const char
 		elog(ERROR, "tributary quality: statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
-/* The stream's quality config, or NULL (SPI connected, as the extension's owner). */
+/*
+ * The stream's quality config, or NULL (SPI connected, as the extension's owner). A batch
+ * locks the config row (FOR KEY SHARE, which the fold's progress update does not conflict
+ * with) until it commits, so drop_quality and drop_stream, which delete the row, wait for
+ * the batches in flight and then delete what they wrote (the partials and windows tables
+ * have no foreign keys that would make them wait), and a batch that comes after finds no
+ * config. Not in REPEATABLE READ or SERIALIZABLE: a fold committed after the batch's
+ * snapshot would make the lock fail; what such a batch leaves when its stream is dropped
+ * meanwhile, create_stream and set_quality clear.
+ */
 TribQualityConfig *
-TribQualityConfigLoad(const char *stream, MemoryContext cxt)
+TribQualityConfigLoad(const char *stream, bool lock, MemoryContext cxt)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(stream)};
 
 	TribQualitySpi(psprintf("SELECT %s FROM tributary.quality_config c "
-							"JOIN tributary.stream_catalog s ON s.name = c.stream WHERE c.stream = $1",
-							TribQualityConfigColumns),
+							"JOIN tributary.stream_catalog s ON s.name = c.stream WHERE c.stream = $1%s",
+							TribQualityConfigColumns, lock ? " FOR KEY SHARE OF c" : ""),
 				   1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;

@@ -449,7 +449,7 @@ tributary_quality_now(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	old = MemoryContextSwitchTo(cxt);
-	cfg = TribQualityConfigLoad(name, cxt);
+	cfg = TribQualityConfigLoad(name, false, cxt);
 	if (cfg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

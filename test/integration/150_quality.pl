@@ -200,4 +200,35 @@ ok( wait_for(
 	'silent: fresh data recovers, once');
 $listener->quit;
 
+# ---------------------------------------------------------------------------------------
+# Dropping quality windows or a stream waits for its batches in flight, then takes what they
+# wrote (the windows tables have no foreign keys that would make it wait).
+sql($node, q{
+	CREATE TABLE d_rows (LIKE k_rows);
+	SELECT tributary.create_stream('qd', 'd_rows', 'local', '{"format": "json"}', key => 'id', event_time => 'at');
+	SELECT tributary.set_quality('qd', '1 minute', columns => '{device,value}');
+});
+for my $drop ("SELECT tributary.drop_quality('qd')", "SELECT tributary.drop_stream('qd')")
+{
+	sql($node, q{SELECT tributary.set_quality('qd', '1 minute', columns => '{device,value}')})
+		if $drop =~ /drop_stream/;
+	my $batch = $node->background_psql('postgres');
+	$batch->query_safe('BEGIN');
+	$batch->query_safe("SELECT tributary.ingest('qd', ARRAY["
+		  . join(',', map { sql_literal(reading($_)) } 1 .. 5) . "])");
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+			'-c', $drop ], '>', \$out, '2>', \$err);
+	ok( wait_for(
+			$node, qq{SELECT count(*) FROM pg_stat_activity WHERE query = \$\$$drop\$\$ AND wait_event_type = 'Lock'},
+			'1', 30),
+		"$drop waits for the batch in flight");
+	$batch->query_safe('COMMIT');
+	$batch->quit;
+	$h->finish;
+	ok(!$h->result, "$drop then succeeds") or diag($err);
+	is(sql($node, q{SELECT count(*) FROM tributary.quality_partials WHERE stream = 'qd'}), '0',
+		"$drop: no partial of the batch in flight left");
+}
+
 done_testing();
