@@ -327,6 +327,23 @@ SELECT * FROM tributary.ingest('priv_rls', '{"id": 1}');
 RESET ROLE;
 SELECT count(*) FROM priv_rls;
 
+-- DROP OWNED BY the extension's owner drops the extension, and its streams with it (in a
+-- database of its own, which keeps this one's extension).
+CREATE ROLE regress_trib_extowner SUPERUSER;
+CREATE DATABASE regress_trib_owned;
+\set regress_db :DBNAME
+\c regress_trib_owned
+SET ROLE regress_trib_extowner;
+CREATE EXTENSION tributary;
+CREATE TABLE owned_t (id int);
+SELECT tributary.create_stream('owned', 'owned_t', 'local');
+RESET ROLE;
+DROP OWNED BY regress_trib_extowner;
+SELECT count(*) AS extensions_left FROM pg_extension WHERE extname = 'tributary';
+\c :regress_db
+DROP DATABASE regress_trib_owned;
+DROP ROLE regress_trib_extowner;
+
 -- Clean up: streams, tables, then the roles of setup.sql.
 SELECT tributary.drop_stream(name) FROM tributary.streams WHERE name LIKE 'priv\_%' ORDER BY name;
 DROP TABLE priv_t, priv_super_t, priv_rls;

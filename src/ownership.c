@@ -209,10 +209,13 @@ TribProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
-	/* the statement checked the caller's rights over the roles; follow it */
+	/*
+	 * the statement checked the caller's rights over the roles; follow it (unless it dropped
+	 * the extension itself, owned by one of the roles, and the streams with it)
+	 */
 	if (ours && IsA(stmt, ReassignOwnedStmt))
 		TribReassignStreams((ReassignOwnedStmt *) stmt);
-	else if (ours && IsA(stmt, DropOwnedStmt))
+	else if (ours && IsA(stmt, DropOwnedStmt) && TribCatalogPresent())
 		TribDropOwnedStreams((DropOwnedStmt *) stmt);
 }
 
