@@ -279,9 +279,19 @@ tributary_drop_stream(PG_FUNCTION_ARGS)
 {
 	char	   *name = TribArgText(fcinfo, 0, "name");
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	StreamDef  *def = TribStreamForChange(name, "drop_stream", "drop", if_exists, true);
+	StreamDef  *def;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
+
+	/* its quality batches in flight first (TribQualityWaitForBatches), if it may be dropped */
+	PreventCommandIfReadOnly("tributary.drop_stream");
+	def = TribStreamLoad(name, true, false);
+	if (def != NULL)
+	{
+		TribCheckMayManage(def, "drop", true);
+		TribQualityWaitForBatches(name);
+	}
+	def = TribStreamForChange(name, "drop_stream", "drop", if_exists, true);
 
 	if (def == NULL)
 	{

@@ -18,6 +18,9 @@ extern void TribQualityInit(void);
  */
 extern void TribQualityCloseDue(void);
 
+/* Wait for the stream's quality batches in flight (before locking its catalog row). */
+extern void TribQualityWaitForBatches(const char *stream);
+
 /*
  * The stream's windows, their columns and its partials go (no foreign keys): drop_stream,
  * DROP OWNED, and create_stream for what an earlier stream of the name left.

@@ -255,6 +255,9 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("tributary.set_quality");
 	TribRequireCatalogStates();
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	/* the batches of the old settings first, so that their partials go too */
+	TribCheckMayManage(TribStreamLoad(name, false, false), "set the quality windows of", false);
+	TribQualityWaitForBatches(name);
 	def = TribStreamLoad(name, false, true);
 	TribCheckMayManage(def, "set the quality windows of", false);
 	if (def->event_time_column == NULL)
@@ -366,6 +369,25 @@ tributary_set_quality(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Wait for the stream's batches in flight: each holds its quality_config row FOR KEY SHARE
+ * until it commits (settings.c), which FOR UPDATE waits for. Called before the stream's
+ * catalog row is locked, which a Kafka batch locks too after its stages (its positions'
+ * foreign key): the same order as the batches', so no deadlock. Its lock is held to the end
+ * of the transaction; a batch that comes after waits for it, then reads the new settings.
+ */
+void
+TribQualityWaitForBatches(const char *stream)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		v[1] = {CStringGetTextDatum(stream)};
+
+	if (!TribQualityCatalogPresent())
+		return;
+	TribCatalogExecute("SELECT 1 FROM tributary.quality_config WHERE stream = $1 FOR UPDATE",
+					   1, types, v, NULL);
+}
+
+/*
  * What dropping a stream leaves of its quality windows: nothing (its settings and alerts go
  * by their foreign keys). These tables have none (see the install script), so drop_stream
  * and DROP OWNED call this, and create_stream too: a batch in flight while its stream was
@@ -398,6 +420,11 @@ tributary_drop_quality(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("tributary.drop_quality");
 	TribRequireCatalogStates();
+	def = TribStreamLoad(name, if_exists, false);
+	if (def == NULL)
+		PG_RETURN_VOID();
+	TribCheckMayManage(def, "drop the quality windows of", false);
+	TribQualityWaitForBatches(name);
 	def = TribStreamLoad(name, if_exists, true);
 	if (def == NULL)
 		PG_RETURN_VOID();

@@ -208,10 +208,15 @@ sql($node, q{
 	SELECT tributary.create_stream('qd', 'd_rows', 'local', '{"format": "json"}', key => 'id', event_time => 'at');
 	SELECT tributary.set_quality('qd', '1 minute', columns => '{device,value}');
 });
-for my $drop ("SELECT tributary.drop_quality('qd')", "SELECT tributary.drop_stream('qd')")
+# set_quality too, with other columns: the partials of the old settings must not stay beside
+# the new ones (the fold cannot merge windows of different columns).
+for my $drop (
+	"SELECT tributary.set_quality('qd', '1 minute', columns => '{device}')",
+	"SELECT tributary.drop_quality('qd')",
+	"SELECT tributary.drop_stream('qd')")
 {
 	sql($node, q{SELECT tributary.set_quality('qd', '1 minute', columns => '{device,value}')})
-		if $drop =~ /drop_stream/;
+		if $drop =~ /drop_stream|drop_quality/;
 	my $batch = $node->background_psql('postgres');
 	$batch->query_safe('BEGIN');
 	$batch->query_safe("SELECT tributary.ingest('qd', ARRAY["
@@ -229,6 +234,12 @@ for my $drop ("SELECT tributary.drop_quality('qd')", "SELECT tributary.drop_stre
 	ok(!$h->result, "$drop then succeeds") or diag($err);
 	is(sql($node, q{SELECT count(*) FROM tributary.quality_partials WHERE stream = 'qd'}), '0',
 		"$drop: no partial of the batch in flight left");
+	if ($drop =~ /set_quality/)
+	{
+		sql($node, "SELECT tributary.ingest('qd', ARRAY[" . join(',', map { sql_literal(reading($_)) } 6 .. 9) . "])");
+		is(sql($node, q{SELECT sum(rows) FROM tributary.quality_now('qd')}), '4',
+			'set_quality: the next batches count in windows of the new columns');
+	}
 }
 
 done_testing();
