@@ -239,6 +239,33 @@ SELECT tributary.drop_stream('qs_d');
 DROP TABLE qs_d;
 SET TimeZone = 'UTC';
 
+-- A pane of more than 64 partials is merged into one by the fold (batches in REPEATABLE
+-- READ never fold, so each leaves a partial of its own).
+CREATE TABLE qs_c (id int, at timestamptz);
+SELECT tributary.create_stream('qs_c', 'qs_c', 'local', '{"format": "json"}', key => 'id', event_time => 'at');
+SELECT tributary.set_quality('qs_c', '1 minute');
+\set ECHO none
+\o /dev/null
+SELECT 'BEGIN ISOLATION LEVEL REPEATABLE READ',
+       format($$SELECT tributary.ingest('qs_c', ARRAY['{"id": %s, "at": "2026-01-01T00:00:%s.5Z"}'])$$, i, lpad((i % 60)::text, 2, '0')),
+       'COMMIT'
+FROM generate_series(1, 70) i \gexec
+\o
+\set ECHO all
+SELECT count(*) AS partials FROM tributary.quality_partials WHERE stream = 'qs_c';
+SELECT * FROM tributary.ingest('qs_c', ARRAY['{"id": 71, "at": "2026-01-01T00:00:30Z"}']);
+SELECT count(*) AS partials, bool_or(folded) AS folded, max(newest_event) AS newest
+FROM tributary.quality_partials WHERE stream = 'qs_c';
+SELECT window_start, rows, duplicates FROM tributary.quality_now('qs_c');
+SELECT * FROM tributary.ingest('qs_c', ARRAY['{"id": 72, "at": "2026-01-01T00:02:00Z"}']);
+SELECT count(*) FILTER (WHERE (w.rows, w.duplicates, w.newest_event) IS DISTINCT FROM (a.rows, a.duplicates, a.newest_event))
+         AS differing, count(*) AS closed
+FROM tributary.quality_windows w
+JOIN tributary.window_quality('qs_c', 'at', '1 minute', key_column => 'id') a USING (window_start)
+WHERE w.stream = 'qs_c';
+SELECT tributary.drop_stream('qs_c');
+DROP TABLE qs_c;
+
 -- The windows tables have no foreign keys. A closed window deleted by hand without its
 -- columns is made again by its late rows (its columns replaced); a new stream of a dropped
 -- stream's name finds nothing the old one left.

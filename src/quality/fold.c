@@ -105,14 +105,12 @@ TribQualityWindowNotify(TribQualityConfig *cfg, TimestampTz start, const TribQua
 	TribFanoutQuality(cfg->stream, buf.data);
 }
 
-/* One array of a column metric per watched column. */
-typedef struct TribQualityColumnArray
-{
-	const char *name;			/* the column of quality_columns */
-	Oid			type;			/* its element type */
-	Datum	   *values;
-	bool	   *nulls;
-} TribQualityColumnArray;
+/* The element types of the metric arrays TribQualityColumnsStore unnests, in its order. */
+static const Oid TribQualityColumnTypes[] = {
+	TEXTOID, INT8OID, INT8OID, FLOAT8OID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID, FLOAT8OID,
+};
+#define TRIB_QC_METRICS lengthof(TribQualityColumnTypes)
 
 /*
  * The rows of window w (its key and revision in v, as TribQualityWindowStore has them) in
@@ -121,22 +119,16 @@ typedef struct TribQualityColumnArray
 static void
 TribQualityColumnsStore(TribQualityConfig *cfg, const TribQualityWindow *w, const Datum *v, int revision)
 {
-	TribQualityColumnArray a[] = {
-		{"column_name", TEXTOID}, {"rows", INT8OID}, {"non_null", INT8OID},
-		{"completeness", FLOAT8OID}, {"distinct_count", INT8OID}, {"mean", FLOAT8OID},
-		{"stddev", FLOAT8OID}, {"min", FLOAT8OID}, {"max", FLOAT8OID}, {"p50", FLOAT8OID},
-		{"p90", FLOAT8OID}, {"p99", FLOAT8OID}, {"outliers", INT8OID}, {"outlier_rate", FLOAT8OID},
-	};
-	const int	na = lengthof(a);
-	Oid			types[4 + lengthof(a)] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
-	Datum		args[4 + lengthof(a)] = {v[0], v[1], v[2], Int32GetDatum(revision)};
-	StringInfoData sql;
+	Oid			types[4 + TRIB_QC_METRICS] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[4 + TRIB_QC_METRICS] = {v[0], v[1], v[2], Int32GetDatum(revision)};
+	Datum	   *values[TRIB_QC_METRICS];
+	bool	   *nulls[TRIB_QC_METRICS];
 	int			ncols = w->ncols;
 
-	for (int k = 0; k < na; k++)
+	for (int k = 0; k < (int) TRIB_QC_METRICS; k++)
 	{
-		a[k].values = palloc(sizeof(Datum) * ncols);
-		a[k].nulls = palloc0(sizeof(bool) * ncols);
+		values[k] = palloc(sizeof(Datum) * ncols);
+		nulls[k] = palloc0(sizeof(bool) * ncols);
 	}
 	for (int c = 0; c < ncols; c++)
 	{
@@ -146,41 +138,25 @@ TribQualityColumnsStore(TribQualityConfig *cfg, const TribQualityWindow *w, cons
 
 		TribQualityColumnRead(w, c, &cm, true);
 		num = cm.numeric && cm.has_values;
-		a[k++].values[c] = CStringGetTextDatum(cfg->columns[c]);
-		a[k++].values[c] = Int64GetDatum((int64) cm.rows);
-		a[k++].values[c] = Int64GetDatum((int64) cm.non_null);
-		a[k].nulls[c] = cm.rows == 0;
-		a[k++].values[c] = Float8GetDatum(cm.completeness);
-		a[k++].values[c] = Int64GetDatum(cm.distinct_count);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.mean);
-		a[k].nulls[c] = !(num && cm.has_stddev);
-		a[k++].values[c] = Float8GetDatum(cm.stddev);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.min);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.max);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.p50);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.p90);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.p99);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Int64GetDatum(cm.outliers);
-		a[k].nulls[c] = !num;
-		a[k++].values[c] = Float8GetDatum(cm.outlier_rate);
-		Assert(k == na);
+#define TRIB_QC_SET(d, isnull) (nulls[k][c] = (isnull), values[k++][c] = (d))
+		TRIB_QC_SET(CStringGetTextDatum(cfg->columns[c]), false);
+		TRIB_QC_SET(Int64GetDatum((int64) cm.rows), false);
+		TRIB_QC_SET(Int64GetDatum((int64) cm.non_null), false);
+		TRIB_QC_SET(Float8GetDatum(cm.completeness), cm.rows == 0);
+		TRIB_QC_SET(Int64GetDatum(cm.distinct_count), false);
+		TRIB_QC_SET(Float8GetDatum(cm.mean), !num);
+		TRIB_QC_SET(Float8GetDatum(cm.stddev), !(num && cm.has_stddev));
+		TRIB_QC_SET(Float8GetDatum(cm.min), !num);
+		TRIB_QC_SET(Float8GetDatum(cm.max), !num);
+		TRIB_QC_SET(Float8GetDatum(cm.p50), !num);
+		TRIB_QC_SET(Float8GetDatum(cm.p90), !num);
+		TRIB_QC_SET(Float8GetDatum(cm.p99), !num);
+		TRIB_QC_SET(Int64GetDatum(cm.outliers), !num);
+		TRIB_QC_SET(Float8GetDatum(cm.outlier_rate), !num);
+#undef TRIB_QC_SET
+		Assert(k == (int) TRIB_QC_METRICS);
 	}
-
-	/* the statement's text is the same every time: a kept plan */
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO tributary.quality_columns (stream, window_start, window_end, "
-						   "revision");
-	for (int k = 0; k < na; k++)
-		appendStringInfo(&sql, ", %s", a[k].name);
-	appendStringInfoString(&sql, ") SELECT $1, $2, $3, $4, c.* FROM ROWS FROM (");
-	for (int k = 0; k < na; k++)
+	for (int k = 0; k < (int) TRIB_QC_METRICS; k++)
 	{
 		int16		typlen;
 		bool		typbyval;
@@ -188,14 +164,22 @@ TribQualityColumnsStore(TribQualityConfig *cfg, const TribQualityWindow *w, cons
 		int			dims[1] = {ncols};
 		int			lbs[1] = {1};
 
-		get_typlenbyvalalign(a[k].type, &typlen, &typbyval, &typalign);
-		types[4 + k] = get_array_type(a[k].type);
-		args[4 + k] = PointerGetDatum(construct_md_array(a[k].values, a[k].nulls, 1, dims, lbs,
-														 a[k].type, typlen, typbyval, typalign));
-		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", k > 0 ? ", " : "", 5 + k);
+		get_typlenbyvalalign(TribQualityColumnTypes[k], &typlen, &typbyval, &typalign);
+		types[4 + k] = get_array_type(TribQualityColumnTypes[k]);
+		args[4 + k] = PointerGetDatum(construct_md_array(values[k], nulls[k], 1, dims, lbs,
+														 TribQualityColumnTypes[k], typlen,
+														 typbyval, typalign));
 	}
-	appendStringInfoString(&sql, ") AS c");
-	TribQualitySpi(sql.data, 4 + na, types, args, NULL, SPI_OK_INSERT);
+	StaticAssertStmt(lengthof(types) == 18, "the statement below has 18 parameters");
+	TribQualitySpi("INSERT INTO tributary.quality_columns (stream, window_start, window_end, revision, "
+				   "column_name, rows, non_null, completeness, distinct_count, mean, stddev, min, max, "
+				   "p50, p90, p99, outliers, outlier_rate) SELECT $1, $2, $3, $4, c.* FROM ROWS FROM ("
+				   "pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), "
+				   "pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10), "
+				   "pg_catalog.unnest($11), pg_catalog.unnest($12), pg_catalog.unnest($13), "
+				   "pg_catalog.unnest($14), pg_catalog.unnest($15), pg_catalog.unnest($16), "
+				   "pg_catalog.unnest($17), pg_catalog.unnest($18)) AS c",
+				   lengthof(types), types, args, NULL, SPI_OK_INSERT);
 }
 
 /*
@@ -435,16 +419,12 @@ TribQualityCompact(TribQualityConfig *cfg, const bool *numeric, MemoryContext cx
 		for (int f = 0; f < 2; f++)
 		{
 			TribQualityWindow *merged = TribQualityEmptyWindow(cfg, numeric, cxt);
-			TimestampTz newest = DT_NOBEGIN;
 			TimestampTz arrived = 0;
-			Oid			itypes[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID, BOOLOID};
-			Datum		iv[6];
-			char		in[7] = "      ";
 
 			v[1] = TimestampTzGetDatum(panes[i]);
 			v[2] = BoolGetDatum(f == 1);
 			TribQualitySpi("DELETE FROM tributary.quality_partials WHERE stream = $1 AND pane_start = $2 "
-						   "AND folded = $3 RETURNING state, newest_event, arrived",
+						   "AND folded = $3 RETURNING state, arrived",
 						   3, types, v, NULL, SPI_OK_DELETE_RETURNING);
 			if (SPI_processed == 0)
 				continue;
@@ -453,25 +433,13 @@ TribQualityCompact(TribQualityConfig *cfg, const bool *numeric, MemoryContext cx
 				HeapTuple	tup = SPI_tuptable->vals[r];
 				bool		isnull;
 				bytea	   *b = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-				Datum		d;
 
 				TribQualityWindowMerge(merged, TribQualityWindowDeserialize(VARDATA_ANY(b),
 																			VARSIZE_ANY_EXHDR(b), cxt));
-				d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-				if (!isnull)
-					newest = Max(newest, DatumGetTimestampTz(d));
-				arrived = Max(arrived, DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)));
+				arrived = Max(arrived, DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)));
 			}
-			iv[0] = v[0];
-			iv[1] = v[1];
-			iv[2] = TimestampTzGetDatum(newest);
-			in[2] = newest == DT_NOBEGIN ? 'n' : ' ';
-			iv[3] = TimestampTzGetDatum(arrived);
-			iv[4] = PointerGetDatum(TribQualityWindowSerialize(merged));
-			iv[5] = v[2];
-			TribQualitySpi("INSERT INTO tributary.quality_partials (stream, pane_start, newest_event, "
-						   "arrived, state, folded) VALUES ($1, $2, $3, $4, $5, $6)",
-						   6, itypes, iv, in, SPI_OK_INSERT);
+			/* its newest event: the merged states', the largest of theirs as stored */
+			TribQualityStorePartial(cfg, panes[i], merged, arrived, f == 1);
 		}
 }
 

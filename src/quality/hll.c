@@ -142,6 +142,22 @@ HllRegistersAllocate(TribHll *hll)
 }
 
 /*
+ * Registers i to i + 7 (valid, so each below 0x80) as a mask with the high bit of byte k
+ * set when register i + k is not 0; pg_rightmost_one_pos64(mask) / 8 is the first such k.
+ */
+static inline uint64
+HllNonzeroRegisters(const uint8 *registers, int i)
+{
+	uint64		word;
+
+	memcpy(&word, registers + i, 8);
+#ifdef WORDS_BIGENDIAN
+	word = pg_bswap64(word);	/* byte k of the word is register i + k */
+#endif
+	return (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
+}
+
+/*
  * Count the registers again, after they were read in bulk (valid, so every register is
  * below 0x80): eight at a time, and only those that are not zero one by one.
  */
@@ -154,15 +170,8 @@ HllHistogramRebuild(TribHll *hll)
 	memset(hll->hist, 0, sizeof(int32) * (TRIB_HLL_RHO_MAX + 1));
 	for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
 	{
-		uint64		word;
-		uint64		nonzero;
+		uint64		nonzero = HllNonzeroRegisters(r, i);
 
-		memcpy(&word, r + i, 8);
-#ifdef WORDS_BIGENDIAN
-		word = pg_bswap64(word);	/* byte k of the word is register i + k */
-#endif
-		/* the high bit of each byte that is not zero (bytes are below 0x80) */
-		nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
 		zeros += 8;
 		while (nonzero != 0)
 		{
@@ -560,15 +569,8 @@ TribHllSerialize(const TribHll *hll)
 		out = (uint8 *) buf.data + buf.len;
 		for (int i = 0; i < TRIB_HLL_REGISTERS; i += 8)
 		{
-			uint64		word;
-			uint64		nonzero;
+			uint64		nonzero = HllNonzeroRegisters(r, i);
 
-			memcpy(&word, r + i, 8);
-#ifdef WORDS_BIGENDIAN
-			word = pg_bswap64(word);	/* byte k of the word is register i + k */
-#endif
-			/* the high bit of each byte that is not zero (registers are below 0x80) */
-			nonzero = (word + UINT64CONST(0x7F7F7F7F7F7F7F7F)) & UINT64CONST(0x8080808080808080);
 			while (nonzero != 0)
 			{
 				int			j = i + pg_rightmost_one_pos64(nonzero) / 8;
